@@ -1,0 +1,1 @@
+"""Page-description-language analysers (page counts, colour, duplex, paper size) live here."""

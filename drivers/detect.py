@@ -1,0 +1,51 @@
+"""Document format detection from a job's first bytes (not from what the client claims)."""
+
+from __future__ import annotations
+
+UEL = b"\x1b%-12345X"
+
+#: PJL `ENTER LANGUAGE` values and the MIME types they switch to.
+PJL_LANGUAGES = {
+    "PDF": "application/pdf",
+    "POSTSCRIPT": "application/postscript",
+    "PCL": "application/vnd.hp-pcl",
+    "PCLXL": "application/vnd.hp-pclxl",
+}
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def sniff(head: bytes) -> str:
+    """The MIME type of a page description that starts with `head` (no PJL wrapper)."""
+    stripped = head.lstrip(b"\x04\r\n\t ")
+    if stripped.startswith(b"%PDF-"):
+        return "application/pdf"
+    if stripped.startswith(b"%!") or head.startswith(b"\xc5\xd0\xd3\xc6"):
+        return "application/postscript"
+    if head.startswith(b"RaS2"):
+        return "image/pwg-raster"
+    if head.startswith(b"UNIRAST\x00"):
+        return "image/urf"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:1] in (b")", b"(") and b"HP-PCL XL" in head[:64]:
+        return "application/vnd.hp-pclxl"
+    if head.startswith(b"\x1bE") or head.startswith(b"\x1b&") or head.startswith(b"\x1b*"):
+        return "application/vnd.hp-pcl"
+    if head and _looks_like_text(head[:4096]):
+        return "text/plain"
+    return OCTET_STREAM
+
+
+def _looks_like_text(sample: bytes) -> bool:
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A multi-byte character cut at the end of the sample is still text.
+        if error.start < len(sample) - 4:
+            return False
+        text = sample[: error.start].decode("utf-8")
+    allowed = {"\n", "\r", "\t", "\f", "\x1b"}
+    return all(ch.isprintable() or ch in allowed for ch in text)

@@ -1,0 +1,435 @@
+"""The `spooler` command: `serve` runs the daemon; the other commands inspect and steer it.
+
+`jobs`, `show`, `status` and `log` also work while the daemon is stopped (they read the store and
+the spool log and say the daemon is down); `cancel`, `hold`, `release` and `flush` go through the
+daemon's admin socket. Errors are one line on stderr and a non-zero exit: 1 for a failed request,
+2 for a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from spooler import __version__
+from spooler.config import Config, load_config
+from spooler.model import ConfigError, JobNotFound, JobState, SpoolerError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DaemonDown(CommandError):
+    pass
+
+
+# -- talking to the daemon -------------------------------------------------------------------------
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self._path))
+        self.sock = sock
+
+
+def admin_request(config: Config, method: str, path: str, body: dict[str, Any] | None = None,
+                  timeout: float = 30.0) -> Any:  # fmt: skip
+    connection = _UnixHTTPConnection(config.admin_socket, timeout)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if payload is not None else {}
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise DaemonDown(f"the spooler is not running (no admin socket at {config.admin_socket})") from None
+    except PermissionError:
+        raise CommandError(f"permission denied on {config.admin_socket}: admin commands need the spooler's user")
+    except (OSError, http.client.HTTPException) as error:
+        raise CommandError(f"cannot talk to the spooler at {config.admin_socket}: {error}") from None
+    finally:
+        connection.close()
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        raise CommandError(f"the spooler sent a response that is not JSON (HTTP {response.status})") from None
+    if response.status != 200:
+        raise CommandError(decoded.get("error", f"HTTP {response.status}"))
+    return decoded
+
+
+def open_store(config: Config) -> Any:
+    from spooler.store import JobStore
+
+    try:
+        return JobStore.open_readonly(config.database_path)
+    except FileNotFoundError:
+        raise CommandError(f"no spool database in {config.state_dir} (has `spooler serve` ever run there?)") from None
+
+
+def daemon_running(config: Config) -> bool:
+    from spooler.service import StateDirLock
+
+    return StateDirLock.is_held(config.lock_path)
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [headers, *rows]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _print_json(out: IO[str], value: Any) -> None:
+    out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _job_rows(jobs: list[dict[str, Any]]) -> list[list[str]]:
+    return [
+        [str(j["job_id"]), j["state"], j["user"], j["name"][:40], _size(j["size"]), j["document_format"],
+         j["protocol"], _when(j["created_at"]), (j["message"] or j["reason"])[:60]]  # fmt: skip
+        for j in jobs
+    ]
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+    from twisted.logger import globalLogBeginner
+
+    from spooler.service import SpoolerService
+    from spooler.spoollog import SpoolLogObserver, TextObserver, level_filtered
+
+    try:
+        spool_log = SpoolLogObserver(config.spool_log_path, max_size=config.log.spool_log_max_size,
+                                     keep=config.log.spool_log_keep)  # fmt: skip
+    except OSError as error:
+        raise CommandError(f"cannot open the spool log in {config.log_dir}: {error.strerror}") from None
+    globalLogBeginner.beginLoggingTo([spool_log, level_filtered(TextObserver(err), config.log.level)],
+                                     redirectStandardIO=False)  # fmt: skip
+    service = SpoolerService(config, reactor)
+    try:
+        service.startService()
+    except CannotListenError as error:
+        raise CommandError(f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}") from None
+    except OSError as error:
+        raise CommandError(f"cannot start: {error}") from None
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    spool_log.close()
+    return EXIT_OK
+
+
+def cmd_jobs(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    state = None
+    if args.state:
+        try:
+            state = JobState.from_keyword(args.state)
+        except ValueError:
+            raise CommandError(
+                f"unknown state {args.state!r} (one of: {', '.join(s.keyword for s in JobState)})", EXIT_USAGE
+            ) from None
+    try:
+        query = {"all": "1"} if args.all else {}
+        if state is not None:
+            query["state"] = state.keyword
+        jobs = admin_request(config, "GET", "/v1/jobs" + ("?" + urlencode(query) if query else ""))
+    except DaemonDown as down:
+        err.write(f"note: {down}; showing the stored jobs\n")
+        store = open_store(config)
+        try:
+            if state is not None:
+                found = store.list_jobs([state])
+            elif args.all:
+                found = store.list_jobs()
+            else:
+                found = store.list_jobs([s for s in JobState if not s.is_final])
+            jobs = [job.summary() for job in found]
+        finally:
+            store.close()
+    if args.json:
+        _print_json(out, jobs)
+    elif not jobs:
+        out.write("no jobs\n" if args.all else "no jobs waiting (use --all for finished ones)\n")
+    else:
+        headers = ["ID", "STATE", "USER", "NAME", "SIZE", "FORMAT", "VIA", "RECEIVED", "STATUS"]
+        out.write(table(_job_rows(jobs), headers) + "\n")
+    return EXIT_OK
+
+
+def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        job = admin_request(config, "GET", f"/v1/jobs/{args.job_id}")
+    except DaemonDown as down:
+        err.write(f"note: {down}; showing the stored job\n")
+        store = open_store(config)
+        try:
+            job = store.get(args.job_id).summary()
+            job["documents"] = [
+                {"number": d.number, "file": str(config.spool_dir / d.file_name), "size": d.size,
+                 "document_format": d.document_format}  # fmt: skip
+                for d in store.documents(args.job_id)
+            ]
+        except JobNotFound as error:
+            raise CommandError(str(error)) from None
+        finally:
+            store.close()
+    if args.json:
+        _print_json(out, job)
+        return EXIT_OK
+    fields = [
+        ("job", job["job_id"]), ("state", f"{job['state']} ({job['reason']})"), ("message", job["message"] or "-"),
+        ("user", job["user"]), ("host", job["host"] or "-"), ("name", job["name"]), ("queue", job["queue"]),
+        ("protocol", job["protocol"]), ("format", job["document_format"]), ("size", f"{job['size']} bytes"),
+        ("copies", job["copies"]), ("sides", job["sides"] or "-"), ("route", f"{job['route']} ({job['mode']})"),
+        ("private", "yes" if job["private"] else "no"), ("attempts", job["attempts"]),
+        ("next attempt", _when(job["next_attempt_at"])), ("received", _when(job["created_at"])),
+        ("processing", _when(job["processing_at"])), ("finished", _when(job["completed_at"])),
+        ("uuid", job["uuid"]),
+    ]  # fmt: skip
+    for document in job.get("documents", []):
+        note = " (removed)" if job["files_removed"] else ""
+        fields.append((f"document {document['number']}", f"{document['file']}{note}, {document['size']} bytes"))
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        out.write(f"{name.ljust(width)}  {value}\n")
+    return EXIT_OK
+
+
+def _job_action(action: str) -> Any:
+    def command(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+        job = admin_request(config, "POST", f"/v1/jobs/{args.job_id}/{action}")
+        if args.json:
+            _print_json(out, job)
+        else:
+            out.write(f"job {job['job_id']}: {job['state']}\n")
+        return EXIT_OK
+
+    return command
+
+
+def cmd_flush(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    result = admin_request(config, "POST", "/v1/flush", {"job_ids": args.job_ids} if args.job_ids else {})
+    if args.json:
+        _print_json(out, result)
+    elif result["flushed"]:
+        out.write(f"retrying now: {', '.join(str(i) for i in result['flushed'])}\n")
+    else:
+        out.write("no jobs waiting for delivery\n")
+    return EXIT_OK
+
+
+def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        status = admin_request(config, "GET", "/v1/status")
+    except DaemonDown as down:
+        status = _offline_status(config, str(down))
+    if args.json:
+        _print_json(out, status)
+        return EXIT_OK
+    daemon = status["daemon"]
+    lines = []
+    if daemon["running"]:
+        lines.append(f"spooler     running (pid {daemon['pid']}, version {daemon['version']},"
+                     f" since {_when(daemon['started_at'])})")  # fmt: skip
+    else:
+        lines.append(f"spooler     NOT RUNNING: {daemon['detail']}")
+    lines.append(f"state       {daemon['state_dir']}")
+    lines.append(f"mode        {status['mode']} (no central server configured)" if status["server"] is None
+                 else f"mode        {status['mode']}")  # fmt: skip
+    for name, address in sorted(status.get("listeners", {}).items()):
+        lines.append(f"listening   {name} on {address}")
+    device = status.get("device")
+    if device:
+        detail = f" since {_when(device['since'])}" if device["since"] else ""
+        why = f": {device['detail']}" if device["detail"] else ""
+        lines.append(f"device      {device['uri']} {device['state']}{detail}{why}")
+    queue = status["queue"]
+    lines.append(f"jobs        {status['waiting_for_device']} waiting for the device, {status['held']} held, "
+                 f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
+    spool = status["spool"]
+    lines.append(f"spool disk  {_size(spool['free_bytes'])} free (floor {_size(spool['floor_bytes'])})"
+                 + ("" if spool["accepting"] else "  REFUSING NEW JOBS"))  # fmt: skip
+    out.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _offline_status(config: Config, why: str) -> dict[str, Any]:
+    from spooler.spoolfiles import free_space
+
+    running = daemon_running(config)
+    store = open_store(config)
+    try:
+        counts = store.count_by_state()
+    finally:
+        store.close()
+    queue = {state.keyword: counts.get(state, 0) for state in JobState}
+    free = free_space(config.state_dir)
+    return {
+        "daemon": {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
+                   "state_dir": str(config.state_dir)},  # fmt: skip
+        "mode": "standalone",
+        "server": None,
+        "listeners": {},
+        "device": {"uri": config.device.uri, "state": "unknown", "since": None, "detail": "", "consecutive_failures": 0},
+        "queue": queue,
+        "waiting_for_device": queue["pending"] + queue["processing"],
+        "held": queue["pending-held"],
+        "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
+                  "accepting": free >= config.spool.min_free_space},  # fmt: skip
+    }
+
+
+def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from spooler.spoollog import filter_records, follow_records, format_record, read_records
+
+    path = config.spool_log_path
+    if not path.exists() and not args.follow:
+        raise CommandError(f"no spool log at {path} (has `spooler serve` ever run there?)")
+
+    def show(records: Any) -> None:
+        for record in filter_records(records, job_id=args.job, user=args.user):
+            out.write((json.dumps(record, ensure_ascii=False) if args.json else format_record(record)) + "\n")
+            out.flush()
+
+    records = list(read_records(path))
+    if args.lines is not None:
+        records = records[-args.lines :] if args.lines else []
+    show(records)
+    if args.follow:
+        try:
+            show(follow_records(path))
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+# -- argument parsing ------------------------------------------------------------------------------
+
+
+def _job_id(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a job number: {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def location_options(suppress: bool) -> argparse.ArgumentParser:
+        # Sub-commands must not reset what was given before the command name, hence SUPPRESS there.
+        options = argparse.ArgumentParser(add_help=False)
+        default = argparse.SUPPRESS if suppress else None
+        options.add_argument("--config", "-c", type=Path, metavar="FILE", default=default,
+                             help="TOML configuration (default: the embedded defaults)")
+        options.add_argument("--state-dir", type=Path, metavar="DIR", default=default,
+                             help="state folder (overrides the configuration)")
+        return options
+
+    common = location_options(True)
+    json_option = argparse.ArgumentParser(add_help=False)
+    json_option.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(prog="spooler", description="A print spooler that keeps printing when the "
+                                     "central print server is down.", parents=[location_options(False)])  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"spooler {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the spooler")
+    serve.set_defaults(handler=cmd_serve)
+
+    jobs = commands.add_parser("jobs", parents=[common, json_option], help="list jobs")
+    jobs.add_argument("--all", "-a", action="store_true", help="include completed, canceled and aborted jobs")
+    jobs.add_argument("--state", help="only jobs in this state (pending, pending-held, processing, completed, ...)")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    show = commands.add_parser("show", parents=[common, json_option], help="show one job")
+    show.add_argument("job_id", type=_job_id, metavar="ID")
+    show.set_defaults(handler=cmd_show)
+
+    for action, text in (("cancel", "cancel a job"), ("hold", "hold a pending job"), ("release", "release a held job")):
+        sub = commands.add_parser(action, parents=[common, json_option], help=text)
+        sub.add_argument("job_id", type=_job_id, metavar="ID")
+        sub.set_defaults(handler=_job_action(action))
+
+    flush = commands.add_parser("flush", parents=[common, json_option],
+                                help="retry now every job waiting for delivery, in order")  # fmt: skip
+    flush.add_argument("job_ids", type=_job_id, nargs="*", metavar="ID")
+    flush.set_defaults(handler=cmd_flush)
+
+    status = commands.add_parser("status", parents=[common, json_option], help="daemon, device and queue status")
+    status.set_defaults(handler=cmd_status)
+
+    log_command = commands.add_parser("log", parents=[common, json_option], help="show the spool log")
+    log_command.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    log_command.add_argument("--job", type=_job_id, metavar="ID", help="only events of this job")
+    log_command.add_argument("--user", metavar="USER", help="only events of this user")
+    log_command.add_argument("--lines", "-n", type=int, metavar="N", help="only the last N events")
+    log_command.set_defaults(handler=cmd_log)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        config = load_config(args.config, state_dir=args.state_dir)
+        return int(args.handler(config, args, out, err))
+    except ConfigError as error:
+        err.write(f"spooler: configuration error: {error}\n")
+        return EXIT_USAGE
+    except CommandError as error:
+        err.write(f"spooler: {error}\n")
+        return error.code
+    except SpoolerError as error:
+        err.write(f"spooler: {error}\n")
+        return EXIT_FAILED
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""Configuration: the embedded defaults, the TOML file that overrides them, and their validation."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from spooler.model import ConfigError
+
+SUPPORTED_DEVICE_SCHEMES = ("file", "socket")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_UNIX_SOCKET_PATH = 107
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+_DURATION_UNITS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(key: str, value: Any) -> int:
+    """Bytes from an integer or a string such as "512MiB" or "2GB"."""
+    if isinstance(value, bool):
+        raise ConfigError(key, "expected a size such as 1048576 or \"512MiB\"")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    elif isinstance(value, str) and (match := _QUANTITY.match(value)):
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise ConfigError(key, f"expected a size such as 1048576 or \"512MiB\", got {value!r}")
+    if unit not in _SIZE_UNITS:
+        raise ConfigError(key, f"unknown size unit {unit!r} (use B, KiB, MiB, GiB, KB, MB, GB)")
+    if number < 0:
+        raise ConfigError(key, "must not be negative")
+    return int(number * _SIZE_UNITS[unit])
+
+
+def parse_duration(key: str, value: Any) -> float:
+    """Seconds from a number or a string such as "30s", "5m", "1h", "7d"."""
+    if isinstance(value, bool):
+        raise ConfigError(key, "expected a duration such as 30 or \"5m\"")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    elif isinstance(value, str) and (match := _QUANTITY.match(value)):
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise ConfigError(key, f"expected a duration such as 30 or \"5m\", got {value!r}")
+    if unit not in _DURATION_UNITS:
+        raise ConfigError(key, f"unknown duration unit {unit!r} (use ms, s, m, h, d)")
+    if number < 0:
+        raise ConfigError(key, "must not be negative")
+    return number * _DURATION_UNITS[unit]
+
+
+def default_state_dir() -> Path:
+    """$SPOOLER_STATE_DIR, else $XDG_STATE_HOME/spooler, else ~/.local/state/spooler."""
+    if explicit := os.environ.get("SPOOLER_STATE_DIR"):
+        return Path(explicit).expanduser().absolute()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser().absolute() / "spooler"
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    raw: str | None = "tcp:9100:interface=127.0.0.1"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_job_size: int = 2 * 1024**3
+    idle_timeout: float = 300.0
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    min_free_space: int = 256 * 1024**2
+    keep_files: float = 86400.0
+    keep_history: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    uri: str
+    connect_timeout: float = 10.0
+    io_timeout: float = 120.0
+    retry_initial: float = 5.0
+    retry_max: float = 300.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    spool_log_max_size: int = 10 * 1024**2
+    spool_log_keep: int = 5
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path
+    admin_socket: Path
+    device: DeviceConfig
+    listen: ListenConfig = ListenConfig()
+    limits: LimitsConfig = LimitsConfig()
+    spool: SpoolConfig = SpoolConfig()
+    log: LogConfig = LogConfig()
+    source: Path | None = None  # the file it was read from, if any
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "spooler.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.state_dir / "incoming"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def spool_log_path(self) -> Path:
+        return self.log_dir / "spool.jsonl"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "lock"
+
+    @property
+    def default_sink_dir(self) -> Path:
+        return self.state_dir / "device"
+
+
+def _section(raw: dict[str, Any], name: str, known: tuple[str, ...]) -> dict[str, Any]:
+    section = raw.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(name, "must be a table ([" + name + "])")
+    for key in section:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown key (known keys: {', '.join(known)})")
+    return section
+
+
+def _get(section: dict[str, Any], prefix: str, key: str, convert: Callable[[str, Any], Any], default: Any) -> Any:
+    if key not in section:
+        return default
+    return convert(f"{prefix}.{key}", section[key])
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, f"expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _positive_duration(key: str, value: Any) -> float:
+    seconds = parse_duration(key, value)
+    if seconds <= 0:
+        raise ConfigError(key, "must be longer than zero")
+    return seconds
+
+
+def _endpoint(key: str, value: Any) -> str | None:
+    if value is False or value == "":
+        return None
+    if not isinstance(value, str) or not re.match(r"^[a-z0-9]+:", value):
+        raise ConfigError(key, f"expected a Twisted endpoint such as \"tcp:9100:interface=127.0.0.1\", got {value!r}")
+    return value
+
+
+def _log_level(key: str, value: Any) -> str:
+    if value not in LOG_LEVELS:
+        raise ConfigError(key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return str(value)
+
+
+def validate_device_uri(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "expected a device URI such as \"socket://printer:9100\" or \"file:///var/spool/out\"")
+    parts = urlsplit(value)
+    if parts.scheme not in SUPPORTED_DEVICE_SCHEMES:
+        raise ConfigError(
+            key, f"unsupported scheme {parts.scheme!r} (supported: {', '.join(SUPPORTED_DEVICE_SCHEMES)})"
+        )
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(key, "a file URI needs an absolute folder path: file:///path/to/folder")
+    if parts.scheme == "socket":
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(key, "the port is not a number between 0 and 65535") from None
+        if not parts.hostname or port is None:
+            raise ConfigError(key, "a socket URI needs a host and a port: socket://host:9100")
+    return value
+
+
+def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
+    """The configuration from `path` (TOML) over the embedded defaults; `state_dir` overrides both."""
+    raw: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except OSError as error:
+            raise ConfigError("--config", f"cannot read {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError("--config", f"{path} is not valid TOML: {error}") from None
+        base = Path(path).absolute().parent
+    return config_from_mapping(raw, base=base, state_dir=state_dir, source=path)
+
+
+def config_from_mapping(
+    raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
+) -> Config:
+    top_level = ("state_dir", "listen", "limits", "spool", "device", "admin", "log")
+    for key in raw:
+        if key not in top_level:
+            raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
+
+    def resolve(key: str, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, f"expected a path, got {value!r}")
+        return (base / Path(value).expanduser()).absolute()
+
+    if state_dir is None:
+        state_dir = resolve("state_dir", raw["state_dir"]) if "state_dir" in raw else default_state_dir()
+    state_dir = state_dir.absolute()
+
+    listen = _section(raw, "listen", ("raw",))
+    limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
+    spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history"))
+    device = _section(raw, "device", ("uri", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
+    admin = _section(raw, "admin", ("socket",))
+    log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
+
+    default_device_uri = (state_dir / "device").as_uri()
+    device_config = DeviceConfig(
+        uri=_get(device, "device", "uri", validate_device_uri, default_device_uri),
+        connect_timeout=_get(device, "device", "connect_timeout", _positive_duration, 10.0),
+        io_timeout=_get(device, "device", "io_timeout", _positive_duration, 120.0),
+        retry_initial=_get(device, "device", "retry_initial", _positive_duration, 5.0),
+        retry_max=_get(device, "device", "retry_max", _positive_duration, 300.0),
+    )
+    if device_config.retry_max < device_config.retry_initial:
+        raise ConfigError("device.retry_max", "must not be shorter than device.retry_initial")
+
+    admin_socket = _get(admin, "admin", "socket", resolve, state_dir / "admin.sock")
+    if len(os.fsencode(str(admin_socket))) > MAX_UNIX_SOCKET_PATH:
+        raise ConfigError(
+            "admin.socket",
+            f"the path {admin_socket} is longer than {MAX_UNIX_SOCKET_PATH} bytes, the limit of a UNIX socket;"
+            " set admin.socket to a shorter path",
+        )
+
+    return Config(
+        state_dir=state_dir,
+        admin_socket=admin_socket,
+        device=device_config,
+        listen=ListenConfig(raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw)),
+        limits=LimitsConfig(
+            max_job_size=_get(limits, "limits", "max_job_size", parse_size, LimitsConfig.max_job_size),
+            idle_timeout=_get(limits, "limits", "idle_timeout", _positive_duration, LimitsConfig.idle_timeout),
+            max_connections=_get(limits, "limits", "max_connections", _positive_int, LimitsConfig.max_connections),
+        ),
+        spool=SpoolConfig(
+            min_free_space=_get(spool, "spool", "min_free_space", parse_size, SpoolConfig.min_free_space),
+            keep_files=_get(spool, "spool", "keep_files", parse_duration, SpoolConfig.keep_files),
+            keep_history=_get(spool, "spool", "keep_history", parse_duration, SpoolConfig.keep_history),
+        ),
+        log=LogConfig(
+            level=_get(log, "log", "level", _log_level, LogConfig.level),
+            spool_log_max_size=_get(log, "log", "spool_log_max_size", parse_size, LogConfig.spool_log_max_size),
+            spool_log_keep=_get(log, "log", "spool_log_keep", _positive_int, LogConfig.spool_log_keep),
+        ),
+        source=source,
+    )

@@ -1,0 +1,153 @@
+"""The `socket://host:port` backend: raw AppSocket/JetDirect delivery, as the CUPS socket backend does it.
+
+Connect with a timeout, stream the documents, half-close, then wait for the device to close its
+side (it has then taken the whole job). A stalled peer is given up on after `io_timeout` without
+progress. Connection failures are retryable; the job waits and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError, TimeoutError
+from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
+
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt
+from spooler.model import DeliveryError, Job
+
+#: Bytes of back-channel (status) data read from a device before the rest is ignored.
+MAX_BACKCHANNEL = 64 * 1024
+
+
+class _RawSender(Protocol):
+    def __init__(self, files: list[DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
+                 io_timeout: float, description: str) -> None:  # fmt: skip
+        self._files = list(files)
+        self._done = done
+        self._clock = clock
+        self._io_timeout = io_timeout
+        self._description = description
+        self._current: IO[bytes] | None = None
+        self._sent_all = False
+        self._progress = 0
+        self._last_seen_progress = -1
+        self._watchdog: IDelayedCall | None = None
+        self.backchannel = 0
+
+    def connectionMade(self) -> None:
+        self._arm_watchdog()
+        self._send_next()
+
+    def _send_next(self, _: object = None) -> None:
+        if self._current is not None:
+            self._progress += self._current.tell()
+            self._current.close()
+            self._current = None
+        if not self._files:
+            self._sent_all = True
+            self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+            return
+        delivery_file = self._files.pop(0)
+        try:
+            self._current = open(delivery_file.path, "rb")
+        except OSError as error:
+            self._fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        FileSender().beginFileTransfer(self._current, self.transport).addCallbacks(self._send_next, self._send_failed)
+
+    def _send_failed(self, failure: Failure) -> None:
+        self._fail(DeliveryError(f"sending to {self._description} failed: {failure.getErrorMessage()}", retryable=True))
+
+    def _arm_watchdog(self) -> None:
+        self._watchdog = self._clock.callLater(self._io_timeout, self._check_progress)
+
+    def _position(self) -> int:
+        current = self._current.tell() if self._current is not None and not self._current.closed else 0
+        return self._progress + current + self.backchannel + (1 if self._sent_all else 0)
+
+    def _check_progress(self) -> None:
+        position = self._position()
+        if position == self._last_seen_progress:
+            self._watchdog = None
+            if self._sent_all:
+                # Everything was sent; a device that never closes its side has still taken the data.
+                self._succeed("sent; the device did not close the connection")
+            else:
+                self._fail(DeliveryError(f"{self._description} stopped reading for {self._io_timeout:.0f}s",
+                                         retryable=True))  # fmt: skip
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self._last_seen_progress = position
+        self._arm_watchdog()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.backchannel = min(MAX_BACKCHANNEL, self.backchannel + len(data))
+
+    def connectionLost(self, reason: Failure = ConnectionDone()) -> None:  # type: ignore[assignment]
+        if self._watchdog is not None and self._watchdog.active():
+            self._watchdog.cancel()
+        if self._current is not None and not self._current.closed:
+            self._current.close()
+        if self._sent_all:
+            self._succeed(f"sent to {self._description}")
+        else:
+            self._fail(DeliveryError(f"{self._description} closed the connection early: {reason.getErrorMessage()}",
+                                     retryable=True))  # fmt: skip
+
+    def _succeed(self, detail: str) -> None:
+        if not self._done.called:
+            self._done.callback(DeliveryReceipt(detail))
+
+    def _fail(self, error: DeliveryError) -> None:
+        if not self._done.called:
+            self._done.errback(Failure(error))
+
+
+class SocketBackend:
+    def __init__(self, host: str, port: int, *, reactor: IReactorTCP, clock: IReactorTime,
+                 connect_timeout: float, io_timeout: float) -> None:  # fmt: skip
+        self.host = host
+        self.port = port
+        self.uri = f"socket://{host}:{port}"
+        self._reactor = reactor
+        self._clock = clock
+        self._connect_timeout = connect_timeout
+        self._io_timeout = io_timeout
+
+    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+        transport_holder: list[object] = []
+
+        def cancel(_: Deferred[DeliveryReceipt]) -> None:
+            if transport_holder:
+                transport_holder[0].abortConnection()  # type: ignore[attr-defined]
+            if connecting is not None:
+                connecting.cancel()
+
+        done: Deferred[DeliveryReceipt] = Deferred(cancel)
+        description = f"{self.host}:{self.port}"
+        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
+        factory = Factory.forProtocol(lambda: _RawSender(files, done, self._clock, self._io_timeout, description))
+        connecting: Deferred[Protocol] | None = None
+        connecting = endpoint.connect(factory)
+
+        def connected(protocol: Protocol) -> None:
+            transport_holder.append(protocol.transport)
+
+        def not_connected(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            if failure.check(ConnectError, DNSLookupError, TimeoutError):
+                message = f"cannot connect to {description}: {failure.getErrorMessage()}"
+            else:
+                message = f"cannot connect to {description}: {failure.value!r}"
+            if not done.called:
+                done.errback(Failure(DeliveryError(message, retryable=True)))
+
+        connecting.addCallbacks(connected, not_connected)
+        return done

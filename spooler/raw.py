@@ -1,0 +1,153 @@
+"""Raw AppSocket/JetDirect intake (port 9100): one connection is one job.
+
+The job ends when the client ends its stream (a FIN or half-close). Only then is the job made
+durable, and only after that does the spooler close its side: a client that waits for the close
+(the CUPS socket backend does) knows the job is safe. A connection cut any other way (reset, idle
+timeout, too large, spooler stopping) leaves no job behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from spooler.jobs import JobRequest, JobService
+from spooler.model import JobTooLarge, SpoolFull
+from spooler.spoolfiles import IncomingFile
+
+log = Logger(namespace="spooler.raw")
+
+
+def peer_host(address: IAddress | None) -> str:
+    return str(getattr(address, "host", "") or "")
+
+
+@implementer(IHalfCloseableProtocol)
+class RawJobProtocol(Protocol, TimeoutMixin):
+    factory: RawJobFactory
+
+    def __init__(self) -> None:
+        self.incoming: IncomingFile | None = None
+        self.submitted = False
+        self.host = ""
+
+    def connectionMade(self) -> None:
+        self.host = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
+        self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
+        try:
+            self.incoming = self.factory.service.open_incoming(on_pressure=self._pressure)
+        except SpoolFull as error:
+            self._refuse("spool_full", str(error))
+            return
+        self.setTimeout(self.factory.idle_timeout)
+
+    def _pressure(self, paused: bool) -> None:
+        if paused:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+        else:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.incoming is None or self.submitted:
+            return
+        self.resetTimeout()
+        try:
+            self.incoming.write(data)
+        except (JobTooLarge, SpoolFull, OSError) as error:
+            self._refuse("job_refused", str(error))
+
+    def readConnectionLost(self) -> None:
+        """The client ended its stream cleanly: this is the end of the job."""
+        self.setTimeout(None)
+        incoming = self.incoming
+        if incoming is None or self.submitted:
+            return
+        self.submitted = True
+        if incoming.size == 0:
+            incoming.discard()
+            log.debug("Empty connection from {host} ignored", host=self.host)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        d = self.factory.service.submit(incoming, JobRequest(protocol="raw", host=self.host))
+        d.addCallbacks(self._accepted, self._not_accepted)
+        self.factory.track_submission(d)
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def _accepted(self, job: Any) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _not_accepted(self, failure: Failure) -> None:
+        log.failure("Raw job from {host} could not be spooled", failure, spool_event="job_refused",
+                    host=self.host, protocol="raw")  # fmt: skip
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def timeoutConnection(self) -> None:
+        size = self.incoming.size if self.incoming else 0
+        self._refuse("job_refused", f"idle for {self.factory.idle_timeout:.0f}s after {size} bytes")
+
+    def _refuse(self, event: str, why: str) -> None:
+        size = self.incoming.size if self.incoming else 0
+        log.warn("Raw connection from {host} refused: {why}", spool_event=event, host=self.host, why=why,
+                 size=size, protocol="raw")  # fmt: skip
+        self._drop_incoming()
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _drop_incoming(self) -> None:
+        if self.incoming is not None and not self.submitted:
+            self.submitted = True
+            self.incoming.discard()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.setTimeout(None)
+        self.factory.connection_closed(self)
+        if self.incoming is not None and not self.submitted:
+            log.warn("Raw connection from {host} cut after {size} bytes: no job", spool_event="job_incomplete",
+                     host=self.host, size=self.incoming.size, protocol="raw", why=reason.getErrorMessage())  # fmt: skip
+            self._drop_incoming()
+
+
+class RawJobFactory(Factory):
+    protocol = RawJobProtocol
+    noisy = False
+
+    def __init__(self, service: JobService, clock: IReactorTime, *, idle_timeout: float, max_connections: int) -> None:
+        self.service = service
+        self.clock = clock
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.connections: set[RawJobProtocol] = set()
+        self.submissions: set[Deferred[Any]] = set()
+
+    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+        if len(self.connections) >= self.max_connections:
+            log.warn("Raw connection from {host} refused: {limit} connections already open",
+                     spool_event="connection_refused", host=peer_host(addr), limit=self.max_connections)  # fmt: skip
+            return None
+        protocol = super().buildProtocol(addr)
+        assert isinstance(protocol, RawJobProtocol)
+        self.connections.add(protocol)
+        return protocol
+
+    def connection_closed(self, protocol: RawJobProtocol) -> None:
+        self.connections.discard(protocol)
+
+    def track_submission(self, submission: Deferred[Any]) -> None:
+        self.submissions.add(submission)
+        submission.addBoth(lambda result: (self.submissions.discard(submission), result)[1])
+
+    def close_all(self) -> Deferred[Any]:
+        """At shutdown: cut every connection still sending (their jobs were never acknowledged) and
+        wait for the jobs already being made durable, so that every client that got its close has a job."""
+        for protocol in list(self.connections):
+            if not protocol.submitted and protocol.transport is not None:
+                protocol.transport.abortConnection()  # type: ignore[attr-defined]
+        return gatherResults([d.addErrback(lambda _: None) for d in list(self.submissions)])

@@ -1,0 +1,262 @@
+"""The running spooler: the service tree that opens the state folder, recovers the spool, starts the
+listeners, the dispatcher and the retention timer, and stops them all cleanly."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Site
+
+from spooler import __version__
+from spooler.admin import AdminResource
+from spooler.config import Config
+from spooler.delivery import backend_for_uri
+from spooler.dispatch import Dispatcher
+from spooler.jobs import JobService
+from spooler.model import ConfigError, JobState, StateDirLocked
+from spooler.raw import RawJobFactory
+from spooler.spoolfiles import RunInThread, ensure_private_dir
+from spooler.store import JobStore
+
+log = Logger(namespace="spooler.service")
+
+RETENTION_INTERVAL = 60.0
+
+
+class StateDirLock:
+    """An exclusive lock on the state folder, so that two spoolers never share one spool."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateDirLocked(
+                    f"the state folder {self.path.parent} is in use by another spooler (pid {holder})"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def is_held(path: Path) -> bool:
+        """Whether some process holds the lock (the daemon runs), without taking it for long."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+class ListenerService(Service):
+    """Listens on one endpoint; fails at start-up (not later, in a log line) if it cannot."""
+
+    def __init__(self, name: str, endpoint: Any, factory: IProtocolFactory) -> None:
+        self.setName(name)
+        self._endpoint = endpoint
+        self._factory = factory
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        outcome: list[Any] = []
+        self._endpoint.listen(self._factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError(f"listener {self.name} did not start synchronously")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
+        super().startService()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return maybeDeferred(port.stopListening)
+        return None
+
+    @property
+    def address(self) -> str:
+        if self.port is None:
+            return ""
+        host = self.port.getHost()
+        if hasattr(host, "port"):
+            return f"{host.host}:{host.port}"
+        return str(getattr(host, "name", host))
+
+
+def thread_runner(reactor: Any) -> RunInThread:
+    def run_in_thread(function: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
+
+    return run_in_thread
+
+
+class QuietSite(Site):
+    """The admin API's site: no access log lines (the spool log records what the requests change)."""
+
+    noisy = False
+
+    def log(self, request: object) -> None:
+        pass
+
+
+class SpoolerService(MultiService):
+    def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.run_in_thread = run_in_thread or thread_runner(reactor)
+        self.lock = StateDirLock(config.lock_path)
+        self.store: JobStore | None = None
+        self.jobs: JobService | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.raw_factory: RawJobFactory | None = None
+        self.started_at: float | None = None
+
+    def startService(self) -> None:
+        config = self.config
+        ensure_private_dir(config.state_dir)
+        os.chmod(config.state_dir, 0o700)
+        self.lock.acquire()
+        try:
+            self._start()
+        except BaseException:
+            self._close_store()
+            self.lock.release()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        self.store = JobStore.open(config.database_path)
+        backend = backend_for_uri(
+            config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
+        )  # fmt: skip
+        self.dispatcher = Dispatcher(
+            store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
+            retry_initial=config.device.retry_initial, retry_max=config.device.retry_max,
+        )  # fmt: skip
+        self.jobs = JobService(
+            config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
+            run_in_thread=self.run_in_thread,
+        )  # fmt: skip
+        self.jobs.recover()
+        self.jobs.purge()
+
+        if config.listen.raw:
+            self.raw_factory = RawJobFactory(
+                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
+                max_connections=config.limits.max_connections,
+            )  # fmt: skip
+            ListenerService("raw", self._endpoint("listen.raw", config.listen.raw), self.raw_factory).setServiceParent(
+                self
+            )
+        if config.admin_socket.is_socket():
+            config.admin_socket.unlink()  # stale: we hold the state folder's lock
+        admin_site = QuietSite(AdminResource(self.jobs, self.status))
+        admin_site.displayTracebacks = False
+        admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
+        ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
+        retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
+        retention.clock = self.reactor
+        retention.setName("retention")
+        retention.setServiceParent(self)
+
+        super().startService()
+        self.started_at = time.time()
+        self.dispatcher.start()
+        log.info(
+            "Spooler {version} started: state {state_dir}, device {device}, listening {listeners}",
+            spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
+            device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
+        )  # fmt: skip
+
+    def _endpoint(self, key: str, description: str) -> Any:
+        try:
+            return serverFromString(self.reactor, description)
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConfigError(key, f"not a valid endpoint {description!r}: {error}") from None
+
+    def listeners(self) -> dict[str, str]:
+        return {
+            service.name: service.address
+            for service in self
+            if isinstance(service, ListenerService) and service.name != "admin"
+        }
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        log.info("Spooler stopping", spool_event="spooler_stopping")
+        yield super().stopService()  # listeners close first: no new connections
+        if self.raw_factory is not None:
+            yield self.raw_factory.close_all()
+        if self.dispatcher is not None:
+            yield self.dispatcher.stop()
+        log.info("Spooler stopped", spool_event="spooler_stopped")
+        self._close_store()
+        self.lock.release()
+
+    def _close_store(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def status(self) -> dict[str, Any]:
+        assert self.jobs is not None and self.dispatcher is not None
+        counts = self.jobs.queue_counts()
+        free = self.jobs.space_left()
+        return {
+            "daemon": {
+                "running": True,
+                "pid": os.getpid(),
+                "version": __version__,
+                "started_at": self.started_at,
+                "state_dir": str(self.config.state_dir),
+            },
+            "mode": "standalone",
+            "server": None,
+            "listeners": self.listeners(),
+            "raw_connections": len(self.raw_factory.connections) if self.raw_factory else 0,
+            "device": self.dispatcher.device.as_dict(),
+            "delivering": self.dispatcher.busy_with,
+            "queue": counts,
+            "waiting_for_device": counts[JobState.PENDING.keyword] + counts[JobState.PROCESSING.keyword],
+            "held": counts[JobState.PENDING_HELD.keyword],
+            "spool": {
+                "free_bytes": free,
+                "floor_bytes": self.config.spool.min_free_space,
+                "accepting": free >= self.config.spool.min_free_space,
+            },
+        }

@@ -1,0 +1,206 @@
+"""The spool log: every job and device event as one JSON object a line (for `tail -f` and the CLI),
+a readable text form on stderr, and the reader behind `spooler log`.
+
+Code emits events with `twisted.logger` and a `spool_event` key; the observers here decide where
+they go. Nothing secret is ever passed to a log call, and values are sanitised before they are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+)
+from twisted.python.logfile import LogFile
+from zope.interface import implementer
+
+#: Keys of a spool-log line besides the event's own structured fields.
+BASE_KEYS = ("time", "level", "event", "message")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+def event_to_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object written for one twisted.logger event that carries a `spool_event` key."""
+    record: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.get("log_time", time.time()), timezone.utc).isoformat(
+            timespec="milliseconds"
+        ),
+        "level": event["log_level"].name if "log_level" in event else "info",
+        "event": event["spool_event"],
+        "message": formatEvent(event),
+    }
+    for key, value in event.items():
+        if key.startswith("log_") or key in record or key == "spool_event":
+            continue
+        record[key] = _plain(value)
+    if "log_failure" in event:
+        record["error"] = event["log_failure"].getErrorMessage()
+    return record
+
+
+@implementer(ILogObserver)
+class SpoolLogObserver:
+    """Writes spool events as JSON lines to a size-rotated file in the state folder."""
+
+    def __init__(self, path: Path, *, max_size: int, keep: int) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._file = LogFile(
+            path.name, str(path.parent), rotateLength=max_size, maxRotatedFiles=keep, defaultMode=0o640
+        )
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if "spool_event" not in event:
+            return
+        line = json.dumps(event_to_record(event), ensure_ascii=False, sort_keys=False) + "\n"
+        self._file.write(line)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@implementer(ILogObserver)
+class TextObserver:
+    """A readable one-line form of every event on a stream (stderr), for the admin's terminal."""
+
+    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+        self._stream = stream
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        stamp = datetime.fromtimestamp(event.get("log_time", time.time())).strftime("%Y-%m-%d %H:%M:%S")
+        level = event["log_level"].name if "log_level" in event else "info"
+        text = formatEvent(event)
+        if "log_failure" in event:
+            text += f" ({event['log_failure'].getErrorMessage()})"
+            if event.get("log_level") in (LogLevel.critical,):
+                text += "\n" + event["log_failure"].getTraceback()
+        namespace = event.get("log_namespace", "?")
+        self._stream.write(f"{stamp} [{level}] {namespace}: {text}\n")
+        self._stream.flush()
+
+
+def level_filtered(observer: ILogObserver, level: str) -> ILogObserver:
+    names = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
+    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=names[level])])
+
+
+# -- reading the log back -----------------------------------------------------------------------------
+
+
+def log_files(path: Path) -> list[Path]:
+    """The current log and its rotated predecessors, oldest first."""
+    rotated = []
+    for candidate in path.parent.glob(path.name + ".*"):
+        suffix = candidate.name[len(path.name) + 1 :]
+        if suffix.isdigit():
+            rotated.append((int(suffix), candidate))
+    ordered = [p for _, p in sorted(rotated, reverse=True)]
+    if path.exists():
+        ordered.append(path)
+    return ordered
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "event" in record else None
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    for file_path in log_files(path):
+        with open(file_path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if (record := parse_line(line)) is not None:
+                    yield record
+
+
+def follow_records(
+    path: Path, *, sleep: Callable[[float], None] = time.sleep, stop: Callable[[], bool] = lambda: False
+) -> Iterator[dict[str, Any]]:
+    """New records as they are appended, across rotation (like `tail -F`)."""
+    handle = None
+    inode = None
+    while not stop():
+        if handle is None:
+            try:
+                handle = open(path, encoding="utf-8", errors="replace")
+                inode = os.fstat(handle.fileno()).st_ino
+                handle.seek(0, os.SEEK_END)
+            except FileNotFoundError:
+                sleep(0.5)
+                continue
+        line = handle.readline()
+        if line.endswith("\n"):
+            if (record := parse_line(line)) is not None:
+                yield record
+            continue
+        if line:
+            handle.seek(handle.tell() - len(line.encode("utf-8")))
+        try:
+            rotated = os.stat(path).st_ino != inode
+        except FileNotFoundError:
+            rotated = True
+        if rotated:
+            for rest in handle:
+                if rest.endswith("\n") and (record := parse_line(rest)) is not None:
+                    yield record
+            handle.close()
+            handle = None
+            inode = None
+            # The new file is read from its beginning.
+            try:
+                handle = open(path, encoding="utf-8", errors="replace")
+                inode = os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                handle = None
+            continue
+        sleep(0.25)
+    if handle is not None:
+        handle.close()
+
+
+def matches(record: dict[str, Any], *, job_id: int | None = None, user: str | None = None) -> bool:
+    if job_id is not None and record.get("job_id") != job_id:
+        return False
+    if user is not None and record.get("user") != user:
+        return False
+    return True
+
+
+def format_record(record: dict[str, Any]) -> str:
+    """One aligned human line: time, level, event, job, user, message."""
+    stamp = str(record.get("time", ""))[:19].replace("T", " ")
+    job = record.get("job_id")
+    job_text = f"job {job}" if job is not None else ""
+    user = record.get("user") or ""
+    return f"{stamp}  {record.get('level', 'info'):<5} {record.get('event', ''):<20} {job_text:<10} {user:<12} {record.get('message', '')}".rstrip()
+
+
+def filter_records(
+    records: Iterable[dict[str, Any]], *, job_id: int | None = None, user: str | None = None
+) -> Iterator[dict[str, Any]]:
+    return (r for r in records if matches(r, job_id=job_id, user=user))

@@ -1,0 +1,268 @@
+"""The job store: the SQLite database of jobs and documents (WAL, synchronous=FULL) and the job-id counter.
+
+Synchronous and short: every method is one small transaction, called on the reactor thread. The
+spool files themselves belong to `spooler.spoolfiles`; this module only records their names.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid as uuid_module
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE jobs (
+        job_id INTEGER PRIMARY KEY,
+        uuid TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        user TEXT NOT NULL,
+        host TEXT NOT NULL,
+        name TEXT NOT NULL,
+        document_format TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        copies INTEGER NOT NULL,
+        sides TEXT,
+        state INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        route TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL,
+        created_at REAL NOT NULL,
+        processing_at REAL,
+        completed_at REAL,
+        files_removed INTEGER NOT NULL DEFAULT 0,
+        hold_key_verifier TEXT,
+        attributes TEXT NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, job_id);
+    CREATE TABLE documents (
+        job_id INTEGER NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        file_name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        document_format TEXT NOT NULL,
+        PRIMARY KEY (job_id, number)
+    );
+    """,
+]
+
+_JOB_COLUMNS = (
+    "job_id", "uuid", "queue", "protocol", "user", "host", "name", "document_format", "size",
+    "copies", "sides", "state", "reason", "message", "route", "mode", "attempts", "next_attempt_at",
+    "created_at", "processing_at", "completed_at", "files_removed", "hold_key_verifier", "attributes",
+)  # fmt: skip
+
+
+def new_job_uuid() -> str:
+    return str(uuid_module.uuid4())
+
+
+def spool_file_name(job_id: int, number: int) -> str:
+    """The name of a document's data file in the spool folder: ours, derived from numbers only."""
+    return f"d{job_id:06d}-{number:03d}"
+
+
+def _job_to_row(job: Job) -> tuple[Any, ...]:
+    values = job.summary() | {
+        "state": int(job.state),
+        "route": job.route.value,
+        "mode": job.mode.value,
+        "files_removed": int(job.files_removed),
+        "hold_key_verifier": job.hold_key_verifier,
+        "attributes": json.dumps(job.attributes, sort_keys=True),
+    }
+    return tuple(values[column] for column in _JOB_COLUMNS)
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        job_id=row["job_id"],
+        uuid=row["uuid"],
+        queue=row["queue"],
+        protocol=row["protocol"],
+        user=row["user"],
+        host=row["host"],
+        name=row["name"],
+        document_format=row["document_format"],
+        size=row["size"],
+        copies=row["copies"],
+        sides=row["sides"],
+        state=JobState(row["state"]),
+        reason=row["reason"],
+        message=row["message"],
+        route=Route(row["route"]),
+        mode=Mode(row["mode"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        processing_at=row["processing_at"],
+        completed_at=row["completed_at"],
+        files_removed=bool(row["files_removed"]),
+        hold_key_verifier=row["hold_key_verifier"],
+        attributes=json.loads(row["attributes"]),
+    )
+
+
+class JobStore:
+    """Jobs and their documents in SQLite. Open with `JobStore.open` (daemon) or `open_readonly` (CLI)."""
+
+    def __init__(self, connection: sqlite3.Connection, *, readonly: bool = False) -> None:
+        self._db = connection
+        self._db.row_factory = sqlite3.Row
+        self.readonly = readonly
+        self._next_job_id: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> JobStore:
+        connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("PRAGMA busy_timeout=5000")
+        store = cls(connection)
+        store._migrate()
+        return store
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> JobStore:
+        if not path.exists():
+            raise FileNotFoundError(str(path))
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        connection.execute("PRAGMA busy_timeout=5000")
+        return cls(connection, readonly=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, len(_SCHEMA)):
+                for statement in _SCHEMA[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version={len(_SCHEMA)}")
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_job_id', '1')")
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)", (new_job_uuid(),))
+
+    # -- job ids ---------------------------------------------------------------------------------
+
+    def allocate_job_id(self) -> int:
+        """The next job id. Persisted when the job is inserted; an id whose job never got its row
+        (a crash before the commit) is reused, which is safe because no client ever saw it."""
+        if self._next_job_id is None:
+            stored = int(self._meta("next_job_id"))
+            highest = self._db.execute("SELECT COALESCE(MAX(job_id), 0) FROM jobs").fetchone()[0]
+            self._next_job_id = max(stored, highest + 1)
+        job_id = self._next_job_id
+        self._next_job_id += 1
+        return job_id
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else ""
+
+    @property
+    def spool_id(self) -> str:
+        return self._meta("spool_id")
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def insert_job(self, job: Job, documents: Iterable[Document]) -> None:
+        placeholders = ", ".join("?" for _ in _JOB_COLUMNS)
+        with self._transaction() as db:
+            db.execute(f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({placeholders})", _job_to_row(job))
+            db.executemany(
+                "INSERT INTO documents (job_id, number, file_name, size, document_format) VALUES (?, ?, ?, ?, ?)",
+                [(d.job_id, d.number, d.file_name, d.size, d.document_format) for d in documents],
+            )
+            db.execute(
+                "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
+                (job.job_id + 1,),
+            )
+
+    def update_job(self, job: Job) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in _JOB_COLUMNS[1:])
+        with self._transaction() as db:
+            cursor = db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", _job_to_row(job)[1:] + (job.job_id,))
+            if cursor.rowcount != 1:
+                raise JobNotFound(job.job_id)
+
+    def delete_jobs(self, job_ids: Iterable[int]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM jobs WHERE job_id = ?", [(job_id,) for job_id in job_ids])
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(job_id)
+        return _row_to_job(row)
+
+    def documents(self, job_id: int) -> list[Document]:
+        rows = self._db.execute("SELECT * FROM documents WHERE job_id = ? ORDER BY number", (job_id,)).fetchall()
+        return [Document(r["job_id"], r["number"], r["file_name"], r["size"], r["document_format"]) for r in rows]
+
+    def list_jobs(self, states: Iterable[JobState] | None = None, *, limit: int | None = None) -> list[Job]:
+        """Jobs in arrival order, optionally only those in `states`."""
+        query, params = "SELECT * FROM jobs", []
+        if states is not None:
+            wanted = [int(s) for s in states]
+            query += f" WHERE state IN ({', '.join('?' for _ in wanted)})"
+            params.extend(wanted)
+        query += " ORDER BY job_id"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [_row_to_job(row) for row in self._db.execute(query, params)]
+
+    def head_of_queue(self, queue: str) -> Job | None:
+        """The oldest job of `queue` that still waits for delivery (held jobs step aside)."""
+        row = self._db.execute(
+            "SELECT * FROM jobs WHERE queue = ? AND state IN (?, ?) ORDER BY job_id LIMIT 1",
+            (queue, int(JobState.PENDING), int(JobState.PROCESSING)),
+        ).fetchone()
+        return _row_to_job(row) if row else None
+
+    def count_by_state(self) -> dict[JobState, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {JobState(state): count for state, count in rows}
+
+    def finished_before(self, when: float, *, files_present: bool | None = None) -> list[Job]:
+        query = "SELECT * FROM jobs WHERE state IN (?, ?, ?) AND completed_at < ?"
+        params: list[Any] = [int(JobState.CANCELED), int(JobState.ABORTED), int(JobState.COMPLETED), when]
+        if files_present is not None:
+            query += " AND files_removed = ?"
+            params.append(0 if files_present else 1)
+        return [_row_to_job(row) for row in self._db.execute(query + " ORDER BY job_id", params)]
+
+    def all_file_names(self) -> set[str]:
+        rows = self._db.execute(
+            "SELECT d.file_name FROM documents d JOIN jobs j USING (job_id) WHERE j.files_removed = 0"
+        )
+        return {row[0] for row in rows}
