@@ -148,7 +148,7 @@ class IncomingFile:
         """Drop the partial document (a cut connection, a refused job)."""
         self._buffer.clear()
 
-        def remove(_: object) -> None:
+        def remove() -> None:
             self._close()
             remove_quietly(self.path)
 

@@ -1,0 +1,82 @@
+"""In-process building blocks for unit tests: a JobService on a temporary state folder, a clock, and
+a scriptable delivery backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from conftest import run_synchronously
+from spooler.config import Config, config_from_mapping
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt
+from spooler.dispatch import Dispatcher
+from spooler.jobs import JobService
+from spooler.model import Job
+from spooler.store import JobStore
+
+
+@dataclass
+class ScriptedBackend:
+    """Each delivery returns a Deferred the test fires; `attempts` records (job id, file bytes)."""
+
+    uri: str = "test://device"
+    attempts: list[tuple[int, bytes]] = field(default_factory=list)
+    pending: list[Deferred[DeliveryReceipt]] = field(default_factory=list)
+    canceled: int = 0
+
+    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+        self.attempts.append((job.job_id, b"".join(f.path.read_bytes() for f in files)))
+
+        def cancel(_: object) -> None:
+            self.canceled += 1
+
+        attempt: Deferred[DeliveryReceipt] = Deferred(cancel)
+        self.pending.append(attempt)
+        return attempt
+
+    def succeed(self, detail: str = "ok") -> None:
+        self.pending.pop(0).callback(DeliveryReceipt(detail))
+
+    def fail(self, error: Exception) -> None:
+        self.pending.pop(0).errback(error)
+
+
+class Rig:
+    """A JobService, its store and dispatcher, on a temporary folder, driven by a Clock."""
+
+    def __init__(self, root: Path, **raw_config: Any) -> None:
+        raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
+        self.config: Config = config_from_mapping(raw_config, base=root, state_dir=root / "state")
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.wall = [1_700_000_000.0]
+        self.backend = ScriptedBackend()
+        self.store = JobStore.open(self.config.database_path)
+        self.dispatcher = Dispatcher(
+            store=self.store, backend=self.backend, clock=self.clock, spool_dir=self.config.spool_dir,
+            retry_initial=self.config.device.retry_initial, retry_max=self.config.device.retry_max,
+        )  # fmt: skip
+        self.service = JobService(
+            config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,
+            run_in_thread=run_synchronously, wall_clock=lambda: self.wall[0],
+        )  # fmt: skip
+        self.service.recover()
+
+    def submit(self, data: bytes, **request: Any) -> Job:
+        from spooler.jobs import JobRequest
+
+        incoming = self.service.open_incoming()
+        incoming.write(data)
+        results: list[Any] = []
+        self.service.submit(incoming, JobRequest(protocol=request.pop("protocol", "raw"),
+                                                 host=request.pop("host", "127.0.0.1"), **request)
+                            ).addBoth(results.append)  # fmt: skip
+        assert results, "submit did not finish synchronously"
+        if not isinstance(results[0], Job):
+            results[0].raiseException()
+        return results[0]

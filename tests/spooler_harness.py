@@ -1,0 +1,195 @@
+"""Test harness: runs a real `spooler serve` subprocess on free loopback ports, third-party tools, helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CUPS_SOCKET_BACKEND = "/usr/lib/cups/backend/socket"
+
+
+def require_tool(tool: str) -> str:
+    """The path of a third-party tool. Missing: a skip on a developer machine, a failure under CI=true."""
+    path = tool if os.path.isabs(tool) and os.access(tool, os.X_OK) else shutil.which(tool)
+    if path:
+        return path
+    message = f"{tool} is not installed (Debian: see tests/install-deps.sh)"
+    if IN_CI:
+        pytest.fail(message + " — CI must install it")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def short_tempdir(prefix: str = "sp") -> Path:
+    """A short path under /tmp: the admin socket's path must stay under the 107-byte UNIX limit."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def send_raw(port: int, data: bytes, *, wait_close: bool = True, timeout: float = 30.0) -> bytes:
+    """Send one raw job like `nc -N`: connect, send, half-close, read until the spooler closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        if wait_close:
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received
+
+
+class Spooler:
+    """One `spooler serve` process with its own state folder, config file and free raw port."""
+
+    def __init__(self, root: Path, **settings: Any) -> None:
+        self.root = root
+        self.state_dir = root / "state"
+        self.sink = self.state_dir / "device"
+        self.config_path = root / "spooler.toml"
+        self.raw_port = free_port()
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stderr_path = root / "stderr.log"
+        self.write_config()
+
+    def write_config(self, **changes: Any) -> None:
+        self.settings.update(changes)
+        sections: dict[str, dict[str, Any]] = {"listen": {"raw": f"tcp:{self.raw_port}:interface=127.0.0.1"}}
+        for dotted, value in self.settings.items():
+            section, key = dotted.split("__", 1)
+            sections.setdefault(section, {})[key] = value
+        lines = [f"state_dir = {toml_value(self.state_dir)}"]
+        for section, values in sections.items():
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    # -- process control -------------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> Spooler:
+        stderr = open(self.stderr_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "spooler", "serve", "--config", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+        )  # fmt: skip
+        stderr.close()
+        if wait:
+            wait_for(self._ready, timeout=20, what=f"the spooler to listen (stderr: {self.stderr_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"spooler exited with {self.process.returncode}: {self.stderr()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.raw_port), timeout=1).close()
+        except OSError:
+            return False
+        return (self.state_dir / "admin.sock").exists()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "spooler", *args, "--config", str(self.config_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"spooler {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return json.loads(self.cli("jobs", "--all", "--json").stdout)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return json.loads(self.cli("show", str(job_id), "--json").stdout)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        path = self.state_dir / "log" / "spool.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.log_records() if r["event"] == name]
+
+    def sink_files(self, directory: Path | None = None) -> list[Path]:
+        return sorted((directory or self.sink).glob("job-*.prn"))
+
+    def sink_sidecar(self, data_file: Path) -> dict[str, Any]:
+        return json.loads(data_file.with_suffix(".json").read_text())
+
+    def deliveries(self, directory: Path | None = None) -> list[dict[str, Any]]:
+        journal = (directory or self.sink) / "deliveries.log"
+        if not journal.exists():
+            return []
+        return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+
+    def wait_delivered(self, count: int, directory: Path | None = None, timeout: float = 20) -> list[Path]:
+        wait_for(lambda: len(self.deliveries(directory)) >= count, timeout=timeout,
+                 what=f"{count} deliveries (stderr: {self.stderr_path})")  # fmt: skip
+        return self.sink_files(directory)
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str = "") -> bytes:
+    header = (
+        f'\x1b%-12345X@PJL\r\n@PJL JOB NAME = "{name}"\r\n@PJL SET USERNAME = "{user}"\r\n{extra}'
+        f"@PJL ENTER LANGUAGE = {language}\r\n"
+    )
+    return header.encode() + body + b"\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"

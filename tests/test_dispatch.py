@@ -1,0 +1,134 @@
+"""The dispatcher, driven by a Clock and a scripted backend: order, retry with capped backoff, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inprocess import Rig
+from spooler.dispatch import backoff_delay
+from spooler.model import DeliveryError, JobState
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay"), [(0, 0), (1, 5), (2, 10), (3, 20), (4, 40), (5, 60), (50, 60), (10_000, 60)]
+)
+def test_backoff_is_exponential_and_capped(failures: int, delay: float) -> None:
+    assert backoff_delay(failures, initial=5, maximum=60) == delay
+
+
+def test_jobs_leave_in_arrival_order_one_at_a_time(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    for n in range(3):
+        rig.submit(f"job {n}".encode())
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    assert [a[0] for a in rig.backend.attempts] == [1]  # one at a time
+    for expected in (2, 3):
+        rig.backend.succeed()
+        rig.clock.advance(0)
+        assert rig.backend.attempts[-1][0] == expected
+    rig.backend.succeed()
+    rig.clock.advance(0)
+    assert [a[1] for a in rig.backend.attempts] == [b"job 0", b"job 1", b"job 2"]
+    assert all(rig.store.get(i).state == JobState.COMPLETED for i in (1, 2, 3))
+    assert rig.dispatcher.device.state == "ok"
+
+
+def test_an_unreachable_device_keeps_jobs_waiting_in_order_with_backoff(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, device={"retry_initial": 5, "retry_max": 20})
+    rig.submit(b"first")
+    rig.submit(b"second")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    delays = []
+    for _ in range(4):
+        rig.backend.fail(DeliveryError("connection refused", retryable=True))
+        job = rig.store.get(1)
+        assert job.state == JobState.PENDING and "connection refused" in job.message
+        assert job.next_attempt_at is not None
+        delays.append(job.next_attempt_at - rig.clock.seconds())
+        rig.clock.advance(job.next_attempt_at - rig.clock.seconds() - 0.5)
+        assert len(rig.backend.pending) == 0  # not before its time, and job 2 does not overtake
+        rig.clock.advance(0.5)
+        assert rig.backend.attempts[-1][0] == 1
+    assert delays == [5, 10, 20, 20]
+    assert rig.dispatcher.device.state == "unreachable"
+    assert rig.store.get(2).state == JobState.PENDING
+    rig.backend.succeed()
+    rig.clock.advance(0)
+    assert rig.backend.attempts[-1][0] == 2
+    assert rig.dispatcher.device.state == "ok"
+    assert rig.store.get(1).attempts == 5
+
+
+def test_flush_retries_at_once(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, device={"retry_initial": 60, "retry_max": 600})
+    rig.submit(b"x")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.backend.fail(DeliveryError("refused", retryable=True))
+    assert rig.backend.pending == []
+    assert rig.service.flush() == [1]
+    rig.clock.advance(0)
+    assert len(rig.backend.pending) == 1
+
+
+def test_a_permanent_error_aborts_the_job_and_the_queue_goes_on(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"bad")
+    rig.submit(b"good")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.backend.fail(DeliveryError("spool file missing", retryable=False))
+    rig.clock.advance(0)
+    assert rig.store.get(1).state == JobState.ABORTED
+    assert rig.backend.attempts[-1][0] == 2
+
+
+def test_an_unexpected_error_does_not_lose_the_job(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"x")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.backend.fail(RuntimeError("bug"))
+    job = rig.store.get(1)
+    assert job.state == JobState.PENDING and job.next_attempt_at is not None
+
+
+def test_held_jobs_step_aside_and_release_puts_them_back(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"one")
+    rig.submit(b"two")
+    rig.service.hold(1, admin=True)
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    assert rig.backend.attempts[-1][0] == 2
+    rig.backend.succeed()
+    rig.service.release(1, admin=True)
+    rig.clock.advance(0)
+    assert rig.backend.attempts[-1][0] == 1
+
+
+def test_cancel_during_delivery_aborts_the_attempt(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"one")
+    rig.submit(b"two")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.service.cancel(1, admin=True)
+    assert rig.backend.canceled == 1
+    rig.clock.advance(0)
+    assert rig.store.get(1).state == JobState.CANCELED
+    assert rig.backend.attempts[-1][0] == 2
+
+
+def test_stop_requeues_the_job_being_delivered(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"one")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.dispatcher.stop()
+    job = rig.store.get(1)
+    assert job.state == JobState.PENDING and "interrupted" in job.message

@@ -1,0 +1,181 @@
+"""Raw 9100 intake in process: the protocol over a StringTransport, the job service behind it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionLost
+
+from inprocess import Rig
+from spooler.model import JobState, NotAuthorized, SpoolFull
+from spooler.raw import RawJobFactory, RawJobProtocol
+from spooler.spoolfiles import CHUNK_SIZE
+from spooler.verifiers import check_verifier
+from spooler_harness import pjl_job
+
+
+def connect(rig: Rig, *, idle: float = 30, max_connections: int = 10) -> tuple[RawJobProtocol, StringTransport]:
+    factory = RawJobFactory(rig.service, rig.clock, idle_timeout=idle, max_connections=max_connections)
+    return connect_to(factory)
+
+
+def connect_to(factory: RawJobFactory) -> tuple[RawJobProtocol, StringTransport]:
+    address = IPv4Address("TCP", "127.0.0.1", 40000)
+    protocol = factory.buildProtocol(address)
+    assert isinstance(protocol, RawJobProtocol)
+    transport = StringTransport(peerAddress=address)
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_a_job_is_acknowledged_by_closing_only_after_it_is_durable(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    protocol, transport = connect(rig)
+    data = pjl_job("alice", "Quarterly report", b"%PDF-1.7\n...", extra="@PJL SET COPIES=2\r\n@PJL SET DUPLEX=ON\r\n")
+    for offset in range(0, len(data), 7):
+        protocol.dataReceived(data[offset : offset + 7])
+    assert not transport.disconnecting
+    assert rig.store.list_jobs() == []
+    protocol.readConnectionLost()
+    assert transport.disconnecting  # the close is the acknowledgement
+    [job] = rig.store.list_jobs()
+    assert (job.user, job.name, job.copies, job.sides) == ("alice", "Quarterly report", 2, "two-sided-long-edge")
+    assert (job.document_format, job.protocol, job.host, job.size) == ("application/pdf", "raw", "127.0.0.1", len(data))
+    [document] = rig.store.documents(job.job_id)
+    assert (rig.config.spool_dir / document.file_name).read_bytes() == data
+    assert list(rig.config.incoming_dir.iterdir()) == []
+
+
+def test_a_cut_connection_leaves_no_job_and_no_file(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    protocol, transport = connect(rig)
+    protocol.dataReceived(b"x" * (CHUNK_SIZE + 10))
+    protocol.connectionLost(Failure(ConnectionLost("reset")))
+    assert rig.store.list_jobs() == []
+    assert list(rig.config.incoming_dir.iterdir()) == []
+    assert list(rig.config.spool_dir.iterdir()) == []
+
+
+def test_an_idle_client_is_disconnected_and_its_data_discarded(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    protocol, transport = connect(rig, idle=30)
+    protocol.dataReceived(b"some")
+    rig.clock.advance(29)
+    protocol.dataReceived(b"more")
+    rig.clock.advance(29)
+    assert not transport.disconnecting
+    rig.clock.advance(2)
+    assert transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionLost()))
+    assert rig.store.list_jobs() == [] and list(rig.config.incoming_dir.iterdir()) == []
+
+
+def test_an_oversize_job_is_cut_off(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, limits={"max_job_size": 100})
+    protocol, transport = connect(rig)
+    protocol.dataReceived(b"a" * 60)
+    assert not transport.disconnecting
+    protocol.dataReceived(b"a" * 60)
+    assert transport.disconnecting
+    protocol.readConnectionLost()
+    protocol.connectionLost(Failure(ConnectionLost()))
+    assert rig.store.list_jobs() == [] and list(rig.config.incoming_dir.iterdir()) == []
+
+
+def test_below_the_free_space_floor_new_jobs_are_refused(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, spool={"min_free_space": "1000TB"})
+    with pytest.raises(SpoolFull):
+        rig.service.open_incoming()
+    protocol, transport = connect(rig)
+    assert transport.disconnecting and protocol.incoming is None
+
+
+def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    factory = RawJobFactory(rig.service, rig.clock, idle_timeout=30, max_connections=2)
+    first, _ = connect_to(factory)
+    connect_to(factory)
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is None
+    first.connectionLost(Failure(ConnectionLost()))
+    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
+
+
+def test_an_empty_connection_is_not_a_job(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    protocol, transport = connect(rig)
+    protocol.readConnectionLost()
+    assert transport.disconnecting and rig.store.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "user", "name", "document_format"),
+    [
+        (b"%!PS-Adobe-3.0\n%%Pages: 1\n", "anonymous", "Untitled", "application/postscript"),
+        (b"plain text\n", "anonymous", "Untitled", "text/plain"),
+        (b"\x1b%-12345X@PJL SET USERNAME=\xff\xfe\x00\x01garbage\r\n@PJL ENTER LANGUAGE=PCLXL\r\n) HP-PCL XL;",
+         None, "Untitled", "application/vnd.hp-pclxl"),
+        (b"\x1b%-12345X@PJL \x00\x00\x00 = = \"\r\n\x1bE\x1b&l1X", "anonymous", "Untitled",
+         "application/vnd.hp-pcl"),
+        (b'\x1b%-12345X@PJL SET JOBATTR="JobAcct1=bob"\r\n@PJL COMMENT "x"\r\n@PJL ENTER LANGUAGE=POSTSCRIPT\r\n%!',
+         "bob", "Untitled", "application/postscript"),
+    ],
+)  # fmt: skip
+def test_users_names_and_formats_from_the_job_itself(tmp_path: Path, data: bytes, user: str | None, name: str,
+                                                     document_format: str) -> None:  # fmt: skip
+    rig = Rig(tmp_path)
+    job = rig.submit(data)
+    if user is not None:
+        assert job.user == user
+    assert job.user.isprintable() and job.user
+    assert (job.name, job.document_format) == (name, document_format)
+
+
+def test_a_private_print_job_is_held_and_its_key_never_stored_in_clear(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra='@PJL SET HOLD=ON\r\n@PJL SET HOLDTYPE=PRIVATE\r\n'
+                             '@PJL SET HOLDKEY="4711"\r\n'))  # fmt: skip
+    assert job.state == JobState.PENDING_HELD
+    assert job.hold_key_verifier and "4711" not in job.hold_key_verifier
+    assert check_verifier("4711", job.hold_key_verifier) and not check_verifier("4712", job.hold_key_verifier)
+    # The job's own bytes carry the key to the device unchanged; the database (and its WAL) must not.
+    for database_file in rig.config.state_dir.glob("spooler.db*"):
+        assert b"4711" not in database_file.read_bytes()
+
+
+def test_only_the_owner_or_an_admin_may_change_a_job(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    job = rig.submit(pjl_job("alice", "mine", b"%PDF"))
+    with pytest.raises(NotAuthorized):
+        rig.service.cancel(job.job_id, requester="mallory")
+    with pytest.raises(NotAuthorized):
+        rig.service.hold(job.job_id)
+    assert rig.service.hold(job.job_id, requester="alice").state == JobState.PENDING_HELD
+    assert rig.service.cancel(job.job_id, admin=True).state == JobState.CANCELED
+
+
+def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_path: Path) -> None:
+    """With a writer thread that has not run yet, the socket is paused past the high-water mark."""
+    from twisted.internet.defer import Deferred
+
+    rig = Rig(tmp_path)
+    queued: list[tuple[Deferred[object], object]] = []
+
+    def slow_thread(function, *args):  # type: ignore[no-untyped-def]
+        d: Deferred[object] = Deferred()
+        queued.append((d, lambda: function(*args)))
+        return d
+
+    rig.service._run_in_thread = slow_thread
+    protocol, transport = connect(rig)
+    for _ in range(12):
+        protocol.dataReceived(b"z" * CHUNK_SIZE)
+    assert transport.producerState == "paused"
+    while queued:
+        d, work = queued.pop(0)
+        d.callback(work())
+    assert transport.producerState == "producing"
+    assert protocol.incoming is not None and protocol.incoming.size == 12 * CHUNK_SIZE
