@@ -278,6 +278,9 @@ class JobService:
                           job_id=job.job_id, user=job.user, missing=missing)  # fmt: skip
                 continue
             recovered = recover_after_restart(job, now=now)
+            if recovered is None and job.next_attempt_at is not None:
+                # A restart is a fresh start: the device (or its configuration) may have been fixed.
+                self.store.update_job(job.evolve(next_attempt_at=None))
             if recovered is not None:
                 self.store.update_job(recovered)
                 log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",

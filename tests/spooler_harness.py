@@ -193,3 +193,39 @@ def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str
         f"@PJL ENTER LANGUAGE = {language}\r\n"
     )
     return header.encode() + body + b"\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"
+
+
+class RawDevice:
+    """A stand-in raw printer on 127.0.0.1: accepts connections, reads each job to EOF, then closes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        import threading
+
+        self.port = port or free_port()
+        self.jobs: list[bytes] = []
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", self.port))
+        self._server.listen(16)
+        self._server.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except (TimeoutError, OSError):
+                continue
+            with connection:
+                connection.settimeout(10)
+                data = b""
+                while chunk := connection.recv(65536):
+                    data += chunk
+                self.jobs.append(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._server.close()
