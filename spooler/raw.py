@@ -4,10 +4,17 @@ The job ends when the client ends its stream (a FIN or half-close). Only then is
 durable, and only after that does the spooler close its side: a client that waits for the close
 (the CUPS socket backend does) knows the job is safe. A connection cut any other way (reset, idle
 timeout, too large, spooler stopping) leaves no job behind.
+
+Raw has no acknowledgement byte, so the clean close *is* the acknowledgement, and it must never
+happen by accident: every connection is held at SO_LINGER {on, 0}, so that if the process dies
+(kill -9, a crash) the kernel resets the connection instead of closing it cleanly. Linger is turned
+off only for the deliberate close after the job is committed.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -29,6 +36,13 @@ def peer_host(address: IAddress | None) -> str:
     return str(getattr(address, "host", "") or "")
 
 
+def set_reset_on_close(transport: Any, reset: bool) -> None:
+    """SO_LINGER {on, 0}: a close the spooler did not decide on resets the connection."""
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if isinstance(handle, socket.socket):
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1 if reset else 0, 0))
+
+
 @implementer(IHalfCloseableProtocol)
 class RawJobProtocol(Protocol, TimeoutMixin):
     factory: RawJobFactory
@@ -40,6 +54,7 @@ class RawJobProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.host = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
+        set_reset_on_close(self.transport, True)
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
         try:
             self.incoming = self.factory.service.open_incoming(on_pressure=self._pressure)
@@ -73,6 +88,7 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         if incoming.size == 0:
             incoming.discard()
             log.debug("Empty connection from {host} ignored", host=self.host)
+            set_reset_on_close(self.transport, False)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
         d = self.factory.service.submit(incoming, JobRequest(protocol="raw", host=self.host))
@@ -83,6 +99,7 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         pass
 
     def _accepted(self, job: Any) -> None:
+        set_reset_on_close(self.transport, False)  # the job is durable: now a clean close acknowledges it
         self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _not_accepted(self, failure: Failure) -> None:
