@@ -1,4 +1,4 @@
-"""Raw-intake benchmark: one big job and many small concurrent jobs through `spooler serve`, against a plain copy with fsync.
+"""Raw-intake benchmark: one big job and many small concurrent jobs through `spooler serve` vs a plain fsynced copy.
 
 Measures, in one run (see bench/README.md):
 
@@ -344,7 +344,9 @@ def check_spool(state_dir: Path, *, jobs: int, size: int, expected: Callable[[Pa
         path = state_dir / "spool" / file_name
         actual = path.stat().st_size if path.exists() else None
         if not doc_size == job_size == actual == size:
-            problems.append(f"job {job_id}: sent {size} bytes, row says {job_size}/{doc_size}, file {file_name} has {actual}")
+            problems.append(
+                f"job {job_id}: sent {size} bytes, row says {job_size}/{doc_size}, file {file_name} has {actual}"
+            )
         elif not expected(path):
             problems.append(f"job {job_id}: the content of {file_name} differs from what was sent")
     files = sorted(p.name for p in (state_dir / "spool").iterdir())
@@ -418,7 +420,9 @@ def spooler_small_jobs(root: Path, name: str, payload: bytes, jobs: int, clients
         if len(load.errors) > 5:
             problems.append(f"... {len(load.errors)} client errors in all")
         accepted = jobs - len(load.errors)
-        problems += check_spool(state_dir, jobs=accepted, size=len(payload), expected=lambda p: p.read_bytes() == payload)
+        problems += check_spool(
+            state_dir, jobs=accepted, size=len(payload), expected=lambda path: path.read_bytes() == payload
+        )
         problems += daemon.unexpected_stderr()
         return SpoolerRun(load.seconds, peak, idle, cpu, jobs=accepted, latencies=load.latencies, problems=problems)
     finally:
@@ -465,7 +469,9 @@ class Measurements:
     small: list[SpoolerRun] = field(default_factory=list)
 
 
-def run_round(root: Path, label: str, settings: Settings, source: Path, payload: bytes, spooler_first: bool) -> tuple[float, SpoolerRun, float, SpoolerRun]:  # fmt: skip
+def run_round(
+    root: Path, label: str, settings: Settings, source: Path, payload: bytes, *, spooler_first: bool
+) -> tuple[float, SpoolerRun, float, SpoolerRun]:
     """One round: plain copy and big spooler job, small-file baseline and small spooler jobs (order alternated)."""
     size = settings.size_mb * MiB
 
@@ -608,13 +614,13 @@ def table(summary: dict[str, Any]) -> str:
         row("ratio spooler/baseline (*)", small["ratio_spooler_to_baseline"], ""),
         row("daemon CPU time (user+sys)", small["daemon_cpu_seconds"], "s"),
         row("daemon peak RSS (VmHWM)", small["daemon_peak_rss_MB"], "MB", "{:.1f}"),
-        f"  job latency, all runs: p50 {small['job_latency_ms']['p50']:.1f} ms, p99 {small['job_latency_ms']['p99']:.1f} ms,"
-        f" max {small['job_latency_ms']['max']:.1f} ms",
+        "  job latency, all runs: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {max:.1f} ms".format(**small["job_latency_ms"]),
         f"  (*) a different kind of baseline: {small['baseline']}",
         "",
         f"Peak RSS overall {summary['peak_rss_MB']:.1f} MB (target < {RSS_TARGET_MB:.0f} MB): "
         + ("ok" if summary["rss_ok"] else "MISSED"),
-        f"Correctness and daemon stderr: " + ("no problems" if not summary["problems"] else f"{len(summary['problems'])} problem(s):"),
+        "Correctness and daemon stderr: "
+        + (f"{len(summary['problems'])} problem(s):" if summary["problems"] else "no problems"),
         *[f"  - {problem}" for problem in summary["problems"][:20]],
         f"Whole benchmark: {summary['elapsed_seconds']:.0f} s",
     ]  # fmt: skip

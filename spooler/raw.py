@@ -31,6 +31,9 @@ from spooler.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.raw")
 
+#: Bytes asked of the socket per read (Twisted's default is 64 KiB).
+RECEIVE_SIZE = 256 * 1024
+
 
 def peer_host(address: IAddress | None) -> str:
     return str(getattr(address, "host", "") or "")
@@ -55,6 +58,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
     def connectionMade(self) -> None:
         self.host = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
         set_reset_on_close(self.transport, True)
+        if hasattr(self.transport, "bufferSize"):
+            self.transport.bufferSize = RECEIVE_SIZE  # fewer, larger reads for big jobs
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
         try:
             self.incoming = self.factory.service.open_incoming(on_pressure=self._pressure)

@@ -29,6 +29,8 @@ CHUNK_SIZE = 1024 * 1024
 HIGH_WATER = 8 * CHUNK_SIZE
 #: ... and below this it is resumed. Memory per incoming job stays under HIGH_WATER + one read.
 LOW_WATER = 2 * CHUNK_SIZE
+#: Buffers per writev call (the kernel's limit is 1024).
+IOV_MAX = 1024
 
 
 def fsync_directory(directory: Path) -> None:
@@ -82,7 +84,7 @@ class IncomingFile:
         head_limit: int = 64 * 1024,
     ) -> None:
         self.path = incoming_dir / (secrets.token_hex(12) + INCOMING_SUFFIX)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self._fd: int | None = None
         self._run_in_thread = run_in_thread
         self._max_size = max_size
         self._min_free_space = min_free_space
@@ -90,12 +92,15 @@ class IncomingFile:
         self._head_limit = head_limit
         self.head = bytearray()
         self.size = 0
-        self._buffer = bytearray()
+        # Received pieces, handed to the writer thread as they are (os.writev): no copy on this thread.
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self._in_flight = 0
         self._paused = False
-        self._tail: Deferred[None] = succeed(None)
         self._failure: Failure | None = None
         self._closed = False
+        self._tail: Deferred[None] = run_in_thread(self._open)
+        self._tail.addErrback(self._record_failure)
 
     # -- reactor side ------------------------------------------------------------------------------
 
@@ -108,32 +113,35 @@ class IncomingFile:
         self.size += len(data)
         if len(self.head) < self._head_limit:
             self.head += data[: self._head_limit - len(self.head)]
-        self._buffer += data
-        if len(self._buffer) >= CHUNK_SIZE:
+        self._pieces.append(data)
+        self._buffered += len(data)
+        if self._buffered >= CHUNK_SIZE:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        chunk = bytes(self._buffer)
-        self._buffer.clear()
-        self._in_flight += len(chunk)
+        pieces, size = self._pieces, self._buffered
+        self._pieces, self._buffered = [], 0
+        self._in_flight += size
         if self._in_flight > HIGH_WATER and not self._paused:
             self._paused = True
             self._on_pressure(True)
-        self._tail.addCallback(lambda _: self._run_in_thread(self._write_chunk, chunk))
-        self._tail.addBoth(self._chunk_done, len(chunk))
+        self._tail.addCallback(lambda _: self._run_in_thread(self._write_pieces, pieces, size))
+        self._tail.addErrback(self._record_failure)
+        self._tail.addCallback(self._chunk_done, size)
 
-    def _chunk_done(self, result: object, size: int) -> None:
+    def _record_failure(self, failure: Failure) -> None:
+        if self._failure is None:
+            self._failure = failure
+
+    def _chunk_done(self, _: object, size: int) -> None:
         self._in_flight -= size
-        if isinstance(result, Failure) and self._failure is None:
-            self._failure = result
         if self._paused and self._in_flight < LOW_WATER:
             self._paused = False
             self._on_pressure(False)
-        return None
 
     def finish(self) -> Deferred[int]:
         """Write what is left, fsync and close. Fires with the size, or fails with the write error."""
-        if self._buffer:
+        if self._pieces:
             self._hand_over()
         self._tail.addCallback(lambda _: self._run_in_thread(self._sync_and_close))
 
@@ -146,7 +154,7 @@ class IncomingFile:
 
     def discard(self) -> Deferred[None]:
         """Drop the partial document (a cut connection, a refused job)."""
-        self._buffer.clear()
+        self._pieces.clear()
 
         def remove() -> None:
             self._close()
@@ -156,23 +164,30 @@ class IncomingFile:
 
     # -- writer-thread side --------------------------------------------------------------------------
 
-    def _write_chunk(self, chunk: bytes) -> None:
-        if self._failure is not None:
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+    def _write_pieces(self, pieces: list[bytes], size: int) -> None:
+        if self._failure is not None or self._fd is None:
             return
-        if free_space(self.path.parent) - len(chunk) < self._min_free_space:
+        if free_space(self.path.parent) - size < self._min_free_space:
             raise SpoolFull("free space in the spool folder fell below the configured floor")
-        view = memoryview(chunk)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        views = [memoryview(piece) for piece in pieces]
+        while views:
+            written = os.writev(self._fd, views[:IOV_MAX])
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
 
     def _sync_and_close(self) -> None:
-        if self._failure is not None:
+        if self._failure is not None or self._fd is None:
             return
         os.fsync(self._fd)
         self._close()
 
     def _close(self) -> None:
-        if not self._closed:
+        if not self._closed and self._fd is not None:
             self._closed = True
             os.close(self._fd)
