@@ -5,7 +5,6 @@ recovery and retention. Protocols parse; this decides.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,14 +72,16 @@ class JobService:
         dispatcher: Dispatcher,
         clock: IReactorTime,
         run_in_thread: RunInThread,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
         self._clock = clock
         self._run_in_thread = run_in_thread
-        self._now = wall_clock
+
+    def _now(self) -> float:
+        """Seconds since the epoch, from the injected clock (the reactor in production)."""
+        return self._clock.seconds()
 
     # -- intake ----------------------------------------------------------------------------------
 

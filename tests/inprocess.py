@@ -53,8 +53,7 @@ class Rig:
         self.config: Config = config_from_mapping(raw_config, base=root, state_dir=root / "state")
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = Clock()
-        self.clock.advance(1000)
-        self.wall = [1_700_000_000.0]
+        self.clock.advance(1_700_000_000)
         self.backend = ScriptedBackend()
         self.store = JobStore.open(self.config.database_path)
         self.dispatcher = Dispatcher(
@@ -63,7 +62,7 @@ class Rig:
         )  # fmt: skip
         self.service = JobService(
             config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,
-            run_in_thread=run_synchronously, wall_clock=lambda: self.wall[0],
+            run_in_thread=run_synchronously,
         )  # fmt: skip
         self.service.recover()
 

@@ -132,3 +132,39 @@ def test_stop_requeues_the_job_being_delivered(tmp_path: Path) -> None:
     rig.dispatcher.stop()
     job = rig.store.get(1)
     assert job.state == JobState.PENDING and "interrupted" in job.message
+
+
+def test_retention_removes_files_then_records_of_finished_jobs_only(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, spool={"keep_files": "1h", "keep_history": "1d", "min_free_space": 0})
+    rig.submit(b"done")
+    rig.submit(b"waiting")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.backend.succeed()
+    spool_file = rig.config.spool_dir / rig.store.documents(1)[0].file_name
+    assert rig.service.purge() == (0, 0)
+    rig.clock.advance(3601)
+    assert rig.service.purge() == (1, 0)
+    assert not spool_file.exists() and rig.store.get(1).files_removed
+    assert (rig.config.spool_dir / rig.store.documents(2)[0].file_name).exists()  # job 2 still waits
+    rig.clock.advance(86400)
+    assert rig.service.purge() == (0, 1)
+    assert [job.job_id for job in rig.store.list_jobs()] == [2]
+
+
+def test_recovery_after_a_crash(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.submit(b"one")
+    rig.submit(b"two")
+    rig.dispatcher.start()
+    rig.clock.advance(0)  # job 1 is processing when the "crash" happens
+    (rig.config.incoming_dir / "abc.part").write_bytes(b"partial upload")
+    (rig.config.spool_dir / "d000099-001").write_bytes(b"renamed, never committed")
+    (rig.config.spool_dir / rig.store.documents(2)[0].file_name).unlink()
+    rig.store.close()
+
+    after = Rig(tmp_path)
+    assert after.store.get(1).state == JobState.PENDING
+    assert after.store.get(2).state == JobState.ABORTED and after.store.get(2).reason == "document-access-error"
+    assert list(after.config.incoming_dir.iterdir()) == []
+    assert sorted(p.name for p in after.config.spool_dir.iterdir()) == ["d000001-001"]

@@ -263,3 +263,20 @@ def test_below_the_disk_floor_new_jobs_are_refused_and_existing_ones_kept(spoole
     spooler.start()
     [delivered] = spooler.wait_delivered(1)
     assert delivered.read_bytes() == pjl_job("ivan", "kept", b"keep me")
+
+
+def test_spooler_log_follow_shows_new_events(spooler_factory: SpoolerFactory) -> None:
+    import sys
+
+    spooler = spooler_factory().start()
+    follower = subprocess.Popen([sys.executable, "-m", "spooler", "log", "-f", "--json", "--config",
+                                 str(spooler.config_path)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert follower.stdout is not None
+        assert json_of(follower.stdout.readline())["event"] == "spooler_started"
+        send_raw(spooler.raw_port, pjl_job("hana", "followed", b"x"))
+        events = [json_of(follower.stdout.readline())["event"] for _ in range(3)]
+        assert events == ["job_received", "delivery_started", "job_completed"]
+    finally:
+        follower.terminate()
+        follower.wait(10)

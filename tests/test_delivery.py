@@ -1,0 +1,195 @@
+"""Delivery backends: the file sink (durable, idempotent) and socket:// against real loopback peers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+
+from conftest import run_synchronously
+from spooler.delivery import backend_for_uri
+from spooler.delivery.base import DeliveryFile
+from spooler.delivery.filesink import FileSinkBackend
+from spooler.delivery.socket import SocketBackend
+from spooler.model import DeliveryError, Document, Job, JobState
+
+
+def make_job(job_id: int = 1) -> Job:
+    return Job(job_id=job_id, uuid="0123456789abcdef", queue="default", protocol="raw", user="alice", host="h",
+               name="report", document_format="application/pdf", size=0, state=JobState.PROCESSING, reason="",
+               created_at=1.0, copies=2)  # fmt: skip
+
+
+def files(tmp_path: Path, *contents: bytes) -> list[DeliveryFile]:
+    result = []
+    for number, content in enumerate(contents, start=1):
+        path = tmp_path / f"d000001-{number:03d}"
+        path.write_bytes(content)
+        result.append(DeliveryFile(Document(1, number, path.name, len(content), "application/pdf"), path))
+    return result
+
+
+def outcome(d: Deferred[Any]) -> Any:
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "did not fire"
+    return results[0]
+
+
+def test_file_sink_writes_data_sidecar_and_journal_once(tmp_path: Path) -> None:
+    sink = FileSinkBackend(tmp_path / "sink", run_synchronously)
+    job_files = files(tmp_path, b"part one|", b"part two")
+    receipt = outcome(sink.deliver(make_job(), job_files))
+    assert not receipt.already_delivered
+    [data] = (tmp_path / "sink").glob("*.prn")
+    assert data.name == "job-000001-01234567.prn" and data.read_bytes() == b"part one|part two"
+    sidecar = data.with_suffix(".json").read_text()
+    assert '"user": "alice"' in sidecar and '"copies": 2' in sidecar
+    again = outcome(sink.deliver(make_job(), job_files))
+    assert again.already_delivered
+    assert len((tmp_path / "sink" / "deliveries.log").read_text().splitlines()) == 1
+    assert [p.name for p in (tmp_path / "sink").iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_file_sink_errors_are_classified(tmp_path: Path) -> None:
+    sink = FileSinkBackend(tmp_path / "sink", run_synchronously)
+    missing = files(tmp_path, b"x")
+    missing[0].path.unlink()
+    failure = outcome(sink.deliver(make_job(), missing))
+    assert failure.check(DeliveryError) and not failure.value.retryable
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+    blocked = FileSinkBackend(tmp_path / "blocked" / "sink", run_synchronously)
+    failure = outcome(blocked.deliver(make_job(), files(tmp_path, b"x")))
+    assert failure.check(DeliveryError) and failure.value.retryable
+
+
+class Peer(Protocol):
+    """A configurable stand-in device: reads to EOF (or not), closes (or not)."""
+
+    def __init__(self, owner: PeerFactory) -> None:
+        self.owner = owner
+
+    def connectionMade(self) -> None:
+        self.owner.connections.append(self)
+        if not self.owner.reads:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.owner.received += data
+
+    def readConnectionLost(self) -> None:
+        if self.owner.closes:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class PeerFactory(Factory):
+    def __init__(self, reads: bool = True, closes: bool = True) -> None:
+        self.reads, self.closes = reads, closes
+        self.received = b""
+        self.connections: list[Peer] = []
+
+    def buildProtocol(self, addr: Any) -> Protocol:
+        from zope.interface import directlyProvides
+        from twisted.internet.interfaces import IHalfCloseableProtocol
+
+        protocol = Peer(self)
+        directlyProvides(protocol, IHalfCloseableProtocol)
+        return protocol
+
+
+@pytest.fixture
+def reactor() -> Any:
+    from twisted.internet import reactor as global_reactor
+
+    return global_reactor
+
+
+def listen(reactor: Any, factory: PeerFactory) -> Any:
+    return reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+
+def socket_backend(reactor: Any, port: int, io_timeout: float = 5) -> SocketBackend:
+    return SocketBackend("127.0.0.1", port, reactor=reactor, clock=reactor, connect_timeout=2, io_timeout=io_timeout)
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_delivery_sends_every_byte_and_waits_for_the_device(reactor: Any, tmp_path: Path) -> None:
+    factory = PeerFactory()
+    port = listen(reactor, factory)
+    try:
+        payload = [os.urandom(3_000_000), os.urandom(1000)]
+        receipt = await socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, *payload))
+        assert factory.received == b"".join(payload)
+        assert "sent to 127.0.0.1" in receipt.detail
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_refused_is_retryable(reactor: Any, tmp_path: Path) -> None:
+    factory = PeerFactory()
+    port = listen(reactor, factory)
+    number = port.getHost().port
+    await port.stopListening()
+    with pytest.raises(DeliveryError) as raised:
+        await socket_backend(reactor, number).deliver(make_job(), files(tmp_path, b"x"))
+    assert raised.value.retryable and "cannot connect" in str(raised.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_that_stops_reading_is_given_up_on(reactor: Any, tmp_path: Path) -> None:
+    factory = PeerFactory(reads=False)
+    port = listen(reactor, factory)
+    try:
+        with pytest.raises(DeliveryError) as raised:
+            await socket_backend(reactor, port.getHost().port, io_timeout=1).deliver(
+                make_job(), files(tmp_path, os.urandom(30_000_000))
+            )
+        assert raised.value.retryable and "stopped reading" in str(raised.value)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_that_takes_everything_but_never_closes_has_the_job(reactor: Any, tmp_path: Path) -> None:
+    factory = PeerFactory(closes=False)
+    port = listen(reactor, factory)
+    try:
+        receipt = await socket_backend(reactor, port.getHost().port, io_timeout=1).deliver(
+            make_job(), files(tmp_path, b"all of it")
+        )
+        assert factory.received == b"all of it" and "did not close" in receipt.detail
+    finally:
+        for connection in factory.connections:
+            connection.transport.loseConnection()  # type: ignore[union-attr]
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelling_a_delivery_cuts_the_connection(reactor: Any, tmp_path: Path) -> None:
+    factory = PeerFactory(reads=False)
+    port = listen(reactor, factory)
+    try:
+        attempt = socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, os.urandom(10**7)))
+        waiter: Deferred[None] = Deferred()
+        reactor.callLater(0.3, waiter.callback, None)
+        await waiter
+        attempt.cancel()
+        with pytest.raises(Exception):
+            await attempt
+    finally:
+        await port.stopListening()
+
+
+def test_backends_are_chosen_by_scheme(tmp_path: Path) -> None:
+    sink = backend_for_uri((tmp_path / "out").as_uri(), reactor=None, run_in_thread=run_synchronously,
+                           connect_timeout=1, io_timeout=1)  # fmt: skip
+    assert isinstance(sink, FileSinkBackend) and sink.directory == tmp_path / "out"
+    raw = backend_for_uri("socket://printer.example:9100", reactor=None, run_in_thread=run_synchronously,
+                          connect_timeout=1, io_timeout=1)  # fmt: skip
+    assert isinstance(raw, SocketBackend) and (raw.host, raw.port) == ("printer.example", 9100)
