@@ -106,79 +106,103 @@ class JobService:
         )
 
     @inlineCallbacks
-    def submit(self, incoming: IncomingFile, request: JobRequest) -> Any:
-        """Make `incoming` a durable job; fires with the Job once data and row are on disk.
+    def submit(self, documents: IncomingFile | list[IncomingFile], request: JobRequest) -> Any:
+        """Make one or more received documents a durable job; fires with the Job once data and row are
+        on disk. Every document is discarded if any step fails.
 
         Order (DESIGN 3): data fsynced, renamed into the spool folder, folder fsynced; then the row is
         committed; only then does the caller acknowledge the client.
         """
+        incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
+        if not incoming:
+            raise ValueError("a job needs at least one document")
+        committed: list[Path] = []
         try:
-            size = yield incoming.finish()
+            sizes = []
+            for document in incoming:
+                sizes.append((yield document.finish()))
             job_id = self.store.allocate_job_id()
-            file_name = spool_file_name(job_id, 1)
-            yield self._run_in_thread(commit_file, incoming.path, self.config.spool_dir / file_name)
+            for number, document in enumerate(incoming, start=1):
+                destination = self.config.spool_dir / spool_file_name(job_id, number)
+                yield self._run_in_thread(commit_file, document.path, destination)
+                committed.append(destination)
         except BaseException:
-            yield incoming.discard()
+            for document in incoming:
+                yield document.discard()
+            for path in committed:
+                remove_quietly(path)
             raise
         try:
-            header = parse_pjl_header(bytes(incoming.head))
-            detected = self._detect_format(bytes(incoming.head), header)
-            user = clean_text(request.user) or clean_text(header.user if header else None) or ANONYMOUS
-            name = clean_text(request.name) or clean_text(header.job_name if header else None) or UNTITLED
-            copies = request.copies or (header.copies if header else None) or 1
-            sides = request.sides
-            if sides is None and header is not None and header.duplex is not None:
-                sides = "one-sided"
-                if header.duplex:
-                    sides = "two-sided-short-edge" if header.binding == "shortedge" else "two-sided-long-edge"
-            attributes = dict(request.attributes)
-            if header is not None:
-                attributes["pjl"] = {
-                    key: value
-                    for key, value in (
-                        ("language", header.language), ("host", header.host), ("domain", header.domain),
-                        ("color", header.color), ("paper", header.paper), ("hold", header.hold),
-                    )  # fmt: skip
-                    if value is not None
-                }
-            if request.document_format:
-                attributes["declared_format"] = request.document_format
-            held = header is not None and header.private
-            verifier = None
-            if held and header is not None and header.hold_key:
-                verifier = yield self._run_in_thread(make_verifier, header.hold_key)
-            now = self._now()
-            job = Job(
-                job_id=job_id,
-                uuid=new_job_uuid(),
-                queue=request.queue,
-                protocol=request.protocol,
-                user=user,
-                host=clean_text(request.host) or "",
-                name=name,
-                document_format=detected,
-                size=size,
-                copies=max(1, min(copies, 9999)),
-                sides=sides,
-                state=JobState.PENDING_HELD if held else JobState.PENDING,
-                reason="job-hold-until-specified" if held else "job-queued",
-                message="private print: held until released" if held else "",
-                created_at=now,
-                hold_key_verifier=verifier,
-                attributes=attributes,
-            )
-            self.store.insert_job(job, [Document(job_id, 1, file_name, size, detected)])
+            job = yield self._record(job_id, incoming, sizes, request)
         except BaseException:
-            remove_quietly(self.config.spool_dir / file_name)
+            for path in committed:
+                remove_quietly(path)
             raise
         log.info(
             "Job {job_id} received from {user}@{host} over {protocol}: {name!r}, {size} bytes, {document_format}",
             spool_event="job_received", job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol,
             name=job.name, size=job.size, document_format=job.document_format, copies=job.copies,
-            queue=job.queue, route=job.route.value, state=job.state.keyword,
+            queue=job.queue, route=job.route.value, state=job.state.keyword, documents=len(incoming),
         )  # fmt: skip
-        if not held:
+        if job.state == JobState.PENDING:
             self.dispatcher.wake()
+        return job
+
+    @inlineCallbacks
+    def _record(self, job_id: int, incoming: list[IncomingFile], sizes: list[int], request: JobRequest) -> Any:
+        """Build the job from what the protocol said and what its first document says, and commit it."""
+        head = bytes(incoming[0].head)
+        header = parse_pjl_header(head)
+        formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
+                   for document in incoming]  # fmt: skip
+        user = clean_text(request.user) or clean_text(header.user if header else None) or ANONYMOUS
+        name = clean_text(request.name) or clean_text(header.job_name if header else None) or UNTITLED
+        copies = request.copies or (header.copies if header else None) or 1
+        sides = request.sides
+        if sides is None and header is not None and header.duplex is not None:
+            sides = "one-sided"
+            if header.duplex:
+                sides = "two-sided-short-edge" if header.binding == "shortedge" else "two-sided-long-edge"
+        attributes = dict(request.attributes)
+        if header is not None:
+            attributes["pjl"] = {
+                key: value
+                for key, value in (
+                    ("language", header.language), ("host", header.host), ("domain", header.domain),
+                    ("color", header.color), ("paper", header.paper), ("hold", header.hold),
+                )  # fmt: skip
+                if value is not None
+            }
+        if request.document_format:
+            attributes["declared_format"] = request.document_format
+        held = header is not None and header.private
+        verifier = None
+        if held and header is not None and header.hold_key:
+            verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        job = Job(
+            job_id=job_id,
+            uuid=new_job_uuid(),
+            queue=request.queue,
+            protocol=request.protocol,
+            user=user,
+            host=clean_text(request.host) or "",
+            name=name,
+            document_format=formats[0],
+            size=sum(sizes),
+            copies=max(1, min(copies, 9999)),
+            sides=sides,
+            state=JobState.PENDING_HELD if held else JobState.PENDING,
+            reason="job-hold-until-specified" if held else "job-queued",
+            message="private print: held until released" if held else "",
+            created_at=self._now(),
+            hold_key_verifier=verifier,
+            attributes=attributes,
+        )
+        self.store.insert_job(
+            job,
+            [Document(job_id, number, spool_file_name(job_id, number), size, document_format)
+             for number, (size, document_format) in enumerate(zip(sizes, formats), start=1)],  # fmt: skip
+        )
         return job
 
     @staticmethod

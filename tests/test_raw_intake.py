@@ -179,3 +179,27 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
         d.callback(work())
     assert transport.producerState == "producing"
     assert protocol.incoming is not None and protocol.incoming.size == 12 * CHUNK_SIZE
+
+
+def test_a_job_of_several_documents(tmp_path: Path) -> None:
+    """LPD (several data files per control file) and IPP (Send-Document) make such jobs."""
+    from spooler.jobs import JobRequest
+
+    rig = Rig(tmp_path)
+    documents = []
+    for content in (b"%PDF-1.4 first", b"%!PS second", b"third, plain text"):
+        incoming = rig.service.open_incoming()
+        incoming.write(content)
+        documents.append(incoming)
+    results: list[object] = []
+    rig.service.submit(documents, JobRequest(protocol="lpd", host="ws1", user="ann", name="three")).addBoth(
+        results.append
+    )
+    [job] = results
+    assert (job.size, job.document_format, job.user) == (14 + 11 + 17, "application/pdf", "ann")  # type: ignore[attr-defined]
+    stored = rig.store.documents(1)
+    assert [d.document_format for d in stored] == ["application/pdf", "application/postscript", "text/plain"]
+    assert [(rig.config.spool_dir / d.file_name).read_bytes()[:5] for d in stored] == [b"%PDF-", b"%!PS ", b"third"]
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    assert rig.backend.attempts == [(1, b"%PDF-1.4 first%!PS secondthird, plain text")]
