@@ -142,7 +142,7 @@ class SpoolerService(MultiService):
         self.store: JobStore | None = None
         self.jobs: JobService | None = None
         self.dispatcher: Dispatcher | None = None
-        self.raw_factory: RawJobFactory | None = None
+        self.intake: dict[str, Any] = {}
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -175,14 +175,9 @@ class SpoolerService(MultiService):
         self.jobs.recover()
         self.jobs.purge()
 
-        if config.listen.raw:
-            self.raw_factory = RawJobFactory(
-                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections,
-            )  # fmt: skip
-            ListenerService("raw", self._endpoint("listen.raw", config.listen.raw), self.raw_factory).setServiceParent(
-                self
-            )
+        for name, (description, factory) in self._intake_factories().items():
+            self.intake[name] = factory
+            ListenerService(name, self._endpoint(f"listen.{name}", description), factory).setServiceParent(self)
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
         admin_site = QuietSite(AdminResource(self.jobs, self.status))
@@ -203,6 +198,20 @@ class SpoolerService(MultiService):
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
 
+    def _intake_factories(self) -> dict[str, tuple[str, Any]]:
+        """Every enabled front-end: its endpoint string and its protocol factory. Each factory keeps
+        `connections` and has `close_all()`, which cuts unfinished uploads and waits for jobs being
+        committed. A new protocol registers here."""
+        assert self.jobs is not None
+        config = self.config
+        factories: dict[str, tuple[str, Any]] = {}
+        if config.listen.raw:
+            factories["raw"] = (config.listen.raw, RawJobFactory(
+                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
+                max_connections=config.limits.max_connections,
+            ))  # fmt: skip
+        return factories
+
     def _endpoint(self, key: str, description: str) -> Any:
         try:
             return serverFromString(self.reactor, description)
@@ -220,8 +229,8 @@ class SpoolerService(MultiService):
     def stopService(self) -> Any:
         log.info("Spooler stopping", spool_event="spooler_stopping")
         yield super().stopService()  # listeners close first: no new connections
-        if self.raw_factory is not None:
-            yield self.raw_factory.close_all()
+        for factory in self.intake.values():
+            yield factory.close_all()
         if self.dispatcher is not None:
             yield self.dispatcher.stop()
         log.info("Spooler stopped", spool_event="spooler_stopped")
@@ -248,7 +257,7 @@ class SpoolerService(MultiService):
             "mode": "standalone",
             "server": None,
             "listeners": self.listeners(),
-            "raw_connections": len(self.raw_factory.connections) if self.raw_factory else 0,
+            "connections": {name: len(factory.connections) for name, factory in self.intake.items()},
             "device": self.dispatcher.device.as_dict(),
             "delivering": self.dispatcher.busy_with,
             "queue": counts,
