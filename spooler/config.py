@@ -98,6 +98,16 @@ class DeviceConfig:
     retry_max: float = 300.0
 
 
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """A print queue clients can name (LPD queue, IPP printer). Policies come with failover."""
+
+    name: str
+
+
 @dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
@@ -114,7 +124,11 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
+    queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     source: Path | None = None  # the file it was read from, if any
+
+    def queue(self, name: str) -> QueueConfig | None:
+        return next((queue for queue in self.queues if queue.name == name), None)
 
     @property
     def database_path(self) -> Path:
@@ -209,6 +223,21 @@ def validate_device_uri(key: str, value: Any) -> str:
     return value
 
 
+def _queues(raw: Any) -> tuple[QueueConfig, ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError("queues", "must be a table of queues, e.g. [queues.default]")
+    queues = []
+    for name, settings in raw.items():
+        if not QUEUE_NAME.match(name):
+            raise ConfigError(f"queues.{name}", "a queue name is 1-64 letters, digits, '.', '_' or '-'")
+        if not isinstance(settings, dict):
+            raise ConfigError(f"queues.{name}", "must be a table ([queues." + name + "])")
+        for key in settings:
+            raise ConfigError(f"queues.{name}.{key}", "unknown key (queues take no settings yet)")
+        queues.append(QueueConfig(name))
+    return tuple(queues)
+
+
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
     """The configuration from `path` (TOML) over the embedded defaults; `state_dir` overrides both."""
     raw: dict[str, Any] = {}
@@ -230,7 +259,7 @@ def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> C
 def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
-    top_level = ("state_dir", "listen", "limits", "spool", "device", "admin", "log")
+    top_level = ("state_dir", "listen", "limits", "spool", "device", "admin", "log", "queues")
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -270,8 +299,11 @@ def config_from_mapping(
             " set admin.socket to a shorter path",
         )
 
+    queues = _queues(raw.get("queues", {"default": {}}))
+
     return Config(
         state_dir=state_dir,
+        queues=queues,
         admin_socket=admin_socket,
         device=device_config,
         listen=ListenConfig(raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw)),

@@ -59,8 +59,9 @@ class Dispatcher:
         spool_dir: Path,
         retry_initial: float,
         retry_max: float,
-        queue: str = "default",
+        queue: str | None = None,
     ) -> None:
+        """Delivers the jobs of `queue` to one device, or of every queue (None), in arrival order."""
         self._store = store
         self._backend = backend
         self._clock = clock
@@ -107,7 +108,9 @@ class Dispatcher:
         """Retry now every job waiting for delivery (or only `job_ids`), in order. Returns those touched."""
         touched = []
         for job in self._store.list_jobs([JobState.PENDING]):
-            if job.queue != self._queue or (job_ids is not None and job.job_id not in job_ids):
+            if (self._queue is not None and job.queue != self._queue) or (
+                job_ids is not None and job.job_id not in job_ids
+            ):
                 continue
             if job.next_attempt_at is not None:
                 self._store.update_job(job.evolve(next_attempt_at=None))

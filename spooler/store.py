@@ -241,12 +241,17 @@ class JobStore:
             params.append(limit)
         return [_row_to_job(row) for row in self._db.execute(query, params)]
 
-    def head_of_queue(self, queue: str) -> Job | None:
-        """The oldest job of `queue` that still waits for delivery (held jobs step aside)."""
-        row = self._db.execute(
-            "SELECT * FROM jobs WHERE queue = ? AND state IN (?, ?) ORDER BY job_id LIMIT 1",
-            (queue, int(JobState.PENDING), int(JobState.PROCESSING)),
-        ).fetchone()
+    def head_of_queue(self, queue: str | None = None) -> Job | None:
+        """The oldest job (of `queue`, or of every queue) that still waits for delivery; held jobs step aside."""
+        states = (int(JobState.PENDING), int(JobState.PROCESSING))
+        if queue is None:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY job_id LIMIT 1", states
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE queue = ? AND state IN (?, ?) ORDER BY job_id LIMIT 1", (queue, *states)
+            ).fetchone()
         return _row_to_job(row) if row else None
 
     def count_by_state(self) -> dict[JobState, int]:

@@ -123,3 +123,15 @@ def test_missing_config_file(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["status", "--config", str(tmp_path / "nope.toml")], out=io.StringIO(), err=err) == 2
     assert "no such file" in err.getvalue()
+
+
+def test_queues(tmp_path: Path) -> None:
+    assert [q.name for q in build({}, tmp_path).queues] == ["default"]
+    config = build({"queues": {"lp": {}, "colour-A4": {}}}, tmp_path)
+    assert [q.name for q in config.queues] == ["lp", "colour-A4"]
+    assert config.queue("lp") is not None and config.queue("default") is None
+    for raw, key in (({"queues": {"../x": {}}}, "queues.../x"), ({"queues": {"lp": {"policy": 1}}}, "queues.lp.policy"),
+                     ({"queues": {}}, "queues"), ({"queues": {"lp": 3}}, "queues.lp")):  # fmt: skip
+        with pytest.raises(ConfigError) as raised:
+            build(raw, tmp_path)
+        assert raised.value.key == key
