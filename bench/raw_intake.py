@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spooler.spoolfiles import fsync_directory  # the same fsync the spooler does, for the baseline
+
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 MB = 1000 * 1000
@@ -72,14 +74,6 @@ def make_source(path: Path, size: int, seed: int = 9100) -> None:
             left -= len(block)
         out.flush()
         os.fsync(out.fileno())
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def plain_copy(source: Path, destination: Path) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -138,6 +139,7 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
     from spooler.service import SpoolerService
     from spooler.spoollog import SpoolLogObserver, TextObserver, level_filtered
 
+    os.umask(0o077)  # spool data, the database and logs are for the spooler's user only
     try:
         spool_log = SpoolLogObserver(config.spool_log_path, max_size=config.log.spool_log_max_size,
                                      keep=config.log.spool_log_keep)  # fmt: skip

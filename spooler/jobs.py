@@ -312,24 +312,26 @@ class JobService:
                          job_id=job.job_id, user=job.user)  # fmt: skip
         fsync_directory(self.config.spool_dir)
 
-    def purge(self) -> tuple[int, int]:
-        """Retention: remove the files of finished jobs after keep_files, their rows after keep_history."""
+    @inlineCallbacks
+    def purge(self) -> Any:
+        """Retention: remove the files of finished jobs after keep_files, their rows after keep_history.
+        Fires with (jobs whose files were removed, records removed). Files go first, off the reactor
+        thread; a row is only marked or deleted once its files are gone."""
         now = self._now()
-        files_removed = 0
-        for job in self.store.finished_before(now - self.config.spool.keep_files, files_present=True):
-            for document in self.store.documents(job.job_id):
-                remove_quietly(self.config.spool_dir / document.file_name)
-            self.store.update_job(job.evolve(files_removed=True))
-            files_removed += 1
-        expired = self.store.finished_before(now - self.config.spool.keep_history)
-        for job in expired:
-            for document in self.store.documents(job.job_id):
-                remove_quietly(self.config.spool_dir / document.file_name)
-        self.store.delete_jobs(job.job_id for job in expired)
-        if files_removed or expired:
+        expired_files = self.store.finished_before(now - self.config.spool.keep_files, files_present=True)
+        expired_rows = self.store.finished_before(now - self.config.spool.keep_history)
+        doomed = {job.job_id: job for job in expired_files + expired_rows}
+        paths = [self.config.spool_dir / document.file_name
+                 for job_id in doomed for document in self.store.documents(job_id)]  # fmt: skip
+        if paths:
+            yield self._run_in_thread(lambda: [remove_quietly(path) for path in paths])
+        for job in expired_files:
+            self.store.update_job(self.store.get(job.job_id).evolve(files_removed=True))
+        self.store.delete_jobs(job.job_id for job in expired_rows)
+        if expired_files or expired_rows:
             log.info("Retention: removed the files of {files} job(s) and the records of {rows} job(s)",
-                     spool_event="retention", files=files_removed, rows=len(expired))  # fmt: skip
-        return files_removed, len(expired)
+                     spool_event="retention", files=len(expired_files), rows=len(expired_rows))  # fmt: skip
+        return len(expired_files), len(expired_rows)
 
     def spool_path(self, document: Document) -> Path:
         return self.config.spool_dir / document.file_name

@@ -172,8 +172,7 @@ class SpoolerService(MultiService):
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
             run_in_thread=self.run_in_thread,
         )  # fmt: skip
-        self.jobs.recover()
-        self.jobs.purge()
+        self.jobs.recover()  # retention runs from the timer below, at start and every minute
 
         for name, (description, factory) in self._intake_factories().items():
             self.intake[name] = factory
