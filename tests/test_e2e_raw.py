@@ -48,6 +48,10 @@ def test_nc_job_arrives_byte_identical_with_its_pjl_user(spooler_factory: Spoole
     assert "alice" in table and "Budget 2027" in table and table.splitlines()[0].split()[:3] == ["ID", "STATE", "USER"]
     shown = spooler.cli("show", "1").stdout
     assert "alice" in shown and "completed" in shown
+    # Only the spooler's user is admin: the admin socket and the state folder are private.
+    assert (spooler.state_dir / "admin.sock").stat().st_mode & 0o777 == 0o600
+    assert spooler.state_dir.stat().st_mode & 0o777 == 0o700
+    assert (spooler.state_dir / "spooler.db").stat().st_mode & 0o077 == 0
     human_log = spooler.cli("log", "--job", "1").stdout.splitlines()
     assert len(human_log) == 3 and all("alice" in line for line in human_log)
     assert spooler.cli("log", "--user", "bob").stdout == ""
