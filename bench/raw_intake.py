@@ -161,6 +161,8 @@ class Daemon:
             f'state_dir = "{self.state_dir}"\n'
             "[listen]\n"
             f'raw = "tcp:{self.port}:interface=127.0.0.1"\n'
+            'lpd = ""\n'
+            'ipp = ""\n'
             "[limits]\n"
             f"max_job_size = {self.max_job_size}\n"
             "max_connections = 200\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -73,6 +74,8 @@ def default_state_dir() -> Path:
 @dataclass(frozen=True)
 class ListenConfig:
     raw: str | None = "tcp:9100:interface=127.0.0.1"
+    lpd: str | None = "tcp:8515:interface=127.0.0.1"
+    ipp: str | None = "tcp:8631:interface=127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,43 @@ class LimitsConfig:
     max_job_size: int = 2 * 1024**3
     idle_timeout: float = 300.0
     max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class LpdConfig:
+    """The LPD front-end (RFC 1179). Agent and user names in LPD are client-asserted."""
+
+    admin_agents: tuple[str, ...] = ()
+    allow: tuple[str, ...] = ()  # source networks allowed to connect; empty: every address
+    max_control_file_size: int = 64 * 1024
+    max_line_length: int = 1024
+    max_data_files: int = 100
+
+
+@dataclass(frozen=True)
+class IppConfig:
+    """The IPP Everywhere printer (`/ipp/print` on listen.ipp) and what it says about itself."""
+
+    name: str = "Spooler"
+    info: str = ""
+    location: str = ""
+    make_and_model: str = "Spooler IPP Everywhere"
+    color: bool = True
+    admin_users: tuple[str, ...] = ()  # requesting-user-name values allowed to pause, resume, cancel any job
+    max_request_size: int = 2 * 1024**3
+    multiple_operation_timeout: float = 60.0
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 127 or not value.isprintable():
+        raise ConfigError(key, f"expected a printable text of at most 127 characters, got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -122,6 +162,8 @@ class Config:
     device: DeviceConfig
     listen: ListenConfig = ListenConfig()
     limits: LimitsConfig = LimitsConfig()
+    lpd: LpdConfig = LpdConfig()
+    ipp: IppConfig = IppConfig()
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
@@ -223,6 +265,23 @@ def validate_device_uri(key: str, value: Any) -> str:
     return value
 
 
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigError(key, f"expected a list of names such as [\"root\"], got {value!r}")
+    return tuple(value)
+
+
+def _networks(key: str, value: Any) -> tuple[str, ...]:
+    """Addresses or networks ("10.0.0.0/8"), checked here and kept as written."""
+    names = _names(key, value)
+    for name in names:
+        try:
+            ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            raise ConfigError(key, f"not an address or network: {name!r}") from None
+    return names
+
+
 def _queues(raw: Any) -> tuple[QueueConfig, ...]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("queues", "must be a table of queues, e.g. [queues.default]")
@@ -259,7 +318,7 @@ def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> C
 def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
-    top_level = ("state_dir", "listen", "limits", "spool", "device", "admin", "log", "queues")
+    top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "admin", "log", "queues")
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -273,12 +332,16 @@ def config_from_mapping(
         state_dir = resolve("state_dir", raw["state_dir"]) if "state_dir" in raw else default_state_dir()
     state_dir = state_dir.absolute()
 
-    listen = _section(raw, "listen", ("raw",))
+    listen = _section(raw, "listen", ("raw", "lpd", "ipp"))
+    ipp = _section(raw, "ipp", ("name", "info", "location", "make_and_model", "color", "admin_users",
+                                "max_request_size", "multiple_operation_timeout"))  # fmt: skip
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history"))
     device = _section(raw, "device", ("uri", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket",))
     log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
+    lpd = _section(raw, "lpd", ("admin_agents", "allow", "max_control_file_size", "max_line_length",
+                                "max_data_files"))  # fmt: skip
 
     default_device_uri = (state_dir / "device").as_uri()
     device_config = DeviceConfig(
@@ -306,7 +369,30 @@ def config_from_mapping(
         queues=queues,
         admin_socket=admin_socket,
         device=device_config,
-        listen=ListenConfig(raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw)),
+        listen=ListenConfig(
+            raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw),
+            lpd=_get(listen, "listen", "lpd", _endpoint, ListenConfig.lpd),
+            ipp=_get(listen, "listen", "ipp", _endpoint, ListenConfig.ipp),
+        ),
+        ipp=IppConfig(
+            name=_get(ipp, "ipp", "name", _text, IppConfig.name),
+            info=_get(ipp, "ipp", "info", _text, IppConfig.info),
+            location=_get(ipp, "ipp", "location", _text, IppConfig.location),
+            make_and_model=_get(ipp, "ipp", "make_and_model", _text, IppConfig.make_and_model),
+            color=_get(ipp, "ipp", "color", _boolean, IppConfig.color),
+            admin_users=_get(ipp, "ipp", "admin_users", _names, IppConfig.admin_users),
+            max_request_size=_get(ipp, "ipp", "max_request_size", parse_size, IppConfig.max_request_size),
+            multiple_operation_timeout=_get(ipp, "ipp", "multiple_operation_timeout", _positive_duration,
+                                            IppConfig.multiple_operation_timeout),
+        ),
+        lpd=LpdConfig(
+            admin_agents=_get(lpd, "lpd", "admin_agents", _names, LpdConfig.admin_agents),
+            allow=_get(lpd, "lpd", "allow", _networks, LpdConfig.allow),
+            max_control_file_size=_get(lpd, "lpd", "max_control_file_size", parse_size,
+                                       LpdConfig.max_control_file_size),
+            max_line_length=_get(lpd, "lpd", "max_line_length", _positive_int, LpdConfig.max_line_length),
+            max_data_files=_get(lpd, "lpd", "max_data_files", _positive_int, LpdConfig.max_data_files),
+        ),
         limits=LimitsConfig(
             max_job_size=_get(limits, "limits", "max_job_size", parse_size, LimitsConfig.max_job_size),
             idle_timeout=_get(limits, "limits", "idle_timeout", _positive_duration, LimitsConfig.idle_timeout),

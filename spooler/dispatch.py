@@ -93,6 +93,19 @@ class Dispatcher:
             return current.addBoth(lambda _: None)
         return succeed(None)
 
+    def pause(self) -> None:
+        """Start no new delivery until `resume`; one under way is let finish (cutting it off could
+        print it twice)."""
+        self._running = False
+        self._cancel_timer()
+
+    def resume(self) -> None:
+        self.start()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running and not self._stopping
+
     def wake(self, delay: float = 0.0) -> None:
         """Look at the queue again after `delay` seconds (sooner if already scheduled sooner)."""
         if not self._running:

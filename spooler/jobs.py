@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
 from spooler.config import Config
 from spooler.dispatch import Dispatcher
-from spooler.model import Document, Job, JobState, NotAuthorized, SpoolFull
+from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
 from spooler.pjl import parse_pjl_header
 from spooler.spoolfiles import (
     IncomingFile,
@@ -35,6 +35,8 @@ from spooler.verifiers import make_verifier
 log = Logger(namespace="spooler.jobs")
 
 DEFAULT_QUEUE = "default"
+#: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
+INCOMING = "job-incoming"
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
@@ -61,6 +63,19 @@ class JobRequest:
     copies: int | None = None
     sides: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    hold: bool = False  # held until released (IPP job-hold-until=indefinite)
+
+
+@dataclass(frozen=True)
+class PrinterCondition:
+    """What the printer is doing, told truthfully from the dispatcher, the device and the spool."""
+
+    state: str  # idle | processing | stopped (IPP printer-state keywords)
+    reasons: tuple[str, ...]
+    message: str
+    accepting: bool
+    changed_at: float
+    queued: int
 
 
 class JobService:
@@ -78,6 +93,11 @@ class JobService:
         self.dispatcher = dispatcher
         self._clock = clock
         self._run_in_thread = run_in_thread
+        self.incoming_timeout = config.ipp.multiple_operation_timeout
+        self.paused = False
+        self._next_document: dict[int, int] = {}
+        self._condition: tuple[str, tuple[str, ...]] | None = None
+        self._condition_since = clock.seconds()
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -175,7 +195,10 @@ class JobService:
             }
         if request.document_format:
             attributes["declared_format"] = request.document_format
-        held = header is not None and header.private
+        held = (header is not None and header.private) or request.hold
+        attributes["documents"] = len(incoming)
+        if request.hold:
+            attributes["hold"] = True
         verifier = None
         if held and header is not None and header.hold_key:
             verifier = yield self._run_in_thread(make_verifier, header.hold_key)
@@ -214,6 +237,195 @@ class JobService:
         inner = sniff(head[header.pdl_offset :])
         return inner if inner != "text/plain" else OCTET_STREAM
 
+    # -- jobs whose documents come one by one (IPP Create-Job, Send-Document, Close-Job) -------------
+
+    def create_job(self, request: JobRequest) -> Job:
+        """A durable job without documents yet: pending-held with reason job-incoming, so the
+        dispatcher leaves it alone until its last document arrives (or it is aborted)."""
+        if not self.accepting():
+            raise SpoolFull(
+                f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
+            )
+        now = self._now()
+        attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
+        if request.hold:
+            attributes["hold"] = True
+        if request.document_format:
+            attributes["declared_format"] = request.document_format
+        job = Job(
+            job_id=self.store.allocate_job_id(),
+            uuid=new_job_uuid(),
+            queue=request.queue,
+            protocol=request.protocol,
+            user=clean_text(request.user) or ANONYMOUS,
+            host=clean_text(request.host) or "",
+            name=clean_text(request.name) or UNTITLED,
+            document_format=request.document_format or OCTET_STREAM,
+            size=0,
+            copies=max(1, min(request.copies or 1, 9999)),
+            sides=request.sides,
+            state=JobState.PENDING_HELD,
+            reason=INCOMING,
+            message="waiting for its documents",
+            created_at=now,
+            attributes=attributes,
+        )
+        self.store.insert_job(job, [])
+        log.info(
+            "Job {job_id} created by {user}@{host} over {protocol}: {name!r}, documents to follow",
+            spool_event="job_created", job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol,
+            name=job.name, queue=job.queue,
+        )  # fmt: skip
+        return job
+
+    def incoming_job(self, job_id: int, *, requester: str | None, admin: bool = False) -> Job:
+        """The job if it still takes documents from this requester; raises JobNotFound, NotAuthorized
+        or IllegalTransition (closed, canceled or aborted) otherwise."""
+        job = self.store.get(job_id)
+        self._authorize(job, requester, admin)
+        if job.state != JobState.PENDING_HELD or job.reason != INCOMING:
+            raise IllegalTransition(job_id, job.state, JobState.PENDING)
+        return job
+
+    @inlineCallbacks
+    def add_document(
+        self, job_id: int, incoming: IncomingFile | None, last: bool, *, requester: str | None = None,
+        admin: bool = False,
+    ) -> Any:
+        """Make one more document of a Create-Job job durable (data, then row); with `last` the job is
+        closed and queued. Fires with the Job once everything is on disk."""
+        try:
+            job = self.incoming_job(job_id, requester=requester, admin=admin)
+        except BaseException:
+            if incoming is not None:
+                yield incoming.discard()
+            raise
+        if incoming is not None:
+            number = self._next_document.get(job_id, int(job.attributes.get("documents", 0))) + 1
+            self._next_document[job_id] = number
+            destination = self.config.spool_dir / spool_file_name(job_id, number)
+            try:
+                size = yield incoming.finish()
+                yield self._run_in_thread(commit_file, incoming.path, destination)
+            except BaseException:
+                yield incoming.discard()
+                remove_quietly(destination)
+                raise
+            head = bytes(incoming.head)
+            document_format = self._detect_format(head, parse_pjl_header(head))
+            try:
+                job = self.incoming_job(job_id, requester=requester, admin=admin)  # canceled meanwhile?
+                count = int(job.attributes.get("documents", 0)) + 1
+                job = job.evolve(
+                    size=job.size + size,
+                    document_format=document_format if count == 1 else job.document_format,
+                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()},
+                )
+                self.store.add_document(job, Document(job_id, number, destination.name, size, document_format))
+            except BaseException:
+                remove_quietly(destination)
+                raise
+            log.info(
+                "Job {job_id}: document {number} received, {size} bytes, {document_format}",
+                spool_event="document_received", job_id=job_id, user=job.user, number=number, size=size,
+                document_format=document_format,
+            )  # fmt: skip
+        if last:
+            job = self._close_incoming(job)
+        return job
+
+    def close_job(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+        """IPP Close-Job: no more documents will come."""
+        return self._close_incoming(self.incoming_job(job_id, requester=requester, admin=admin))
+
+    def _close_incoming(self, job: Job) -> Job:
+        self._next_document.pop(job.job_id, None)
+        now = self._now()
+        if int(job.attributes.get("documents", 0)) == 0:
+            closed = transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
+                                message="closed without any document")  # fmt: skip
+        elif job.attributes.get("hold"):
+            closed = job.evolve(reason="job-hold-until-specified", message="held until released")
+        else:
+            closed = transition(job, JobState.PENDING, now=now, reason="job-queued", message="")
+        self.store.update_job(closed)
+        log.info(
+            "Job {job_id} closed by its client: {size} bytes, {state}", spool_event="job_received",
+            job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol, name=job.name, size=job.size,
+            document_format=job.document_format, copies=job.copies, queue=job.queue, route=job.route.value,
+            state=closed.state.keyword, documents=job.attributes.get("documents", 0),
+        )  # fmt: skip
+        if closed.state == JobState.PENDING:
+            self.dispatcher.wake()
+        return closed
+
+    def expire_incoming(self) -> list[int]:
+        """Abort Create-Job jobs whose client sent nothing for `incoming_timeout` seconds."""
+        now = self._now()
+        expired = []
+        for job in self.store.list_jobs([JobState.PENDING_HELD]):
+            since = float(job.attributes.get("incoming_since", job.created_at))
+            if job.reason == INCOMING and now - since >= self.incoming_timeout:
+                self._next_document.pop(job.job_id, None)
+                self.store.update_job(transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
+                                                 message="no document or Close-Job in time"))  # fmt: skip
+                log.warn("Job {job_id} aborted: its client stopped sending documents", spool_event="job_aborted",
+                         job_id=job.job_id, user=job.user)  # fmt: skip
+                expired.append(job.job_id)
+        return expired
+
+    # -- the printer as IPP clients see it ----------------------------------------------------------
+
+    def pause_printer(self, *, by: str | None) -> None:
+        """Stop sending jobs to the device. A delivery under way is let finish (cutting it could print
+        it twice); no new one starts until resume_printer."""
+        if not self.paused:
+            self.paused = True
+            self.dispatcher.pause()
+            log.info("Printer paused by {by}", spool_event="printer_paused", by=by or "admin",
+                     delivering=self.dispatcher.busy_with)  # fmt: skip
+
+    def resume_printer(self, *, by: str | None) -> None:
+        if self.paused:
+            self.paused = False
+            self.dispatcher.resume()
+            log.info("Printer resumed by {by}", spool_event="printer_resumed", by=by or "admin")
+
+    def printer_condition(self) -> PrinterCondition:
+        counts = self.store.count_by_state()
+        queued = sum(counts.get(state, 0) for state in (JobState.PENDING, JobState.PENDING_HELD,
+                                                         JobState.PROCESSING, JobState.PROCESSING_STOPPED))  # fmt: skip
+        waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
+        device = self.dispatcher.device
+        busy = self.dispatcher.busy_with is not None
+        accepting = self.accepting()
+        reasons: list[str] = []
+        messages: list[str] = []
+        state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
+        if self.paused:
+            state = "stopped"
+            reasons.append("moving-to-paused" if busy else "paused")
+            messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
+        if device.state == "unreachable":
+            reasons.append("offline-report")
+            if waiting:
+                reasons.append("connecting-to-device")
+            messages.append(f"The device {device.uri} is unreachable: {device.detail}.")
+        elif busy and device.state == "unknown":
+            reasons.append("connecting-to-device")
+            messages.append(f"Connecting to the device {device.uri}.")
+        if not accepting:
+            reasons.append("spool-area-full")
+            messages.append("The spool is full: new jobs are refused.")
+        if not messages:
+            messages.append("Printing." if state == "processing" else "Idle.")
+        condition = (state, tuple(reasons))
+        if condition != self._condition:
+            if self._condition is not None:
+                self._condition_since = self._now()
+            self._condition = condition
+        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, self._condition_since, queued)
+
     # -- what clients and admins ask ---------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
@@ -249,11 +461,29 @@ class JobService:
                             reason="job-hold-until-specified", message=f"held by {requester or 'admin'}",
                             event="job_held")  # fmt: skip
 
-    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
         job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
                            message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
         self.dispatcher.wake()
         return job
+
+    def cancel_my_jobs(self, requester: str) -> list[Job]:
+        """Cancel every unfinished job of `requester` (IPP Cancel-My-Jobs)."""
+        canceled = []
+        for job in self.list_jobs():
+            if job.user == requester and not job.state.is_final:
+                canceled.append(self.cancel(job.job_id, requester=requester))
+        return canceled
+
+    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+        job = self.store.get(job_id)
+        if job.reason == INCOMING:
+            raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
+        return self._release(job_id, requester=requester, admin=admin)
+
+    def wake(self) -> None:
+        """Look at the queue again now (LPD's "print waiting jobs" command)."""
+        self.dispatcher.wake()
 
     def flush(self, job_ids: list[int] | None = None) -> list[int]:
         for job_id in job_ids or []:
@@ -302,6 +532,12 @@ class JobService:
                 log.error("Job {job_id} aborted: its spool data is missing", spool_event="job_aborted",
                           job_id=job.job_id, user=job.user, missing=missing)  # fmt: skip
                 continue
+            if job.state == JobState.PENDING_HELD and job.reason == INCOMING:
+                self.store.update_job(transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
+                                                 message="the spooler restarted before the job was closed"))
+                log.warn("Job {job_id} aborted: the spooler restarted before its client closed it",
+                         spool_event="job_aborted", job_id=job.job_id, user=job.user)  # fmt: skip
+                continue
             recovered = recover_after_restart(job, now=now)
             if recovered is None and job.next_attempt_at is not None:
                 # A restart is a fresh start: the device (or its configuration) may have been fixed.
@@ -316,7 +552,9 @@ class JobService:
     def purge(self) -> Any:
         """Retention: remove the files of finished jobs after keep_files, their rows after keep_history.
         Fires with (jobs whose files were removed, records removed). Files go first, off the reactor
-        thread; a row is only marked or deleted once its files are gone."""
+        thread; a row is only marked or deleted once its files are gone. Also aborts Create-Job jobs
+        whose client went away."""
+        self.expire_incoming()
         now = self._now()
         expired_files = self.store.finished_before(now - self.config.spool.keep_files, files_present=True)
         expired_rows = self.store.finished_before(now - self.config.spool.keep_history)

@@ -25,7 +25,9 @@ from spooler.admin import AdminResource
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
 from spooler.dispatch import Dispatcher
+from spooler.ipp.resource import build_ipp_site
 from spooler.jobs import JobService
+from spooler.lpd import LpdFactory
 from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
@@ -206,6 +208,13 @@ class SpoolerService(MultiService):
         factories: dict[str, tuple[str, Any]] = {}
         if config.listen.raw:
             factories["raw"] = (config.listen.raw, RawJobFactory(
+                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
+                max_connections=config.limits.max_connections,
+            ))  # fmt: skip
+        if config.listen.ipp:
+            factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor))
+        if config.listen.lpd:
+            factories["lpd"] = (config.listen.lpd, LpdFactory(
                 self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip

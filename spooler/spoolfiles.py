@@ -12,15 +12,14 @@ import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from spooler.model import JobTooLarge, SpoolFull
 
-T = TypeVar("T")
-RunInThread = Callable[..., "Deferred[Any]"]
+RunInThread = Callable[..., Deferred[Any]]
 
 INCOMING_SUFFIX = ".part"
 #: Data is handed to the writer thread in chunks of this size.

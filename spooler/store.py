@@ -205,12 +205,25 @@ class JobStore:
                 (job.job_id + 1,),
             )
 
-    def update_job(self, job: Job) -> None:
+    @staticmethod
+    def _update_row(db: sqlite3.Connection, job: Job) -> None:
         assignments = ", ".join(f"{column} = ?" for column in _JOB_COLUMNS[1:])
+        cursor = db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", _job_to_row(job)[1:] + (job.job_id,))
+        if cursor.rowcount != 1:
+            raise JobNotFound(job.job_id)
+
+    def update_job(self, job: Job) -> None:
         with self._transaction() as db:
-            cursor = db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", _job_to_row(job)[1:] + (job.job_id,))
-            if cursor.rowcount != 1:
-                raise JobNotFound(job.job_id)
+            self._update_row(db, job)
+
+    def add_document(self, job: Job, document: Document) -> None:
+        """One more document of a job (IPP Send-Document) and the job's new row, in one transaction."""
+        with self._transaction() as db:
+            self._update_row(db, job)
+            db.execute(
+                "INSERT INTO documents (job_id, number, file_name, size, document_format) VALUES (?, ?, ?, ?, ?)",
+                (document.job_id, document.number, document.file_name, document.size, document.document_format),
+            )
 
     def delete_jobs(self, job_ids: Iterable[int]) -> None:
         with self._transaction() as db:

@@ -3,9 +3,12 @@
 #   cups           the CUPS backends (socket, lpd) run directly by the tests
 #   cups-daemon    cupsd, cups-client/cups-bsd: lp, lpr, lpadmin
 #   cups-ipp-utils ipptool and its .test suites
+#   ghostscript    gs, to make the documents ipptool's suites print (PDF, PostScript, JPEG, PWG raster)
+#   cups-filters   pdftopdf & co., which CUPS runs for a driverless (-m everywhere) queue
 #   netcat-openbsd nc
+#   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
 set -eu
-packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils netcat-openbsd"
+packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

@@ -59,6 +59,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return json.dumps(str(value))
 
 
@@ -83,6 +85,8 @@ class Spooler:
         self.sink = self.state_dir / "device"
         self.config_path = root / "spooler.toml"
         self.raw_port = free_port()
+        self.lpd_port = free_port()
+        self.ipp_port = free_port()
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "stderr.log"
@@ -90,7 +94,9 @@ class Spooler:
 
     def write_config(self, **changes: Any) -> None:
         self.settings.update(changes)
-        sections: dict[str, dict[str, Any]] = {"listen": {"raw": f"tcp:{self.raw_port}:interface=127.0.0.1"}}
+        sections: dict[str, dict[str, Any]] = {"listen": {"raw": f"tcp:{self.raw_port}:interface=127.0.0.1",
+                                                          "lpd": f"tcp:{self.lpd_port}:interface=127.0.0.1",
+                                                          "ipp": f"tcp:{self.ipp_port}:interface=127.0.0.1"}}
         for dotted, value in self.settings.items():
             section, key = dotted.split("__", 1)
             sections.setdefault(section, {})[key] = value
@@ -229,3 +235,76 @@ class RawDevice:
         self._stop.set()
         self._thread.join(5)
         self._server.close()
+
+
+class ScratchCups:
+    """A cupsd of its own in a scratch folder (no systemd): loopback TCP on a free port plus a UNIX
+    socket in the folder, no browsing, nothing written under /etc/cups. Stop it with `stop()`."""
+
+    def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.port = free_port()
+        self.socket = root / "cups.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        for name in ("spool", "cache", "state", "tmp", "log", "ppd"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o755)
+        kept = []
+        for line in Path("/etc/cups/cupsd.conf").read_text().splitlines():
+            word = line.strip().split(" ", 1)[0]
+            if word not in ("Listen", "Port", "Browsing", "BrowseLocalProtocols", "IdleExitTimeout", "LogLevel",
+                            "WebInterface"):
+                kept.append(line)
+        head = [f"Listen 127.0.0.1:{self.port}", f"Listen {self.socket}", "Browsing No", "BrowseLocalProtocols none",
+                "WebInterface No", "LogLevel info", *extra]  # fmt: skip
+        (root / "cupsd.conf").write_text("\n".join(head + kept) + "\n")
+        (root / "cups-files.conf").write_text("\n".join([
+            "SystemGroup root lpadmin", f"ServerRoot {root}", f"RequestRoot {root}/spool",
+            f"CacheDir {root}/cache", f"StateDir {root}/state", f"TempDir {root}/tmp",
+            f"AccessLog {root}/log/access_log", f"ErrorLog {root}/log/error_log", f"PageLog {root}/log/page_log",
+            "FileDevice Yes",
+        ]) + "\n")  # fmt: skip
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, CUPS_SERVER=str(self.socket))
+
+    def start(self) -> ScratchCups:
+        cupsd = require_tool("/usr/sbin/cupsd")
+        log = open(self.root / "log" / "cupsd.out", "ab")
+        self.process = subprocess.Popen(
+            [cupsd, "-f", "-c", str(self.root / "cupsd.conf"), "-s", str(self.root / "cups-files.conf")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"cupsd exited with {self.process.returncode}: {self.error_log()}")
+            return self.socket.exists()
+
+        wait_for(ready, timeout=20, what="cupsd to listen")
+        return self
+
+    def run(self, *command: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """A CUPS client command (lpadmin, lp, lpstat ...) against this cupsd."""
+        result = subprocess.run([require_tool(command[0]), *command[1:]], env=self.env, capture_output=True,
+                                text=True, timeout=timeout)  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(command)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def error_log(self) -> str:
+        path = self.root / "log" / "error_log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None

@@ -64,6 +64,7 @@ __all__ = [
     "decode",
     "decode_message",
     "encode_message",
+    "find_data_offset",
 ]
 
 WIRE_MAX_LENGTH = 0x7FFF  # lengths are SIGNED-SHORT on the wire
@@ -593,6 +594,34 @@ def decode_message(
     major, minor, code, request_id = _HEADER.unpack(decoder.take(_HEADER.size, "header"))
     message = IppMessage((major, minor), code, request_id, decoder.groups())
     return message, decoder.pos
+
+
+def find_data_offset(buf: bytes | bytearray | memoryview, start: int = 8) -> int | None:
+    """Where the document data begins (just past the end-of-attributes tag), or None if buf does
+    not yet hold the whole header. For incremental parsing from a stream: it only walks the record
+    lengths, so a later decode_message(buf[:offset]) still does the validation. ``start`` lets a
+    caller resume the walk at a record boundary it found before; pass 8 (after the fixed header)
+    the first time.
+    """
+    view = memoryview(buf)
+    pos = start
+    end = len(view)
+    while pos < end:
+        tag = view[pos]
+        if tag == Tag.END:
+            return pos + 1
+        if tag < 0x10:
+            pos += 1
+            continue
+        if pos + 3 > end:
+            return None
+        name_length = int.from_bytes(view[pos + 1 : pos + 3], "big")
+        value_at = pos + 3 + name_length
+        if value_at + 2 > end:
+            return None
+        value_length = int.from_bytes(view[value_at : value_at + 2], "big")
+        pos = value_at + 2 + value_length
+    return None
 
 
 def decode(buf: bytes | bytearray | memoryview, **limits: int) -> IppMessage:

@@ -1,0 +1,459 @@
+"""IPP attribute rendering: the printer's description (IPP Everywhere, PWG 5100.14), job attributes,
+the job-template values the printer supports, and requested-attributes filtering. Pure: no I/O."""
+
+from __future__ import annotations
+
+import uuid as uuid_module
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from spooler.ipp.codec import Attribute, Value
+from spooler.ipp.tags import Operation, Tag
+from spooler.model import Job
+
+#: Document formats the printer accepts (it spools them; the device or the server renders them).
+DOCUMENT_FORMATS = (
+    "application/pdf",
+    "image/pwg-raster",
+    "image/urf",
+    "image/jpeg",
+    "application/postscript",
+    "application/vnd.hp-pcl",
+    "text/plain",
+    "application/octet-stream",
+)
+DEFAULT_FORMAT = "application/octet-stream"
+COMPRESSIONS = ("none", "deflate", "gzip")
+IPP_VERSIONS = ("1.0", "1.1", "2.0")
+SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1), (2, 0)})
+
+OPERATIONS = (
+    Operation.PRINT_JOB, Operation.VALIDATE_JOB, Operation.CREATE_JOB, Operation.SEND_DOCUMENT,
+    Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_PRINTER_ATTRIBUTES,
+    Operation.HOLD_JOB, Operation.RELEASE_JOB, Operation.PAUSE_PRINTER, Operation.RESUME_PRINTER,
+    Operation.CANCEL_MY_JOBS, Operation.CLOSE_JOB, Operation.IDENTIFY_PRINTER,
+)  # fmt: skip
+
+WHICH_JOBS = (
+    "completed", "not-completed", "aborted", "all", "canceled", "pending", "pending-held", "processing",
+    "processing-stopped",
+)  # fmt: skip
+
+# Media: PWG self-describing names, sizes in hundredths of millimetres.
+MEDIA_SIZES: dict[str, tuple[int, int]] = {
+    "iso_a4_210x297mm": (21000, 29700),
+    "na_letter_8.5x11in": (21590, 27940),
+    "na_legal_8.5x14in": (21590, 35560),
+    "iso_a5_148x210mm": (14800, 21000),
+    "iso_a3_297x420mm": (29700, 42000),
+    "na_index-4x6_4x6in": (10160, 15240),
+    "na_number-10_4.125x9.5in": (10477, 24130),
+    "iso_dl_110x220mm": (11000, 22000),
+}
+MEDIA_SOURCES = ("auto", "main", "manual")
+MEDIA_TYPES = ("auto", "stationery", "envelope", "labels", "cardstock", "transparency", "other")
+MARGINS = (0, 423)  # borderless and 4.23 mm
+SIDES = ("one-sided", "two-sided-long-edge", "two-sided-short-edge")
+COLOR_MODES = ("auto", "monochrome", "color")
+RESOLUTIONS = ((300, 300, 3), (600, 600, 3))
+RASTER_TYPES = ("black_1", "sgray_8", "srgb_8")
+URF_SUPPORTED = ("V1.4", "CP1", "DM1", "IS1", "MT1-2-3-4-5-6", "OB10", "PQ3-4-5", "RS300-600", "SRGB24", "W8")
+QUALITIES = (3, 4, 5)  # draft, normal, high
+ORIENTATIONS = (3, 4, 5, 6)
+FINISHINGS = (3,)  # none
+OUTPUT_BINS = ("face-down",)
+JOB_SHEETS = ("none", "standard")
+HOLD_UNTIL = ("no-hold", "indefinite")
+MULTIPLE_DOCUMENT_HANDLING = ("separate-documents-uncollated-copies", "separate-documents-collated-copies")
+CONTENT_OPTIMIZE = ("auto", "graphics", "photo", "text", "text-and-graphics")
+RENDERING_INTENTS = ("auto", "perceptual", "relative")
+PRINT_SCALING = ("auto", "auto-fit", "fill", "fit", "none")
+IDENTIFY_ACTIONS = ("display", "flash", "sound")
+MAX_COPIES = 999
+
+#: Job-template attributes accepted in a job group, and how each is checked (see check_job_template).
+JOB_CREATION_ATTRIBUTES = (
+    "copies", "finishings", "ipp-attribute-fidelity", "job-hold-until", "job-name", "job-priority", "job-sheets",
+    "media", "media-col", "multiple-document-handling", "number-up", "orientation-requested", "output-bin",
+    "page-ranges", "print-color-mode", "print-content-optimize", "print-quality", "print-rendering-intent",
+    "print-scaling", "printer-resolution", "sides", "document-format", "document-name",
+)  # fmt: skip
+
+
+def ipp_datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(int(seconds), tz=timezone.utc)
+
+
+def media_col(name: str, *, source: str | None = None, media_type: str | None = None,
+              margin: int = 423) -> list[Attribute]:  # fmt: skip
+    """The members of one media-col value (media-col-database, -default, -ready)."""
+    x, y = MEDIA_SIZES[name]
+    members = [
+        Attribute.keyword("media-key", "_".join([name] + ([source] if source else []) + ([media_type] if media_type
+                                                 else []) + (["borderless"] if margin == 0 else []))),
+        Attribute.collection("media-size", [Attribute.integer("x-dimension", x), Attribute.integer("y-dimension", y)]),
+        Attribute.keyword("media-size-name", name),
+        Attribute.integer("media-bottom-margin", margin),
+        Attribute.integer("media-left-margin", margin),
+        Attribute.integer("media-right-margin", margin),
+        Attribute.integer("media-top-margin", margin),
+    ]
+    if source is not None:
+        members.append(Attribute.keyword("media-source", source))
+    if media_type is not None:
+        members.append(Attribute.keyword("media-type", media_type))
+    return members
+
+
+@dataclass(frozen=True)
+class PrinterIdentity:
+    """What the configuration says about the printer (see the [ipp] section)."""
+
+    name: str = "Spooler"
+    info: str = "Spooler print queue"
+    location: str = ""
+    make_and_model: str = "Spooler IPP Everywhere"
+    organization: str = ""
+    organizational_unit: str = ""
+    uuid: str = field(default_factory=lambda: str(uuid_module.uuid4()))
+    default_media: str = "iso_a4_210x297mm"
+    color: bool = True
+    max_job_size: int = 2 * 1024**3
+    multiple_operation_timeout: int = 60
+
+
+@dataclass(frozen=True)
+class PrinterStatus:
+    """What is true of the printer now (from the job service): state keyword, reasons, message."""
+
+    state: str  # idle | processing | stopped
+    reasons: tuple[str, ...]
+    message: str
+    accepting: bool
+    state_changed_at: float
+    queued_jobs: int
+    now: float
+    up_since: float
+
+
+PRINTER_STATE_ENUM = {"idle": 3, "processing": 4, "stopped": 5}
+
+# Attribute group names of requested-attributes (RFC 8011 4.2.5.1, PWG 5100.12).
+JOB_TEMPLATE_NAMES = frozenset({
+    "copies-default", "copies-supported", "finishings-default", "finishings-supported", "job-hold-until-default",
+    "job-hold-until-supported", "job-priority-default", "job-priority-supported", "job-sheets-default",
+    "job-sheets-supported", "media-col-default", "media-col-ready", "media-col-supported", "media-default",
+    "media-ready", "media-supported", "media-size-supported", "media-source-supported", "media-type-supported",
+    "media-bottom-margin-supported", "media-left-margin-supported", "media-right-margin-supported",
+    "media-top-margin-supported", "multiple-document-handling-default", "multiple-document-handling-supported",
+    "number-up-default", "number-up-supported", "orientation-requested-default", "orientation-requested-supported",
+    "output-bin-default", "output-bin-supported", "page-ranges-supported", "print-color-mode-default",
+    "print-color-mode-supported", "print-content-optimize-default", "print-content-optimize-supported",
+    "print-quality-default", "print-quality-supported", "print-rendering-intent-default",
+    "print-rendering-intent-supported", "print-scaling-default", "print-scaling-supported",
+    "printer-resolution-default", "printer-resolution-supported", "sides-default", "sides-supported",
+    "overrides-supported", "preferred-attributes-supported",
+})  # fmt: skip
+
+
+class PrinterAttributes:
+    """Renders the printer's attributes. The static part is built once; the state part per request."""
+
+    def __init__(self, identity: PrinterIdentity) -> None:
+        self.identity = identity
+        self._static = self._build_static()
+        self._media_col_database = Attribute.collection(
+            "media-col-database",
+            *(media_col(name, margin=margin) for name in MEDIA_SIZES for margin in MARGINS),
+        )
+
+    def _build_static(self) -> list[Attribute]:
+        ident = self.identity
+        default_x, default_y = MEDIA_SIZES[ident.default_media]
+        color_modes = COLOR_MODES if ident.color else ("auto", "monochrome")
+        raster_types = RASTER_TYPES if ident.color else RASTER_TYPES[:2]
+        return [
+            Attribute.charset("charset-configured", "utf-8"),
+            Attribute.charset("charset-supported", "us-ascii", "utf-8"),
+            Attribute.boolean("color-supported", ident.color),
+            Attribute.keyword("compression-supported", *COMPRESSIONS),
+            Attribute.integer("copies-default", 1),
+            Attribute.range("copies-supported", (1, MAX_COPIES)),
+            Attribute.mime("document-format-default", DEFAULT_FORMAT),
+            Attribute.mime("document-format-preferred", "application/pdf"),
+            Attribute.mime("document-format-supported", *DOCUMENT_FORMATS),
+            Attribute.enum("finishings-default", 3),
+            Attribute.enum("finishings-supported", *FINISHINGS),
+            Attribute.language("generated-natural-language-supported", "en"),
+            Attribute.keyword("identify-actions-default", "sound"),
+            Attribute.keyword("identify-actions-supported", *IDENTIFY_ACTIONS),
+            Attribute.keyword("ipp-features-supported", "ipp-everywhere"),
+            Attribute.keyword("ipp-versions-supported", *IPP_VERSIONS),
+            Attribute.keyword("job-creation-attributes-supported", *JOB_CREATION_ATTRIBUTES),
+            Attribute.keyword("job-hold-until-default", "no-hold"),
+            Attribute.keyword("job-hold-until-supported", *HOLD_UNTIL),
+            Attribute.boolean("job-ids-supported", True),
+            Attribute.range("job-k-octets-supported", (0, min(ident.max_job_size // 1024, 0x7FFFFFFF))),
+            Attribute.integer("job-priority-default", 50),
+            Attribute.integer("job-priority-supported", 1),
+            Attribute.name("job-sheets-default", "none"),
+            Attribute.name("job-sheets-supported", *JOB_SHEETS),
+            Attribute.integer("media-bottom-margin-supported", *MARGINS),
+            Attribute.collection("media-col-default", media_col(ident.default_media, source="main",
+                                                                 media_type="stationery")),  # fmt: skip
+            Attribute.collection("media-col-ready", media_col(ident.default_media, source="main",
+                                                               media_type="stationery")),  # fmt: skip
+            Attribute.keyword("media-col-supported", "media-bottom-margin", "media-left-margin", "media-right-margin",
+                              "media-size", "media-size-name", "media-source", "media-top-margin",
+                              "media-type"),  # fmt: skip
+            Attribute.keyword("media-default", ident.default_media),
+            Attribute.integer("media-left-margin-supported", *MARGINS),
+            Attribute.keyword("media-ready", ident.default_media),
+            Attribute.integer("media-right-margin-supported", *MARGINS),
+            Attribute.collection("media-size-supported", *(
+                [Attribute.integer("x-dimension", x), Attribute.integer("y-dimension", y)]
+                for x, y in MEDIA_SIZES.values()
+            )),  # fmt: skip
+            Attribute.keyword("media-source-supported", *MEDIA_SOURCES),
+            Attribute.keyword("media-supported", *MEDIA_SIZES),
+            Attribute.integer("media-top-margin-supported", *MARGINS),
+            Attribute.keyword("media-type-supported", *MEDIA_TYPES),
+            Attribute.text("mopria-certified", "1.3"),
+            Attribute.keyword("multiple-document-handling-default", MULTIPLE_DOCUMENT_HANDLING[0]),
+            Attribute.keyword("multiple-document-handling-supported", *MULTIPLE_DOCUMENT_HANDLING),
+            Attribute.boolean("multiple-document-jobs-supported", True),
+            Attribute.integer("multiple-operation-time-out", ident.multiple_operation_timeout),
+            Attribute.keyword("multiple-operation-time-out-action", "abort-job"),
+            Attribute.language("natural-language-configured", "en"),
+            Attribute.integer("number-up-default", 1),
+            Attribute.integer("number-up-supported", 1),
+            Attribute.enum("operations-supported", *OPERATIONS),
+            Attribute.enum("orientation-requested-default", 3),
+            Attribute.enum("orientation-requested-supported", *ORIENTATIONS),
+            Attribute.keyword("output-bin-default", OUTPUT_BINS[0]),
+            Attribute.keyword("output-bin-supported", *OUTPUT_BINS),
+            Attribute.keyword("overrides-supported", "document-number", "document-numbers", "pages"),
+            Attribute.boolean("page-ranges-supported", True),
+            Attribute.integer("pages-per-minute", 20),
+            *([Attribute.integer("pages-per-minute-color", 20)] if ident.color else []),
+            Attribute.keyword("pdl-override-supported", "attempted"),
+            Attribute.boolean("preferred-attributes-supported", False),
+            Attribute.keyword("print-color-mode-default", "auto"),
+            Attribute.keyword("print-color-mode-supported", *color_modes),
+            Attribute.keyword("print-content-optimize-default", "auto"),
+            Attribute.keyword("print-content-optimize-supported", *CONTENT_OPTIMIZE),
+            Attribute.enum("print-quality-default", 4),
+            Attribute.enum("print-quality-supported", *QUALITIES),
+            Attribute.keyword("print-rendering-intent-default", "auto"),
+            Attribute.keyword("print-rendering-intent-supported", *RENDERING_INTENTS),
+            Attribute.keyword("print-scaling-default", "auto"),
+            Attribute.keyword("print-scaling-supported", *PRINT_SCALING),
+            Attribute.datetime("printer-config-change-date-time", ipp_datetime(0)),  # replaced per request
+            Attribute.text("printer-device-id", self.device_id()),
+            Attribute.out_of_band("printer-geo-location", Tag.UNKNOWN),
+            Attribute.keyword("printer-get-attributes-supported", "document-format"),
+            Attribute.text("printer-info", ident.info or ident.name),
+            Attribute.text("printer-location", ident.location),
+            Attribute.text("printer-make-and-model", ident.make_and_model),
+            Attribute.name("printer-name", ident.name[:127]),
+            Attribute.text("printer-organization", ident.organization),
+            Attribute.text("printer-organizational-unit", ident.organizational_unit),
+            Attribute.resolution("printer-resolution-default", RESOLUTIONS[-1]),
+            Attribute.resolution("printer-resolution-supported", *RESOLUTIONS),
+            Attribute.octets("printer-supply", b"index=1;class=supplyThatIsConsumed;type=toner;unit=percent;"
+                                               b"maxcapacity=100;level=-3;colorantname=black;"),  # fmt: skip
+            Attribute.text("printer-supply-description", "Black Toner"),
+            Attribute.uri("printer-uuid", f"urn:uuid:{ident.uuid}"),
+            Attribute.resolution("pwg-raster-document-resolution-supported", *RESOLUTIONS),
+            Attribute.keyword("pwg-raster-document-sheet-back", "normal"),
+            Attribute.keyword("pwg-raster-document-type-supported", *raster_types),
+            Attribute.keyword("sides-default", "one-sided"),
+            Attribute.keyword("sides-supported", *SIDES),
+            Attribute.keyword("urf-supported", *URF_SUPPORTED),
+            Attribute.keyword("uri-authentication-supported", "requesting-user-name"),
+            Attribute.keyword("uri-security-supported", "none"),
+            Attribute.keyword("which-jobs-supported", *WHICH_JOBS),
+        ]
+
+    def device_id(self) -> str:
+        make, _, model = self.identity.make_and_model.partition(" ")
+        model = model or make
+        return f"MFG:{make};MDL:{model};CMD:PDF,PWG,URF,JPEG,PS,PCL;CLS:PRINTER;"
+
+    def render(self, status: PrinterStatus, base_uri: str, requested: set[str] | None) -> list[Attribute]:
+        """Every attribute the request asks for (requested: a set of names or group names; None = all)."""
+        up = int(status.up_since)
+        dynamic = [
+            Attribute.datetime("printer-config-change-date-time", ipp_datetime(status.up_since)),
+            Attribute.integer("printer-config-change-time", up),
+            Attribute.datetime("printer-current-time", ipp_datetime(status.now)),
+            Attribute.uri("printer-icons", f"{base_uri_http(base_uri)}/icon.png"),
+            Attribute.boolean("printer-is-accepting-jobs", status.accepting),
+            Attribute.uri("printer-more-info", f"{base_uri_http(base_uri)}/"),
+            Attribute.enum("printer-state", PRINTER_STATE_ENUM[status.state]),
+            Attribute.datetime("printer-state-change-date-time", ipp_datetime(status.state_changed_at)),
+            Attribute.integer("printer-state-change-time", max(1, int(status.state_changed_at))),
+            Attribute.text("printer-state-message", status.message),
+            Attribute.keyword("printer-state-reasons", *(status.reasons or ("none",))),
+            Attribute.uri("printer-supply-info-uri", f"{base_uri_http(base_uri)}/supplies"),
+            Attribute.integer("printer-up-time", max(1, int(status.now))),
+            Attribute.uri("printer-uri-supported", base_uri),
+            Attribute.integer("queued-job-count", status.queued_jobs),
+        ]
+        attributes = [a for a in self._static if a.name != "printer-config-change-date-time"] + dynamic
+        if requested is None or "all" in requested:
+            chosen = attributes
+        else:
+            wanted = set(requested)
+            chosen = [
+                a for a in attributes
+                if a.name in wanted
+                or ("job-template" in wanted and a.name in JOB_TEMPLATE_NAMES)
+                or ("printer-description" in wanted and a.name not in JOB_TEMPLATE_NAMES)
+            ]  # fmt: skip
+        if requested is not None and "media-col-database" in requested:
+            chosen.append(self._media_col_database)
+        return chosen
+
+
+def base_uri_http(printer_uri: str) -> str:
+    """http://host:port for a printer URI ipp://host:port/ipp/print (icons and more-info)."""
+    rest = printer_uri.split("://", 1)[-1]
+    return "http://" + rest.split("/", 1)[0]
+
+
+# -- job attributes ------------------------------------------------------------------------------
+
+JOB_DESCRIPTION_DEFAULT = ("job-uri", "job-id")
+
+
+def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: float | None = None) -> list[Attribute]:
+    """The job's attributes (requested None or containing "all" = every one we know). Times are
+    seconds since the epoch, as CUPS does, so that they stay comparable across restarts."""
+    def when(seconds: float | None, name: str) -> Attribute:
+        if seconds is None:
+            return Attribute.out_of_band(name, Tag.NO_VALUE)
+        return Attribute.integer(name, int(seconds))
+
+    def date(seconds: float | None, name: str) -> Attribute:
+        if seconds is None:
+            return Attribute.out_of_band(name, Tag.NO_VALUE)
+        return Attribute.datetime(name, ipp_datetime(seconds))
+
+    reasons = job.reason or "none"
+    attributes = [
+        Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
+        Attribute.integer("job-id", job.job_id),
+        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
+        Attribute.enum("job-state", int(job.state)),
+        Attribute.keyword("job-state-reasons", reasons),
+        Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),
+        Attribute.name("job-name", job.name[:255]),
+        Attribute.name("job-originating-user-name", job.user[:255]),
+        Attribute.uri("job-printer-uri", printer_uri),
+        Attribute.integer("job-printer-up-time", max(1, int(now if now is not None else job.created_at))),
+        when(job.created_at, "time-at-creation"),
+        when(job.processing_at, "time-at-processing"),
+        when(job.completed_at, "time-at-completed"),
+        date(job.created_at, "date-time-at-creation"),
+        date(job.processing_at, "date-time-at-processing"),
+        date(job.completed_at, "date-time-at-completed"),
+        Attribute.integer("copies", job.copies),
+        Attribute.keyword("sides", job.sides or "one-sided"),
+        Attribute.mime("document-format", job.document_format),
+        Attribute.integer("job-k-octets", min((job.size + 1023) // 1024, 0x7FFFFFFF)),
+        Attribute.integer("job-impressions-completed", 0),
+        Attribute.integer("job-media-sheets-completed", 0),
+        Attribute.integer("number-of-documents", int(job.attributes.get("documents", 1 if job.size else 0))),
+        Attribute.integer("job-priority", 50),
+        Attribute.keyword("job-hold-until", "indefinite" if job.attributes.get("hold") else "no-hold"),
+        Attribute.charset("attributes-charset", "utf-8"),
+        Attribute.language("attributes-natural-language", "en"),
+    ]
+    if requested is None or "all" in requested or "job-description" in requested:
+        return attributes
+    wanted = set(requested)
+    if "job-template" in wanted:
+        wanted |= {"copies", "sides", "job-priority", "job-hold-until"}
+    return [a for a in attributes if a.name in wanted]
+
+
+# -- job-template checking -------------------------------------------------------------------------
+
+
+def _keyword_in(allowed: Iterable[str]) -> Any:
+    allowed = frozenset(allowed)
+    return lambda attribute: all(v.tag in (Tag.KEYWORD, Tag.NAME) and v.value in allowed for v in attribute.values)
+
+
+def _integer_in(low: int, high: int, tag: int = Tag.INTEGER) -> Any:
+    return lambda attribute: len(attribute.values) == 1 and all(
+        v.tag == tag and isinstance(v.value, int) and low <= v.value <= high for v in attribute.values
+    )
+
+
+def _enum_in(allowed: Iterable[int]) -> Any:
+    allowed = frozenset(allowed)
+    return lambda attribute: all(v.tag == Tag.ENUM and v.value in allowed for v in attribute.values)
+
+
+def _any_of(tag: int) -> Any:
+    return lambda attribute: all(v.tag == tag for v in attribute.values)
+
+
+def _page_ranges(attribute: Attribute) -> bool:
+    return all(v.tag == Tag.RANGE and 1 <= v.value[0] <= v.value[1] for v in attribute.values)  # type: ignore[index]
+
+
+def _resolution(attribute: Attribute) -> bool:
+    return len(attribute.values) == 1 and attribute.values[0].tag == Tag.RESOLUTION and \
+        tuple(attribute.values[0].value) in RESOLUTIONS  # type: ignore[arg-type]
+
+
+def _media(attribute: Attribute) -> bool:
+    return len(attribute.values) == 1 and attribute.values[0].tag in (Tag.KEYWORD, Tag.NAME) and (
+        attribute.values[0].value in MEDIA_SIZES or attribute.values[0].value in MEDIA_SOURCES
+    )
+
+
+def _hold_until(attribute: Attribute) -> bool:
+    return len(attribute.values) == 1 and attribute.values[0].tag in (Tag.KEYWORD, Tag.NAME) and \
+        attribute.values[0].value in HOLD_UNTIL
+
+
+JOB_TEMPLATE_CHECKS: dict[str, Any] = {
+    "copies": _integer_in(1, MAX_COPIES),
+    "finishings": _enum_in(FINISHINGS),
+    "job-hold-until": _hold_until,
+    "job-priority": _integer_in(1, 100),
+    "job-sheets": _keyword_in(JOB_SHEETS),
+    "media": _media,
+    "media-col": _any_of(Tag.BEGIN_COLLECTION),
+    "multiple-document-handling": _keyword_in(MULTIPLE_DOCUMENT_HANDLING),
+    "number-up": _integer_in(1, 1),
+    "orientation-requested": _enum_in(ORIENTATIONS),
+    "output-bin": _keyword_in(OUTPUT_BINS),
+    "page-ranges": _page_ranges,
+    "print-color-mode": _keyword_in(COLOR_MODES),
+    "print-content-optimize": _keyword_in(CONTENT_OPTIMIZE),
+    "print-quality": _enum_in(QUALITIES),
+    "print-rendering-intent": _keyword_in(RENDERING_INTENTS),
+    "print-scaling": _keyword_in(PRINT_SCALING),
+    "printer-resolution": _resolution,
+    "sides": _keyword_in(SIDES),
+}
+
+
+def check_job_template(attributes: Iterable[Attribute]) -> list[Attribute]:
+    """The job-group attributes the printer does not support (name and values as the client sent them,
+    or with the out-of-band `unsupported` value for an attribute it does not know)."""
+    unsupported: list[Attribute] = []
+    for attribute in attributes:
+        check = JOB_TEMPLATE_CHECKS.get(attribute.name)
+        if check is None:
+            unsupported.append(Attribute(attribute.name, [Value(Tag.UNSUPPORTED, None)]))
+        elif not attribute.values or not check(attribute):
+            unsupported.append(attribute)
+    return unsupported

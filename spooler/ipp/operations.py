@@ -1,0 +1,554 @@
+"""IPP printer operations: turns decoded requests into calls on the JobService and answers with IPP
+responses. Request checks (RFC 8011 4.1), status mapping of the service's typed errors, and the
+operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from spooler.ipp.attributes import (
+    COMPRESSIONS,
+    DEFAULT_FORMAT,
+    DOCUMENT_FORMATS,
+    JOB_DESCRIPTION_DEFAULT,
+    OPERATIONS,
+    SUPPORTED_VERSIONS,
+    WHICH_JOBS,
+    PrinterAttributes,
+    PrinterStatus,
+    check_job_template,
+    job_attributes,
+)
+from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
+from spooler.ipp.tags import Operation, Status, Tag
+from spooler.jobs import JobRequest, JobService
+from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
+    SpoolFull
+from spooler.spoolfiles import IncomingFile
+
+log = Logger(namespace="spooler.ipp")
+
+CHARSETS = frozenset({"utf-8", "us-ascii"})
+DOCUMENT_OPERATIONS = frozenset({Operation.PRINT_JOB, Operation.SEND_DOCUMENT})
+JOB_OPERATIONS = frozenset({
+    Operation.SEND_DOCUMENT, Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.HOLD_JOB,
+    Operation.RELEASE_JOB, Operation.CLOSE_JOB,
+})  # fmt: skip
+NOT_COMPLETED = (JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING, JobState.PROCESSING_STOPPED)
+
+
+class IppError(Exception):
+    """An answer other than success, with the attributes to put in the unsupported group."""
+
+    def __init__(self, status: Status, message: str, unsupported: list[Attribute] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.unsupported = unsupported or []
+
+
+@dataclass
+class RequestContext:
+    """What HTTP told us about the request: the printer's URI as the client addressed it, its host."""
+
+    printer_uri: str
+    peer_host: str
+    queue: str = "default"
+
+
+@dataclass
+class DocumentPlan:
+    """What a document-carrying request needs before its data is streamed: how to decompress it."""
+
+    compression: str = "none"
+    document_format: str = DEFAULT_FORMAT
+    job_id: int | None = None
+    last: bool = True
+    warnings: list[Attribute] = field(default_factory=list)
+
+
+class Decompressor:
+    """Streams `compression` = gzip or deflate data (zlib or raw deflate, detected) into a sink,
+    bounded output per step, so a small compressed request cannot balloon in memory."""
+
+    STEP = 1024 * 1024
+
+    def __init__(self, compression: str, sink: Callable[[bytes], None]) -> None:
+        self._compression = compression
+        self._sink = sink
+        self._inflater: Any = None
+        self._pending = b""
+
+    def write(self, data: bytes) -> None:
+        if self._compression == "none":
+            self._sink(data)
+            return
+        if self._inflater is None:
+            self._pending += data
+            if len(self._pending) < 2:
+                return
+            data, self._pending = self._pending, b""
+            if self._compression == "gzip":
+                wbits = 16 + zlib.MAX_WBITS
+            elif data[0] & 0x0F == 8 and (data[0] * 256 + data[1]) % 31 == 0:
+                wbits = zlib.MAX_WBITS  # zlib-wrapped deflate
+            else:
+                wbits = -zlib.MAX_WBITS  # raw deflate
+            self._inflater = zlib.decompressobj(wbits)
+        try:
+            out = self._inflater.decompress(data, self.STEP)
+            while out:
+                self._sink(out)
+                out = self._inflater.decompress(self._inflater.unconsumed_tail, self.STEP) \
+                    if self._inflater.unconsumed_tail else b""
+        except zlib.error as error:
+            raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, f"cannot decompress the document: {error}") from None
+
+    def close(self) -> None:
+        if self._compression == "none":
+            return
+        if self._inflater is None:
+            if self._pending:
+                raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, "truncated compressed document")
+            return
+        try:
+            rest = self._inflater.flush()
+        except zlib.error as error:
+            raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, f"cannot decompress the document: {error}") from None
+        if rest:
+            self._sink(rest)
+        if not self._inflater.eof:
+            raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, "truncated compressed document")
+
+
+def _operation_attributes(message: IppMessage) -> AttributeGroup:
+    group = message.operation_attributes
+    assert group is not None
+    return group
+
+
+def _value(group: AttributeGroup | None, name: str, tags: tuple[int, ...], default: Any = None) -> Any:
+    """The single value of `name` in `group`; IppError(bad-request) if it has the wrong syntax."""
+    if group is None or (attribute := group.get(name)) is None:
+        return default
+    if len(attribute.values) != 1 or attribute.values[0].tag not in tags:
+        raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{name} has the wrong syntax or count",
+                       [attribute])  # fmt: skip
+    value = attribute.values[0].value
+    if isinstance(value, tuple) and attribute.values[0].tag in (Tag.NAME_WITH_LANGUAGE, Tag.TEXT_WITH_LANGUAGE):
+        value = value[1]
+    return value
+
+
+NAME_TAGS = (Tag.NAME, Tag.NAME_WITH_LANGUAGE)
+
+
+def response_for(request: IppMessage, status: Status, message: str | None = None) -> IppMessage:
+    version = request.version if request.version in SUPPORTED_VERSIONS else (1, 1)
+    response = IppMessage(version, int(status), request.request_id)
+    group = response.add_group(Tag.OPERATION, Attribute.charset("attributes-charset", "utf-8"),
+                               Attribute.language("attributes-natural-language", "en"))  # fmt: skip
+    if message:
+        group.add(Attribute.text("status-message", message[:255]))
+    return response
+
+
+class PrinterOperations:
+    """The printer object's operations, one method each; `respond` picks the method by operation-id."""
+
+    def __init__(
+        self,
+        jobs: JobService,
+        printer: PrinterAttributes,
+        *,
+        admin_users: tuple[str, ...] = (),
+        up_since: float,
+        clock_seconds: Callable[[], float],
+    ) -> None:
+        self.jobs = jobs
+        self.printer = printer
+        self.admin_users = frozenset(admin_users)
+        self.up_since = up_since
+        self._seconds = clock_seconds
+        self._handlers: dict[int, Callable[..., Any]] = {
+            Operation.PRINT_JOB: self.print_job,
+            Operation.VALIDATE_JOB: self.validate_job,
+            Operation.CREATE_JOB: self.create_job,
+            Operation.SEND_DOCUMENT: self.send_document,
+            Operation.CANCEL_JOB: self.cancel_job,
+            Operation.GET_JOB_ATTRIBUTES: self.get_job_attributes,
+            Operation.GET_JOBS: self.get_jobs,
+            Operation.GET_PRINTER_ATTRIBUTES: self.get_printer_attributes,
+            Operation.HOLD_JOB: self.hold_job,
+            Operation.RELEASE_JOB: self.release_job,
+            Operation.PAUSE_PRINTER: self.pause_printer,
+            Operation.RESUME_PRINTER: self.resume_printer,
+            Operation.CANCEL_MY_JOBS: self.cancel_my_jobs,
+            Operation.CLOSE_JOB: self.close_job,
+            Operation.IDENTIFY_PRINTER: self.identify_printer,
+        }
+        assert set(self._handlers) == set(OPERATIONS)
+
+    # -- request checks (RFC 8011 4.1) -------------------------------------------------------------
+
+    def check_request(self, message: IppMessage) -> None:
+        """The checks every request passes before its operation runs; raises IppError."""
+        if message.version not in SUPPORTED_VERSIONS:
+            raise IppError(Status.SERVER_ERROR_VERSION_NOT_SUPPORTED,
+                           f"IPP version {message.version[0]}.{message.version[1]} is not supported")  # fmt: skip
+        if message.request_id <= 0:
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "request-id must be greater than zero")
+        if not message.groups or message.groups[0].tag != Tag.OPERATION:
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "the operation attributes group must come first")
+        operation = message.groups[0]
+        if len(operation.attributes) < 2 or operation.attributes[0].name != "attributes-charset" \
+                or operation.attributes[1].name != "attributes-natural-language":
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST,
+                           "attributes-charset and attributes-natural-language must come first")  # fmt: skip
+        charset = _value(operation, "attributes-charset", (Tag.CHARSET,))
+        _value(operation, "attributes-natural-language", (Tag.NATURAL_LANGUAGE,))
+        if str(charset).lower() not in CHARSETS:
+            raise IppError(Status.CLIENT_ERROR_CHARSET_NOT_SUPPORTED, f"charset {charset} is not supported",
+                           [operation.attributes[0]])  # fmt: skip
+        seen: set[tuple[int, str]] = set()
+        for group in message.groups:
+            for attribute in group.attributes:
+                if (group.tag, attribute.name) in seen:
+                    raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{attribute.name} is given twice")
+                seen.add((group.tag, attribute.name))
+        if message.code not in self._handlers:
+            raise IppError(Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED,
+                           f"operation {message.code:#06x} is not supported")  # fmt: skip
+        has_printer_uri = _value(operation, "printer-uri", (Tag.URI,)) is not None
+        has_job_uri = _value(operation, "job-uri", (Tag.URI,)) is not None
+        if not has_printer_uri and not (has_job_uri and message.code in JOB_OPERATIONS):
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "printer-uri is missing")
+
+    def plan_document(self, message: IppMessage, context: RequestContext) -> DocumentPlan:
+        """Header-time checks of a Print-Job or Send-Document, before any of its data is accepted."""
+        self.check_request(message)
+        operation = _operation_attributes(message)
+        plan = DocumentPlan()
+        plan.compression = self._compression(operation)
+        plan.document_format = self._document_format(operation)
+        if message.code == Operation.PRINT_JOB:
+            plan.warnings = self._job_template(message)
+        else:
+            plan.job_id = self._job_id(operation)
+            last = _value(operation, "last-document", (Tag.BOOLEAN,))
+            if last is None:
+                raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "last-document is missing")
+            plan.last = bool(last)
+            self.jobs.incoming_job(plan.job_id, requester=self._user(operation), admin=self._is_admin(operation))
+        return plan
+
+    def _compression(self, operation: AttributeGroup) -> str:
+        compression = _value(operation, "compression", (Tag.KEYWORD,), "none")
+        if compression not in COMPRESSIONS:
+            raise IppError(Status.CLIENT_ERROR_COMPRESSION_NOT_SUPPORTED, f"compression {compression} is not supported",
+                           [operation["compression"]])  # fmt: skip
+        return str(compression)
+
+    def _document_format(self, operation: AttributeGroup) -> str:
+        document_format = _value(operation, "document-format", (Tag.MIME_MEDIA_TYPE,), DEFAULT_FORMAT)
+        if str(document_format).lower() not in DOCUMENT_FORMATS:
+            raise IppError(Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
+                           f"document-format {document_format} is not supported",
+                           [operation["document-format"]])  # fmt: skip
+        return str(document_format).lower()
+
+    def _job_template(self, message: IppMessage) -> list[Attribute]:
+        """Unsupported job-template attributes: an error with ipp-attribute-fidelity, else warnings."""
+        operation = _operation_attributes(message)
+        fidelity = bool(_value(operation, "ipp-attribute-fidelity", (Tag.BOOLEAN,), False))
+        _value(operation, "job-name", NAME_TAGS)
+        unsupported = []
+        for group in message.groups_of(Tag.JOB):
+            unsupported += check_job_template(group.attributes)
+        if unsupported and fidelity:
+            raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                           "some job attributes are not supported", unsupported)  # fmt: skip
+        return unsupported
+
+    def _job_id(self, operation: AttributeGroup) -> int:
+        job_id = _value(operation, "job-id", (Tag.INTEGER,))
+        if job_id is None:
+            job_uri = _value(operation, "job-uri", (Tag.URI,))
+            if job_uri is None:
+                raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "job-id or job-uri is missing")
+            tail = str(job_uri).rstrip("/").rsplit("/", 1)[-1]
+            if not tail.isdigit():
+                raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job at {job_uri}")
+            job_id = int(tail)
+        if job_id < 1:
+            raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job {job_id}")
+        return int(job_id)
+
+    @staticmethod
+    def _user(operation: AttributeGroup) -> str | None:
+        user = _value(operation, "requesting-user-name", NAME_TAGS)
+        return str(user) if user else None
+
+    def _is_admin(self, operation: AttributeGroup) -> bool:
+        user = self._user(operation)
+        return user is not None and user in self.admin_users
+
+    # -- dispatch ------------------------------------------------------------------------------------
+
+    def respond(
+        self,
+        message: IppMessage,
+        context: RequestContext,
+        *,
+        document: IncomingFile | None = None,
+        plan: DocumentPlan | None = None,
+    ) -> Deferred[IppMessage]:
+        """Run the request's operation; fires with the response, never fails (errors become statuses)."""
+        try:
+            if plan is None:
+                self.check_request(message)
+            handler = self._handlers[message.code]
+            if message.code in DOCUMENT_OPERATIONS:
+                result = handler(message, context, document, plan or self.plan_document(message, context))
+            else:
+                result = handler(message, context)
+        except Exception:
+            if document is not None:
+                document.discard()
+            return succeed(self.error_response(message, Failure()))
+        if not isinstance(result, Deferred):
+            result = succeed(result)
+        return result.addErrback(lambda failure: self.error_response(message, failure))
+
+    def error_response(self, message: IppMessage, failure: Failure) -> IppMessage:
+        error = failure.value
+        if isinstance(error, IppError):
+            status, text, unsupported = error.status, error.message, error.unsupported
+        elif isinstance(error, JobNotFound):
+            status, text, unsupported = Status.CLIENT_ERROR_NOT_FOUND, str(error), []
+        elif isinstance(error, NotAuthorized):
+            status, text, unsupported = Status.CLIENT_ERROR_NOT_AUTHORIZED, str(error), []
+        elif isinstance(error, IllegalTransition):
+            status, text, unsupported = Status.CLIENT_ERROR_NOT_POSSIBLE, str(error), []
+        elif isinstance(error, SpoolFull):
+            status, text, unsupported = Status.SERVER_ERROR_BUSY, str(error), []
+        elif isinstance(error, JobTooLarge):
+            status, text, unsupported = Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, str(error), []
+        else:
+            log.failure("IPP operation {operation:#06x} failed", failure, spool_event="ipp_error",
+                        operation=message.code)  # fmt: skip
+            status, text, unsupported = Status.SERVER_ERROR_INTERNAL_ERROR, "internal error", []
+        response = response_for(message, status, text)
+        if unsupported:
+            response.add_group(Tag.UNSUPPORTED_GROUP, *unsupported)
+        return response
+
+    def _job_request(self, message: IppMessage, context: RequestContext, document_format: str | None) -> JobRequest:
+        operation = _operation_attributes(message)
+        job_group = message.job_attributes
+        hold = _value(job_group, "job-hold-until", (Tag.KEYWORD, Tag.NAME, Tag.NAME_WITH_LANGUAGE))
+        name = _value(operation, "job-name", NAME_TAGS) or _value(operation, "document-name", NAME_TAGS)
+        copies = _value(job_group, "copies", (Tag.INTEGER,))
+        sides = _value(job_group, "sides", (Tag.KEYWORD,))
+        ipp: dict[str, Any] = {}
+        for key in ("media", "print-color-mode", "print-quality", "output-bin", "orientation-requested"):
+            if job_group is not None and (attribute := job_group.get(key)) is not None and \
+                    isinstance(attribute.first, (str, int)):
+                ipp[key] = attribute.first
+        return JobRequest(
+            protocol="ipp", host=context.peer_host, queue=context.queue, user=self._user(operation),
+            name=str(name) if name else None,
+            document_format=None if document_format in (None, DEFAULT_FORMAT) else document_format,
+            copies=int(copies) if isinstance(copies, int) and 1 <= copies <= 999 else None,
+            sides=str(sides) if sides in ("one-sided", "two-sided-long-edge", "two-sided-short-edge") else None,
+            attributes={"ipp": ipp} if ipp else {}, hold=hold == "indefinite",
+        )  # fmt: skip
+
+    def _job_response(self, message: IppMessage, context: RequestContext, job: Job,
+                      warnings: list[Attribute]) -> IppMessage:  # fmt: skip
+        status = Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES if warnings else Status.SUCCESSFUL_OK
+        response = response_for(message, status)
+        if warnings:
+            response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
+        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, {
+            "job-uri", "job-id", "job-state", "job-state-reasons", "job-state-message", "job-uuid",
+        }))  # fmt: skip
+        return response
+
+    # -- operations ------------------------------------------------------------------------------------
+
+    @inlineCallbacks
+    def print_job(self, message: IppMessage, context: RequestContext, document: IncomingFile | None,
+                  plan: DocumentPlan) -> Any:  # fmt: skip
+        if document is None or document.size == 0:
+            if document is not None:
+                yield document.discard()
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "Print-Job without document data")
+        request = self._job_request(message, context, plan.document_format)
+        job = yield self.jobs.submit(document, request)
+        return self._job_response(message, context, job, plan.warnings)
+
+    def validate_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        self._compression(operation)
+        self._document_format(operation)
+        warnings = self._job_template(message)
+        if not self.jobs.accepting():
+            raise SpoolFull("the spool is full")
+        status = Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES if warnings else Status.SUCCESSFUL_OK
+        response = response_for(message, status)
+        if warnings:
+            response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
+        return response
+
+    def create_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        document_format = self._document_format(operation) if "document-format" in operation else None
+        warnings = self._job_template(message)
+        job = self.jobs.create_job(self._job_request(message, context, document_format))
+        return self._job_response(message, context, job, warnings)
+
+    @inlineCallbacks
+    def send_document(self, message: IppMessage, context: RequestContext, document: IncomingFile | None,
+                      plan: DocumentPlan) -> Any:  # fmt: skip
+        operation = _operation_attributes(message)
+        assert plan.job_id is not None
+        if document is not None and document.size == 0:
+            yield document.discard()
+            document = None
+        if document is None and not plan.last:
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "Send-Document without data and not the last document")
+        job = yield self.jobs.add_document(plan.job_id, document, plan.last, requester=self._user(operation),
+                                           admin=self._is_admin(operation))  # fmt: skip
+        return self._job_response(message, context, job, [])
+
+    def close_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        job = self.jobs.close_job(self._job_id(operation), requester=self._user(operation),
+                                  admin=self._is_admin(operation))  # fmt: skip
+        return self._job_response(message, context, job, [])
+
+    def _job_change(self, message: IppMessage, change: Callable[..., Job]) -> IppMessage:
+        operation = _operation_attributes(message)
+        change(self._job_id(operation), requester=self._user(operation), admin=self._is_admin(operation))
+        return response_for(message, Status.SUCCESSFUL_OK)
+
+    def cancel_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        return self._job_change(message, self.jobs.cancel)
+
+    def hold_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        return self._job_change(message, self.jobs.hold)
+
+    def release_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        return self._job_change(message, self.jobs.release)
+
+    def cancel_my_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        user = self._user(operation)
+        if user is None:
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "requesting-user-name is missing")
+        job_ids = operation.get("job-ids")
+        if job_ids is not None:
+            for job_id in job_ids.all:
+                if isinstance(job_id, int):
+                    self.jobs.cancel(job_id, requester=user, admin=self._is_admin(operation))
+        else:
+            self.jobs.cancel_my_jobs(user)
+        return response_for(message, Status.SUCCESSFUL_OK)
+
+    def get_job_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        job = self.jobs.get(self._job_id(operation))
+        requested = self._requested(operation)
+        response = response_for(message, Status.SUCCESSFUL_OK)
+        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds()))
+        return response
+
+    def get_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        which = _value(operation, "which-jobs", (Tag.KEYWORD,), "not-completed")
+        if which not in WHICH_JOBS:
+            raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                           f"which-jobs {which} is not supported", [operation["which-jobs"]])  # fmt: skip
+        limit = _value(operation, "limit", (Tag.INTEGER,))
+        my_jobs = bool(_value(operation, "my-jobs", (Tag.BOOLEAN,), False))
+        user = self._user(operation)
+        if which == "completed":
+            states: tuple[JobState, ...] = tuple(FINAL_STATES)
+        elif which == "not-completed":
+            states = NOT_COMPLETED
+        elif which == "all":
+            states = tuple(JobState)
+        else:
+            states = (JobState.from_keyword(str(which)),)
+        jobs = [job for job in self.jobs.list_jobs(include_finished=True)
+                if job.state in states and job.queue == context.queue]  # fmt: skip
+        if my_jobs:
+            jobs = [job for job in jobs if user is not None and job.user == user]
+        jobs.sort(key=lambda job: job.job_id, reverse=which == "completed")
+        if isinstance(limit, int) and limit > 0:
+            jobs = jobs[:limit]
+        requested = self._requested(operation) or set(JOB_DESCRIPTION_DEFAULT)
+        response = response_for(message, Status.SUCCESSFUL_OK)
+        for job in jobs:
+            response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds()))
+        return response
+
+    @staticmethod
+    def _requested(operation: AttributeGroup) -> set[str] | None:
+        attribute = operation.get("requested-attributes")
+        if attribute is None:
+            return None
+        return {str(value) for value in attribute.all if isinstance(value, str)}
+
+    def printer_status(self) -> PrinterStatus:
+        condition = self.jobs.printer_condition()
+        return PrinterStatus(
+            state=condition.state, reasons=condition.reasons, message=condition.message,
+            accepting=condition.accepting, state_changed_at=max(condition.changed_at, self.up_since),
+            queued_jobs=condition.queued, now=self._seconds(), up_since=self.up_since,
+        )  # fmt: skip
+
+    def get_printer_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        if "document-format" in operation:
+            self._document_format(operation)
+        requested = self._requested(operation)
+        response = response_for(message, Status.SUCCESSFUL_OK)
+        response.add_group(Tag.PRINTER, *self.printer.render(self.printer_status(), context.printer_uri, requested))
+        return response
+
+    def _require_admin(self, operation: AttributeGroup) -> str:
+        user = self._user(operation)
+        if user is None or user not in self.admin_users:
+            raise NotAuthorized(f"{user or 'an anonymous user'} is not an administrator of this printer")
+        return user
+
+    def pause_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        self.jobs.pause_printer(by=self._require_admin(_operation_attributes(message)))
+        return response_for(message, Status.SUCCESSFUL_OK)
+
+    def resume_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        self.jobs.resume_printer(by=self._require_admin(_operation_attributes(message)))
+        return response_for(message, Status.SUCCESSFUL_OK)
+
+    def identify_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
+        operation = _operation_attributes(message)
+        actions = operation.get("identify-actions")
+        log.info("Identify-Printer from {user}@{host}: {actions}", spool_event="printer_identify",
+                 user=self._user(operation), host=context.peer_host,
+                 actions=[str(v) for v in actions.all] if actions else ["sound"])  # fmt: skip
+        return response_for(message, Status.SUCCESSFUL_OK)
+
+
+def bad_request(request_id: int, text: str) -> IppMessage:
+    """The answer to bytes that are not an IPP request at all."""
+    return response_for(IppMessage((1, 1), 0, request_id), Status.CLIENT_ERROR_BAD_REQUEST, text)
+

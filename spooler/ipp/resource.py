@@ -1,0 +1,390 @@
+"""The IPP printer over HTTP (twisted.web): `/ipp/print`, with the request body streamed, never buffered.
+
+Paths: `/ipp/print` is the default queue; `/ipp/print/NAME` and `/printers/NAME` the configured
+queue NAME; a job URI is the printer URI plus `/JOB-ID`.
+
+twisted.web normally collects a request body in `Request.content` (a temporary file) and renders
+only once it is complete. Here `IppRequest.handleContentChunk` receives the body as it arrives
+(chunked or with a Content-Length; Twisted answers `Expect: 100-continue` itself): the IPP header is
+gathered until its end-of-attributes tag, decoded and checked, and for Print-Job and Send-Document the
+document bytes that follow are decompressed (compression=gzip|deflate) and written straight into an
+`IncomingFile`, whose back-pressure pauses the socket. Memory per request stays at the IPP header
+plus the IncomingFile's bounded buffer, whatever the document's size. A request refused at header
+time (bad request, unsupported format, unknown job, spool full, too large) has the rest of its body
+read and dropped, and is answered when the body ends. The response to a job-creating request is
+written only after the JobService made the job durable.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from spooler.config import Config
+from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
+from spooler.ipp.codec import IppParseError, decode_message, encode_message, find_data_offset
+from spooler.ipp.operations import (
+    DOCUMENT_OPERATIONS,
+    Decompressor,
+    DocumentPlan,
+    IppError,
+    PrinterOperations,
+    RequestContext,
+    bad_request,
+)
+from spooler.ipp.tags import Status
+from spooler.jobs import JobService
+from spooler.model import JobTooLarge
+from spooler.spoolfiles import IncomingFile
+
+log = Logger(namespace="spooler.ipp")
+
+PRINTER_PATH = b"/ipp/print"
+#: The IPP header (everything before the document data) may not be larger than this.
+MAX_HEADER_SIZE = 1024 * 1024
+
+
+class IppIntake:
+    """One HTTP request body, parsed as it streams in: IPP header first, then the document."""
+
+    def __init__(self, site: IppSite, request: IppRequest, declared_length: int | None) -> None:
+        self.site = site
+        self.request = request
+        # The printer the request addressed; render_POST sets it from the path once the body is in.
+        self.context = RequestContext(printer_uri=site.printer_uri(request, PRINTER_PATH.decode()),
+                                      peer_host=request.peer_host())  # fmt: skip
+        self.state = "header"  # header -> data | discard
+        self.buffer = bytearray()
+        self.message: Any = None
+        self.parse_error: str | None = None
+        self.failure: Failure | None = None
+        self.plan: DocumentPlan | None = None
+        self.document: IncomingFile | None = None
+        self.decompressor: Decompressor | None = None
+        self.received = 0
+        self.complete = False
+        self.answered = False
+        if declared_length is not None and declared_length > site.max_request_size:
+            self._refuse(IppError(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
+                                  f"the request is larger than {site.max_request_size} bytes"))  # fmt: skip
+
+    # -- the body, as it arrives -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.state == "discard":
+            return
+        if self.received > self.site.max_request_size and self.failure is None:
+            self._refuse(IppError(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
+                                  f"the request is larger than {self.site.max_request_size} bytes"))  # fmt: skip
+            return
+        if self.state == "data":
+            self._write(data)
+            return
+        self.buffer += data
+        offset = find_data_offset(self.buffer) if len(self.buffer) >= 8 else None
+        if offset is None:
+            if len(self.buffer) > MAX_HEADER_SIZE:
+                self._refuse(IppError(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, "the IPP header is too large"))
+                self.state = "discard"
+            return
+        header, rest = bytes(self.buffer[:offset]), bytes(self.buffer[offset:])
+        self.buffer = bytearray()
+        self._header(header)
+        if self.state == "data" and rest:
+            self._write(rest)
+
+    def _header(self, header: bytes) -> None:
+        try:
+            self.message, _ = decode_message(header)
+        except IppParseError as error:
+            self.parse_error = str(error)
+            self.state = "discard"
+            return
+        if self.message.code not in DOCUMENT_OPERATIONS or self.failure is not None:
+            self.state = "discard"  # anything after the attributes is ignored
+            return
+        try:
+            self.plan = self.site.operations.plan_document(self.message, self.context)
+            self.document = self.site.jobs.open_incoming(on_pressure=self.request.pressure)
+        except Exception:
+            self.failure = Failure()
+            self.state = "discard"
+            return
+        self.decompressor = Decompressor(self.plan.compression, self.document.write)
+        self.state = "data"
+
+    def _write(self, data: bytes) -> None:
+        assert self.decompressor is not None
+        try:
+            self.decompressor.write(data)
+        except Exception:
+            self._refuse(Failure())
+
+    def _refuse(self, error: Exception | Failure) -> None:
+        """Answer with this error once the body ends; the rest of the body is dropped (but the IPP
+        header is still read, if it is not complete yet, so the answer has the right request-id)."""
+        if self.failure is None:
+            self.failure = error if isinstance(error, Failure) else Failure(error)
+        if self.state != "header":
+            self.state = "discard"
+        self._drop_document()
+
+    def _drop_document(self) -> None:
+        if self.document is not None:
+            document, self.document = self.document, None
+            document.discard()
+
+    # -- the end of the body -------------------------------------------------------------------------
+
+    def finish(self) -> Deferred[bytes]:
+        """The whole body arrived: run the operation; fires with the encoded IPP response."""
+        self.complete = True
+        if self.parse_error is not None or (self.message is None and self.failure is None):
+            request_id = int.from_bytes(bytes(self.buffer[4:8]), "big", signed=True) if len(self.buffer) >= 8 else 0
+            why = self.parse_error or "the body is not a complete IPP request"
+            log.info("Bad IPP request from {host}: {why}", spool_event="ipp_bad_request", host=self.context.peer_host,
+                     why=why)  # fmt: skip
+            return succeed(encode_message(bad_request(max(request_id, 0), why)))
+        if self.message is None:
+            assert self.failure is not None
+            return succeed(encode_message(bad_request(0, self.failure.getErrorMessage())))
+        if self.failure is None and self.decompressor is not None:
+            try:
+                self.decompressor.close()
+            except Exception:
+                self._refuse(Failure())
+        if self.failure is not None:
+            self._drop_document()
+            if not self.failure.check(IppError, JobTooLarge):
+                log.info("IPP request from {host} refused: {why}", spool_event="ipp_refused",
+                         host=self.context.peer_host, why=self.failure.getErrorMessage())  # fmt: skip
+            return succeed(encode_message(self.site.operations.error_response(self.message, self.failure)))
+        document, self.document = self.document, None
+        answer = self.site.operations.respond(self.message, self.context, document=document, plan=self.plan)
+        return answer.addCallback(encode_message)
+
+    def abort(self) -> None:
+        """The connection went away before the body ended: nothing was acknowledged."""
+        if not self.complete:
+            self.state = "discard"
+            self._drop_document()
+
+
+class IppRequest(Request):
+    """A twisted.web request whose body goes to an IppIntake instead of `content`."""
+
+    intake: IppIntake | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        self.content = io.BytesIO()  # type: ignore[assignment]  # stays empty: the body is streamed
+        self._body_over = False
+        self._paused_by_us = False
+        content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+        if content_type.split(b";")[0].strip().lower() == b"application/ipp":
+            site = self.channel.site  # type: ignore[union-attr,attr-defined]
+            self.intake = IppIntake(site, self, length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.intake is not None:
+            self.intake.feed(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self._body_over = True
+        super().requestReceived(command, path, version)
+
+    def pressure(self, paused: bool) -> None:
+        """Back-pressure from the spool file: stop or restart reading the socket (while the body lasts;
+        once it is over the HTTP channel owns the transport's reading state)."""
+        transport = getattr(self.channel, "transport", None)
+        if transport is None:
+            return
+        if paused and not self._body_over:
+            self._paused_by_us = True
+            transport.pauseProducing()
+        elif not paused and self._paused_by_us:
+            self._paused_by_us = False
+            if not self._body_over:
+                transport.resumeProducing()
+
+    def peer_host(self) -> str:
+        return str(getattr(self.getClientAddress(), "host", "") or "")
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self.intake is not None:
+            self.intake.abort()
+        super().connectionLost(reason)
+
+
+class PrinterResource(Resource):
+    """`/ipp/print`: POST application/ipp is an IPP request; GET shows a one-line page."""
+
+    isLeaf = True
+
+    def __init__(self, site_holder: IppSite) -> None:
+        super().__init__()
+        self._site = site_holder
+
+    def render_POST(self, request: IppRequest) -> Any:  # type: ignore[override]
+        printer = self._site.printer_for(request.path)
+        if printer is None:
+            if request.intake is not None:
+                request.intake.abort()  # a document sent to no printer is dropped
+            request.setResponseCode(404)
+            return b"not found\n"
+        if request.intake is None:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain")
+            return b"expected Content-Type: application/ipp\n"
+        queue, path = printer
+        request.intake.context.queue = queue
+        request.intake.context.printer_uri = self._site.printer_uri(request, path)
+        answer = request.intake.finish()
+        self._site.track(answer)
+        answer.addCallback(self._write, request)
+        answer.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _write(body: bytes, request: IppRequest) -> None:
+        if request.channel is None or getattr(request, "_disconnected", False):
+            return
+        request.setHeader(b"content-type", b"application/ipp")
+        request.setHeader(b"content-length", str(len(body)).encode())
+        request.write(body)
+        request.finish()
+
+    @staticmethod
+    def _failed(failure: Failure, request: IppRequest) -> None:
+        log.failure("IPP response could not be written", failure, spool_event="ipp_error")
+        if request.channel is not None and not getattr(request, "_disconnected", False):
+            request.channel.transport.abortConnection()  # type: ignore[union-attr]
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        printer = self._site.printer_for(request.path)
+        if printer is None:
+            request.setResponseCode(404)
+            return b"not found\n"
+        return f"{self._site.operations.printer.identity.name}: IPP printer for queue {printer[0]}\n".encode()
+
+
+class IppChannel(HTTPChannel):
+    """An HTTP connection the site counts, so that a stop can cut the uploads still in progress."""
+
+    site: IppSite
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connections.add(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.site.connections.discard(self)
+        super().connectionLost(reason)
+
+    def receiving(self) -> bool:
+        """Whether a request body is still arriving (its job was never acknowledged)."""
+        return any(isinstance(r, IppRequest) and r.intake is not None and not r.intake.complete
+                   for r in self.requests)  # fmt: skip
+
+
+class IppSite(Site):
+    """The IPP front-end's factory: `connections` and `close_all()` as every intake factory has."""
+
+    protocol = IppChannel  # type: ignore[assignment]
+    requestFactory = IppRequest
+    noisy = False
+    displayTracebacks = False
+
+    def __init__(self, jobs: JobService, operations: PrinterOperations, *, max_request_size: int,
+                 idle_timeout: float, max_connections: int, reactor: Any = None) -> None:  # fmt: skip
+        super().__init__(PrinterResource(self), timeout=idle_timeout, reactor=reactor)
+        self.jobs = jobs
+        self.operations = operations
+        self.max_request_size = max_request_size
+        self.max_connections = max_connections
+        self.connections: set[IppChannel] = set()
+        self.answers: set[Deferred[Any]] = set()
+        self.queues: tuple[str, ...] = ("default",)
+        self.default_queue = "default"
+
+    def log(self, request: object) -> None:
+        """No access log: the spool log records what requests change."""
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        if len(self.connections) >= self.max_connections:
+            log.warn("IPP connection from {host} refused: {limit} connections already open",
+                     spool_event="connection_refused", host=str(getattr(addr, "host", "")),
+                     limit=self.max_connections)  # fmt: skip
+            return None
+        return super().buildProtocol(addr)
+
+    def printer_for(self, path: bytes) -> tuple[str, str] | None:
+        """(queue, printer path) of a request path, or None. `/ipp/print` (and `/`) is the default
+        queue; `/ipp/print/NAME` and `/printers/NAME` (the CUPS and Windows style) name a configured
+        queue; a trailing job-id segment (a job URI) is allowed. All-digit queue names are not
+        reachable, they read as job ids."""
+        parts = [part for part in path.decode("utf-8", "replace").split("?", 1)[0].split("/") if part]
+        if parts and parts[-1].isdigit():
+            parts = parts[:-1]
+        if parts in ([], ["ipp", "print"]):
+            return self.default_queue, PRINTER_PATH.decode()
+        if len(parts) == 3 and parts[:2] == ["ipp", "print"] and parts[2] in self.queues:
+            return parts[2], f"/ipp/print/{parts[2]}"
+        if len(parts) == 2 and parts[0] == "printers" and parts[1] in self.queues:
+            return parts[1], f"/printers/{parts[1]}"
+        return None
+
+    def printer_uri(self, request: Request, path: str) -> str:
+        host = (request.getHeader(b"host") or b"").decode("ascii", "replace").strip()
+        if not host or any(ch in host for ch in "/ \\@?#"):
+            address = request.getHost()
+            host = f"{getattr(address, 'host', '127.0.0.1')}:{getattr(address, 'port', 631)}"
+        return f"ipp://{host}{path}"
+
+    def track(self, answer: Deferred[Any]) -> None:
+        self.answers.add(answer)
+
+        def forget(result: object) -> object:
+            self.answers.discard(answer)
+            return result
+
+        answer.addBoth(forget)
+
+    def close_all(self) -> Deferred[Any]:
+        """At shutdown: cut connections still uploading (never acknowledged) and wait for the jobs
+        already being made durable, so that every client that got a success has its job."""
+        for channel in list(self.connections):
+            if channel.receiving() and channel.transport is not None:
+                channel.transport.abortConnection()
+        return gatherResults([d.addErrback(lambda _: None) for d in list(self.answers)])
+
+
+def build_ipp_site(jobs: JobService, config: Config, reactor: Any) -> IppSite:
+    """The IPP front-end as the configuration describes it (the printer's uuid is derived from the
+    spool's own id, so it stays the same across restarts)."""
+    identity = PrinterIdentity(
+        name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
+        make_and_model=config.ipp.make_and_model, color=config.ipp.color,
+        uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spooler:{jobs.store.spool_id}")),
+        max_job_size=config.limits.max_job_size,
+        multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
+    )  # fmt: skip
+    operations = PrinterOperations(jobs, PrinterAttributes(identity), admin_users=config.ipp.admin_users,
+                                   up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
+    site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
+                   idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
+                   reactor=reactor)  # fmt: skip
+    site.queues = tuple(queue.name for queue in config.queues)
+    site.default_queue = "default" if "default" in site.queues else site.queues[0]
+    return site
