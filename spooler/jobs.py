@@ -20,6 +20,7 @@ from spooler.dispatch import Dispatcher
 from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
 from spooler.pjl import parse_pjl_header
 from spooler.spoolfiles import (
+    INCOMING_SUFFIX,
     IncomingFile,
     RunInThread,
     commit_file,
@@ -141,9 +142,10 @@ class JobService:
             sizes = []
             for document in incoming:
                 sizes.append((yield document.finish()))
-            job_id = self.store.allocate_job_id()
-            for number, document in enumerate(incoming, start=1):
-                destination = self.config.spool_dir / spool_file_name(job_id, number)
+            for document in incoming:
+                # The spool name comes from the intake's random token: the job id is given only when
+                # the row is committed, so that ids (and so delivery order) follow commit order.
+                destination = self.config.spool_dir / document.path.name.removesuffix(INCOMING_SUFFIX)
                 yield self._run_in_thread(commit_file, document.path, destination)
                 committed.append(destination)
         except BaseException:
@@ -153,7 +155,7 @@ class JobService:
                 remove_quietly(path)
             raise
         try:
-            job = yield self._record(job_id, incoming, sizes, request)
+            job = yield self._record(incoming, [path.name for path in committed], sizes, request)
         except BaseException:
             for path in committed:
                 remove_quietly(path)
@@ -169,8 +171,10 @@ class JobService:
         return job
 
     @inlineCallbacks
-    def _record(self, job_id: int, incoming: list[IncomingFile], sizes: list[int], request: JobRequest) -> Any:
-        """Build the job from what the protocol said and what its first document says, and commit it."""
+    def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
+                request: JobRequest) -> Any:  # fmt: skip
+        """Build the job from what the protocol said and what its first document says, and commit it
+        under the next job id (given here, with no wait between it and the commit)."""
         head = bytes(incoming[0].head)
         header = parse_pjl_header(head)
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
@@ -202,6 +206,7 @@ class JobService:
         verifier = None
         if held and header is not None and header.hold_key:
             verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        job_id = self.store.allocate_job_id()
         job = Job(
             job_id=job_id,
             uuid=new_job_uuid(),
@@ -223,8 +228,8 @@ class JobService:
         )
         self.store.insert_job(
             job,
-            [Document(job_id, number, spool_file_name(job_id, number), size, document_format)
-             for number, (size, document_format) in enumerate(zip(sizes, formats), start=1)],  # fmt: skip
+            [Document(job_id, number, file_name, size, document_format)
+             for number, (file_name, size, document_format) in enumerate(zip(file_names, sizes, formats), start=1)],
         )
         return job
 

@@ -165,12 +165,55 @@ def test_recovery_after_a_crash(tmp_path: Path) -> None:
     rig.dispatcher.start()
     rig.clock.advance(0)  # job 1 is processing when the "crash" happens
     (rig.config.incoming_dir / "abc.part").write_bytes(b"partial upload")
-    (rig.config.spool_dir / "d000099-001").write_bytes(b"renamed, never committed")
+    (rig.config.spool_dir / "0123456789abcdef01234567").write_bytes(b"renamed, never committed")
     (rig.config.spool_dir / rig.store.documents(2)[0].file_name).unlink()
+    kept = rig.store.documents(1)[0].file_name
     rig.store.close()
 
     after = Rig(tmp_path)
     assert after.store.get(1).state == JobState.PENDING
     assert after.store.get(2).state == JobState.ABORTED and after.store.get(2).reason == "document-access-error"
     assert list(after.config.incoming_dir.iterdir()) == []
-    assert sorted(p.name for p in after.config.spool_dir.iterdir()) == ["d000001-001"]
+    assert sorted(p.name for p in after.config.spool_dir.iterdir()) == [kept]
+
+
+def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path) -> None:
+    """Upload A is fsynced first, but B's rename and row land first: B must get the lower id, or B
+    would be delivered before a job (A) whose id is lower but whose row does not exist yet."""
+    from twisted.internet.defer import Deferred
+
+    from spooler.jobs import JobRequest
+    from spooler.spoolfiles import IncomingFile
+
+    rig = Rig(tmp_path)
+    held: list[tuple[Deferred[object], object, tuple[object, ...]]] = []
+
+    def thread(function, *args):  # type: ignore[no-untyped-def]
+        d: Deferred[object] = Deferred()
+        held.append((d, function, args))
+        return d
+
+    def belongs_to(entry: tuple[object, object, tuple[object, ...]], upload: IncomingFile) -> bool:
+        _, function, args = entry
+        return getattr(function, "__self__", None) is upload or (bool(args) and args[0] == upload.path)
+
+    def run(upload: IncomingFile, *, stop_before_rename: bool = False) -> None:
+        while entry := next((e for e in held if belongs_to(e, upload)), None):
+            d, function, args = entry
+            if stop_before_rename and getattr(function, "__name__", "") == "commit_file":
+                return
+            held.remove(entry)
+            d.callback(function(*args))  # type: ignore[operator]
+
+    rig.service._run_in_thread = thread
+    uploads = []
+    for name in ("A", "B"):
+        upload = rig.service.open_incoming()
+        upload.write(name.encode() * 10)
+        rig.service.submit(upload, JobRequest(protocol="raw", host="h", name=name))
+        uploads.append(upload)
+    run(uploads[0], stop_before_rename=True)  # A: written and fsynced, not yet renamed
+    run(uploads[1])  # B: all the way to its row
+    assert [(job.job_id, job.name) for job in rig.store.list_jobs()] == [(1, "B")]
+    run(uploads[0])
+    assert [(job.job_id, job.name) for job in rig.store.list_jobs()] == [(1, "B"), (2, "A")]
