@@ -1,7 +1,9 @@
-"""What every delivery backend promises: deliver a job's files, or fail with a classified DeliveryError."""
+"""What every delivery backend promises: deliver a job's files, or fail with a classified DeliveryError;
+probe the peer; and after a restart, say whether a job whose delivery was cut off already arrived."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -10,14 +12,20 @@ from twisted.internet.defer import Deferred
 
 from spooler.model import Document, Job
 
+#: Called by a backend as soon as the peer has given the job an id of its own (IPP job-id, ...), so
+#: that the id is journaled before the document is sent and a restart can ask the peer about it.
+Journal = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class DeliveryReceipt:
-    """What a successful delivery reports. `already_delivered` means a retry found the job delivered."""
+    """What a successful delivery reports. `already_delivered` means a retry found the job delivered;
+    `impressions` is the peer's own count (IPP job-impressions-completed) where it reported one."""
 
     detail: str
     remote_job_id: str | None = None
     already_delivered: bool = False
+    impressions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,17 @@ class DeliveryFile:
 class DeliveryBackend(Protocol):
     uri: str
 
-    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
         """Send the job. Fails with DeliveryError (retryable or not); cancelling aborts the attempt."""
+        ...
+
+    def probe(self) -> Deferred[None]:
+        """Fires when the peer answers as a printer would, within the backend's timeouts; fails with a
+        retryable DeliveryError otherwise (refused, timed out, accepted but silent, error status)."""
+        ...
+
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+        """After a restart, for a job whose delivery was under way: a receipt if the peer already has
+        the whole job (it must not be sent again), None if it must be sent again (a partial job left at
+        the peer has been canceled where the protocol allows). Backends that cannot ask return None."""
         ...

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
 from spooler.spoolfiles import RunInThread, commit_file, fsync_directory
 
@@ -32,8 +32,26 @@ class FileSinkBackend:
     def stem(job: Job) -> str:
         return f"job-{job.job_id:06d}-{job.uuid[:8]}"
 
-    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
         return self._run_in_thread(self._deliver, job, files)
+
+    def probe(self) -> Deferred[None]:
+        return self._run_in_thread(self._probe)
+
+    def _probe(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DeliveryError(f"cannot use {self.directory}: {error.strerror}", retryable=True) from None
+        if not os.access(self.directory, os.W_OK):
+            raise DeliveryError(f"cannot write to {self.directory}", retryable=True)
+
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+        def look() -> DeliveryReceipt | None:
+            data_path = self.directory / (self.stem(job) + ".prn")
+            return DeliveryReceipt(f"already in {data_path}", already_delivered=True) if data_path.exists() else None
+
+        return self._run_in_thread(look)
 
     def _deliver(self, job: Job, files: list[DeliveryFile]) -> DeliveryReceipt:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
@@ -120,7 +120,23 @@ class SocketBackend:
         self._connect_timeout = connect_timeout
         self._io_timeout = io_timeout
 
-    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+    def probe(self) -> Deferred[None]:
+        """A TCP connection within the connect timeout, closed again at once (raw has nothing to ask)."""
+        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
+        description = f"{self.host}:{self.port}"
+
+        def connected(protocol: Protocol) -> None:
+            protocol.transport.loseConnection()  # type: ignore[union-attr]
+
+        def failed(failure: Failure) -> None:
+            raise DeliveryError(f"cannot connect to {description}: {failure.getErrorMessage()}", retryable=True)
+
+        return endpoint.connect(Factory.forProtocol(Protocol)).addCallbacks(connected, failed)
+
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+        return succeed(None)  # a raw device cannot be asked what it printed
+
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
         transport_holder: list[object] = []
 
         def cancel(_: Deferred[DeliveryReceipt]) -> None:
