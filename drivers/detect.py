@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from spooler.pjl import PjlHeader, parse_pjl_header
+
 UEL = b"\x1b%-12345X"
 
 #: PJL `ENTER LANGUAGE` values and the MIME types they switch to.
@@ -13,6 +17,35 @@ PJL_LANGUAGES = {
 }
 
 OCTET_STREAM = "application/octet-stream"
+
+#: How many bytes of a file :func:`detect` wants to see.
+HEAD_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A format found from the bytes: the MIME type, and the PJL wrapper (if any) before it."""
+
+    format: str
+    offset: int = 0
+    """Where the page description starts (after a PJL header)."""
+    pjl: PjlHeader | None = None
+
+
+def detect(head: bytes) -> Detected:
+    """The format of a job that starts with `head` (up to HEAD_SIZE bytes), looking inside PJL.
+
+    A PJL header is parsed and the language it enters (or, without ENTER LANGUAGE, the bytes
+    after it) decides; the bytes win when they clearly say otherwise.
+    """
+    pjl = parse_pjl_header(head)
+    if pjl is None:
+        return Detected(sniff(head))
+    inner = head[pjl.pdl_offset:]
+    found = sniff(inner) if inner else OCTET_STREAM
+    if found in (OCTET_STREAM, "text/plain") and pjl.language in PJL_LANGUAGES:
+        found = PJL_LANGUAGES[pjl.language]
+    return Detected(found, pjl.pdl_offset, pjl)
 
 
 def sniff(head: bytes) -> str:

@@ -353,6 +353,50 @@ def _job_id(text: str) -> int:
     return int(text)
 
 
+_SHORT_FORMATS = {
+    "application/pdf": "pdf", "application/postscript": "ps", "application/vnd.hp-pcl": "pcl5",
+    "application/vnd.hp-pclxl": "pclxl", "image/pwg-raster": "pwg", "image/urf": "urf",
+    "image/jpeg": "jpeg", "image/png": "png", "text/plain": "text",
+}
+
+
+def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Page statistics of documents (no daemon needed): a table, or JSON with --json."""
+    from drivers import JobOptions, analyze_file, combine
+
+    for path in args.files:
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+    job = JobOptions(copies=args.copies, sides=args.sides, number_up=args.number_up)
+    results = []
+    for path in args.files:
+        document = analyze_file(path)
+        results.append((str(path), document, combine(document, job)))
+    if args.json:
+        out.write(json.dumps([{"file": name, "document": document.to_dict(), "job": stats.to_dict()}
+                              for name, document, stats in results], indent=2) + "\n")
+        return EXIT_OK
+    header = ("FILE", "FORMAT", "PAGES", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS")
+    rows = [header]
+    for name, document, stats in results:
+        known = document.status == "ok"
+        colour = str(document.color_pages) if known and any(p.color is not None for p in document.page_info) else "?"
+        mono = str(document.mono_pages) if colour != "?" else "?"
+        sizes = ",".join(f"{size}:{count}" for size, count in document.size_counts().items()) or "-"
+        status = document.status + (f" ({document.reason})" if document.reason else "")
+        rows.append((name, _SHORT_FORMATS.get(document.format, document.format), str(document.pages),
+                     colour, mono, str(stats.sheets) if known else "?", sizes, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [cell.rjust(width) if 2 <= i <= 5 else cell.ljust(width)
+                 for i, (cell, width) in enumerate(zip(row, widths))]
+        out.write("  ".join(cells + [row[-1]]) + "\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     def location_options(suppress: bool) -> argparse.ArgumentParser:
         # Sub-commands must not reset what was given before the command name, hence SUPPRESS there.
@@ -404,6 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
     log_command.add_argument("--user", metavar="USER", help="only events of this user")
     log_command.add_argument("--lines", "-n", type=int, metavar="N", help="only the last N events")
     log_command.set_defaults(handler=cmd_log)
+
+    analyze = commands.add_parser("analyze", parents=[common, json_option],
+                                  help="page statistics of documents (pages, colour, sheets, sizes)")  # fmt: skip
+    analyze.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    analyze.add_argument("--copies", type=int, metavar="N", help="copies the job asks for")
+    analyze.add_argument("--sides", choices=("one-sided", "two-sided-long-edge", "two-sided-short-edge"),
+                         help="sides the job asks for")  # fmt: skip
+    analyze.add_argument("--number-up", type=int, default=1, metavar="N", help="pages per side")
+    analyze.set_defaults(handler=cmd_analyze)
     return parser
 
 

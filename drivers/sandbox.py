@@ -1,0 +1,65 @@
+"""Run an analysis in a child process with a wall-clock timeout, RLIMIT_AS and RLIMIT_CPU.
+
+:func:`analyze_isolated` blocks (call it from a thread, never from the reactor thread) and never
+raises: a child that runs out of time, memory or crashes yields status "unknown" with the reason
+"time limit", "memory limit" or "crashed".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from drivers.stats import DocumentStats, unknown
+
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def default_timeout(size: int) -> float:
+    """30 s plus 0.1 s per MB of document."""
+    return 30.0 + 0.1 * size / 1e6
+
+
+def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | None = None,
+                     timeout: float | None = None, memory_limit: int = 1 << 30,
+                     page_cap: int = 100_000) -> DocumentStats:
+    """Analyse `path` in ``python -m drivers.analyze``; kill it after `timeout` seconds.
+
+    `timeout` defaults to :func:`default_timeout` of the file size; `memory_limit` (bytes) is the
+    child's RLIMIT_AS, set after its imports; RLIMIT_CPU is the timeout rounded up plus one second.
+    """
+    fmt = declared_format or "application/octet-stream"
+    if timeout is None:
+        try:
+            timeout = default_timeout(os.path.getsize(path))
+        except OSError:
+            timeout = default_timeout(0)
+    command = [sys.executable, "-m", "drivers.analyze", os.fspath(path),
+               "--memory-limit", str(memory_limit),
+               "--cpu-limit", str(max(1, math.ceil(timeout)) + 1), "--page-cap", str(page_cap)]
+    if declared_format:
+        command += ["--format", declared_format]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        return unknown(fmt, "time limit")
+    except OSError as error:
+        return unknown(fmt, f"crashed: cannot start the analyser: {error}")
+    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return unknown(fmt, "time limit")
+    if done.returncode != 0:
+        if b"MemoryError" in done.stderr:
+            return unknown(fmt, "memory limit")
+        return unknown(fmt, f"crashed (exit {done.returncode})")
+    try:
+        return DocumentStats.from_dict(json.loads(done.stdout.decode().splitlines()[-1]))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return unknown(fmt, "crashed: unreadable result")
