@@ -275,8 +275,14 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     else:
         lines.append(f"spooler     NOT RUNNING: {daemon['detail']}")
     lines.append(f"state       {daemon['state_dir']}")
-    lines.append(f"mode        {status['mode']} (no central server configured)" if status["server"] is None
-                 else f"mode        {status['mode']}")  # fmt: skip
+    server = status.get("server")
+    if server is None:
+        lines.append(f"mode        {status['mode']} (no central server configured)")
+    else:
+        since = f" since {_when(status['mode_since'])}" if status.get("mode_since") else ""
+        lines.append(f"mode        {status['mode']}{since}")
+        why = f": {server['detail']}" if server.get("detail") else ""
+        lines.append(f"server      {server['uri']} {server['state']}{why}")
     for name, address in sorted(status.get("listeners", {}).items()):
         lines.append(f"listening   {name} on {address}")
     device = status.get("device")
@@ -285,7 +291,8 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         why = f": {device['detail']}" if device["detail"] else ""
         lines.append(f"device      {device['uri']} {device['state']}{detail}{why}")
     queue = status["queue"]
-    lines.append(f"jobs        {status['waiting_for_device']} waiting for the device, {status['held']} held, "
+    waiting_server = f"{status['waiting_for_server']} waiting for the server, " if server is not None else ""
+    lines.append(f"jobs        {waiting_server}{status['waiting_for_device']} waiting for the device, {status['held']} held, "
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
     spool = status["spool"]
     lines.append(f"spool disk  {_size(spool['free_bytes'])} free (floor {_size(spool['floor_bytes'])})"
@@ -301,6 +308,7 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
     store = open_store(config)
     try:
         counts = store.count_by_state()
+        waiting = store.count_waiting_by_route()
     finally:
         store.close()
     queue = {state.keyword: counts.get(state, 0) for state in JobState}
@@ -308,12 +316,14 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
     return {
         "daemon": {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
                    "state_dir": str(config.state_dir)},  # fmt: skip
-        "mode": "standalone",
-        "server": None,
+        "mode": "standalone" if config.server is None else "unknown",
+        "mode_since": None,
+        "server": None if config.server is None else {"uri": config.server.queue_uri, "state": "unknown", "detail": ""},
         "listeners": {},
         "device": {"uri": config.device.uri, "state": "unknown", "since": None, "detail": "", "consecutive_failures": 0},
         "queue": queue,
-        "waiting_for_device": queue["pending"] + queue["processing"],
+        "waiting_for_server": waiting.get("server", 0),
+        "waiting_for_device": waiting.get("device", 0),
         "held": queue["pending-held"],
         "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
                   "accepting": free >= config.spool.min_free_space},  # fmt: skip

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 from spooler.model import ConfigError
 
-SUPPORTED_DEVICE_SCHEMES = ("file", "socket")
+SUPPORTED_DEVICE_SCHEMES = ("file", "socket", "ipp", "ipps", "lpd")
+DEFAULT_PORTS = {"ipp": 631, "ipps": 631, "lpd": 515}
 LOG_LEVELS = ("debug", "info", "warn", "error")
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_UNIX_SOCKET_PATH = 107
@@ -143,9 +144,25 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """A print queue clients can name (LPD queue, IPP printer). Policies come with failover."""
+    """A print queue clients can name (LPD queue, IPP printer), and what it does while the central
+    server is down: "print" on the device now, "hold" until the owner releases the job at the
+    device, or "queue" the jobs, in order, until the server is back."""
 
     name: str
+    offline_policy: str = "print"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The central print-management server: its print queue (where jobs are forwarded) and health."""
+
+    queue_uri: str
+    probe_interval: float = 1.0
+    probe_timeout: float = 1.0
+    down_after: int = 2
+    up_after: int = 2
+    connect_timeout: float = 2.0
+    io_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,7 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
+    server: ServerConfig | None = None  # None: standalone, every job goes to the device
     source: Path | None = None  # the file it was read from, if any
 
     def queue(self, name: str) -> QueueConfig | None:
@@ -245,8 +263,11 @@ def _log_level(key: str, value: Any) -> str:
 
 
 def validate_device_uri(key: str, value: Any) -> str:
+    """A printer or print-queue URI: socket://host:port, ipp(s)://host[:port]/path, lpd://host[:port]/queue,
+    file:///folder."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(key, "expected a device URI such as \"socket://printer:9100\" or \"file:///var/spool/out\"")
+        raise ConfigError(key, "expected a URI such as \"socket://printer:9100\", \"ipp://printer/ipp/print\" or "
+                               "\"file:///var/spool/out\"")  # fmt: skip
     parts = urlsplit(value)
     if parts.scheme not in SUPPORTED_DEVICE_SCHEMES:
         raise ConfigError(
@@ -255,13 +276,17 @@ def validate_device_uri(key: str, value: Any) -> str:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ConfigError(key, "a file URI needs an absolute folder path: file:///path/to/folder")
-    if parts.scheme == "socket":
-        try:
-            port = parts.port
-        except ValueError:
-            raise ConfigError(key, "the port is not a number between 0 and 65535") from None
-        if not parts.hostname or port is None:
-            raise ConfigError(key, "a socket URI needs a host and a port: socket://host:9100")
+        return value
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, "the port is not a number between 0 and 65535") from None
+    if not parts.hostname:
+        raise ConfigError(key, f"a {parts.scheme} URI needs a host")
+    if parts.scheme == "socket" and port is None:
+        raise ConfigError(key, "a socket URI needs a host and a port: socket://host:9100")
+    if parts.scheme == "lpd" and not parts.path.strip("/"):
+        raise ConfigError(key, "an lpd URI names the queue: lpd://host/queue")
     return value
 
 
@@ -292,9 +317,30 @@ def _queues(raw: Any) -> tuple[QueueConfig, ...]:
         if not isinstance(settings, dict):
             raise ConfigError(f"queues.{name}", "must be a table ([queues." + name + "])")
         for key in settings:
-            raise ConfigError(f"queues.{name}.{key}", "unknown key (queues take no settings yet)")
-        queues.append(QueueConfig(name))
+            if key != "offline_policy":
+                raise ConfigError(f"queues.{name}.{key}", "unknown key (known keys: offline_policy)")
+        policy = settings.get("offline_policy", "print")
+        if policy not in ("print", "hold", "queue"):
+            raise ConfigError(f"queues.{name}.offline_policy", f"expected print, hold or queue, got {policy!r}")
+        queues.append(QueueConfig(name, policy))
     return tuple(queues)
+
+
+def _server(section: dict[str, Any]) -> ServerConfig | None:
+    if not section:
+        return None
+    if "queue_uri" not in section:
+        raise ConfigError("server.queue_uri", "required when [server] is present (where jobs are forwarded)")
+    defaults = ServerConfig(queue_uri="")
+    return ServerConfig(
+        queue_uri=validate_device_uri("server.queue_uri", section["queue_uri"]),
+        probe_interval=_get(section, "server", "probe_interval", _positive_duration, defaults.probe_interval),
+        probe_timeout=_get(section, "server", "probe_timeout", _positive_duration, defaults.probe_timeout),
+        down_after=_get(section, "server", "down_after", _positive_int, defaults.down_after),
+        up_after=_get(section, "server", "up_after", _positive_int, defaults.up_after),
+        connect_timeout=_get(section, "server", "connect_timeout", _positive_duration, defaults.connect_timeout),
+        io_timeout=_get(section, "server", "io_timeout", _positive_duration, defaults.io_timeout),
+    )
 
 
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
@@ -318,7 +364,8 @@ def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> C
 def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
-    top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "admin", "log", "queues")
+    top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
+                 "queues")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -363,10 +410,13 @@ def config_from_mapping(
         )
 
     queues = _queues(raw.get("queues", {"default": {}}))
+    server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
+                                                     "up_after", "connect_timeout", "io_timeout")))  # fmt: skip
 
     return Config(
         state_dir=state_dir,
         queues=queues,
+        server=server_config,
         admin_socket=admin_socket,
         device=device_config,
         listen=ListenConfig(

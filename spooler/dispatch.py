@@ -1,25 +1,40 @@
-"""The dispatcher: sends a queue's jobs to the device one at a time, in arrival order, and retries
-with capped exponential backoff when the device cannot take them. It never drops a job and never
-stops the queue silently: the job's message, the device status and the spool log say why it waits.
+"""The dispatcher: takes each queue's jobs one at a time, in arrival order, routes each when it
+reaches the head of its queue (forward to the central server, print on the device, hold, or wait:
+see spooler.router), delivers it, and retries with capped backoff when nothing can take it.
+
+It keeps the health of the central server (probes on a short interval plus the outcome of every
+real forwarding attempt, with hysteresis) and of the device, tells every change of mode to the
+spool log, and journals each delivery (and the peer's own job id) in the job's row before and after
+it is attempted, so that a restart asks the peer before sending a job twice. It never drops a job
+and never stops a queue silently: the job's message, `spooler status` and the log say why it waits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from spooler.config import QueueConfig, ServerConfig
 from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt
-from spooler.model import DeliveryError, Job, JobState
+from spooler.health import DOWN, UP, HealthTracker
+from spooler.model import DeliveryError, Job, JobState, Mode, Route
+from spooler.router import Decision, mode, route
 from spooler.states import transition
 from spooler.store import JobStore
 
 log = Logger(namespace="spooler.dispatch")
+
+WAITING_FOR_SERVER = "waiting for the central server to come back (queue policy)"
+HELD_OFFLINE = "held while the central server is down: release it at the device"
+#: Longest wait before a failed forward is tried again while the server is not yet known to be down.
+FORWARD_RETRY_MAX = 5.0
 
 
 @dataclass
@@ -42,6 +57,25 @@ class DeviceStatus:
         }
 
 
+@dataclass
+class Lane:
+    """One queue's delivery loop: at most one job under way."""
+
+    name: str
+    offline_policy: str
+    timer: IDelayedCall | None = None
+    current: Deferred[Any] | None = None
+    job_id: int | None = None
+    route: Route | None = None
+
+
+@dataclass
+class _Target:
+    route: Route
+    backend: DeliveryBackend
+    mode: Mode = field(default=Mode.STANDALONE)
+
+
 def backoff_delay(failures: int, *, initial: float, maximum: float) -> float:
     """Seconds to wait after `failures` failed attempts in a row: initial, 2x, 4x, ... capped at maximum."""
     if failures <= 0:
@@ -59,156 +93,271 @@ class Dispatcher:
         spool_dir: Path,
         retry_initial: float,
         retry_max: float,
-        queue: str | None = None,
+        queues: Sequence[QueueConfig] = (QueueConfig("default"),),
+        server: DeliveryBackend | None = None,
+        server_config: ServerConfig | None = None,
     ) -> None:
-        """Delivers the jobs of `queue` to one device, or of every queue (None), in arrival order."""
+        """`backend` is the device; `server` (with `server_config`) the central server's print queue."""
         self._store = store
         self._backend = backend
+        self._server = server
+        self._server_config = server_config or (ServerConfig(queue_uri=server.uri) if server else None)
         self._clock = clock
         self._spool_dir = spool_dir
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._queue = queue
+        self._policies = {queue.name: queue.offline_policy for queue in queues}
+        self._lanes: dict[str, Lane] = {}
         self.device = DeviceStatus(uri=backend.uri)
+        self.server_health: HealthTracker | None = None
+        if self._server_config is not None:
+            self.server_health = HealthTracker(
+                "server", down_after=self._server_config.down_after, up_after=self._server_config.up_after
+            )
         self._running = False
-        self._timer: IDelayedCall | None = None
-        self._current: Deferred[Any] | None = None
-        self._current_job_id: int | None = None
         self._stopping = False
+        self._probe_timer: IDelayedCall | None = None
+        self._probing: Deferred[Any] | None = None
+        self._device_probing: Deferred[Any] | None = None
 
     # -- control ---------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._running = True
+        if self._server is not None and self._probe_timer is None and not self._stopping:
+            self._probe_timer = self._clock.callLater(0, self._probe)
         self.wake()
 
     def stop(self) -> Deferred[None]:
-        """Stop dispatching; an attempt under way is cut off and its job goes back to pending."""
+        """Stop dispatching and probing; attempts under way are cut off and their jobs go back to pending."""
         self._running = False
         self._stopping = True
-        self._cancel_timer()
-        if self._current is not None:
-            current = self._current
-            current.cancel()
-            return current.addBoth(lambda _: None)
-        return succeed(None)
+        if self._probe_timer is not None and self._probe_timer.active():
+            self._probe_timer.cancel()
+        self._probe_timer = None
+        for probe in (self._probing, self._device_probing):
+            if probe is not None:
+                probe.cancel()
+        waits = []
+        for lane in self._lanes.values():
+            self._cancel_timer(lane)
+            if lane.current is not None:
+                current = lane.current
+                current.cancel()
+                waits.append(current.addBoth(lambda _: None))
+        from twisted.internet.defer import gatherResults
+
+        return gatherResults(waits).addCallback(lambda _: None) if waits else succeed(None)
 
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
         print it twice)."""
         self._running = False
-        self._cancel_timer()
+        for lane in self._lanes.values():
+            self._cancel_timer(lane)
 
     def resume(self) -> None:
-        self.start()
+        self._running = True
+        self.wake()
 
     @property
     def paused(self) -> bool:
         return not self._running and not self._stopping
 
-    def wake(self, delay: float = 0.0) -> None:
-        """Look at the queue again after `delay` seconds (sooner if already scheduled sooner)."""
+    def wake(self, delay: float = 0.0, queue: str | None = None) -> None:
+        """Look at the queues again after `delay` seconds (sooner if already scheduled sooner)."""
         if not self._running:
             return
-        due = self._clock.seconds() + delay
-        if self._timer is not None and self._timer.active():
-            if self._timer.getTime() <= due:
-                return
-            self._timer.cancel()
-        self._timer = self._clock.callLater(delay, self._run)
+        names = [queue] if queue is not None else self._queue_names()
+        for name in names:
+            lane = self._lane(name)
+            due = self._clock.seconds() + delay
+            if lane.timer is not None and lane.timer.active():
+                if lane.timer.getTime() <= due:
+                    continue
+                lane.timer.cancel()
+            lane.timer = self._clock.callLater(delay, self._run, lane)
 
     def flush(self, job_ids: list[int] | None = None) -> list[int]:
         """Retry now every job waiting for delivery (or only `job_ids`), in order. Returns those touched."""
         touched = []
         for job in self._store.list_jobs([JobState.PENDING]):
-            if (self._queue is not None and job.queue != self._queue) or (
-                job_ids is not None and job.job_id not in job_ids
-            ):
+            if job_ids is not None and job.job_id not in job_ids:
                 continue
             if job.next_attempt_at is not None:
                 self._store.update_job(job.evolve(next_attempt_at=None))
             touched.append(job.job_id)
         self.device.consecutive_failures = 0
-        self._cancel_timer()
+        for lane in self._lanes.values():
+            self._cancel_timer(lane)
         self.wake()
         return touched
 
     def abort(self, job_id: int) -> None:
         """Cut off the delivery of `job_id` if it is under way (its job was canceled)."""
-        if self._current_job_id == job_id and self._current is not None:
-            self._current.cancel()
+        for lane in self._lanes.values():
+            if lane.job_id == job_id and lane.current is not None:
+                lane.current.cancel()
 
     @property
     def busy_with(self) -> int | None:
-        return self._current_job_id
+        return next((lane.job_id for lane in self._lanes.values() if lane.job_id is not None), None)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+    @property
+    def mode(self) -> Mode:
+        return mode(server_configured=self._server is not None, server_usable=self._server_usable)
 
-    # -- the loop ----------------------------------------------------------------------------------
+    def offline_policy(self, queue: str) -> str:
+        return self._policies.get(queue, "print")
 
-    def _run(self) -> None:
-        self._timer = None
-        if not self._running or self._current is not None:
+    def expected(self, queue: str) -> tuple[Route, Mode]:
+        """Where a new job of `queue` is expected to go now, for its record until it is routed."""
+        decision = route(server_configured=self._server is not None, server_usable=self._server_usable,
+                         offline_policy=self._policies.get(queue, "print"))  # fmt: skip
+        return (Route.SERVER if decision in (Decision.FORWARD, Decision.WAIT) else Route.DEVICE), self.mode
+
+    @property
+    def _server_usable(self) -> bool:
+        return self.server_health is not None and self.server_health.usable
+
+    def status(self) -> dict[str, Any]:
+        health = self.server_health
+        return {
+            "mode": self.mode.value,
+            "mode_since": health.since if health is not None else None,
+            "server": None if health is None or self._server is None else {"uri": self._server.uri, **health.as_dict()},
+            "device": self.device.as_dict(),
+            "queues": {name: {"offline_policy": lane.offline_policy, "delivering": lane.job_id,
+                              "route": lane.route.value if lane.route else None}
+                       for name, lane in sorted(self._lanes.items())},  # fmt: skip
+        }
+
+    # -- lanes -------------------------------------------------------------------------------------
+
+    def _queue_names(self) -> list[str]:
+        names = set(self._policies) | set(self._lanes)
+        names |= {job.queue for job in self._store.list_jobs([JobState.PENDING, JobState.PROCESSING])}
+        return sorted(names)
+
+    def _lane(self, name: str) -> Lane:
+        if name not in self._lanes:
+            self._lanes[name] = Lane(name, self._policies.get(name, "print"))
+        return self._lanes[name]
+
+    def _cancel_timer(self, lane: Lane) -> None:
+        if lane.timer is not None and lane.timer.active():
+            lane.timer.cancel()
+        lane.timer = None
+
+    def _run(self, lane: Lane) -> None:
+        lane.timer = None
+        if not self._running or lane.current is not None:
             return
-        job = self._store.head_of_queue(self._queue)
+        job = self._store.head_of_queue(lane.name)
         if job is None:
             return
         now = self._clock.seconds()
         if job.next_attempt_at is not None and job.next_attempt_at > now:
-            self.wake(job.next_attempt_at - now)
+            self.wake(job.next_attempt_at - now, lane.name)
             return
-        job = transition(job, JobState.PROCESSING, now=now, message=f"sending to {self._backend.uri}")
-        self._store.update_job(job)
-        documents = self._store.documents(job.job_id)
-        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in documents]
-        log.info(
-            "Job {job_id} sending to {device} (attempt {attempt})",
-            spool_event="delivery_started", job_id=job.job_id, user=job.user, route=job.route.value,
-            device=self._backend.uri, attempt=job.attempts, size=job.size,
-        )  # fmt: skip
-        self._current_job_id = job.job_id
-        try:
-            attempt = self._backend.deliver(job, files)
-        except Exception:
-            attempt = Deferred()
-            attempt.errback()
-        self._current = attempt
-        attempt.addCallbacks(self._delivered, self._failed, callbackArgs=(job,), errbackArgs=(job,))
-        attempt.addErrback(self._bug, job)
-        attempt.addBoth(self._attempt_over)
+        decision = route(server_configured=self._server is not None, server_usable=self._server_usable,
+                         offline_policy=lane.offline_policy)  # fmt: skip
+        if job.attributes.get("release_to_device"):
+            decision = Decision.DEVICE  # held offline, then released by its owner at the device
+        if decision is Decision.HOLD:
+            held = transition(job, JobState.PENDING_HELD, now=now, reason="job-hold-until-specified",
+                              message=HELD_OFFLINE)  # fmt: skip
+            self._store.update_job(held.evolve(route=Route.DEVICE, mode=Mode.OFFLINE,
+                                               attributes=held.attributes | {"held_offline": True}))  # fmt: skip
+            log.info("Job {job_id} held: the central server is down (queue {queue}: hold)",
+                     spool_event="job_held_offline", job_id=job.job_id, user=job.user, queue=lane.name)  # fmt: skip
+            self.wake(0, lane.name)
+            return
+        if decision is Decision.WAIT:
+            if job.message != WAITING_FOR_SERVER:
+                self._store.update_job(job.evolve(message=WAITING_FOR_SERVER, route=Route.SERVER, mode=Mode.OFFLINE))
+                log.info("Job {job_id} waits for the central server (queue {queue}: queue)",
+                         spool_event="job_waiting_for_server", job_id=job.job_id, user=job.user,
+                         queue=lane.name)  # fmt: skip
+            return  # woken when the server is back
+        target = self._target(decision)
+        self._attempt(lane, job, target, now)
 
-    def _attempt_over(self, _: object) -> None:
-        self._current = None
-        self._current_job_id = None
-        self.wake()
+    def _target(self, decision: Decision) -> _Target:
+        current_mode = self.mode
+        if decision is Decision.FORWARD:
+            assert self._server is not None
+            return _Target(Route.SERVER, self._server, current_mode)
+        return _Target(Route.DEVICE, self._backend, current_mode)
+
+    def _attempt(self, lane: Lane, job: Job, target: _Target, now: float) -> None:
+        earlier = job.attributes.get("delivery") or {}
+        journal_entry = {"uri": target.backend.uri, "route": target.route.value, "started_at": now}
+        if earlier.get("uri") == target.backend.uri and earlier.get("remote_job_id"):
+            journal_entry["remote_job_id"] = earlier["remote_job_id"]
+        job = transition(job, JobState.PROCESSING, now=now, message=f"sending to {target.backend.uri}").evolve(
+            route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
+        )
+        self._store.update_job(job)  # journaled before the attempt
+        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)]
+        log.info(
+            "Job {job_id} sending to {destination} (attempt {attempt})",
+            spool_event="delivery_started", job_id=job.job_id, user=job.user, route=target.route.value,
+            mode=target.mode.value, destination=target.backend.uri, attempt=job.attempts, size=job.size,
+        )  # fmt: skip
+
+        def journal(remote_job_id: str) -> None:
+            stored = self._store.get(job.job_id)
+            entry = dict(stored.attributes.get("delivery") or {}) | {"remote_job_id": remote_job_id}
+            self._store.update_job(stored.evolve(attributes=stored.attributes | {"delivery": entry}))
+
+        def deliver(found: DeliveryReceipt | None) -> Any:
+            if found is not None:
+                return found
+            return target.backend.deliver(job, files, journal)
+
+        if "remote_job_id" in journal_entry:
+            # An earlier attempt got as far as the peer's own job: ask it before sending again.
+            attempt = maybeDeferred(target.backend.recover, job, journal_entry["remote_job_id"]).addCallback(deliver)
+        else:
+            attempt = maybeDeferred(deliver, None)
+        lane.current, lane.job_id, lane.route = attempt, job.job_id, target.route
+        attempt.addCallbacks(self._delivered, self._failed, callbackArgs=(job, target), errbackArgs=(job, target))
+        attempt.addErrback(self._bug, job)
+        attempt.addBoth(self._attempt_over, lane)
+
+    def _attempt_over(self, _: object, lane: Lane) -> None:
+        lane.current, lane.job_id, lane.route = None, None, None
+        self.wake(0, lane.name)
 
     def _fresh(self, job: Job) -> Job | None:
         """The job as stored now, if it is still the one being delivered (it may have been canceled)."""
         current = self._store.get(job.job_id)
         return current if current.state == JobState.PROCESSING else None
 
-    def _delivered(self, receipt: DeliveryReceipt, job: Job) -> None:
+    def _delivered(self, receipt: DeliveryReceipt, job: Job, target: _Target) -> None:
         now = self._clock.seconds()
-        self._device_ok(now)
+        self._peer_ok(target, now)
         current = self._fresh(job)
         if current is None:
             log.info("Job {job_id} delivered after it was canceled", spool_event="delivery_late", job_id=job.job_id)
             return
-        done = transition(current, JobState.COMPLETED, now=now, message=receipt.detail)
+        entry = dict(current.attributes.get("delivery") or {}) | {"completed_at": now}
         if receipt.remote_job_id:
-            done = done.evolve(attributes=done.attributes | {"remote_job_id": receipt.remote_job_id})
+            entry["remote_job_id"] = receipt.remote_job_id
+        attributes = current.attributes | {"delivery": entry}
+        if receipt.impressions is not None:
+            attributes["impressions_reported"] = receipt.impressions
+        done = transition(current, JobState.COMPLETED, now=now, message=receipt.detail).evolve(attributes=attributes)
         self._store.update_job(done)
         log.info(
-            "Job {job_id} delivered: {detail}",
-            spool_event="job_completed", job_id=job.job_id, user=job.user, route=job.route.value,
-            size=job.size, detail=receipt.detail, already_delivered=receipt.already_delivered,
-            seconds=round(now - (job.processing_at or now), 3),
+            "Job {job_id} delivered to the {route}: {detail}",
+            spool_event="job_completed", job_id=job.job_id, user=job.user, route=target.route.value,
+            mode=target.mode.value, size=job.size, detail=receipt.detail, already_delivered=receipt.already_delivered,
+            remote_job_id=receipt.remote_job_id, seconds=round(now - (job.processing_at or now), 3),
         )  # fmt: skip
 
-    def _failed(self, failure: Failure, job: Job) -> None:
+    def _failed(self, failure: Failure, job: Job, target: _Target) -> None:
         now = self._clock.seconds()
         current = self._fresh(job)
         if failure.check(CancelledError):
@@ -220,6 +369,8 @@ class Dispatcher:
             return
         failure.trap(DeliveryError)
         error: DeliveryError = failure.value  # type: ignore[assignment]
+        if error.retryable:
+            self._peer_failed(target, now, str(error))
         if current is None:
             return
         if not error.retryable:
@@ -228,20 +379,27 @@ class Dispatcher:
             )
             log.error(
                 "Job {job_id} aborted: {error}", spool_event="job_aborted", job_id=job.job_id, user=job.user,
-                error=str(error),
+                route=target.route.value, error=str(error),
             )  # fmt: skip
             return
-        self._device_failed(now, str(error))
-        delay = backoff_delay(self.device.consecutive_failures, initial=self._retry_initial, maximum=self._retry_max)
-        message = f"waiting for the device: {error}; next attempt in {delay:.0f}s"
+        if target.route is Route.SERVER:
+            # Try again soon; if the server is now known to be down, the job is routed by the queue's
+            # offline policy at once (no waiting on a server already known to be down).
+            assert self._server_config is not None
+            delay = min(self._server_config.probe_interval, FORWARD_RETRY_MAX) if self._server_usable else 0.0
+            message = f"the central server did not take it: {error}"
+        else:
+            delay = backoff_delay(self.device.consecutive_failures, initial=self._retry_initial,
+                                  maximum=self._retry_max)  # fmt: skip
+            message = f"waiting for the device: {error}; next attempt in {delay:.0f}s"
         self._store.update_job(
             transition(current, JobState.PENDING, now=now, reason="job-queued", message=message).evolve(
-                next_attempt_at=now + delay
+                next_attempt_at=now + delay if delay else None
             )
         )
         log.warn(
-            "Job {job_id} not delivered: {error}; retry in {delay:.0f}s",
-            spool_event="delivery_failed", job_id=job.job_id, user=job.user, route=job.route.value,
+            "Job {job_id} not delivered to the {route}: {error}; retry in {delay:.0f}s",
+            spool_event="delivery_failed", job_id=job.job_id, user=job.user, route=target.route.value,
             error=str(error), delay=delay, attempt=job.attempts,
         )  # fmt: skip
 
@@ -258,7 +416,80 @@ class Dispatcher:
                 )
             )
 
-    # -- device health -----------------------------------------------------------------------------
+    # -- health -----------------------------------------------------------------------------------
+
+    def _peer_ok(self, target: _Target, now: float) -> None:
+        if target.route is Route.SERVER:
+            self._server_outcome(True, now)
+        else:
+            self._device_ok(now)
+
+    def _peer_failed(self, target: _Target, now: float, detail: str) -> None:
+        if target.route is Route.SERVER:
+            self._server_outcome(False, now, detail)
+        else:
+            self._device_failed(now, detail)
+
+    def _server_outcome(self, ok: bool, now: float, detail: str = "") -> None:
+        assert self.server_health is not None and self._server is not None
+        changed = self.server_health.record(ok, now, detail)
+        if changed == DOWN:
+            log.warn(
+                "Central server {server} is down: {detail}; now offline", spool_event="mode_changed",
+                mode=Mode.OFFLINE.value, server=self._server.uri, detail=detail,
+            )  # fmt: skip
+            # Forwarding attempts under way would wait on a server known to be down: cut them off.
+            for lane in self._lanes.values():
+                if lane.route is Route.SERVER and lane.current is not None:
+                    lane.current.cancel()
+            self.wake()
+        elif changed == UP:
+            log.info("Central server {server} is up; now online", spool_event="mode_changed",
+                     mode=Mode.ONLINE.value, server=self._server.uri)  # fmt: skip
+            self.wake()
+
+    def _probe(self) -> None:
+        """Probe the server (and, while it is unreachable, the device) every probe_interval."""
+        assert self._server is not None and self._server_config is not None
+        config = self._server_config
+        self._probe_timer = None
+        if self._stopping:
+            return
+        if self._probing is None:
+            probe = maybeDeferred(self._server.probe).addTimeout(config.probe_timeout, self._clock)
+            self._probing = probe
+
+            def outcome(result: object) -> None:
+                self._probing = None
+                if self._stopping:
+                    return
+                if isinstance(result, Failure):
+                    detail = ("no answer within {:.1f}s".format(config.probe_timeout)
+                              if result.check(CancelledError, TimeoutError) or "Timeout" in type(result.value).__name__
+                              else result.getErrorMessage())  # fmt: skip
+                    self._server_outcome(False, self._clock.seconds(), detail)
+                else:
+                    self._server_outcome(True, self._clock.seconds())
+
+            probe.addBoth(outcome)
+        self._probe_device()
+        self._probe_timer = self._clock.callLater(config.probe_interval, self._probe)
+
+    def _probe_device(self) -> None:
+        if self.device.state != "unreachable" or self._device_probing is not None:
+            return
+        assert self._server_config is not None
+        probe = maybeDeferred(self._backend.probe).addTimeout(self._server_config.probe_timeout, self._clock)
+        self._device_probing = probe
+
+        def outcome(result: object) -> None:
+            self._device_probing = None
+            if not isinstance(result, Failure) and not self._stopping and self.device.state == "unreachable":
+                log.info("Device {device} answers again: retrying the jobs waiting for it",
+                         spool_event="device_probe_ok", device=self.device.uri)  # fmt: skip
+                self.flush()
+
+        probe.addBoth(outcome)
 
     def _device_ok(self, now: float) -> None:
         if self.device.state != "ok":

@@ -206,12 +206,15 @@ class JobService:
         verifier = None
         if held and header is not None and header.hold_key:
             verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        expected_route, expected_mode = self.dispatcher.expected(request.queue)
         job_id = self.store.allocate_job_id()
         job = Job(
             job_id=job_id,
             uuid=new_job_uuid(),
             queue=request.queue,
             protocol=request.protocol,
+            route=expected_route,
+            mode=expected_mode,
             user=user,
             host=clean_text(request.host) or "",
             name=name,
@@ -257,11 +260,14 @@ class JobService:
             attributes["hold"] = True
         if request.document_format:
             attributes["declared_format"] = request.document_format
+        expected_route, expected_mode = self.dispatcher.expected(request.queue)
         job = Job(
             job_id=self.store.allocate_job_id(),
             uuid=new_job_uuid(),
             queue=request.queue,
             protocol=request.protocol,
+            route=expected_route,
+            mode=expected_mode,
             user=clean_text(request.user) or ANONYMOUS,
             host=clean_text(request.host) or "",
             name=clean_text(request.name) or UNTITLED,
@@ -419,6 +425,17 @@ class JobService:
         elif busy and device.state == "unknown":
             reasons.append("connecting-to-device")
             messages.append(f"Connecting to the device {device.uri}.")
+        server = self.dispatcher.server_health
+        if server is not None and server.state == "down":
+            policy_note = {
+                "print": "jobs print directly on this device",
+                "hold": "jobs are held until their owner releases them at the device",
+                "queue": "jobs wait here, in order, until it is back",
+            }
+            policies = sorted({self.dispatcher.offline_policy(queue.name) for queue in self.config.queues})
+            reasons.append("other-report")
+            messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
+                            + "; ".join(policy_note[p] for p in policies) + ".")  # fmt: skip
         if not accepting:
             reasons.append("spool-area-full")
             messages.append("The spool is full: new jobs are refused.")
@@ -469,6 +486,10 @@ class JobService:
     def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
         job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
                            message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
+        if job.attributes.get("held_offline"):
+            # Held because the server was down (offline pull print): released at the device, it prints there.
+            job = job.evolve(attributes=job.attributes | {"release_to_device": True})
+            self.store.update_job(job)
         self.dispatcher.wake()
         return job
 

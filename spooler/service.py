@@ -166,9 +166,16 @@ class SpoolerService(MultiService):
             config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
             connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
         )  # fmt: skip
+        server = None
+        if config.server is not None:
+            server = backend_for_uri(
+                config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+                connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
+            )  # fmt: skip
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
             retry_initial=config.device.retry_initial, retry_max=config.device.retry_max,
+            queues=config.queues, server=server, server_config=config.server,
         )  # fmt: skip
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
@@ -253,6 +260,7 @@ class SpoolerService(MultiService):
     def status(self) -> dict[str, Any]:
         assert self.jobs is not None and self.dispatcher is not None
         counts = self.jobs.queue_counts()
+        waiting = self.store.count_waiting_by_route() if self.store is not None else {}
         free = self.jobs.space_left()
         return {
             "daemon": {
@@ -262,14 +270,13 @@ class SpoolerService(MultiService):
                 "started_at": self.started_at,
                 "state_dir": str(self.config.state_dir),
             },
-            "mode": "standalone",
-            "server": None,
+            **self.dispatcher.status(),
             "listeners": self.listeners(),
             "connections": {name: len(factory.connections) for name, factory in self.intake.items()},
-            "device": self.dispatcher.device.as_dict(),
             "delivering": self.dispatcher.busy_with,
             "queue": counts,
-            "waiting_for_device": counts[JobState.PENDING.keyword] + counts[JobState.PROCESSING.keyword],
+            "waiting_for_server": waiting.get("server", 0),
+            "waiting_for_device": waiting.get("device", 0),
             "held": counts[JobState.PENDING_HELD.keyword],
             "spool": {
                 "free_bytes": free,

@@ -267,6 +267,14 @@ class JobStore:
             ).fetchone()
         return _row_to_job(row) if row else None
 
+    def count_waiting_by_route(self) -> dict[str, int]:
+        """Jobs waiting for delivery (pending or under way), by the route they wait for."""
+        rows = self._db.execute(
+            "SELECT route, COUNT(*) FROM jobs WHERE state IN (?, ?) GROUP BY route",
+            (int(JobState.PENDING), int(JobState.PROCESSING)),
+        ).fetchall()
+        return {route: count for route, count in rows}
+
     def count_by_state(self) -> dict[JobState, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {JobState(state): count for state, count in rows}

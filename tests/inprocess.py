@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from conftest import run_synchronously
@@ -15,21 +15,28 @@ from spooler.config import Config, config_from_mapping
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt
 from spooler.dispatch import Dispatcher
 from spooler.jobs import JobService
-from spooler.model import Job
+from spooler.model import DeliveryError, Job
 from spooler.store import JobStore
 
 
 @dataclass
 class ScriptedBackend:
-    """Each delivery returns a Deferred the test fires; `attempts` records (job id, file bytes)."""
+    """Each delivery returns a Deferred the test fires; `attempts` records (job id, file bytes).
+    `probes` and `recovers` are scripted outcomes (True/False, receipts) consumed in order."""
 
     uri: str = "test://device"
     attempts: list[tuple[int, bytes]] = field(default_factory=list)
     pending: list[Deferred[DeliveryReceipt]] = field(default_factory=list)
+    journals: list[Any] = field(default_factory=list)
     canceled: int = 0
+    probe_results: list[bool | None] = field(default_factory=list)  # None: never answers
+    probes: int = 0
+    recover_results: dict[int, DeliveryReceipt | None] = field(default_factory=dict)
+    recovered: list[tuple[int, str | None]] = field(default_factory=list)
 
-    def deliver(self, job: Job, files: list[DeliveryFile]) -> Deferred[DeliveryReceipt]:
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Any = None) -> Deferred[DeliveryReceipt]:
         self.attempts.append((job.job_id, b"".join(f.path.read_bytes() for f in files)))
+        self.journals.append(journal)
 
         def cancel(_: object) -> None:
             self.canceled += 1
@@ -38,8 +45,21 @@ class ScriptedBackend:
         self.pending.append(attempt)
         return attempt
 
-    def succeed(self, detail: str = "ok") -> None:
-        self.pending.pop(0).callback(DeliveryReceipt(detail))
+    def probe(self) -> Deferred[None]:
+        self.probes += 1
+        outcome = self.probe_results.pop(0) if self.probe_results else True
+        if outcome is None:
+            return Deferred()  # accepts and never answers
+        if outcome:
+            return succeed(None)
+        return fail(DeliveryError("connection refused", retryable=True))
+
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+        self.recovered.append((job.job_id, remote_job_id))
+        return succeed(self.recover_results.get(job.job_id))
+
+    def succeed(self, detail: str = "ok", remote_job_id: str | None = None) -> None:
+        self.pending.pop(0).callback(DeliveryReceipt(detail, remote_job_id=remote_job_id))
 
     def fail(self, error: Exception) -> None:
         self.pending.pop(0).errback(error)
@@ -55,10 +75,12 @@ class Rig:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.backend = ScriptedBackend()
+        self.server = ScriptedBackend(uri="test://server") if self.config.server is not None else None
         self.store = JobStore.open(self.config.database_path)
         self.dispatcher = Dispatcher(
             store=self.store, backend=self.backend, clock=self.clock, spool_dir=self.config.spool_dir,
             retry_initial=self.config.device.retry_initial, retry_max=self.config.device.retry_max,
+            queues=self.config.queues, server=self.server, server_config=self.config.server,
         )  # fmt: skip
         self.service = JobService(
             config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,

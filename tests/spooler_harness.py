@@ -229,7 +229,8 @@ class RawDevice:
                 data = b""
                 while chunk := connection.recv(65536):
                     data += chunk
-                self.jobs.append(data)
+                if data:  # an empty connection (a probe) is not a job, as on a real printer
+                    self.jobs.append(data)
 
     def close(self) -> None:
         self._stop.set()
@@ -308,3 +309,162 @@ class ScratchCups:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+class RefServer:
+    """One `spooler-refserver serve` process (the reference central server) with its own state folder
+    and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
+
+    def __init__(self, root: Path, *, users: Path | None = None, mode: str = "normal", delay: float | None = None,
+                 verifier_cost: int = 1024, raw: bool = False) -> None:  # fmt: skip
+        self.root = root
+        self.state_dir = root / "state"
+        self.received_dir = self.state_dir / "received"
+        self.control_socket = self.state_dir / "control.sock"
+        self.api_port = free_port()
+        self.ipp_port = free_port()
+        self.lpd_port = free_port()
+        self.raw_port: int | None = free_port() if raw else None
+        self.users = users
+        self.initial_mode = mode
+        self.initial_delay = delay
+        self.verifier_cost = verifier_cost
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stderr_path = root / "refserver.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/v1"
+
+    @property
+    def ipp_uri(self) -> str:
+        return f"ipp://127.0.0.1:{self.ipp_port}/ipp/print"
+
+    @property
+    def lpd_uri(self) -> str:
+        return f"lpd://127.0.0.1:{self.lpd_port}/default?reserve=none"
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "spooler.refserver", "serve", "--state", str(self.state_dir),
+                   "--api", f"tcp:{self.api_port}:interface=127.0.0.1",
+                   "--ipp", f"tcp:{self.ipp_port}:interface=127.0.0.1",
+                   "--lpd", f"tcp:{self.lpd_port}:interface=127.0.0.1",
+                   "--mode", self.initial_mode, "--verifier-cost", str(self.verifier_cost)]  # fmt: skip
+        if self.raw_port is not None:
+            command += ["--raw", f"tcp:{self.raw_port}:interface=127.0.0.1"]
+        if self.users is not None:
+            command += ["--users", str(self.users)]
+        if self.initial_delay is not None:
+            command += ["--delay", str(self.initial_delay)]
+        return command
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        root = str(Path(__file__).resolve().parent.parent)
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+
+    # -- process control -------------------------------------------------------------------------
+
+    def start(self, wait: bool = True) -> RefServer:
+        stderr = open(self.stderr_path, "ab")
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                        env=self._env())  # fmt: skip
+        stderr.close()
+        if wait:
+            wait_for(self._ready, timeout=20, what=f"the reference server to listen (log: {self.stderr_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"spooler-refserver exited with {self.process.returncode}: {self.stderr()}")
+        if not self.control_socket.exists():
+            return False
+        if self.initial_mode == "refuse":
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.api_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # -- steering ----------------------------------------------------------------------------------
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`spooler-refserver ctl --state DIR ARGS...`."""
+        command = [sys.executable, "-m", "spooler.refserver", "ctl", "--state", str(self.state_dir), *args]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=self._env())
+        if check and result.returncode != 0:
+            raise AssertionError(f"spooler-refserver ctl {' '.join(args)} exited {result.returncode}: {result.stderr}")
+        return result
+
+    def mode(self, mode: str, delay: float | None = None) -> dict[str, Any]:
+        """Switch the failure mode (returns once the ports listen or stopped listening); the status."""
+        extra = ["--delay", str(delay)] if delay is not None else []
+        return json.loads(self.ctl("--json", "mode", mode, *extra).stdout)
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.ctl("--json", "status").stdout)
+
+    def revoke(self, user: str, kind: str = "user", credential: str | None = None) -> dict[str, Any]:
+        extra = ["--credential", credential] if credential else []
+        return json.loads(self.ctl("--json", "revoke", user, "--kind", kind, *extra).stdout)
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+        """One API request (`path` below /api/v1/): (HTTP status, decoded JSON body)."""
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.api_port, timeout=timeout)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            headers = {"content-type": "application/json"} if payload is not None else {}
+            connection.request(method, "/api/v1/" + path.lstrip("/"), body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        return response.status, json.loads(data) if data else None
+
+    def health(self, timeout: float = 10.0) -> tuple[int, Any]:
+        return self.api("GET", "health", timeout=timeout)
+
+    def accounting(self) -> list[dict[str, Any]]:
+        status, body = self.api("GET", "accounting")
+        assert status == 200, body
+        return list(body["records"])
+
+    # -- the print queue ---------------------------------------------------------------------------
+
+    def received_files(self) -> list[Path]:
+        return sorted(self.received_dir.glob("job-*.prn"))
+
+    def sidecar(self, data_file: Path) -> dict[str, Any]:
+        return json.loads(data_file.with_suffix(".json").read_text())
+
+    def wait_received(self, count: int, timeout: float = 20) -> list[Path]:
+        wait_for(lambda: len(self.received_files()) >= count, timeout=timeout,
+                 what=f"{count} jobs in {self.received_dir} (log: {self.stderr_path})")  # fmt: skip
+        return self.received_files()
