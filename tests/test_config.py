@@ -68,7 +68,9 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
     for dotted in ("state_dir", "listen.raw", "limits.max_job_size", "limits.idle_timeout", "limits.max_connections",
                    "spool.min_free_space", "spool.keep_files", "spool.keep_history", "device.uri",
                    "device.connect_timeout", "device.io_timeout", "device.retry_initial", "device.retry_max",
-                   "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep"):  # fmt: skip
+                   "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep", "server.queue_uri",
+                   "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
+                   "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy"):  # fmt: skip
         key = dotted.split(".")[-1]
         assert f"\n{key} =" in text or f"\n# {key} =" in text, f"{dotted} is not shown in samples/spooler.toml"
 
@@ -93,6 +95,11 @@ BAD = [
     ({"device": {"retry_initial": "10m", "retry_max": "1m"}}, "device.retry_max", "retry_initial"),
     ({"admin": {"socket": "/tmp/" + "x" * 120}}, "admin.socket", "107 bytes"),
     ({"log": {"level": "loud"}}, "log.level", "one of"),
+    ({"server": {"probe_interval": "1s"}}, "server.queue_uri", "required"),
+    ({"server": {"queue_uri": "gopher://x"}}, "server.queue_uri", "unsupported scheme"),
+    ({"server": {"queue_uri": "lpd://host"}}, "server.queue_uri", "names the queue"),
+    ({"server": {"queue_uri": "ipp://h/p", "down_after": 0}}, "server.down_after", "at least 1"),
+    ({"queues": {"default": {"offline_policy": "pray"}}}, "queues.default.offline_policy", "print, hold or queue"),
 ]
 
 
