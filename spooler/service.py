@@ -168,9 +168,12 @@ class SpoolerService(MultiService):
         )  # fmt: skip
         server = None
         if config.server is not None:
+            # The server's queue has the job once it has accepted it (a pull-print queue may hold it
+            # for hours): it is not followed to completion, or one job would block the queue.
             server = backend_for_uri(
                 config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
+                follow_timeout=0, probe_timeout=config.server.probe_timeout,
             )  # fmt: skip
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,

@@ -1,4 +1,4 @@
-"""Delivery backends: the file sink (durable, idempotent) and socket:// against real loopback peers."""
+"""Delivery backends: the file sink (durable, idempotent), socket:// and socket://...?pjl=1, against loopback peers."""
 
 from __future__ import annotations
 
@@ -193,3 +193,39 @@ def test_backends_are_chosen_by_scheme(tmp_path: Path) -> None:
     raw = backend_for_uri("socket://printer.example:9100", reactor=None, run_in_thread=run_synchronously,
                           connect_timeout=1, io_timeout=1)  # fmt: skip
     assert isinstance(raw, SocketBackend) and (raw.host, raw.port) == ("printer.example", 9100)
+
+
+# -- socket://host:port?pjl=1 ----------------------------------------------------------------------------
+
+
+def test_pjl_wrapper_names_the_job_and_enters_the_language() -> None:
+    from spooler.delivery.socket import pjl_wrapper
+
+    job = make_job().evolve(name='say "hi"\r\n@PJL ECHO x', user="alice")
+    prefix, suffix = pjl_wrapper(job, b"%PDF-1.7\n...", "application/pdf")
+    assert prefix == (b'\x1b%-12345X@PJL\r\n@PJL JOB NAME="say hi@PJL ECHO x"\r\n@PJL SET USERNAME="alice"\r\n'
+                      b"@PJL ENTER LANGUAGE=PDF\r\n")  # fmt: skip
+    assert suffix == b'\x1b%-12345X@PJL EOJ NAME="say hi@PJL ECHO x"\r\n\x1b%-12345X'
+    wrapped, _ = pjl_wrapper(job, b"\x1b%-12345X@PJL\r\n@PJL ENTER LANGUAGE=PCL\r\n\x1bE", "application/vnd.hp-pcl")
+    assert b"ENTER LANGUAGE" not in wrapped  # the document says it itself
+    unknown, _ = pjl_wrapper(job, b"plain", "application/octet-stream")
+    assert b"ENTER LANGUAGE" not in unknown  # the printer picks the language
+    accented, _ = pjl_wrapper(job.evolve(user="zoë"), b"%PDF", "application/pdf")
+    assert b"@PJL SET STRINGCODESET=UTF8\r\n" in accented and 'USERNAME="zoë"'.encode() in accented
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_with_pjl_names_the_job_at_a_real_spooler(reactor: Any, spooler_factory: Any,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    spooler = spooler_factory().start()
+    backend = backend_for_uri(f"socket://127.0.0.1:{spooler.raw_port}?pjl=1", reactor=reactor,
+                              run_in_thread=run_synchronously, connect_timeout=2, io_timeout=5)  # fmt: skip
+    assert isinstance(backend, SocketBackend) and backend.pjl
+    document = b"%PDF-1.4\n" + os.urandom(100_000) + b"\n%%EOF\n"
+    await backend.deliver(make_job(), files(tmp_path, document))
+    [data] = spooler.wait_delivered(1)
+    sidecar = spooler.sink_sidecar(data)
+    assert (sidecar["user"], sidecar["name"]) == ("alice", "report")
+    body = data.read_bytes()
+    assert body.startswith(b"\x1b%-12345X@PJL\r\n") and document in body
+    assert body.endswith(b'@PJL EOJ NAME="report"\r\n\x1b%-12345X')

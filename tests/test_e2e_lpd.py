@@ -30,7 +30,7 @@ def run_lpd_backend(spooler: Spooler, options: str, file: Path, *, user: str = "
     uri += f"&{options}" if options else ""
     env = dict(os.environ, DEVICE_URI=uri)
     return subprocess.run([backend, "42", user, title, str(copies), "", str(file)], env=env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+                          text=True, errors="replace", timeout=60)  # fmt: skip
 
 
 def lpd_exchange(port: int, data: bytes, timeout: float = 10) -> bytes:

@@ -4,22 +4,39 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from twisted.internet.interfaces import IReactorTCP, IReactorTime
 
 from spooler.delivery.base import DeliveryBackend, DeliveryReceipt
 from spooler.delivery.filesink import FileSinkBackend
+from spooler.delivery.ipp import IppBackend
+from spooler.delivery.lpd import LpdBackend
 from spooler.delivery.socket import SocketBackend
 from spooler.spoolfiles import RunInThread
 
 __all__ = ["DeliveryBackend", "DeliveryReceipt", "backend_for_uri"]
 
 
+def _flag(query: str, name: str) -> bool:
+    values = parse_qs(query).get(name) or [""]
+    return values[-1].lower() in ("1", "yes", "true", "on")
+
+
 def backend_for_uri(
-    uri: str, *, reactor: Any, run_in_thread: RunInThread, connect_timeout: float, io_timeout: float
+    uri: str, *, reactor: Any, run_in_thread: RunInThread, connect_timeout: float, io_timeout: float,
+    follow_timeout: float = 300.0, poll_interval: float = 5.0, probe_timeout: float = 5.0,
 ) -> DeliveryBackend:
-    """The backend for a validated device URI (see spooler.config.validate_device_uri)."""
+    """The backend for a validated device URI (see spooler.config.validate_device_uri):
+
+    * ``file:///folder`` -- FileSinkBackend
+    * ``socket://host:port[?pjl=1]`` -- SocketBackend (raw, optionally wrapped in a PJL job)
+    * ``ipp://host[:631]/path``, ``ipps://host[:631]/path`` -- IppBackend; follow_timeout and
+      poll_interval say how long and how often the remote job is followed
+    * ``lpd://host[:515]/queue[?banner=1]`` -- LpdBackend
+
+    probe_timeout bounds the wait for the answer to an IPP or LPD probe (after connecting).
+    """
     parts = urlsplit(uri)
     if parts.scheme == "file":
         return FileSinkBackend(Path(unquote(parts.path)), run_in_thread)
@@ -29,6 +46,13 @@ def backend_for_uri(
         tcp: IReactorTCP = reactor
         return SocketBackend(
             parts.hostname, parts.port, reactor=tcp, clock=clock,
-            connect_timeout=connect_timeout, io_timeout=io_timeout,
+            connect_timeout=connect_timeout, io_timeout=io_timeout, pjl=_flag(parts.query, "pjl"),
         )  # fmt: skip
+    if parts.scheme in ("ipp", "ipps"):
+        return IppBackend(uri, reactor=reactor, clock=reactor, connect_timeout=connect_timeout, io_timeout=io_timeout,
+                          follow_timeout=follow_timeout, poll_interval=poll_interval,
+                          probe_timeout=probe_timeout)  # fmt: skip
+    if parts.scheme == "lpd":
+        return LpdBackend(uri, reactor=reactor, clock=reactor, connect_timeout=connect_timeout, io_timeout=io_timeout,
+                          probe_timeout=probe_timeout)  # fmt: skip
     raise ValueError(f"no delivery backend for {uri!r}")

@@ -3,10 +3,16 @@
 Connect with a timeout, stream the documents, half-close, then wait for the device to close its
 side (it has then taken the whole job). A stalled peer is given up on after `io_timeout` without
 progress. Connection failures are retryable; the job waits and nothing is dropped.
+
+With `socket://host:port?pjl=1` the job is wrapped in a PJL job (see `pjl_wrapper`): UEL,
+``@PJL JOB NAME="..."``, ``@PJL SET USERNAME="..."``, ``@PJL ENTER LANGUAGE=...`` (only when the
+document is not PJL-wrapped itself and its format has a PJL language), the documents, then UEL
+``@PJL EOJ NAME="..."`` UEL. Printers show the name and user, and accounting counts the job as one.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import IO
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -19,6 +25,7 @@ from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
+from spooler.pjl import UEL, parse_pjl_header
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
 MAX_BACKCHANNEL = 64 * 1024
@@ -26,8 +33,10 @@ MAX_BACKCHANNEL = 64 * 1024
 
 class _RawSender(Protocol):
     def __init__(self, files: list[DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
-                 io_timeout: float, description: str) -> None:  # fmt: skip
+                 io_timeout: float, description: str, prefix: bytes = b"", suffix: bytes = b"") -> None:  # fmt: skip
         self._files = list(files)
+        self._prefix = prefix
+        self._suffix = suffix
         self._done = done
         self._clock = clock
         self._io_timeout = io_timeout
@@ -41,6 +50,9 @@ class _RawSender(Protocol):
 
     def connectionMade(self) -> None:
         self._arm_watchdog()
+        if self._prefix:
+            self.transport.write(self._prefix)  # type: ignore[union-attr]
+            self._progress += len(self._prefix)
         self._send_next()
 
     def _send_next(self, _: object = None) -> None:
@@ -49,6 +61,9 @@ class _RawSender(Protocol):
             self._current.close()
             self._current = None
         if not self._files:
+            if self._suffix:
+                self.transport.write(self._suffix)  # type: ignore[union-attr]
+                self._progress += len(self._suffix)
             self._sent_all = True
             self.transport.loseWriteConnection()  # type: ignore[attr-defined]
             return
@@ -109,12 +124,52 @@ class _RawSender(Protocol):
             self._done.errback(Failure(error))
 
 
+#: Document formats with a PJL personality name for ``@PJL ENTER LANGUAGE``.
+PJL_LANGUAGES = {
+    "application/pdf": "PDF",
+    "application/postscript": "POSTSCRIPT",
+    "application/vnd.hp-pcl": "PCL",
+    "application/vnd.hp-pclxl": "PCLXL",
+}
+#: Bytes of the first document read to see whether it is already PJL-wrapped.
+PJL_SNIFF = 4096
+#: HP caps JOB NAME at 80 characters; USERNAME the same here.
+PJL_STRING_LIMIT = 80
+
+
+def pjl_string(value: str) -> str:
+    """A value fit for a quoted PJL string: no quotes, no control or formatting characters, capped."""
+    kept = "".join(c for c in value if c == " " or (c != '"' and unicodedata.category(c)[0] not in ("C", "Z")))
+    return kept.strip()[:PJL_STRING_LIMIT]
+
+
+def pjl_wrapper(job: Job, head: bytes, document_format: str) -> tuple[bytes, bytes]:
+    """The PJL bytes to send before and after the job's documents; `head` is the first document's start."""
+    name = pjl_string(job.name) or "untitled"
+    user = pjl_string(job.user) or "anonymous"
+    utf8 = not (name + user).isascii()
+    lines = ["@PJL"]
+    if utf8:
+        lines.append("@PJL SET STRINGCODESET=UTF8")
+    lines += [f'@PJL JOB NAME="{name}"', f'@PJL SET USERNAME="{user}"']
+    language = PJL_LANGUAGES.get((document_format or "").lower())
+    if language is not None and parse_pjl_header(head) is None:
+        lines.append(f"@PJL ENTER LANGUAGE={language}")
+    encoding = "utf-8" if utf8 else "ascii"
+    prefix = UEL + "".join(line + "\r\n" for line in lines).encode(encoding)
+    suffix = UEL + f'@PJL EOJ NAME="{name}"\r\n'.encode(encoding) + UEL
+    return prefix, suffix
+
+
 class SocketBackend:
+    """Delivers to `socket://host:port[?pjl=1]`."""
+
     def __init__(self, host: str, port: int, *, reactor: IReactorTCP, clock: IReactorTime,
-                 connect_timeout: float, io_timeout: float) -> None:  # fmt: skip
+                 connect_timeout: float, io_timeout: float, pjl: bool = False) -> None:  # fmt: skip
         self.host = host
         self.port = port
-        self.uri = f"socket://{host}:{port}"
+        self.pjl = pjl
+        self.uri = f"socket://{host}:{port}" + ("?pjl=1" if pjl else "")
         self._reactor = reactor
         self._clock = clock
         self._connect_timeout = connect_timeout
@@ -146,10 +201,20 @@ class SocketBackend:
                 connecting.cancel()
 
         done: Deferred[DeliveryReceipt] = Deferred(cancel)
-        description = f"{self.host}:{self.port}"
-        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
-        factory = Factory.forProtocol(lambda: _RawSender(files, done, self._clock, self._io_timeout, description))
         connecting: Deferred[Protocol] | None = None
+        description = f"{self.host}:{self.port}"
+        prefix = suffix = b""
+        if self.pjl and files:
+            try:
+                with open(files[0].path, "rb") as first:
+                    head = first.read(PJL_SNIFF)
+            except OSError as error:
+                done.errback(Failure(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False)))
+                return done
+            prefix, suffix = pjl_wrapper(job, head, files[0].document.document_format or job.document_format)
+        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
+        factory = Factory.forProtocol(lambda: _RawSender(files, done, self._clock, self._io_timeout, description,
+                                                         prefix, suffix))  # fmt: skip
         connecting = endpoint.connect(factory)
 
         def connected(protocol: Protocol) -> None:
