@@ -116,3 +116,29 @@ def test_queue_policy_drains_to_the_returning_server_in_order(spooler_factory: S
     central.mode("normal")
     wait_for(lambda: len(names_at_server(central)) == 4, timeout=30, what="the queue to drain")
     assert names_at_server(central) == names and names_at_device(device) == []
+
+
+def test_a_raw_socket_device_takes_over_when_the_server_goes(spooler_factory: SpoolerFactory,
+                                                             central: RefServer) -> None:  # fmt: skip
+    from spooler_harness import RawDevice
+
+    printer = RawDevice()
+    try:
+        spooler = spooler_factory(**{
+            "server__queue_uri": central.ipp_uri, "server__probe_interval": "250ms",
+            "server__probe_timeout": "750ms", "device__uri": f"socket://127.0.0.1:{printer.port}?pjl=1",
+        }).start()  # fmt: skip
+        wait_for(lambda: mode_of(spooler) == "online", what="online")
+        send_raw(spooler.raw_port, pjl_job("kai", "to the server", b"%PDF-1.4 a"))
+        wait_for(lambda: names_at_server(central) == ["to the server"], what="the job at the server")
+        central.mode("refuse")
+        wait_for(lambda: mode_of(spooler) == "offline", what="offline")
+        plain = b"plain text job without a PJL header\n"
+        send_raw(spooler.raw_port, plain)
+        wait_for(lambda: len(printer.jobs) == 1, timeout=20, what="the job at the raw printer")
+        [printed] = printer.jobs
+        # socket://...?pjl=1 wraps a bare job in a PJL header that names its user and job for the printer.
+        assert printed.startswith(b"\x1b%-12345X@PJL") and b'SET USERNAME="anonymous"' in printed
+        assert plain in printed
+    finally:
+        printer.close()
