@@ -118,7 +118,8 @@ def main() -> int:
     try:
         (root / "spooler").mkdir()
         spooler = Spooler(root / "spooler", device__uri="socket://127.0.0.1:1", device__retry_initial="1h",
-                          device__retry_max="1h", spool__min_free_space=0, log__level="warn")  # fmt: skip
+                          device__retry_max="1h", spool__min_free_space=0, log__level="warn",
+                          analysis__enabled=False)  # intake alone; fmt: skip
         cups = ScratchCups(root / "cups", extra=("MaxJobs 0", "PreserveJobHistory No", "PreserveJobFiles No"))
         work = root / "work"
         work.mkdir()

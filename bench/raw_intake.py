@@ -172,6 +172,8 @@ class Daemon:
             f'uri = "{DEVICE_URI}"\n'
             'retry_initial = "1h"\n'
             'retry_max = "1h"\n'
+            "[analysis]\n"
+            "enabled = false\n"  # intake alone: page counting runs in child processes beside it
         )
         return config
 

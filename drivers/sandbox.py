@@ -25,15 +25,11 @@ def default_timeout(size: int) -> float:
     return 30.0 + 0.1 * size / 1e6
 
 
-def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | None = None,
+def analysis_command(path: str | os.PathLike[str], *, declared_format: str | None = None,
                      timeout: float | None = None, memory_limit: int = 1 << 30,
-                     page_cap: int = 100_000) -> DocumentStats:
-    """Analyse `path` in ``python -m drivers.analyze``; kill it after `timeout` seconds.
-
-    `timeout` defaults to :func:`default_timeout` of the file size; `memory_limit` (bytes) is the
-    child's RLIMIT_AS, set after its imports; RLIMIT_CPU is the timeout rounded up plus one second.
-    """
-    fmt = declared_format or "application/octet-stream"
+                     page_cap: int = 100_000) -> tuple[list[str], dict[str, str], float]:
+    """The child's argv and environment, and the wall-clock timeout to kill it after: for callers
+    that run the child themselves (the spooler spawns it from its reactor, so it can kill it)."""
     if timeout is None:
         try:
             timeout = default_timeout(os.path.getsize(path))
@@ -46,6 +42,36 @@ def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | Non
         command += ["--format", declared_format]
     env = dict(os.environ)
     env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return command, env, timeout
+
+
+def result_from(returncode: int, stdout: bytes, stderr: bytes, *,
+                declared_format: str | None = None) -> DocumentStats:
+    """The statistics a finished child reported, or "unknown" with why it failed."""
+    fmt = declared_format or "application/octet-stream"
+    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return unknown(fmt, "time limit")
+    if returncode != 0:
+        if b"MemoryError" in stderr:
+            return unknown(fmt, "memory limit")
+        return unknown(fmt, f"crashed (exit {returncode})")
+    try:
+        return DocumentStats.from_dict(json.loads(stdout.decode().splitlines()[-1]))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return unknown(fmt, "crashed: unreadable result")
+
+
+def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | None = None,
+                     timeout: float | None = None, memory_limit: int = 1 << 30,
+                     page_cap: int = 100_000) -> DocumentStats:
+    """Analyse `path` in ``python -m drivers.analyze``; kill it after `timeout` seconds.
+
+    `timeout` defaults to :func:`default_timeout` of the file size; `memory_limit` (bytes) is the
+    child's RLIMIT_AS, set after its imports; RLIMIT_CPU is the timeout rounded up plus one second.
+    """
+    fmt = declared_format or "application/octet-stream"
+    command, env, timeout = analysis_command(path, declared_format=declared_format, timeout=timeout,
+                                             memory_limit=memory_limit, page_cap=page_cap)  # fmt: skip
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=timeout, env=env, check=False)
@@ -53,13 +79,4 @@ def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | Non
         return unknown(fmt, "time limit")
     except OSError as error:
         return unknown(fmt, f"crashed: cannot start the analyser: {error}")
-    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return unknown(fmt, "time limit")
-    if done.returncode != 0:
-        if b"MemoryError" in done.stderr:
-            return unknown(fmt, "memory limit")
-        return unknown(fmt, f"crashed (exit {done.returncode})")
-    try:
-        return DocumentStats.from_dict(json.loads(done.stdout.decode().splitlines()[-1]))
-    except (ValueError, IndexError, KeyError, TypeError):
-        return unknown(fmt, "crashed: unreadable result")
+    return result_from(done.returncode, done.stdout, done.stderr, declared_format=declared_format)

@@ -227,6 +227,16 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
         ("processing", _when(job["processing_at"])), ("finished", _when(job["completed_at"])),
         ("uuid", job["uuid"]),
     ]  # fmt: skip
+    analysis = job.get("attributes", {}).get("analysis")
+    if analysis is None:
+        fields.append(("pages", "not analysed (yet)"))
+    elif analysis["status"] != "ok":
+        fields.append(("pages", f"unknown: {analysis['reason']}"))
+    else:
+        sizes = ", ".join(f"{name} x{count}" for name, count in analysis["sizes"].items())
+        fields.append(("pages", f"{analysis['pages']} page(s), {analysis['impressions']} impression(s) "
+                                f"({analysis['color_impressions']} colour, {analysis['mono_impressions']} mono), "
+                                f"{analysis['sheets']} sheet(s) {analysis['sides']}; {sizes}"))  # fmt: skip
     for document in job.get("documents", []):
         note = " (removed)" if job["files_removed"] else ""
         fields.append((f"document {document['number']}", f"{document['file']}{note}, {document['size']} bytes"))

@@ -111,6 +111,16 @@ class IppConfig:
     multiple_operation_timeout: float = 60.0
 
 
+@dataclass(frozen=True)
+class DnssdConfig:
+    """DNS-SD (mDNS) advertisement of the IPP printer as `_ipp._tcp` with the `_print` subtype."""
+
+    enabled: bool = False
+    name: str = "Spooler"  # the service instance name; default: ipp.name
+    interfaces: tuple[str, ...] = ()  # addresses to advertise on; empty: the IPP listener's or all
+    host: str | None = None  # the mDNS host name ("NAME.local."); None: this machine's host name
+
+
 def _text(key: str, value: Any) -> str:
     if not isinstance(value, str) or len(value) > 127 or not value.isprintable():
         raise ConfigError(key, f"expected a printable text of at most 127 characters, got {value!r}")
@@ -166,6 +176,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Page statistics of every job, in child processes with limits (see spooler.analysis)."""
+
+    enabled: bool = True
+    workers: int = 1
+    memory_limit: int = 1024**3
+    page_cap: int = 100_000
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     spool_log_max_size: int = 10 * 1024**2
@@ -181,8 +201,10 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     lpd: LpdConfig = LpdConfig()
     ipp: IppConfig = IppConfig()
+    dnssd: DnssdConfig = DnssdConfig()
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     source: Path | None = None  # the file it was read from, if any
@@ -307,6 +329,46 @@ def _networks(key: str, value: Any) -> tuple[str, ...]:
     return names
 
 
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def _instance_name(key: str, value: Any) -> str:
+    """A DNS-SD instance name: printable text of 1 to 63 bytes (UTF-8)."""
+    if not isinstance(value, str) or not value or not value.isprintable() or len(value.encode()) > 63:
+        raise ConfigError(key, f"expected a printable name of 1 to 63 bytes, got {value!r}")
+    return value
+
+
+def _addresses(key: str, value: Any) -> tuple[str, ...]:
+    """IP addresses (not networks), normalised."""
+    names = _names(key, value)
+    try:
+        return tuple(str(ipaddress.ip_address(name)) for name in names)
+    except ValueError as error:
+        raise ConfigError(key, f"not an IP address: {error}") from None
+
+
+def _mdns_host(key: str, value: Any) -> str:
+    """An mDNS host name: one label, optionally followed by ".local" or ".local."; kept as "LABEL.local."."""
+    label = value.removesuffix(".").removesuffix(".local") if isinstance(value, str) else value
+    if not isinstance(label, str) or not _HOST_LABEL.match(label):
+        raise ConfigError(key, f"expected a host name such as \"printer\" or \"printer.local\", got {value!r}")
+    return f"{label}.local."
+
+
+def _dnssd(section: dict[str, Any], ipp_name: str, ipp_listener: str | None) -> DnssdConfig:
+    default_name = ipp_name.encode()[:63].decode("utf-8", "ignore") or DnssdConfig.name
+    enabled = _get(section, "dnssd", "enabled", _boolean, DnssdConfig.enabled)
+    if enabled and not ipp_listener:
+        raise ConfigError("dnssd.enabled", "advertises the IPP printer, but listen.ipp is off")
+    return DnssdConfig(
+        enabled=enabled,
+        name=_get(section, "dnssd", "name", _instance_name, default_name),
+        interfaces=_get(section, "dnssd", "interfaces", _addresses, DnssdConfig.interfaces),
+        host=_get(section, "dnssd", "host", _mdns_host, DnssdConfig.host),
+    )
+
+
 def _queues(raw: Any) -> tuple[QueueConfig, ...]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("queues", "must be a table of queues, e.g. [queues.default]")
@@ -365,7 +427,7 @@ def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
     top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
-                 "queues")  # fmt: skip
+                 "queues", "analysis", "dnssd")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -382,6 +444,7 @@ def config_from_mapping(
     listen = _section(raw, "listen", ("raw", "lpd", "ipp"))
     ipp = _section(raw, "ipp", ("name", "info", "location", "make_and_model", "color", "admin_users",
                                 "max_request_size", "multiple_operation_timeout"))  # fmt: skip
+    dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history"))
     device = _section(raw, "device", ("uri", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
@@ -410,6 +473,13 @@ def config_from_mapping(
         )
 
     queues = _queues(raw.get("queues", {"default": {}}))
+    analysis = _section(raw, "analysis", ("enabled", "workers", "memory_limit", "page_cap"))
+    analysis_config = AnalysisConfig(
+        enabled=_get(analysis, "analysis", "enabled", _boolean, AnalysisConfig.enabled),
+        workers=_get(analysis, "analysis", "workers", _positive_int, AnalysisConfig.workers),
+        memory_limit=_get(analysis, "analysis", "memory_limit", parse_size, AnalysisConfig.memory_limit),
+        page_cap=_get(analysis, "analysis", "page_cap", _positive_int, AnalysisConfig.page_cap),
+    )
     server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
                                                      "up_after", "connect_timeout", "io_timeout")))  # fmt: skip
 
@@ -417,6 +487,7 @@ def config_from_mapping(
         state_dir=state_dir,
         queues=queues,
         server=server_config,
+        analysis=analysis_config,
         admin_socket=admin_socket,
         device=device_config,
         listen=ListenConfig(
@@ -425,7 +496,7 @@ def config_from_mapping(
             ipp=_get(listen, "listen", "ipp", _endpoint, ListenConfig.ipp),
         ),
         ipp=IppConfig(
-            name=_get(ipp, "ipp", "name", _text, IppConfig.name),
+            name=(ipp_name := _get(ipp, "ipp", "name", _text, IppConfig.name)),
             info=_get(ipp, "ipp", "info", _text, IppConfig.info),
             location=_get(ipp, "ipp", "location", _text, IppConfig.location),
             make_and_model=_get(ipp, "ipp", "make_and_model", _text, IppConfig.make_and_model),
@@ -435,6 +506,7 @@ def config_from_mapping(
             multiple_operation_timeout=_get(ipp, "ipp", "multiple_operation_timeout", _positive_duration,
                                             IppConfig.multiple_operation_timeout),
         ),
+        dnssd=_dnssd(dnssd, ipp_name, _get(listen, "listen", "ipp", _endpoint, ListenConfig.ipp)),
         lpd=LpdConfig(
             admin_agents=_get(lpd, "lpd", "admin_agents", _names, LpdConfig.admin_agents),
             allow=_get(lpd, "lpd", "allow", _networks, LpdConfig.allow),

@@ -17,7 +17,8 @@ from twisted.logger import Logger
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
 from spooler.config import Config
 from spooler.dispatch import Dispatcher
-from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
+from spooler.analysis import AnalysisRunner, job_analysis
+from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
 from spooler.pjl import parse_pjl_header
 from spooler.spoolfiles import (
     INCOMING_SUFFIX,
@@ -88,12 +89,14 @@ class JobService:
         dispatcher: Dispatcher,
         clock: IReactorTime,
         run_in_thread: RunInThread,
+        analysis: AnalysisRunner | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
         self._clock = clock
         self._run_in_thread = run_in_thread
+        self.analysis = analysis
         self.incoming_timeout = config.ipp.multiple_operation_timeout
         self.paused = False
         self._next_document: dict[int, int] = {}
@@ -168,7 +171,42 @@ class JobService:
         )  # fmt: skip
         if job.state == JobState.PENDING:
             self.dispatcher.wake()
+        self.analyze_later(job.job_id)
         return job
+
+    # -- page statistics ---------------------------------------------------------------------------
+
+    def analyze_later(self, job_id: int) -> None:
+        """Count the job's pages in the background; the figures land in its record (attributes
+        "analysis") and the spool log. Printing never waits for this."""
+        if self.analysis is None:
+            return
+        self._analyze(job_id).addErrback(
+            lambda failure: log.failure("Job {job_id}: analysis failed", failure, job_id=job_id)
+        )
+
+    @inlineCallbacks
+    def _analyze(self, job_id: int) -> Any:
+        assert self.analysis is not None
+        documents = []
+        for document in self.store.documents(job_id):
+            documents.append((yield self.analysis.analyze(self.config.spool_dir / document.file_name,
+                                                          document.document_format)))  # fmt: skip
+        try:
+            current = self.store.get(job_id)
+        except JobNotFound:
+            return None  # purged meanwhile
+        figures = job_analysis(documents, copies=current.copies, sides=current.sides)
+        self.store.update_job(current.evolve(attributes=current.attributes | {"analysis": figures}))
+        log.info(
+            "Job {job_id}: {pages} page(s), {impressions} impression(s) ({color} colour, {mono} mono), "
+            "{sheets} sheet(s){note}",
+            spool_event="job_analyzed", job_id=job_id, user=current.user, status=figures["status"],
+            pages=figures["pages"], impressions=figures["impressions"], color=figures["color_impressions"],
+            mono=figures["mono_impressions"], sheets=figures["sheets"], sizes=figures["sizes"],
+            note=f"; unknown: {figures['reason']}" if figures["status"] != "ok" else "",
+        )  # fmt: skip
+        return figures
 
     @inlineCallbacks
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
@@ -368,6 +406,8 @@ class JobService:
         )  # fmt: skip
         if closed.state == JobState.PENDING:
             self.dispatcher.wake()
+        if closed.state != JobState.ABORTED:
+            self.analyze_later(closed.job_id)
         return closed
 
     def expire_incoming(self) -> list[int]:
@@ -573,6 +613,10 @@ class JobService:
                 log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",
                          job_id=job.job_id, user=job.user)  # fmt: skip
         fsync_directory(self.config.spool_dir)
+        for job in self.store.list_jobs():
+            if "analysis" not in job.attributes and not job.files_removed and job.reason != INCOMING \
+                    and job.state != JobState.ABORTED:
+                self.analyze_later(job.job_id)  # cut off by a stop before its figures were in
 
     @inlineCallbacks
     def purge(self) -> Any:

@@ -22,9 +22,11 @@ from twisted.web.server import Site
 
 from spooler import __version__
 from spooler.admin import AdminResource
+from spooler.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
 from spooler.dispatch import Dispatcher
+from spooler.dnssd import DnssdAdvertiser
 from spooler.ipp.resource import build_ipp_site
 from spooler.jobs import JobService
 from spooler.lpd import LpdFactory
@@ -145,6 +147,7 @@ class SpoolerService(MultiService):
         self.jobs: JobService | None = None
         self.dispatcher: Dispatcher | None = None
         self.intake: dict[str, Any] = {}
+        self.analysis: AnalysisRunner | None = None
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -180,15 +183,21 @@ class SpoolerService(MultiService):
             retry_initial=config.device.retry_initial, retry_max=config.device.retry_max,
             queues=config.queues, server=server, server_config=config.server,
         )  # fmt: skip
+        if config.analysis.enabled:
+            self.analysis = AnalysisRunner(self.reactor, workers=config.analysis.workers,
+                                           memory_limit=config.analysis.memory_limit,
+                                           page_cap=config.analysis.page_cap)  # fmt: skip
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
-            run_in_thread=self.run_in_thread,
+            run_in_thread=self.run_in_thread, analysis=self.analysis,
         )  # fmt: skip
         self.jobs.recover()  # retention runs from the timer below, at start and every minute
 
         for name, (description, factory) in self._intake_factories().items():
             self.intake[name] = factory
             ListenerService(name, self._endpoint(f"listen.{name}", description), factory).setServiceParent(self)
+        if config.dnssd.enabled and "ipp" in self.intake:
+            self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
         admin_site = QuietSite(AdminResource(self.jobs, self.status))
@@ -230,6 +239,18 @@ class SpoolerService(MultiService):
             ))  # fmt: skip
         return factories
 
+    def _advertiser(self) -> DnssdAdvertiser:
+        """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
+        listener = self.getServiceNamed("ipp")
+
+        def listening() -> tuple[str, int]:
+            assert isinstance(listener, ListenerService) and listener.port is not None
+            address = listener.port.getHost()
+            return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
+
+        return DnssdAdvertiser(self.config.dnssd, self.intake["ipp"].operations.printer, listening,
+                               self.run_in_thread)  # fmt: skip
+
     def _endpoint(self, key: str, description: str) -> Any:
         try:
             return serverFromString(self.reactor, description)
@@ -249,6 +270,8 @@ class SpoolerService(MultiService):
         yield super().stopService()  # listeners close first: no new connections
         for factory in self.intake.values():
             yield factory.close_all()
+        if self.analysis is not None:
+            self.analysis.stop()
         if self.dispatcher is not None:
             yield self.dispatcher.stop()
         log.info("Spooler stopped", spool_event="spooler_stopped")

@@ -250,6 +250,7 @@ class ScratchCups:
         for name in ("spool", "cache", "state", "tmp", "log", "ppd"):
             (root / name).mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
+        os.chmod(root / "tmp", 0o1777)  # filters run as the lp user and write their temporary files here
         kept = []
         for line in Path("/etc/cups/cupsd.conf").read_text().splitlines():
             word = line.strip().split(" ", 1)[0]

@@ -70,7 +70,8 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
                    "device.connect_timeout", "device.io_timeout", "device.retry_initial", "device.retry_max",
                    "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep", "server.queue_uri",
                    "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
-                   "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy"):  # fmt: skip
+                   "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy", "analysis.enabled",
+                   "analysis.workers", "analysis.memory_limit", "analysis.page_cap"):  # fmt: skip
         key = dotted.split(".")[-1]
         assert f"\n{key} =" in text or f"\n# {key} =" in text, f"{dotted} is not shown in samples/spooler.toml"
 

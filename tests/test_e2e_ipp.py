@@ -118,6 +118,7 @@ def test_ipptool_conformance_suite(ipptool_dir: Path, spooler_factory: SpoolerFa
 def test_cups_adds_a_driverless_queue_and_prints_to_it(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
     require_tool("lpadmin")
     require_tool("lp")
+    require_tool("lpr")
     spooler = spooler_factory(spool__min_free_space=0).start()
     cups = ScratchCups(short_tempdir("cups"))
     try:
@@ -141,6 +142,20 @@ def test_cups_adds_a_driverless_queue_and_prints_to_it(spooler_factory: SpoolerF
         assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")  # a whole document
         wait_for(lambda: "ev-1" in cups.run("lpstat", "-W", "completed", "-o", "ev").stdout, timeout=60,
                  what=f"CUPS to see the job completed: {cups.error_log()[-2000:]}")  # fmt: skip
+
+        notes = tmp_path / "notes.txt"
+        notes.write_text("Minutes of the branch meeting\n" * 20)
+        queued = cups.run("lpr", "-P", "ev", "-T", "Branch notes", str(notes))  # BSD lpr, text CUPS converts
+        assert queued.returncode == 0, queued.stderr
+        delivered_files = spooler.wait_delivered(2, timeout=60)
+        second = spooler.sink_sidecar(delivered_files[1])
+        assert (second["user"], second["name"]) == (getpass.getuser(), "Branch notes")
+        text_job = delivered_files[1].read_bytes()
+        # CUPS either sends the text as it is (the printer lists text/plain) or converts it to PDF.
+        assert b"Minutes of the branch meeting" in text_job or (
+            text_job.startswith(b"%PDF") and text_job.rstrip().endswith(b"%%EOF"))  # fmt: skip
+        wait_for(lambda: "ev-2" in cups.run("lpstat", "-W", "completed", "-o", "ev").stdout, timeout=60,
+                 what=f"CUPS to see the lpr job completed: {cups.error_log()[-2000:]}")  # fmt: skip
     finally:
         cups.stop()
         shutil.rmtree(cups.root, ignore_errors=True)
