@@ -7,6 +7,8 @@ shadings and patterns by their colour space, forms recursively, and images by co
 slices (bounded memory, stops at the first colour pixel), others (JPEG: within a small tolerance)
 up to ``Limits.max_image_pixels``; larger ones count as colour by their colour space.
 A colour set but never painted with still counts (operators are not tied to painting).
+Before the operator walk, a pre-scan in C proves the common grey-only content (its only colour
+operators ``X X X rg``/``RG``) mono without it (see _provably_grey).
 Streams are capped at ``Limits.max_decoded_bytes``; pypdf's object cache is dropped between pages.
 """
 
@@ -142,6 +144,39 @@ _INLINE_END = re.compile(rb"\sEI(?=\s|$)")
 _INLINE_CS = re.compile(rb"/(?:CS|ColorSpace)\s*/([^\s/\[\]<>(){}%]+)")
 _INLINE_FILTERED = re.compile(rb"/(?:F|Filter)\b")
 _BLACK_NAMES = frozenset({"/Black", "/All", "/None"})
+# Pre-scan proving "no colour" in C before the operator walk. An operator the walk looks at is a
+# whole token (a delimiter or the start before it, as the walk checks; a delimiter or the end after
+# it, as _OPS requires), so the walk sees exactly the whole-token occurrences of each operator name:
+# each name is searched on its own, with a literal prefix (fast). When the only ones are rg/RG and
+# each is grey ``X X X rg`` (three identical plain numbers separated and preceded by white space,
+# whatever else precedes them), the walk would find nothing: the page is mono. Grey ones are counted
+# on the reversed data so that the pattern starts with the literal operator. Number and space
+# lengths are bounded so the three operands sit inside the walk's 160-byte operand window; the
+# region matched holds no string, comment or inline-image delimiter, so stripping those (the walk
+# does it first) leaves it as it is. Only used when the data holds no comment nor inline image.
+_OP_NAMES = (b"rg", b"RG", b"k", b"K", b"scn", b"SCN", b"sc", b"SC", b"cs", b"CS", b"Do", b"sh")
+_WALKED = {name: re.compile(re.escape(name) + rb"(?<![^ \t\r\n\f\x00\])>]" + re.escape(name) + rb")"
+                            + _DELIM) for name in _OP_NAMES}
+_SPACES = rb"[ \t\r\n\f]{1,20}"
+_GREY_REVERSED = {name: re.compile(name[::-1] + rb"(?<![^\s\[\]<>/(){}%]" + name[::-1] + rb")" + _SPACES
+                                   + rb"((?:\d{0,12}\.)?\d{1,12}|\d{1,12}\.)" + _SPACES + rb"\1" + _SPACES
+                                   + rb"\1(?![^ \t\r\n\f])") for name in (b"rg", b"RG")}
+
+
+def _provably_grey(data: bytes) -> bool:
+    """Whether the walk would find no colour in `data` (no comments, no inline images): its only
+    colour operators are grey rg/RG. False means "do the walk", not "colour"."""
+    for name in _OP_NAMES[2:]:
+        if name in data and _WALKED[name].search(data):
+            return False
+    reversed_data = None
+    for name in (b"rg", b"RG"):
+        if name in data:
+            if reversed_data is None:
+                reversed_data = data[::-1]
+            if len(_WALKED[name].findall(data)) != len(_GREY_REVERSED[name].findall(reversed_data)):
+                return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -225,6 +260,8 @@ class _Colors:
             data, inline_color = self._strip_inline(data, resources)
             if inline_color:
                 return True
+        if b"%" not in data and _provably_grey(data):
+            return False
         if b"(" in data:
             for _ in range(32):
                 data, count = _STRING.subn(b" ", data)
