@@ -53,7 +53,7 @@ class LpdDaemon(Daemon):
 
     def write_config(self) -> Path:
         config = super().write_config()
-        text = config.read_text().replace("[listen]\n", f'[listen]\nlpd = "tcp:{self.lpd_port}:interface=127.0.0.1"\n')
+        text = config.read_text().replace('lpd = ""\n', f'lpd = "tcp:{self.lpd_port}:interface=127.0.0.1"\n')
         config.write_text(text)
         return config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,23 @@ def opened(source: Source) -> Iterator[BinaryIO]:
             yield handle
     else:
         yield source
+
+
+@contextmanager
+def mapped(source: Source) -> Iterator[bytes | mmap.mmap]:
+    """The whole of `source` as a read-only memory map (pages read on demand, nothing copied), or
+    as bytes where it cannot be mapped (a pipe, an in-memory handle, an empty file)."""
+    with opened(source) as handle:
+        try:
+            data: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (AttributeError, OSError, ValueError):
+            handle.seek(0)
+            data = handle.read()
+        try:
+            yield data
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
 
 
 def size_of(handle: BinaryIO) -> int:

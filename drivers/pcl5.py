@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import re
 
-from drivers._io import Source, opened, release
+from drivers._io import Source, mapped, release
 from drivers.stats import AnalysisError, DocumentStats, Limits, PageInfo, page, plausible_copies
 
 FORMAT = "application/vnd.hp-pcl"
@@ -38,17 +38,8 @@ _MARKS = re.compile(rb"[^\x00-\x20\x7f]")
 
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Count the pages of a PCL 5 stream and read copies, sides, paper and colour mode."""
-    with opened(source) as handle:
-        try:
-            data: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (AttributeError, OSError, ValueError):
-            handle.seek(0)
-            data = handle.read()
-        try:
-            return _walk(data, offset, limits)
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
+    with mapped(source) as data:
+        return _walk(data, offset, limits)
 
 
 def _walk(data: bytes | mmap.mmap, pos: int, limits: Limits) -> DocumentStats:

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
-from drivers._io import Source, opened, release
+from drivers._io import Source, mapped, release
 from drivers.stats import (NEUTRAL_TOLERANCE, AnalysisError, DocumentStats, Limits, PageInfo, page,
                            plausible_copies)
 
@@ -48,17 +48,8 @@ _RGB = 2
 
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Count the pages of a PCL XL stream and read copies, duplex, paper and colour."""
-    with opened(source) as handle:
-        try:
-            data: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (AttributeError, OSError, ValueError):
-            handle.seek(0)
-            data = handle.read()
-        try:
-            return _walk(data, offset, limits)
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
+    with mapped(source) as data:
+        return _walk(data, offset, limits)
 
 
 # Token kinds, looked up by tag byte.

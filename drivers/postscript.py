@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from drivers._io import Source, opened, release
+from drivers._io import Source, mapped, release
 from drivers.stats import AnalysisError, DocumentStats, Limits, PageInfo, page, plausible_copies
 
 FORMAT = "application/postscript"
@@ -51,19 +51,8 @@ _DSC = re.compile(
 
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Read the DSC structure; fall back to counting showpage when it is missing or contradictory."""
-    import mmap
-
-    with opened(source) as handle:
-        try:
-            data: bytes | mmap.mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (AttributeError, OSError, ValueError):
-            handle.seek(0)
-            data = handle.read()
-        try:
-            return _analyze(data, offset, limits)
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
+    with mapped(source) as data:
+        return _analyze(data, offset, limits)
 
 
 def _analyze(data: bytes, offset: int, limits: Limits) -> DocumentStats:

@@ -52,9 +52,11 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def admin_request(config: Config, method: str, path: str, body: dict[str, Any] | None = None,
-                  timeout: float = 30.0) -> Any:  # fmt: skip
-    connection = _UnixHTTPConnection(config.admin_socket, timeout)
+def socket_request(socket_path: Path, method: str, path: str, body: dict[str, Any] | None = None, *,
+                   peer: str = "the spooler", timeout: float = 30.0) -> Any:  # fmt: skip
+    """One JSON request over HTTP on a UNIX socket (the admin socket, the reference server's control
+    socket); the decoded answer. Raises DaemonDown when nothing listens there, CommandError otherwise."""
+    connection = _UnixHTTPConnection(socket_path, timeout)
     try:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"content-type": "application/json"} if payload is not None else {}
@@ -62,20 +64,25 @@ def admin_request(config: Config, method: str, path: str, body: dict[str, Any] |
         response = connection.getresponse()
         data = response.read()
     except (FileNotFoundError, ConnectionRefusedError):
-        raise DaemonDown(f"the spooler is not running (no admin socket at {config.admin_socket})") from None
+        raise DaemonDown(f"{peer} is not running (no socket at {socket_path})") from None
     except PermissionError:
-        raise CommandError(f"permission denied on {config.admin_socket}: admin commands need the spooler's user")
+        raise CommandError(f"permission denied on {socket_path}: this needs the user {peer} runs as") from None
     except (OSError, http.client.HTTPException) as error:
-        raise CommandError(f"cannot talk to the spooler at {config.admin_socket}: {error}") from None
+        raise CommandError(f"cannot talk to {peer} at {socket_path}: {error}") from None
     finally:
         connection.close()
     try:
         decoded = json.loads(data)
     except ValueError:
-        raise CommandError(f"the spooler sent a response that is not JSON (HTTP {response.status})") from None
+        raise CommandError(f"{peer} sent a response that is not JSON (HTTP {response.status})") from None
     if response.status != 200:
         raise CommandError(decoded.get("error", f"HTTP {response.status}"))
     return decoded
+
+
+def admin_request(config: Config, method: str, path: str, body: dict[str, Any] | None = None,
+                  timeout: float = 30.0) -> Any:  # fmt: skip
+    return socket_request(config.admin_socket, method, path, body, peer="the spooler", timeout=timeout)
 
 
 def open_store(config: Config) -> Any:

@@ -123,6 +123,8 @@ class Dispatcher:
     # -- control ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        for name in self._store.waiting_queues():
+            self._lane(name)  # jobs of a queue no longer configured still leave
         self._running = True
         if self._server is not None and self._probe_timer is None and not self._stopping:
             self._probe_timer = self._clock.callLater(0, self._probe)
@@ -235,9 +237,9 @@ class Dispatcher:
     # -- lanes -------------------------------------------------------------------------------------
 
     def _queue_names(self) -> list[str]:
-        names = set(self._policies) | set(self._lanes)
-        names |= {job.queue for job in self._store.list_jobs([JobState.PENDING, JobState.PROCESSING])}
-        return sorted(names)
+        """The queues with a lane: the configured ones and any other that has had a job. (A job's own
+        queue is woken by name, which makes its lane; start() adds those of jobs left from before.)"""
+        return sorted(set(self._policies) | set(self._lanes))
 
     def _lane(self, name: str) -> Lane:
         if name not in self._lanes:

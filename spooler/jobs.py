@@ -170,7 +170,7 @@ class JobService:
             queue=job.queue, route=job.route.value, state=job.state.keyword, documents=len(incoming),
         )  # fmt: skip
         if job.state == JobState.PENDING:
-            self.dispatcher.wake()
+            self.dispatcher.wake(queue=job.queue)
         self.analyze_later(job.job_id)
         return job
 
@@ -405,7 +405,7 @@ class JobService:
             state=closed.state.keyword, documents=job.attributes.get("documents", 0),
         )  # fmt: skip
         if closed.state == JobState.PENDING:
-            self.dispatcher.wake()
+            self.dispatcher.wake(queue=closed.queue)
         if closed.state != JobState.ABORTED:
             self.analyze_later(closed.job_id)
         return closed
@@ -530,7 +530,7 @@ class JobService:
             # Held because the server was down (offline pull print): released at the device, it prints there.
             job = job.evolve(attributes=job.attributes | {"release_to_device": True})
             self.store.update_job(job)
-        self.dispatcher.wake()
+        self.dispatcher.wake(queue=job.queue)
         return job
 
     def cancel_my_jobs(self, requester: str) -> list[Job]:

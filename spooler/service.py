@@ -26,7 +26,6 @@ from spooler.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
 from spooler.dispatch import Dispatcher
-from spooler.dnssd import DnssdAdvertiser
 from spooler.ipp.resource import build_ipp_site
 from spooler.jobs import JobService
 from spooler.lpd import LpdFactory
@@ -239,8 +238,10 @@ class SpoolerService(MultiService):
             ))  # fmt: skip
         return factories
 
-    def _advertiser(self) -> DnssdAdvertiser:
+    def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
+        from spooler.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
+
         listener = self.getServiceNamed("ipp")
 
         def listening() -> tuple[str, int]:

@@ -267,6 +267,13 @@ class JobStore:
             ).fetchone()
         return _row_to_job(row) if row else None
 
+    def waiting_queues(self) -> set[str]:
+        """The queues that have jobs waiting for delivery."""
+        rows = self._db.execute(
+            "SELECT DISTINCT queue FROM jobs WHERE state IN (?, ?)", (int(JobState.PENDING), int(JobState.PROCESSING))
+        )
+        return {row[0] for row in rows}
+
     def count_waiting_by_route(self) -> dict[str, int]:
         """Jobs waiting for delivery (pending or under way), by the route they wait for."""
         rows = self._db.execute(

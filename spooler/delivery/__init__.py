@@ -10,8 +10,6 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 
 from spooler.delivery.base import DeliveryBackend, DeliveryReceipt
 from spooler.delivery.filesink import FileSinkBackend
-from spooler.delivery.ipp import IppBackend
-from spooler.delivery.lpd import LpdBackend
 from spooler.delivery.socket import SocketBackend
 from spooler.spoolfiles import RunInThread
 
@@ -49,10 +47,14 @@ def backend_for_uri(
             connect_timeout=connect_timeout, io_timeout=io_timeout, pjl=_flag(parts.query, "pjl"),
         )  # fmt: skip
     if parts.scheme in ("ipp", "ipps"):
+        from spooler.delivery.ipp import IppBackend  # the HTTP client and TLS: loaded only when used
+
         return IppBackend(uri, reactor=reactor, clock=reactor, connect_timeout=connect_timeout, io_timeout=io_timeout,
                           follow_timeout=follow_timeout, poll_interval=poll_interval,
                           probe_timeout=probe_timeout)  # fmt: skip
     if parts.scheme == "lpd":
+        from spooler.delivery.lpd import LpdBackend
+
         return LpdBackend(uri, reactor=reactor, clock=reactor, connect_timeout=connect_timeout, io_timeout=io_timeout,
                           probe_timeout=probe_timeout)  # fmt: skip
     raise ValueError(f"no delivery backend for {uri!r}")

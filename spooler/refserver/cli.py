@@ -12,7 +12,6 @@ Errors are one line on stderr and a non-zero exit: 1 for a failed request, 2 for
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from spooler import __version__
-from spooler.cli import CommandError, _UnixHTTPConnection
+from spooler.cli import CommandError, socket_request
 from spooler.model import ConfigError, SpoolerError
 from spooler.refserver.modes import DEFAULT_DELAY, MODES
 from spooler.refserver.users import REVOCATION_KINDS, UsersFileError
@@ -32,27 +31,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def control_request(state: Path, method: str, path: str, body: dict[str, Any] | None = None,
                     timeout: float = 30.0) -> Any:  # fmt: skip
     """One request to the control socket DIR/control.sock; the decoded JSON answer."""
-    socket_path = state / "control.sock"
-    connection = _UnixHTTPConnection(socket_path, timeout)
-    try:
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"content-type": "application/json"} if payload is not None else {}
-        connection.request(method, path, body=payload, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise CommandError(f"the reference server is not running (no control socket at {socket_path})") from None
-    except (OSError, http.client.HTTPException) as error:
-        raise CommandError(f"cannot talk to the reference server at {socket_path}: {error}") from None
-    finally:
-        connection.close()
-    try:
-        decoded = json.loads(data)
-    except ValueError:
-        raise CommandError(f"the reference server sent a response that is not JSON (HTTP {response.status})") from None
-    if response.status != 200:
-        raise CommandError(decoded.get("error", f"HTTP {response.status}"))
-    return decoded
+    return socket_request(state / "control.sock", method, path, body, peer="the reference server", timeout=timeout)
 
 
 def cmd_serve(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
