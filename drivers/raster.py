@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from itertools import accumulate
 
-from drivers._io import Source, opened, release
+from drivers._io import Source, mapped, release
 from drivers.stats import (NEUTRAL_TOLERANCE, AnalysisError, DocumentStats, Limits, PageInfo, page,
                            plausible_copies)
 
@@ -244,13 +244,6 @@ def _check_geometry(width: int, height: int, bpp: int, bytes_per_line: int, limi
     return max(1, bpp // 8)
 
 
-def _map(handle) -> bytes | mmap.mmap:
-    try:
-        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    except (AttributeError, OSError, ValueError):
-        return handle.read()
-
-
 def _color_mode(space: int, bpp: int, grey: frozenset[int], rgb: frozenset[int],
                 cmyk: frozenset[int]) -> tuple[bool | None, str | None]:
     """(colour if decided by the space alone, else None; the neutrality check to run)."""
@@ -265,86 +258,74 @@ def _color_mode(space: int, bpp: int, grey: frozenset[int], rgb: frozenset[int],
 
 def analyze_pwg(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Pages, sizes, copies, duplex and colour of a PWG Raster document."""
-    with opened(source) as handle:
-        handle.seek(0)
-        data = _map(handle)
-        try:
-            if data[offset:offset + 4] != b"RaS2":
-                raise AnalysisError("not PWG Raster (no RaS2 sync word)")
-            pos = offset + 4
-            released = 0
-            pages: list[PageInfo] = []
-            copies: int | None = None
-            sides: str | None = None
-            while pos < len(data):
-                header = data[pos:pos + PWG_HEADER]
-                if len(header) < PWG_HEADER:
-                    raise AnalysisError("PWG page header truncated")
-                if header[:9] != b"PwgRaster":
-                    raise AnalysisError("bad PWG page header")
-                duplex, = struct.unpack_from(">I", header, 272)
-                num_copies, = struct.unpack_from(">I", header, 340)
-                pw, ph = struct.unpack_from(">II", header, 352)
-                tumble, = struct.unpack_from(">I", header, 368)
-                width, height = struct.unpack_from(">II", header, 372)
-                bpp, bpl, _order, space = struct.unpack_from(">IIII", header, 388)
-                unit = _check_geometry(width, height, bpp, bpl, limits)
-                decided, check = _color_mode(space, bpp, _PWG_GREY, _PWG_RGB, _PWG_CMYK)
-                pos, colored = walk_bitmap(data, pos + PWG_HEADER, height, bpl, unit, False,
-                                           check if limits.color else None)
-                color = decided if decided is not None else (colored if limits.color else True)
-                pages.append(page(pw, ph, color))
-                released = release(data, pos, released)
-                if not pages[1:]:
-                    copies = plausible_copies(num_copies)
-                    sides = ("one-sided" if not duplex else
-                             "two-sided-short-edge" if tumble else "two-sided-long-edge")
-                if len(pages) > limits.page_cap:
-                    raise AnalysisError(f"more pages than the cap of {limits.page_cap}")
-            if not pages:
-                raise AnalysisError("PWG Raster without pages")
-            return DocumentStats(PWG, pages=len(pages), page_info=tuple(pages),
-                                 copies=copies, sides=sides)
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
+    with mapped(source) as data:
+        if data[offset:offset + 4] != b"RaS2":
+            raise AnalysisError("not PWG Raster (no RaS2 sync word)")
+        pos = offset + 4
+        released = 0
+        pages: list[PageInfo] = []
+        copies: int | None = None
+        sides: str | None = None
+        while pos < len(data):
+            header = data[pos:pos + PWG_HEADER]
+            if len(header) < PWG_HEADER:
+                raise AnalysisError("PWG page header truncated")
+            if header[:9] != b"PwgRaster":
+                raise AnalysisError("bad PWG page header")
+            duplex, = struct.unpack_from(">I", header, 272)
+            num_copies, = struct.unpack_from(">I", header, 340)
+            pw, ph = struct.unpack_from(">II", header, 352)
+            tumble, = struct.unpack_from(">I", header, 368)
+            width, height = struct.unpack_from(">II", header, 372)
+            bpp, bpl, _order, space = struct.unpack_from(">IIII", header, 388)
+            unit = _check_geometry(width, height, bpp, bpl, limits)
+            decided, check = _color_mode(space, bpp, _PWG_GREY, _PWG_RGB, _PWG_CMYK)
+            pos, colored = walk_bitmap(data, pos + PWG_HEADER, height, bpl, unit, False,
+                                       check if limits.color else None)
+            color = decided if decided is not None else (colored if limits.color else True)
+            pages.append(page(pw, ph, color))
+            released = release(data, pos, released)
+            if not pages[1:]:
+                copies = plausible_copies(num_copies)
+                sides = ("one-sided" if not duplex else
+                         "two-sided-short-edge" if tumble else "two-sided-long-edge")
+            if len(pages) > limits.page_cap:
+                raise AnalysisError(f"more pages than the cap of {limits.page_cap}")
+        if not pages:
+            raise AnalysisError("PWG Raster without pages")
+        return DocumentStats(PWG, pages=len(pages), page_info=tuple(pages),
+                             copies=copies, sides=sides)
 
 
 def analyze_urf(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Pages, sizes (pixels / dpi), duplex and colour of an Apple URF document."""
-    with opened(source) as handle:
-        handle.seek(0)
-        data = _map(handle)
-        try:
-            if data[offset:offset + 8] != b"UNIRAST\0":
-                raise AnalysisError("not URF (no UNIRAST magic)")
-            pos = offset + 12
-            released = 0
-            pages: list[PageInfo] = []
-            sides: str | None = None
-            while pos < len(data):
-                header = data[pos:pos + URF_HEADER]
-                if len(header) < URF_HEADER:
-                    raise AnalysisError("URF page header truncated")
-                bpp, space, duplex = header[0], header[1], header[2]
-                width, height, dpi = struct.unpack_from(">III", header, 12)
-                if not 1 <= dpi <= 10_000:
-                    raise AnalysisError(f"URF resolution {dpi} dpi")
-                unit = _check_geometry(width, height, bpp, (width * bpp + 7) // 8, limits)
-                decided, check = _color_mode(space, bpp, _URF_GREY, _URF_RGB, _URF_CMYK)
-                pos, colored = walk_bitmap(data, pos + URF_HEADER, height, (width * bpp + 7) // 8,
-                                           unit, True, check if limits.color else None)
-                color = decided if decided is not None else (colored if limits.color else True)
-                pages.append(page(width * 72 / dpi, height * 72 / dpi, color))
-                released = release(data, pos, released)
-                if not pages[1:]:
-                    sides = {2: "two-sided-short-edge", 3: "two-sided-long-edge"}.get(
-                        duplex, "one-sided")
-                if len(pages) > limits.page_cap:
-                    raise AnalysisError(f"more pages than the cap of {limits.page_cap}")
-            if not pages:
-                raise AnalysisError("URF without pages")
-            return DocumentStats(URF, pages=len(pages), page_info=tuple(pages), sides=sides)
-        finally:
-            if isinstance(data, mmap.mmap):
-                data.close()
+    with mapped(source) as data:
+        if data[offset:offset + 8] != b"UNIRAST\0":
+            raise AnalysisError("not URF (no UNIRAST magic)")
+        pos = offset + 12
+        released = 0
+        pages: list[PageInfo] = []
+        sides: str | None = None
+        while pos < len(data):
+            header = data[pos:pos + URF_HEADER]
+            if len(header) < URF_HEADER:
+                raise AnalysisError("URF page header truncated")
+            bpp, space, duplex = header[0], header[1], header[2]
+            width, height, dpi = struct.unpack_from(">III", header, 12)
+            if not 1 <= dpi <= 10_000:
+                raise AnalysisError(f"URF resolution {dpi} dpi")
+            unit = _check_geometry(width, height, bpp, (width * bpp + 7) // 8, limits)
+            decided, check = _color_mode(space, bpp, _URF_GREY, _URF_RGB, _URF_CMYK)
+            pos, colored = walk_bitmap(data, pos + URF_HEADER, height, (width * bpp + 7) // 8,
+                                       unit, True, check if limits.color else None)
+            color = decided if decided is not None else (colored if limits.color else True)
+            pages.append(page(width * 72 / dpi, height * 72 / dpi, color))
+            released = release(data, pos, released)
+            if not pages[1:]:
+                sides = {2: "two-sided-short-edge", 3: "two-sided-long-edge"}.get(
+                    duplex, "one-sided")
+            if len(pages) > limits.page_cap:
+                raise AnalysisError(f"more pages than the cap of {limits.page_cap}")
+        if not pages:
+            raise AnalysisError("URF without pages")
+        return DocumentStats(URF, pages=len(pages), page_info=tuple(pages), sides=sides)

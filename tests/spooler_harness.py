@@ -76,7 +76,37 @@ def send_raw(port: int, data: bytes, *, wait_close: bool = True, timeout: float 
         return received
 
 
-class Spooler:
+class ManagedProcess:
+    """A daemon a test started (`process`, its `root` folder, its `stderr_path`): stopped with SIGTERM
+    or kill -9, its stderr read, and everything removed at the end."""
+
+    root: Path
+    stderr_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def cleanup(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Spooler(ManagedProcess):
     """One `spooler serve` process with its own state folder, config file and free raw port."""
 
     def __init__(self, root: Path, **settings: Any) -> None:
@@ -129,19 +159,6 @@ class Spooler:
             return False
         return (self.state_dir / "admin.sock").exists()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
-        self.process = None
-        return code
-
-    def kill9(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
     # -- observing ---------------------------------------------------------------------------------
 
@@ -186,11 +203,6 @@ class Spooler:
                  what=f"{count} deliveries (stderr: {self.stderr_path})")  # fmt: skip
         return self.sink_files(directory)
 
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str = "") -> bytes:
@@ -312,7 +324,7 @@ class ScratchCups:
         self.process = None
 
 
-class RefServer:
+class RefServer(ManagedProcess):
     """One `spooler-refserver serve` process (the reference central server) with its own state folder
     and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
 
@@ -389,26 +401,7 @@ class RefServer:
             return False
         return True
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
-        self.process = None
-        return code
 
-    def kill9(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-
-    def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-        shutil.rmtree(self.root, ignore_errors=True)
 
     # -- steering ----------------------------------------------------------------------------------
 
