@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import re
 import tomllib
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ class SpoolConfig:
 @dataclass(frozen=True)
 class DeviceConfig:
     uri: str
+    name: str = "spooler"  # this device's name at the central server (API calls, accounting records)
     connect_timeout: float = 10.0
     io_timeout: float = 120.0
     retry_initial: float = 5.0
@@ -173,6 +175,7 @@ class ServerConfig:
     up_after: int = 2
     connect_timeout: float = 2.0
     io_timeout: float = 30.0
+    api_url: str | None = None  # the HTTP JSON API (docs/central-api.md): logins, user sync, accounting
 
 
 @dataclass(frozen=True)
@@ -388,6 +391,12 @@ def _queues(raw: Any) -> tuple[QueueConfig, ...]:
     return tuple(queues)
 
 
+def _default_device_name() -> str:
+    """The machine's host name (first label), when it makes a valid device name."""
+    host = socket.gethostname().split(".")[0]
+    return host if QUEUE_NAME.match(host) else "spooler"
+
+
 def _server(section: dict[str, Any]) -> ServerConfig | None:
     if not section:
         return None
@@ -402,7 +411,23 @@ def _server(section: dict[str, Any]) -> ServerConfig | None:
         up_after=_get(section, "server", "up_after", _positive_int, defaults.up_after),
         connect_timeout=_get(section, "server", "connect_timeout", _positive_duration, defaults.connect_timeout),
         io_timeout=_get(section, "server", "io_timeout", _positive_duration, defaults.io_timeout),
+        api_url=_get(section, "server", "api_url", _api_url, defaults.api_url),
     )
+
+
+def _api_url(key: str, value: Any) -> str:
+    text = _text(key, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(key, f"expected an http:// or https:// URL such as http://central.example/api/v1/, got {text!r}")
+    return text if text.endswith("/") else text + "/"
+
+
+def _device_name(key: str, value: Any) -> str:
+    text = _text(key, value)
+    if not QUEUE_NAME.match(text):
+        raise ConfigError(key, f"expected 1-64 letters, digits, '.', '_' or '-', got {text!r}")
+    return text
 
 
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
@@ -447,7 +472,7 @@ def config_from_mapping(
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history"))
-    device = _section(raw, "device", ("uri", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
+    device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket",))
     log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
     lpd = _section(raw, "lpd", ("admin_agents", "allow", "max_control_file_size", "max_line_length",
@@ -456,6 +481,7 @@ def config_from_mapping(
     default_device_uri = (state_dir / "device").as_uri()
     device_config = DeviceConfig(
         uri=_get(device, "device", "uri", validate_device_uri, default_device_uri),
+        name=_get(device, "device", "name", _device_name, _default_device_name()),
         connect_timeout=_get(device, "device", "connect_timeout", _positive_duration, 10.0),
         io_timeout=_get(device, "device", "io_timeout", _positive_duration, 120.0),
         retry_initial=_get(device, "device", "retry_initial", _positive_duration, 5.0),
@@ -481,7 +507,7 @@ def config_from_mapping(
         page_cap=_get(analysis, "analysis", "page_cap", _positive_int, AnalysisConfig.page_cap),
     )
     server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
-                                                     "up_after", "connect_timeout", "io_timeout")))  # fmt: skip
+                                                     "up_after", "connect_timeout", "io_timeout", "api_url")))  # fmt: skip
 
     return Config(
         state_dir=state_dir,

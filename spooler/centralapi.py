@@ -1,0 +1,140 @@
+"""The client of the central server's HTTP JSON API (docs/central-api.md): one call with deadlines
+and the typed answers every user of the API (accounting upload, logins, user sync) builds on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.protocol import Protocol
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from .model import SpoolerError
+
+#: The largest answer the spooler reads from the API (a sync of 100 users is well under 1 MB).
+MAX_ANSWER = 10 * 1024 * 1024
+
+
+class CentralApiError(SpoolerError):
+    """A call to the central API did not succeed."""
+
+
+class CentralApiDown(CentralApiError):
+    """No usable answer: refused, reset, timed out, 5xx, or not JSON. The server counts as down."""
+
+
+class CentralApiRefused(CentralApiError):
+    """A 4xx answer: the server is up and said no (401 login refused, 400 our bug, 413 too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long a call may take: to connect, and in all (docs/central-api.md, "Timeouts")."""
+
+    connect: float
+    total: float
+
+
+HEALTH = Deadline(2.0, 3.0)
+LOGIN = Deadline(2.0, 5.0)
+USERS = Deadline(5.0, 30.0)
+REVOCATIONS = Deadline(5.0, 15.0)
+ACCOUNTING = Deadline(5.0, 30.0)
+
+
+class CentralApi:
+    """Calls `base_url` (".../api/v1/") on the given reactor. Every call ends by its deadline."""
+
+    def __init__(self, reactor: Any, base_url: str) -> None:
+        self._reactor = reactor
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+
+    def url(self, path: str | tuple[str, ...], query: dict[str, str] | None = None) -> str:
+        """A fixed path ("accounting") or segments (("devices", name, "users")), each quoted whole."""
+        segments = path.split("/") if isinstance(path, str) else path
+        if any(segment in ("", ".", "..") for segment in segments):
+            raise ValueError(f"not a path segment of the API: {path!r}")
+        address = self.base_url + "/".join(quote(segment, safe="") for segment in segments)
+        return address + ("?" + urlencode(query) if query else "")
+
+    @inlineCallbacks
+    def call(self, method: str, path: str | tuple[str, ...], body: Any = None, *, deadline: Deadline,
+             query: dict[str, str] | None = None) -> Any:  # fmt: skip
+        """The decoded JSON answer of a 2xx; raises CentralApiRefused (4xx) or CentralApiDown."""
+        agent = Agent(self._reactor, contextFactory=BrowserLikePolicyForHTTPS(), connectTimeout=deadline.connect)
+        headers = Headers({b"Accept": [b"application/json"], b"User-Agent": [b"branch-spooler"]})
+        producer = None
+        if body is not None:
+            headers.addRawHeader(b"Content-Type", b"application/json")
+            producer = BytesProducer(json.dumps(body).encode())
+        pending: list[Deferred[Any]] = [agent.request(method.encode(), self.url(path, query).encode(), headers, producer)]
+        timer = self._reactor.callLater(deadline.total, lambda: pending[0].cancel())
+        try:
+            response = yield pending[0]
+            if response.length not in (None, UNKNOWN_LENGTH) and response.length > MAX_ANSWER:
+                response.deliverBody(_Discard())
+                raise CentralApiDown(f"{method} {path}: an answer of {response.length} bytes is too large")
+            pending[0] = readBody(response)
+            data = yield pending[0]
+        except CentralApiError:
+            raise
+        except Exception as error:  # refused, reset, DNS, TLS, cancelled by the deadline
+            raise CentralApiDown(f"{method} {path}: {type(error).__name__}: {error}") from None
+        finally:
+            if timer.active():
+                timer.cancel()
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise CentralApiDown(f"{method} {path}: answer {response.code} is not JSON") from None
+        if response.code >= 500:
+            raise CentralApiDown(f"{method} {path}: {response.code} {_error_text(answer)}")
+        if response.code >= 400:
+            raise CentralApiRefused(response.code, _error_text(answer))
+        if response.code >= 300:
+            raise CentralApiDown(f"{method} {path}: unexpected {response.code}")
+        return answer
+
+
+def _error_text(answer: Any) -> str:
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return str(answer["error"])[:200]
+    return "(no error text)"
+
+
+@implementer(IBodyProducer)
+class BytesProducer:
+    """A request body already in memory (the API's bodies are small JSON documents)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self._body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _Discard(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        pass
