@@ -160,7 +160,7 @@ def build_record(
         "analysis_reason": reason,
         "device_impressions": device_impressions,
         "remote_job_id": delivery.get("remote_job_id"),
-        "received_at": iso_time(job.created_at),
+        "submitted_at": iso_time(job.created_at),  # when the spooler received it ("received_at" is the server's)
         "printed_at": iso_time(printed_at),
         "finished_at": iso_time(finished_at),
         "outcome": OUTCOMES[job.state],

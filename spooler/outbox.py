@@ -9,7 +9,9 @@ marked sent only in the transaction that records the server's 200. Records older
 at most `analysis_wait`, then goes with its figures "unknown".
 
 It never slows printing down: it runs on the reactor with one upload at a time, short SQLite
-transactions (a select of one batch, one update per answer), and backs off while the server is down.
+transactions (a select of one batch, one update per answer), and backs off while the API fails (it
+does not wait for the print queue's health: the API may be up while the queue is not; when the
+dispatcher sees the server come back, `kick` forgets the backoff and tries at once).
 """
 
 from __future__ import annotations
@@ -117,9 +119,6 @@ class Outbox:
         self._timer = None
         if not self._running or self._inflight is not None:
             return
-        if not self._server_usable():
-            self._schedule(self._config.interval)  # and kicked when the server is up again
-            return
         now = self._clock.seconds()
         wait = self._config.analysis_wait
         self._store.give_up_pending(now - wait, f"the page figures were not in {wait:.0f}s after the job ended")
@@ -212,10 +211,8 @@ class Outbox:
         last = self._store.uploads(1)
         if self._inflight is not None:
             state = "sending"
-        elif not self._server_usable():
-            state = "waiting for the server"
         elif self.failures:
-            state = "retrying"
+            state = "retrying" if self._server_usable() else "waiting for the server"
         else:
             state = "idle"
         return {

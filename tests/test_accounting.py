@@ -53,7 +53,7 @@ BUILDER_CASES = [
         "job_name": "report.pdf", "queue": "default", "protocol": "ipp", "route": "device", "mode": "offline",
         "document_format": "application/pdf", "bytes": 1234, "pages": 3, "copies": 2, "impressions": 6,
         "sheets": 4, "color_pages": 2, "mono_pages": 4, "paper_sizes": {"iso_a4_210x297mm": 6}, "duplex": True,
-        "outcome": "completed", "analysis": "ok", "received_at": "2023-11-14T22:13:20.000Z",
+        "outcome": "completed", "analysis": "ok", "submitted_at": "2023-11-14T22:13:20.000Z",
         "printed_at": "2023-11-14T22:13:24.000Z", "finished_at": "2023-11-14T22:13:25.000Z",
         "offline_limits": ["credit", "quota", "projects", "policies"], "device_impressions": None,
     }),
@@ -376,21 +376,20 @@ def test_a_record_waits_for_its_figures_at_most_analysis_wait(tmp_path: Path) ->
     assert central.calls[2][0]["analysis"] == "unknown" and central.calls[2][0]["pages"] is None
 
 
-def test_nothing_is_tried_while_the_server_is_down_and_a_kick_starts_at_once(tmp_path: Path) -> None:
-    store = JobStore.open(tmp_path / "db")
-    store.record_maker = RecordMaker(device="d", spool_id=store.spool_id)
-    finished(store, 1, completed_at=T0)
-    clock, central = Clock(), FakeCentral(auto=True)
-    clock.advance(T0)
-    up = [False]
-    outbox = Outbox(store=store, api=central, clock=clock, config=AccountingConfig(), server_usable=lambda: up[0])
+def test_the_server_coming_back_cuts_the_backoff_short(tmp_path: Path) -> None:
+    store, clock, central, outbox = outbox_rig(tmp_path, jobs=1, retry_initial=60.0, retry_max=600.0)
     outbox.start()
-    clock.advance(100)
-    assert central.calls == [] and outbox.status()["state"] == "waiting for the server"
-    up[0] = True
-    outbox.kick()
     clock.advance(0)
-    assert ids(central.calls[0]) == [1]
+    central.fail_with(CentralApiDown("ConnectionRefusedError"))
+    clock.advance(60)
+    central.fail_with(CentralApiDown("ConnectionRefusedError"))
+    assert outbox.status()["next_attempt_at"] == clock.seconds() + 120
+    clock.advance(10)
+    outbox.kick()  # the dispatcher saw the server come back
+    clock.advance(0)
+    assert len(central.calls) == 3
+    central.answer()
+    assert store.outbox_counts(not_before=0)["sent"] == 1
 
 
 def test_too_large_batches_are_halved_and_a_refused_record_is_set_aside(tmp_path: Path) -> None:
