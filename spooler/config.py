@@ -192,7 +192,7 @@ class AnalysisConfig:
 class AccountingConfig:
     """The outbox of accounting records (spooler.outbox): how they go up to [server] api_url."""
 
-    batch_size: int = 500  # records per upload, at most 1000 (the API's limit)
+    batch_size: int = 1000  # records per upload, at most 1000 (the API's limit)
     max_age: float = 30 * 86400.0  # unsent records older than this stay local and are never sent
     interval: float = 10.0  # how often to look for new records while all is sent
     retry_initial: float = 5.0  # after a failed upload: wait this, then twice as long each time ...

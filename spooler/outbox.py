@@ -16,7 +16,6 @@ dispatcher sees the server come back, `kick` forgets the backoff and tries at on
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,7 +34,9 @@ log = Logger(namespace="spooler.outbox")
 class _Api(Protocol):
     """What the outbox needs of spooler.centralapi.CentralApi."""
 
-    def call(self, method: str, path: str, body: Any = None, *, deadline: Any) -> Deferred[Any]: ...
+    def call(self, method: str, path: str, body: Any = None, *, deadline: Any) -> Deferred[Any]:
+        """`body` is JSON already encoded (bytes); answers the decoded JSON of a 2xx."""
+        ...
 
 
 def retry_delay(failures: int, *, initial: float, maximum: float) -> float:
@@ -127,9 +128,10 @@ class Outbox:
             self._schedule(self._config.interval)
             return
         job_ids = [job_id for job_id, _ in rows]
-        records = [json.loads(body) for _, body in rows]
+        # The stored bodies are JSON objects already: joined as they are (no decoding and encoding again).
+        payload = b'{"records": [' + ",".join(body for _, body in rows).encode() + b"]}"
         upload = self._store.begin_upload(job_ids, now)
-        attempt = maybeDeferred(self._api.call, "POST", "accounting", {"records": records}, deadline=ACCOUNTING)
+        attempt = maybeDeferred(self._api.call, "POST", "accounting", payload, deadline=ACCOUNTING)
         self._inflight = attempt
         attempt.addCallbacks(self._sent, self._failed, callbackArgs=(upload, job_ids, now),
                              errbackArgs=(upload, job_ids))  # fmt: skip

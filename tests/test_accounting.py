@@ -243,7 +243,8 @@ class FakeCentral:
         self.canceled = 0
 
     def call(self, method: str, path: str, body: Any = None, *, deadline: Any) -> Deferred[Any]:
-        assert (method, path) == ("POST", "accounting")
+        assert (method, path) == ("POST", "accounting") and isinstance(body, bytes)
+        body = json.loads(body)
         self.calls.append(body["records"])
         if self.auto:
             return succeed(self.store(body["records"]))
