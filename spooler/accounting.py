@@ -128,7 +128,8 @@ def build_record(
     if device_impressions is None:
         reported = attributes.get("impressions_reported")
         device_impressions = int(reported) if isinstance(reported, int) and not isinstance(reported, bool) else None
-    delivery = attributes.get("delivery") if isinstance(attributes.get("delivery"), dict) else {}
+    journal = attributes.get("delivery")
+    delivery: dict[str, Any] = journal if isinstance(journal, dict) else {}
     printed_at = None
     if job.state == JobState.COMPLETED:
         printed_at = delivery.get("completed_at") or job.completed_at

@@ -314,7 +314,9 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     lines.append(f"jobs        {waiting_server}{status['waiting_for_device']} waiting for the device, {status['held']} held, "
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
     accounting = status.get("accounting")
-    if accounting:
+    if accounting and accounting["state"].startswith("local only"):
+        lines.append(f"accounting  {accounting['records']} record(s), kept locally (no [server] api_url)")
+    elif accounting:
         lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
                      f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
                      + (f": {accounting['last_error']}" if accounting.get("last_error") else ""))  # fmt: skip
@@ -337,7 +339,8 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
             import time
 
             accounting: dict[str, Any] | None = store.outbox_counts(not_before=time.time() - config.accounting.max_age)
-            accounting = dict(accounting or {}, state="daemon down")
+            local_only = config.server is None or not config.server.api_url
+            accounting = dict(accounting or {}, state="local only (no [server] api_url)" if local_only else "daemon down")
         except sqlite3.OperationalError:
             accounting = None  # a spool from before accounting
     finally:

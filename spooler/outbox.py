@@ -79,8 +79,6 @@ class Outbox:
     def start(self) -> None:
         now = self._clock.seconds()
         interrupted = self._store.interrupted_uploads(now)
-        while self._store.record_missing():
-            pass
         self._running = True
         counts = self._store.outbox_counts(not_before=now - self._config.max_age)
         log.info(

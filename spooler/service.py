@@ -169,6 +169,9 @@ class SpoolerService(MultiService):
         # Every job's final state is written with its accounting record, in one transaction.
         self.store.record_maker = RecordMaker(device=config.device.name, spool_id=self.store.spool_id,
                                               analysis_enabled=config.analysis.enabled)  # fmt: skip
+        for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
+            if not self.store.record_missing():
+                break
         backend = backend_for_uri(
             config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
             connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
