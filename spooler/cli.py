@@ -636,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     outbox = commands.add_parser("outbox", parents=[common, json_option],
                                  help="accounting records waiting for the central server, too old to send, uploads")
-    outbox.add_argument("--limit", type=int, default=20, metavar="N", help="list at most N of each (default 20)")
+    outbox.add_argument("--limit", type=_job_id, default=20, metavar="N", help="list at most N of each (default 20)")
     outbox.set_defaults(handler=cmd_outbox)
     return parser
 

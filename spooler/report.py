@@ -226,7 +226,7 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
     by_route, _ = summarize(records, ["route"])
     when = (generated or datetime.now()).strftime("%Y-%m-%d %H:%M")
     story: list[Any] = [
-        Paragraph(title, styles["Title"]),
+        Paragraph(_escape(title), styles["Title"]),
         Paragraph(f"Device <b>{_escape(device)}</b>; period: {_escape(period)}; generated {when}.", styles["Normal"]),
         Spacer(1, 4 * mm),
     ]

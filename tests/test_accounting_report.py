@@ -173,7 +173,7 @@ def test_pdf_report_renders_with_its_charts(tmp_path: Path) -> None:
     state = tmp_path / "state"
     populate(state)
     target = tmp_path / "report.pdf"
-    code, out, _ = cli(state, "report", "--pdf", str(target), "--title", "Branch 1 usage")
+    code, out, _ = cli(state, "report", "--pdf", str(target), "--title", "Branch 1 usage <&>")
     assert code == 0 and target.read_bytes().startswith(b"%PDF") and "2 page(s), 4 record(s)" in out
     subprocess.run([pdftoppm, "-r", "40", "-png", str(target), str(tmp_path / "page")], check=True, timeout=60)
     pages = sorted(tmp_path.glob("page-*.png"))
@@ -190,7 +190,7 @@ def test_pdf_report_renders_with_its_charts(tmp_path: Path) -> None:
     assert (0x2F, 0x6D, 0xB5) in seen and (0xE0, 0x81, 0x2F) in seen
     text = subprocess.run([pdftotext, "-layout", str(target), "-"], capture_output=True, text=True, check=True,
                           timeout=60).stdout  # fmt: skip
-    for expected in ("Branch 1 usage", "Pages printed per user", "Colour vs mono", "Online vs offline",
+    for expected in ("Branch 1 usage <&>", "Pages printed per user", "Colour vs mono", "Online vs offline",
                      "Pages printed per day", "alice", "bob", "colour: 5 (29 %)", "online: 10 (59 %)"):  # fmt: skip
         assert expected in text, expected
 
