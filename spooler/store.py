@@ -79,6 +79,7 @@ _SCHEMA = [
     );
     CREATE INDEX accounting_unsent ON accounting (finished_at, job_id) WHERE sent_at IS NULL AND rejected IS NULL;
     CREATE INDEX accounting_by_time ON accounting (finished_at);
+    CREATE INDEX accounting_pending ON accounting (finished_at) WHERE analysis_pending = 1;
     CREATE TABLE accounting_uploads (
         upload INTEGER PRIMARY KEY AUTOINCREMENT,
         started_at REAL NOT NULL,

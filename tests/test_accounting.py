@@ -441,3 +441,33 @@ def test_the_sample_configuration_shows_every_accounting_key() -> None:
     assert "\n[accounting]\n" in text
     for key in AccountingConfig.__dataclass_fields__:
         assert f"\n{key} =" in text.split("[accounting]", 1)[1], key
+
+
+def test_the_dispatcher_tells_the_outbox_when_the_server_comes_back(tmp_path: Path) -> None:
+    """The listener hook the service uses: down, then up, each told once."""
+    rig = accounting_rig(tmp_path, server={"queue_uri": "ipp://server.test/ipp/print", "probe_interval": 1,
+                                           "down_after": 2, "up_after": 2})  # fmt: skip
+    told: list[str] = []
+    rig.dispatcher.server_listeners.append(told.append)
+    assert rig.server is not None
+    rig.server.probe_results[:] = [True, False, False, True, True, True]
+    rig.dispatcher.start()
+    for _ in range(6):
+        rig.clock.advance(1)
+    assert told == ["up", "down", "up"]
+
+
+def test_an_offline_job_printed_on_the_device_says_what_was_not_applied(tmp_path: Path) -> None:
+    rig = accounting_rig(tmp_path, server={"queue_uri": "ipp://server.test/ipp/print", "probe_interval": 1},
+                         queues={"default": {"offline_policy": "print"}})  # fmt: skip
+    assert rig.server is not None
+    rig.server.probe_results[:] = [False, False]
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    rig.clock.advance(1)
+    job = rig.submit(b"offline", user="frank")
+    rig.clock.advance(0)
+    rig.backend.succeed()
+    record = rig.store.record_of(job.job_id)
+    assert record is not None and (record["route"], record["mode"]) == ("device", "offline")
+    assert record["offline_limits"] == list(OFFLINE_LIMITS)
