@@ -170,7 +170,9 @@ class Outbox:
                 self._store.fail_upload(upload, now, "refused", f"413 {error.message}; batches of {self._limit} now")
                 self._schedule(0)
                 return
-            if error.status == 400:
+            # A 400 that names a record ("records[0]...") refuses that record: the batch is halved until
+            # it is alone, then it is set aside. Any other 400 is our bug: retried later, nothing set aside.
+            if error.status == 400 and (len(job_ids) > 1 or error.message.startswith("records[")):
                 self._store.fail_upload(upload, now, "refused", f"400 {error.message}")
                 if len(job_ids) > 1:
                     self._limit = max(1, len(job_ids) // 2)  # find the record it refuses

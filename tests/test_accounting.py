@@ -471,3 +471,14 @@ def test_an_offline_job_printed_on_the_device_says_what_was_not_applied(tmp_path
     record = rig.store.record_of(job.job_id)
     assert record is not None and (record["route"], record["mode"]) == ("device", "offline")
     assert record["offline_limits"] == list(OFFLINE_LIMITS)
+
+
+def test_a_400_that_names_no_record_sets_nothing_aside(tmp_path: Path) -> None:
+    store, clock, central, outbox = outbox_rig(tmp_path, jobs=1)
+    outbox.start()
+    clock.advance(0)
+    central.fail_with(CentralApiRefused(400, "expected {\"records\": [...]}"))
+    assert store.outbox_counts(not_before=0)["rejected"] == 0 and outbox.failures == 1
+    clock.advance(5)
+    central.answer()
+    assert store.outbox_counts(not_before=0)["sent"] == 1
