@@ -118,6 +118,13 @@ class Outbox:
         self._timer = None
         if not self._running or self._inflight is not None:
             return
+        try:
+            self._next_upload()
+        except Exception:  # noqa: BLE001 - a store error (disk full, ...) must not end the loop
+            log.failure("Accounting outbox: cannot prepare an upload", spool_event="replication_error")
+            self._schedule(self._config.retry_max)
+
+    def _next_upload(self) -> None:
         now = self._clock.seconds()
         wait = self._config.analysis_wait
         self._store.give_up_pending(now - wait, f"the page figures were not in {wait:.0f}s after the job ended")

@@ -482,3 +482,21 @@ def test_a_400_that_names_no_record_sets_nothing_aside(tmp_path: Path) -> None:
     clock.advance(5)
     central.answer()
     assert store.outbox_counts(not_before=0)["sent"] == 1
+
+
+def test_a_store_error_does_not_end_the_outbox(tmp_path: Path) -> None:
+    store, clock, central, outbox = outbox_rig(tmp_path, jobs=1, auto=True, retry_max=60.0)
+    real = store.records_to_send
+    failures = [sqlite3.OperationalError("database or disk is full")]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    store.records_to_send = flaky  # type: ignore[method-assign]
+    outbox.start()
+    clock.advance(0)
+    assert central.calls == []
+    clock.advance(60)
+    assert ids(central.calls[0]) == [1]
