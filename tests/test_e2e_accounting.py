@@ -119,13 +119,23 @@ def test_offline_records_reach_the_server_once_with_the_right_figures(
     assert by_user["bob"]["job_name"] == "mixed" and by_user["bob"]["paper_sizes"] == {"na_letter_8.5x11in": 4}
     replicated = spooler.events("records_replicated")
     assert sum(event["accepted"] for event in replicated) == 4 and sum(e["duplicates"] for e in replicated) == 0
+    # Back online, a job goes to the server's queue and its record follows, without offline limits.
+    wait_for(lambda: any(e.get("mode") == "online" for e in spooler.events("mode_changed")), what="online")
+    send_raw(spooler.raw_port, pjl_job("erin", "online", (CORPUS / "text_a4_3p.pdf").read_bytes()))
+    central.wait_received(1)
+    wait_for(lambda: sent(spooler) == 5, timeout=30, what="the online job's record sent")
+    online = [r for r in central.accounting() if r["user"] == "erin"]
+    assert len(online) == 1 and (online[0]["route"], online[0]["mode"], online[0]["offline_limits"]) == (
+        "server", "online", [])
+    assert online[0]["pages"] == 3 and central_count(central) == 5
     # The usage report agrees, with the daemon up or down.
     spooler.stop()
     stats = json.loads(spooler.cli("stats", "--by", "mode", "--json").stdout)
-    assert stats["rows"] == [{"mode": "offline", "jobs": 4, "completed": 4, "canceled": 0, "aborted": 0,
-                              "unknown": 1, "pages": 10, "impressions": 13, "sheets": 11, "color_pages": 3,
-                              "mono_pages": 10}]  # fmt: skip
-    assert central_count(central) == 4
+    assert stats["rows"][0] == {"mode": "offline", "jobs": 4, "completed": 4, "canceled": 0, "aborted": 0,
+                                "unknown": 1, "pages": 10, "impressions": 13, "sheets": 11, "color_pages": 3,
+                                "mono_pages": 10}  # fmt: skip
+    assert stats["rows"][1]["mode"] == "online" and stats["rows"][1]["impressions"] == 3
+    assert central_count(central) == 5
 
 
 def test_a_spooler_killed_during_an_upload_still_gives_each_record_once(
