@@ -237,6 +237,12 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
          str(total.impressions), str(total.sheets), str(total.color_pages), str(total.mono_pages), str(total.unknown)],
     ]  # fmt: skip
     story.append(_table(summary, Table, TableStyle, colors))
+    document = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
+                                 topMargin=16 * mm, bottomMargin=18 * mm, title=title, author="spooler")  # fmt: skip
+    if not records:
+        story += [Spacer(1, 6 * mm), Paragraph("No accounting records in this period.", styles["Normal"])]
+        document.build(story, onFirstPage=footer, onLaterPages=footer)
+        return pages_written[0]
     story.append(Paragraph(
         "Pages printed are impressions (printed sides, copies included) of completed jobs whose pages were "
         "counted; doc. pages are the documents' own pages. "
@@ -272,8 +278,6 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
     rows += [[row.key[0], str(row.jobs), str(row.impressions), str(row.sheets), str(row.color_pages),
               str(row.mono_pages), str(row.canceled), str(row.aborted), str(row.unknown)] for row in by_user]  # fmt: skip
     story.append(_table(rows, Table, TableStyle, colors))
-    document = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
-                                 topMargin=16 * mm, bottomMargin=18 * mm, title=title, author="spooler")  # fmt: skip
     document.build(story, onFirstPage=footer, onLaterPages=footer)
     return pages_written[0]
 

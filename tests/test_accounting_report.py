@@ -201,3 +201,13 @@ def test_pdf_report_bad_target(tmp_path: Path) -> None:
     assert code == 2 and "folder" in err
     code, _, err = cli(tmp_path / "state", "report", "--pdf", str(tmp_path / "missing" / "r.pdf"))
     assert code == 1 and "cannot write" in err
+
+
+def test_pdf_report_of_an_empty_period(tmp_path: Path) -> None:
+    pdftotext = require_tool("pdftotext")
+    populate(tmp_path / "state")
+    target = tmp_path / "empty.pdf"
+    code, out, _ = cli(tmp_path / "state", "report", "--pdf", str(target), "--since", "2030-01-01")
+    assert code == 0 and "1 page(s), 0 record(s)" in out
+    text = subprocess.run([pdftotext, str(target), "-"], capture_output=True, text=True, check=True).stdout
+    assert "No accounting records in this period." in text
