@@ -77,7 +77,8 @@ class CentralApi:
         producer = None
         if body is not None:
             headers.addRawHeader(b"Content-Type", b"application/json")
-            producer = BytesProducer(json.dumps(body).encode())
+            # bytes: a body already encoded as JSON (the accounting outbox joins stored records as they are)
+            producer = BytesProducer(body if isinstance(body, bytes) else json.dumps(body).encode())
         pending: list[Deferred[Any]] = [agent.request(method.encode(), self.url(path, query).encode(), headers, producer)]
         timer = self._reactor.callLater(deadline.total, lambda: pending[0].cancel())
         try:

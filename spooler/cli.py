@@ -1,7 +1,8 @@
 """The `spooler` command: `serve` runs the daemon; the other commands inspect and steer it.
 
 `jobs`, `show`, `status` and `log` also work while the daemon is stopped (they read the store and
-the spool log and say the daemon is down); `cancel`, `hold`, `release` and `flush` go through the
+the spool log and say the daemon is down), as do `stats`, `report` and `outbox`, which always read the
+accounting records from the store, read-only; `cancel`, `hold`, `release` and `flush` go through the
 daemon's admin socket. Errors are one line on stderr and a non-zero exit: 1 for a failed request,
 2 for a usage or configuration error.
 """
@@ -13,6 +14,7 @@ import http.client
 import json
 import os
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -311,6 +313,13 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     waiting_server = f"{status['waiting_for_server']} waiting for the server, " if server is not None else ""
     lines.append(f"jobs        {waiting_server}{status['waiting_for_device']} waiting for the device, {status['held']} held, "
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
+    accounting = status.get("accounting")
+    if accounting and accounting["state"].startswith("local only"):
+        lines.append(f"accounting  {accounting['records']} record(s), kept locally (no [server] api_url)")
+    elif accounting:
+        lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
+                     f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
+                     + (f": {accounting['last_error']}" if accounting.get("last_error") else ""))  # fmt: skip
     spool = status["spool"]
     lines.append(f"spool disk  {_size(spool['free_bytes'])} free (floor {_size(spool['floor_bytes'])})"
                  + ("" if spool["accepting"] else "  REFUSING NEW JOBS"))  # fmt: skip
@@ -326,6 +335,14 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
     try:
         counts = store.count_by_state()
         waiting = store.count_waiting_by_route()
+        try:
+            import time
+
+            accounting: dict[str, Any] | None = store.outbox_counts(not_before=time.time() - config.accounting.max_age)
+            local_only = config.server is None or not config.server.api_url
+            accounting = dict(accounting or {}, state="local only (no [server] api_url)" if local_only else "daemon down")
+        except sqlite3.OperationalError:
+            accounting = None  # a spool from before accounting
     finally:
         store.close()
     queue = {state.keyword: counts.get(state, 0) for state in JobState}
@@ -344,6 +361,7 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
         "held": queue["pending-held"],
         "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
                   "accepting": free >= config.spool.min_free_space},  # fmt: skip
+        "accounting": accounting,
     }
 
 
@@ -368,6 +386,120 @@ def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]
             show(follow_records(path))
         except KeyboardInterrupt:
             pass
+    return EXIT_OK
+
+
+def _accounting_store(config: Config) -> Any:
+    """The store, read-only, with its accounting tables (a spool from before accounting has none)."""
+    store = open_store(config)
+    try:
+        store.uploads(1)
+    except sqlite3.OperationalError:
+        store.close()
+        raise CommandError(f"no accounting records in {config.state_dir} yet (the spooler there predates "
+                           "accounting; they appear once it has run)") from None  # fmt: skip
+    return store
+
+
+def _period(args: argparse.Namespace) -> tuple[float | None, float | None, str]:
+    from spooler.report import BadPeriod, parse_moment
+
+    try:
+        since = parse_moment(args.since) if args.since else None
+        until = parse_moment(args.until, end=True) if args.until else None
+    except BadPeriod as error:
+        raise CommandError(f"{error}", EXIT_USAGE) from None
+    if since is not None and until is not None and until <= since:
+        raise CommandError("--until must be after --since", EXIT_USAGE)
+    text = f"{args.since or 'the beginning'} to {args.until or 'now'}"
+    return since, until, text
+
+
+def _records(config: Config, args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+    since, until, period = _period(args)
+    store = _accounting_store(config)
+    try:
+        return store.accounting_records(since=since, until=until), period
+    finally:
+        store.close()
+
+
+def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Usage from the accounting records (works with the daemon down: read-only)."""
+    from spooler.report import GROUPS, as_csv, as_table, headers, summarize
+
+    by = [group.strip() for group in args.by.split(",") if group.strip()]
+    unknown = [group for group in by if group not in GROUPS]
+    if not by or unknown or len(set(by)) != len(by):
+        raise CommandError(f"--by takes one or more of {', '.join(GROUPS)}, comma-separated", EXIT_USAGE)
+    records, period = _records(config, args)
+    rows, total = summarize(records, by)
+    if args.json:
+        _print_json(out, {"by": by, "period": period, "rows": [row.as_dict(by) for row in rows],
+                          "total": total.as_dict([])})  # fmt: skip
+    elif args.csv:
+        out.write(as_csv(rows, by))
+    elif not rows:
+        out.write(f"no accounting records from {period}\n")
+    else:
+        out.write(table(as_table(rows, total, by), headers(by)) + "\n")
+        if total.unknown:
+            out.write(f"note: {total.unknown} completed job(s) with unknown page figures are not in the sums\n")
+    return EXIT_OK
+
+
+def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from spooler.report import render_pdf
+
+    records, period = _records(config, args)
+    target = args.pdf
+    if target.exists() and target.is_dir():
+        raise CommandError(f"{target} is a folder; give a file name", EXIT_USAGE)
+    try:
+        pages = render_pdf(records, target, title=args.title, period=period, device=config.device.name)
+    except OSError as error:
+        raise CommandError(f"cannot write {target}: {error.strerror or error}") from None
+    out.write(f"{target}: {pages} page(s), {len(records)} record(s) from {period}\n")
+    return EXIT_OK
+
+
+def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
+    import time
+
+    store = _accounting_store(config)
+    try:
+        cutoff = time.time() - config.accounting.max_age
+        counts = store.outbox_counts(not_before=cutoff)
+        expired = store.unsent_records(before=cutoff, limit=args.limit)
+        rejected = [r for r in store.unsent_records(limit=None) if r["_rejected"]][: args.limit]
+        uploads = store.uploads(args.limit)
+    finally:
+        store.close()
+    api = config.server.api_url if config.server is not None else None
+    if args.json:
+        public = [{k: v for k, v in r.items() if not k.startswith("_")} | {"rejected": r["_rejected"]}
+                  for r in expired + rejected]  # fmt: skip
+        _print_json(out, {"api_url": api, "max_age": config.accounting.max_age, **counts,
+                          "expired_records": public[: len(expired)], "rejected_records": public[len(expired):],
+                          "uploads": uploads})  # fmt: skip
+        return EXIT_OK
+    out.write(f"records     {counts['records']}: {counts['sent']} sent, {counts['waiting']} waiting"
+              f" ({counts['pending_analysis']} for their page figures), {counts['expired']} too old to send"
+              f" (kept locally), {counts['rejected']} refused by the server\n")  # fmt: skip
+    out.write(f"server      {api or 'none configured ([server] api_url): records stay local'}\n")
+    for title, listed in (("too old to send", expired), ("refused by the server", rejected)):
+        if listed:
+            out.write(f"\n{title}:\n")
+            rows = [[str(r["job_id"]), r["record_id"], r["user"], r["outcome"], _when(r["_finished_at"]),
+                     r["_rejected"] or ""] for r in listed]  # fmt: skip
+            out.write(table(rows, ["JOB", "RECORD", "USER", "OUTCOME", "FINISHED", "DETAIL"]) + "\n")
+    if uploads:
+        out.write("\nlatest uploads:\n")
+        rows = [[str(u["upload"]), _when(u["started_at"]), str(u["records"]), u["outcome"],
+                 "" if u["accepted"] is None else str(u["accepted"]),
+                 "" if u["duplicates"] is None else str(u["duplicates"]), u["detail"][:60]] for u in uploads]  # fmt: skip
+        out.write(table(rows, ["UPLOAD", "STARTED", "RECORDS", "OUTCOME", "ACCEPTED", "DUPLICATES", "DETAIL"]) + "\n")
     return EXIT_OK
 
 
@@ -484,6 +616,28 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sides the job asks for")  # fmt: skip
     analyze.add_argument("--number-up", type=int, default=1, metavar="N", help="pages per side")
     analyze.set_defaults(handler=cmd_analyze)
+
+    period = argparse.ArgumentParser(add_help=False)
+    period.add_argument("--since", metavar="DATE", help="from this day (YYYY-MM-DD) or time (ISO 8601)")
+    period.add_argument("--until", metavar="DATE", help="up to this day, included (YYYY-MM-DD), or time")
+    stats = commands.add_parser("stats", parents=[common, period],
+                                help="usage from the accounting records: pages, sheets, colour/mono by user, day, ...")
+    stats.add_argument("--by", default="user", metavar="GROUPS",
+                       help="group by user, day, route, mode, comma-separated (default: user)")
+    output = stats.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="machine-readable output")
+    output.add_argument("--csv", action="store_true", help="CSV output")
+    stats.set_defaults(handler=cmd_stats)
+
+    report = commands.add_parser("report", parents=[common, period], help="a PDF usage report with charts")
+    report.add_argument("--pdf", type=Path, required=True, metavar="FILE", help="the PDF file to write")
+    report.add_argument("--title", default="Print usage report", help="the report's title")
+    report.set_defaults(handler=cmd_report)
+
+    outbox = commands.add_parser("outbox", parents=[common, json_option],
+                                 help="accounting records waiting for the central server, too old to send, uploads")
+    outbox.add_argument("--limit", type=_job_id, default=20, metavar="N", help="list at most N of each (default 20)")
+    outbox.set_defaults(handler=cmd_outbox)
     return parser
 
 

@@ -189,6 +189,43 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class AccountingConfig:
+    """The outbox of accounting records (spooler.outbox): how they go up to [server] api_url."""
+
+    batch_size: int = 1000  # records per upload, at most 1000 (the API's limit)
+    max_age: float = 30 * 86400.0  # unsent records older than this stay local and are never sent
+    interval: float = 10.0  # how often to look for new records while all is sent
+    retry_initial: float = 5.0  # after a failed upload: wait this, then twice as long each time ...
+    retry_max: float = 300.0  # ... up to this
+    analysis_wait: float = 600.0  # a record whose page figures are not in after this goes as "unknown"
+
+
+MAX_ACCOUNTING_BATCH = 1000
+
+
+def _batch_size(key: str, value: Any) -> int:
+    number = _positive_int(key, value)
+    if number > MAX_ACCOUNTING_BATCH:
+        raise ConfigError(key, f"at most {MAX_ACCOUNTING_BATCH} (the API takes no more records per upload)")
+    return number
+
+
+def _accounting(section: dict[str, Any]) -> AccountingConfig:
+    d = AccountingConfig()
+    config = AccountingConfig(
+        batch_size=_get(section, "accounting", "batch_size", _batch_size, d.batch_size),
+        max_age=_get(section, "accounting", "max_age", _positive_duration, d.max_age),
+        interval=_get(section, "accounting", "interval", _positive_duration, d.interval),
+        retry_initial=_get(section, "accounting", "retry_initial", _positive_duration, d.retry_initial),
+        retry_max=_get(section, "accounting", "retry_max", _positive_duration, d.retry_max),
+        analysis_wait=_get(section, "accounting", "analysis_wait", parse_duration, d.analysis_wait),
+    )
+    if config.retry_max < config.retry_initial:
+        raise ConfigError("accounting.retry_max", "must not be shorter than accounting.retry_initial")
+    return config
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     spool_log_max_size: int = 10 * 1024**2
@@ -208,6 +245,7 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    accounting: AccountingConfig = AccountingConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     source: Path | None = None  # the file it was read from, if any
@@ -452,7 +490,7 @@ def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
     top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
-                 "queues", "analysis", "dnssd")  # fmt: skip
+                 "queues", "analysis", "dnssd", "accounting")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -509,8 +547,12 @@ def config_from_mapping(
     server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
                                                      "up_after", "connect_timeout", "io_timeout", "api_url")))  # fmt: skip
 
+    accounting = _accounting(_section(raw, "accounting", ("batch_size", "max_age", "interval", "retry_initial",
+                                                          "retry_max", "analysis_wait")))  # fmt: skip
+
     return Config(
         state_dir=state_dir,
+        accounting=accounting,
         queues=queues,
         server=server_config,
         analysis=analysis_config,

@@ -11,7 +11,7 @@ and never stops a queue silently: the job's message, `spooler status` and the lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,8 @@ class Dispatcher:
         self._probe_timer: IDelayedCall | None = None
         self._probing: Deferred[Any] | None = None
         self._device_probing: Deferred[Any] | None = None
+        #: Called with the server's new health state ("up", "down") whenever it changes.
+        self.server_listeners: list[Callable[[str], None]] = []
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -435,6 +437,9 @@ class Dispatcher:
     def _server_outcome(self, ok: bool, now: float, detail: str = "") -> None:
         assert self.server_health is not None and self._server is not None
         changed = self.server_health.record(ok, now, detail)
+        if changed is not None:
+            for listener in self.server_listeners:
+                listener(changed)
         if changed == DOWN:
             log.warn(
                 "Central server {server} is down: {detail}; now offline", spool_event="mode_changed",

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from spooler import __version__
+from spooler.accounting import RecordMaker
 from spooler.admin import AdminResource
 from spooler.analysis import AnalysisRunner
 from spooler.config import Config
@@ -147,6 +148,7 @@ class SpoolerService(MultiService):
         self.dispatcher: Dispatcher | None = None
         self.intake: dict[str, Any] = {}
         self.analysis: AnalysisRunner | None = None
+        self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -164,6 +166,12 @@ class SpoolerService(MultiService):
     def _start(self) -> None:
         config = self.config
         self.store = JobStore.open(config.database_path)
+        # Every job's final state is written with its accounting record, in one transaction.
+        self.store.record_maker = RecordMaker(device=config.device.name, spool_id=self.store.spool_id,
+                                              analysis_enabled=config.analysis.enabled)  # fmt: skip
+        for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
+            if not self.store.record_missing():
+                break
         backend = backend_for_uri(
             config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
             connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
@@ -211,11 +219,27 @@ class SpoolerService(MultiService):
         super().startService()
         self.started_at = time.time()
         self.dispatcher.start()
+        self._start_outbox()
         log.info(
             "Spooler {version} started: state {state_dir}, device {device}, listening {listeners}",
             spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
+
+    def _start_outbox(self) -> None:
+        """Replicate the accounting records to the central server's API, if one is configured."""
+        config = self.config
+        if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
+            return
+        from spooler.centralapi import CentralApi
+        from spooler.outbox import Outbox
+
+        health = self.dispatcher.server_health
+        self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
+                             config=config.accounting, server_usable=lambda: health is None or health.usable)  # fmt: skip
+        outbox = self.outbox
+        self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
+        outbox.start()
 
     def _intake_factories(self) -> dict[str, tuple[str, Any]]:
         """Every enabled front-end: its endpoint string and its protocol factory. Each factory keeps
@@ -273,6 +297,8 @@ class SpoolerService(MultiService):
             yield factory.close_all()
         if self.analysis is not None:
             self.analysis.stop()
+        if self.outbox is not None:
+            self.outbox.stop()
         if self.dispatcher is not None:
             yield self.dispatcher.stop()
         log.info("Spooler stopped", spool_event="spooler_stopped")
@@ -310,4 +336,12 @@ class SpoolerService(MultiService):
                 "floor_bytes": self.config.spool.min_free_space,
                 "accepting": free >= self.config.spool.min_free_space,
             },
+            "accounting": self.accounting_status(),
         }
+
+    def accounting_status(self) -> dict[str, Any]:
+        if self.outbox is not None:
+            return dict(self.outbox.status())
+        assert self.store is not None
+        counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
+        return counts | {"state": "local only (no [server] api_url)"}

@@ -9,14 +9,20 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid as uuid_module
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from spooler.accounting import Entry
+
+#: Makes a finished job's accounting record (spooler.accounting.RecordMaker); pure.
+RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = [
     # version 1
@@ -56,6 +62,35 @@ _SCHEMA = [
         size INTEGER NOT NULL,
         document_format TEXT NOT NULL,
         PRIMARY KEY (job_id, number)
+    );
+    """,
+    # version 2: accounting records, one per finished job (spooler.accounting), and the audit of their
+    # uploads (spooler.outbox). No foreign key: a record outlives its job's row (retention).
+    """
+    CREATE TABLE accounting (
+        job_id INTEGER PRIMARY KEY,
+        record_id TEXT NOT NULL UNIQUE,
+        finished_at REAL NOT NULL,
+        analysis_pending INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        sent_at REAL,
+        upload INTEGER,
+        rejected TEXT
+    );
+    CREATE INDEX accounting_unsent ON accounting (finished_at, job_id) WHERE sent_at IS NULL AND rejected IS NULL;
+    CREATE INDEX accounting_by_time ON accounting (finished_at);
+    CREATE INDEX accounting_pending ON accounting (finished_at) WHERE analysis_pending = 1;
+    CREATE TABLE accounting_uploads (
+        upload INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        records INTEGER NOT NULL,
+        first_job_id INTEGER,
+        last_job_id INTEGER,
+        outcome TEXT NOT NULL,
+        accepted INTEGER,
+        duplicates INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
     );
     """,
 ]
@@ -125,6 +160,9 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self.readonly = readonly
         self._next_job_id: int | None = None
+        #: When set, every write of a job in a final state also writes its accounting record, in the
+        #: same transaction (see update_job).
+        self.record_maker: RecordMakerType | None = None
 
     @classmethod
     def open(cls, path: Path) -> JobStore:
@@ -213,8 +251,12 @@ class JobStore:
             raise JobNotFound(job.job_id)
 
     def update_job(self, job: Job) -> None:
+        """Write the job's row. A job in a final state gets its accounting record in the same
+        transaction (once: a record whose figures were still pending is completed when they land)."""
         with self._transaction() as db:
             self._update_row(db, job)
+            if self.record_maker is not None and job.state.is_final:
+                self._write_record(db, job)
 
     def add_document(self, job: Job, document: Document) -> None:
         """One more document of a job (IPP Send-Document) and the job's new row, in one transaction."""
@@ -299,3 +341,171 @@ class JobStore:
             "SELECT d.file_name FROM documents d JOIN jobs j USING (job_id) WHERE j.files_removed = 0"
         )
         return {row[0] for row in rows}
+
+    # -- accounting records (spooler.accounting, spooler.outbox, spooler.report) -------------------
+
+    def _write_record(self, db: sqlite3.Connection, job: Job) -> None:
+        assert self.record_maker is not None
+        existing = db.execute(
+            "SELECT analysis_pending, sent_at FROM accounting WHERE job_id = ?", (job.job_id,)
+        ).fetchone()
+        if existing is not None and not (existing["analysis_pending"] and existing["sent_at"] is None):
+            return  # one record per job; a record sent (or complete) is never rewritten
+        entry = self.record_maker(job, self.documents(job.job_id))
+        if existing is not None and entry.analysis_pending:
+            return  # still waiting for the figures
+        db.execute(
+            "INSERT OR REPLACE INTO accounting (job_id, record_id, finished_at, analysis_pending, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (entry.job_id, entry.record_id, entry.finished_at, int(entry.analysis_pending),
+             json.dumps(entry.body, sort_keys=True)),
+        )  # fmt: skip
+
+    def record_missing(self, limit: int = 1000) -> int:
+        """Write the records of finished jobs that have none (jobs finished before accounting existed);
+        at most `limit` per call. Returns how many were written."""
+        if self.record_maker is None:
+            return 0
+        rows = self._db.execute(
+            "SELECT j.* FROM jobs j LEFT JOIN accounting a USING (job_id)"
+            " WHERE j.state IN (?, ?, ?) AND a.job_id IS NULL ORDER BY j.job_id LIMIT ?",
+            (int(JobState.CANCELED), int(JobState.ABORTED), int(JobState.COMPLETED), limit),
+        ).fetchall()
+        if rows:
+            with self._transaction() as db:
+                for row in rows:
+                    self._write_record(db, _row_to_job(row))
+        return len(rows)
+
+    def record_of(self, job_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM accounting WHERE job_id = ?", (job_id,)).fetchone()
+        return _record_row(row) if row else None
+
+    def records_to_send(self, limit: int, *, not_before: float) -> list[tuple[int, str]]:
+        """The oldest unsent records (job id, body as JSON text) whose figures are in, none finished
+        before `not_before` (too old to send)."""
+        return [
+            (row[0], row[1])
+            for row in self._db.execute(
+                "SELECT job_id, body FROM accounting WHERE sent_at IS NULL AND rejected IS NULL"
+                " AND finished_at >= ? AND analysis_pending = 0 ORDER BY finished_at, job_id LIMIT ?",
+                (not_before, limit),
+            )
+        ]
+
+    def give_up_pending(self, before: float, reason: str) -> int:
+        """Records still waiting for their figures although their job finished before `before`: their
+        figures become "unknown" for good (a late analysis no longer changes them), so that what is
+        sent is what is kept. Returns how many."""
+        rows = self._db.execute(
+            "SELECT job_id, body FROM accounting WHERE analysis_pending = 1 AND sent_at IS NULL AND finished_at < ?",
+            (before,),
+        ).fetchall()
+        if rows:
+            with self._transaction() as db:
+                for job_id, body in rows:
+                    record = json.loads(body) | {"analysis": "unknown", "analysis_reason": reason}
+                    db.execute(
+                        "UPDATE accounting SET analysis_pending = 0, body = ? WHERE job_id = ? AND analysis_pending = 1",
+                        (json.dumps(record, sort_keys=True), job_id),
+                    )
+        return len(rows)
+
+    def begin_upload(self, job_ids: Sequence[int], now: float) -> int:
+        """An audit row for an upload about to start; its number."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO accounting_uploads (started_at, records, first_job_id, last_job_id, outcome)"
+                " VALUES (?, ?, ?, ?, 'sending')",
+                (now, len(job_ids), min(job_ids, default=None), max(job_ids, default=None)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_upload(self, upload: int, job_ids: Sequence[int], now: float, *, accepted: int,
+                      duplicates: int) -> None:  # fmt: skip
+        """The server answered 200: the records are sent (only now), and the audit says so, together."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE accounting SET sent_at = ?, upload = ? WHERE job_id = ? AND sent_at IS NULL",
+                [(now, upload, job_id) for job_id in job_ids],
+            )
+            db.execute(
+                "UPDATE accounting_uploads SET finished_at = ?, outcome = 'sent', accepted = ?, duplicates = ?"
+                " WHERE upload = ?",
+                (now, accepted, duplicates, upload),
+            )
+
+    def fail_upload(self, upload: int, now: float, outcome: str, detail: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE accounting_uploads SET finished_at = ?, outcome = ?, detail = ? WHERE upload = ?",
+                (now, outcome, detail[:500], upload),
+            )
+
+    def interrupted_uploads(self, now: float) -> int:
+        """Uploads left 'sending' by a crash: marked interrupted (their records were never marked sent)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE accounting_uploads SET outcome = 'interrupted', finished_at = ?,"
+                " detail = 'the spooler stopped before the answer' WHERE outcome = 'sending'",
+                (now,),
+            )
+        return cursor.rowcount
+
+    def reject_record(self, job_id: int, detail: str) -> None:
+        """The server refused this record on its own (400): kept locally, never sent again."""
+        with self._transaction() as db:
+            db.execute("UPDATE accounting SET rejected = ? WHERE job_id = ?", (detail[:500] or "refused", job_id))
+
+    def outbox_counts(self, *, not_before: float) -> dict[str, int]:
+        """Records by where they stand: sent, waiting (to send), pending (figures still coming),
+        expired (unsent and older than the age limit: kept, never sent), rejected (refused by the server)."""
+        row = self._db.execute(
+            "SELECT COUNT(*),"
+            " SUM(sent_at IS NOT NULL),"
+            " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at >= ?),"
+            " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at >= ? AND analysis_pending = 1),"
+            " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at < ?),"
+            " SUM(rejected IS NOT NULL)"
+            " FROM accounting",
+            (not_before, not_before, not_before),
+        ).fetchone()
+        total, sent, waiting, pending, expired, rejected = (int(value or 0) for value in row)
+        return {"records": total, "sent": sent, "waiting": waiting, "pending_analysis": pending,
+                "expired": expired, "rejected": rejected}  # fmt: skip
+
+    def unsent_records(self, *, before: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Records not sent (and, with `before`, finished before it: the expired ones), oldest first."""
+        query, params = "SELECT * FROM accounting WHERE sent_at IS NULL", []
+        if before is not None:
+            query += " AND finished_at < ?"
+            params.append(before)
+        query += " ORDER BY finished_at, job_id"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [_record_row(row) for row in self._db.execute(query, params)]
+
+    def accounting_records(self, *, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Every record finished in [since, until), oldest first (the reports' input)."""
+        query, params = "SELECT * FROM accounting WHERE 1 = 1", []
+        if since is not None:
+            query += " AND finished_at >= ?"
+            params.append(since)
+        if until is not None:
+            query += " AND finished_at < ?"
+            params.append(until)
+        return [_record_row(row) for row in self._db.execute(query + " ORDER BY finished_at, job_id", params)]
+
+    def uploads(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The audit of the latest uploads, newest first."""
+        rows = self._db.execute("SELECT * FROM accounting_uploads ORDER BY upload DESC LIMIT ?", (limit,))
+        return [dict(row) for row in rows]
+
+
+def _record_row(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored record: its body plus where it stands in the outbox."""
+    return json.loads(row["body"]) | {
+        "_finished_at": row["finished_at"], "_sent_at": row["sent_at"], "_upload": row["upload"],
+        "_rejected": row["rejected"], "_analysis_pending": bool(row["analysis_pending"]),
+    }  # fmt: skip

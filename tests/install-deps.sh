@@ -7,8 +7,9 @@
 #   cups-filters   pdftopdf & co., which CUPS runs for a driverless (-m everywhere) queue
 #   netcat-openbsd nc
 #   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
+#   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
 set -eu
-packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf"
+packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
