@@ -11,7 +11,7 @@ and never stops a queue silently: the job's message, `spooler status` and the lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,9 @@ class Dispatcher:
         self._probe_timer: IDelayedCall | None = None
         self._probing: Deferred[Any] | None = None
         self._device_probing: Deferred[Any] | None = None
+        #: Makes sure a job's spool files exist before delivery (documents stored inline get their
+        #: file then); set by the JobService.
+        self.prepare_files: Callable[[int], Deferred[Any]] | None = None
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -316,6 +319,8 @@ class Dispatcher:
         def deliver(found: DeliveryReceipt | None) -> Any:
             if found is not None:
                 return found
+            if self.prepare_files is not None:
+                return self.prepare_files(job.job_id).addCallback(lambda _: target.backend.deliver(job, files, journal))
             return target.backend.deliver(job, files, journal)
 
         if "remote_job_id" in journal_entry:

@@ -280,6 +280,8 @@ class SpoolerService(MultiService):
         self.lock.release()
 
     def _close_store(self) -> None:
+        if getattr(self, "jobs", None) is not None:
+            self.jobs.close()
         if self.store is not None:
             self.store.close()
             self.store = None
