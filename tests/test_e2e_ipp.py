@@ -217,6 +217,42 @@ def test_a_print_job_answered_just_before_kill_9_is_delivered_once(spooler_facto
     assert [spooler.sink_sidecar(f)["user"] for f in spooler.sink_files()] == ["kim"] * 3
 
 
+def test_concurrent_print_jobs_acknowledged_before_kill_9_all_survive(spooler_factory: SpoolerFactory) -> None:
+    """Four clients at once (their jobs share group commits), small documents stored inline and
+    larger ones in spool files: every job acknowledged before kill -9 prints once, byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spooler = spooler_factory(device__uri="socket://127.0.0.1:9", device__retry_initial="1h", device__retry_max="1h",
+                              spool__min_free_space=0, analysis__enabled=False)  # fmt: skip
+    spooler.start()
+    sizes = [500, 10_000, 64 * 1024, 64 * 1024 + 1, 200_000]
+    documents = {f"c{client}-{n}": b"%PDF-1.7\n" + os.urandom(sizes[(client + n) % len(sizes)])
+                 for client in range(4) for n in range(6)}  # fmt: skip
+
+    def client(number: int) -> list[str]:
+        acknowledged = []
+        for name, document in documents.items():
+            if name.startswith(f"c{number}-"):
+                response = ipp_call(spooler.ipp_port, print_job_message(spooler.ipp_port, "kim", name), document)
+                assert Status(response.code) == Status.SUCCESSFUL_OK
+                acknowledged.append(name)
+        return acknowledged
+
+    with ThreadPoolExecutor(4) as pool:
+        acknowledged = [name for names in pool.map(client, range(4)) for name in names]
+    spooler.kill9()  # right after the last success
+
+    spooler.write_config(device__uri=spooler.sink.as_uri())
+    spooler.start()
+    spooler.wait_delivered(len(acknowledged))
+    time.sleep(0.5)  # give a duplicate the chance to appear
+    delivered = {spooler.sink_sidecar(f)["name"]: f.read_bytes() for f in spooler.sink_files()}
+    assert len(spooler.sink_files()) == len(acknowledged) == len(documents)
+    assert delivered == documents
+    job_ids = [d["job_id"] for d in spooler.deliveries()]
+    assert job_ids == sorted(set(job_ids))
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
