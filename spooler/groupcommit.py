@@ -10,6 +10,8 @@ fsync, and those requests form the next group.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +26,42 @@ from spooler.store import JobStore
 log = Logger(namespace="spooler.groupcommit")
 
 Entry = tuple[Job, list[Document], dict[int, bytes]]
+
+
+class CommitThread:
+    """A `run_in_thread` backed by one thread of its own: calls run one after the other, and their
+    results come back on the reactor thread (callFromThread). Leaner than the reactor's thread pool
+    for the one call per group commit, and never queued behind big-file work in that pool."""
+
+    def __init__(self, reactor: Any, name: str = "spooler-commit") -> None:
+        self._reactor = reactor
+        self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._name = name
+
+    def __call__(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
+        done: Deferred[Any] = Deferred()
+        self._calls.put((done, function, args, kwargs))
+        return done
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            done, function, args, kwargs = call
+            try:
+                result = function(*args, **kwargs)
+            except BaseException:  # noqa: BLE001 - handed to the caller on the reactor thread
+                self._reactor.callFromThread(done.errback, Failure())
+            else:
+                self._reactor.callFromThread(done.callback, result)
+
+    def stop(self) -> None:
+        """Let the thread end once the calls already handed in are done."""
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread = None
 
 
 class GroupCommit:

@@ -92,7 +92,9 @@ class JobService:
         clock: IReactorTime,
         run_in_thread: RunInThread,
         analysis: AnalysisRunner | None = None,
+        commit_thread: RunInThread | None = None,
     ) -> None:
+        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
@@ -104,7 +106,7 @@ class JobService:
         self._next_document: dict[int, int] = {}
         self._condition: tuple[str, tuple[str, ...]] | None = None
         self._condition_since = clock.seconds()
-        self.commits = GroupCommit(lambda: JobStore.open(config.database_path), run_in_thread)
+        self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
         dispatcher.prepare_files = self.document_files
 
     def _now(self) -> float:
