@@ -320,3 +320,32 @@ def test_create_job_after_kill_9_closed_jobs_print_once_open_ones_are_aborted(
     assert delivered.read_bytes() == b"".join(parts) and len(spooler.deliveries()) == 1
     assert spooler.sink_sidecar(delivered)["name"] == "closed"
     assert spooler.job(job_ids[1])["state"] == "aborted"  # its client never closed it
+
+
+def test_an_ipp_device_is_described_by_its_own_answer(spooler_factory: SpoolerFactory) -> None:
+    """The device is a second `spooler serve`, monochrome and taking only what it is configured to:
+    the front spooler's Get-Printer-Attributes says what the device says, and a job asking for colour
+    is told it is not supported."""
+    device = spooler_factory(ipp__color=False, spool__min_free_space=0).start()
+    front = spooler_factory(device__uri=f"ipp://127.0.0.1:{device.ipp_port}/ipp/print", spool__min_free_space=0)
+    front.start()
+
+    def printer(*names: str) -> dict[str, list[object]]:
+        request = operation_message(front.ipp_port, Operation.GET_PRINTER_ATTRIBUTES, "kim",
+                                    Attribute.keyword("requested-attributes", *names))  # fmt: skip
+        answer = ipp_call(front.ipp_port, request).printer_attributes
+        assert answer is not None
+        return {attribute.name: attribute.all for attribute in answer.attributes}
+
+    wait_for(lambda: printer("color-supported")["color-supported"] == [False], timeout=30,
+             what="the front spooler to take the device's description")  # fmt: skip
+    assert printer("print-color-mode-supported")["print-color-mode-supported"] == ["auto", "monochrome"]
+    response = ipp_call(front.ipp_port, print_job_message(front.ipp_port, "kim", "colour?",
+                                                          Attribute.boolean("ipp-attribute-fidelity", True)),
+                        b"%PDF-1.7\n")  # fmt: skip
+    assert Status(response.code) == Status.SUCCESSFUL_OK  # nothing unsupported asked
+    message = print_job_message(front.ipp_port, "kim", "colour", Attribute.boolean("ipp-attribute-fidelity", True))
+    message.add_group(Tag.JOB, Attribute.keyword("print-color-mode", "color"))
+    refused = ipp_call(front.ipp_port, message, b"%PDF-1.7\n")
+    assert Status(refused.code) == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
+    assert front.events("device_described")

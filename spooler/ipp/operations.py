@@ -16,7 +16,6 @@ from twisted.python.failure import Failure
 from spooler.ipp.attributes import (
     COMPRESSIONS,
     DEFAULT_FORMAT,
-    DOCUMENT_FORMATS,
     JOB_DESCRIPTION_DEFAULT,
     OPERATIONS,
     SUPPORTED_VERSIONS,
@@ -258,7 +257,7 @@ class PrinterOperations:
 
     def _document_format(self, operation: AttributeGroup) -> str:
         document_format = _value(operation, "document-format", (Tag.MIME_MEDIA_TYPE,), DEFAULT_FORMAT)
-        if str(document_format).lower() not in DOCUMENT_FORMATS:
+        if str(document_format).lower() not in self.printer.document_formats:
             raise IppError(Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
                            f"document-format {document_format} is not supported",
                            [operation["document-format"]])  # fmt: skip
@@ -271,7 +270,7 @@ class PrinterOperations:
         _value(operation, "job-name", NAME_TAGS)
         unsupported = []
         for group in message.groups_of(Tag.JOB):
-            unsupported += check_job_template(group.attributes)
+            unsupported += check_job_template(group.attributes, self.printer.job_template_checks)
         if unsupported and fidelity:
             raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
                            "some job attributes are not supported", unsupported)  # fmt: skip
