@@ -349,3 +349,13 @@ def test_an_ipp_device_is_described_by_its_own_answer(spooler_factory: SpoolerFa
     refused = ipp_call(front.ipp_port, message, b"%PDF-1.7\n")
     assert Status(refused.code) == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
     assert front.events("device_described")
+
+
+def test_ipp_everywhere_suite_passes_with_a_described_device(ipptool_dir: Path, spooler_factory: SpoolerFactory) -> None:
+    """The attributes taken from an IPP device (a second spooler, monochrome) keep the printer conformant."""
+    device = spooler_factory(ipp__color=False, spool__min_free_space=0).start()
+    front = spooler_factory(device__uri=f"ipp://127.0.0.1:{device.ipp_port}/ipp/print", spool__min_free_space=0)
+    front.start()
+    wait_for(lambda: front.events("device_described"), timeout=30, what="the device's description")
+    output, failed = run_suite(ipptool_dir, front, "ipp-everywhere.test", "-V", "2.0")
+    assert failed == [], f"{failed}\n{output[-4000:]}"

@@ -61,6 +61,7 @@ def test_the_device_description_replaces_the_defaults_and_stays_consistent() -> 
     assert shown["sides-supported"] == shown["sides-default"] == ["one-sided"]
     assert shown["print-color-mode-supported"] == shown["print-color-mode-default"] == ["monochrome"]
     assert shown["color-supported"] == [False]
+    assert "pages-per-minute-color" not in rendered(printer, "pages-per-minute-color")  # a colour-only figure
     assert shown["printer-resolution-default"] == [(1200, 1200, 3)]
     assert shown["copies-supported"] == [(1, 99)]
     assert shown["document-format-supported"] == ["application/pdf", "image/pwg-raster", DEFAULT_FORMAT]

@@ -267,6 +267,8 @@ class PrinterAttributes:
         adopted["document-format-supported"] = Attribute.mime("document-format-supported", *formats)
         self._static = [adopted.get(attribute.name, attribute) for attribute in static] + \
             [attribute for name, attribute in adopted.items() if name not in names]
+        if "color-supported" in adopted and adopted["color-supported"].first is False:
+            self._static = [a for a in self._static if a.name != "pages-per-minute-color"]  # colour only
         self._static.sort(key=lambda attribute: attribute.name)
         self._media_col_database = device.get("media-col-database", self._own_media_col_database)
         checks = dict(JOB_TEMPLATE_CHECKS)
