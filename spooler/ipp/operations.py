@@ -477,6 +477,10 @@ class PrinterOperations:
             raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
                            f"which-jobs {which} is not supported", [operation["which-jobs"]])  # fmt: skip
         limit = _value(operation, "limit", (Tag.INTEGER,))
+        first_index = _value(operation, "first-index", (Tag.INTEGER,), 1)
+        if first_index < 1:
+            raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                           f"first-index {first_index} is out of range", [operation["first-index"]])  # fmt: skip
         my_jobs = bool(_value(operation, "my-jobs", (Tag.BOOLEAN,), False))
         user = self._user(operation)
         if which == "completed":
@@ -492,6 +496,7 @@ class PrinterOperations:
         if my_jobs:
             jobs = [job for job in jobs if user is not None and job.user == user]
         jobs.sort(key=lambda job: job.job_id, reverse=which == "completed")
+        jobs = jobs[first_index - 1:]  # paging (PWG 5100.13): first-index counts from 1
         if isinstance(limit, int) and limit > 0:
             jobs = jobs[:limit]
         requested = self._requested(operation) or set(JOB_DESCRIPTION_DEFAULT)
