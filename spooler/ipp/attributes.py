@@ -257,7 +257,7 @@ class PrinterAttributes:
         if "color-supported" not in adopted and "print-color-mode-supported" in adopted:
             adopted["color-supported"] = Attribute.boolean("color-supported",
                                                            "color" in adopted["print-color-mode-supported"].all)
-        formats = DOCUMENT_FORMATS
+        formats: tuple[str, ...] = DOCUMENT_FORMATS
         if "document-format-supported" in device:
             accepted = {str(value).lower() for value in device["document-format-supported"].all}
             narrowed = tuple(f for f in DOCUMENT_FORMATS if f in accepted and f != DEFAULT_FORMAT)
@@ -281,8 +281,8 @@ class PrinterAttributes:
             in_media = _in_values(media)
             checks["media"] = lambda attribute: len(attribute.values) == 1 and in_media(attribute)
         if "copies-supported" in adopted:
-            low, high = adopted["copies-supported"].values[0].value  # type: ignore[misc]
-            checks["copies"] = _integer_in(int(low), int(high))
+            bounds: Any = adopted["copies-supported"].values[0].value
+            checks["copies"] = _integer_in(int(bounds[0]), int(bounds[1]))
         self.job_template_checks = checks
 
     def _build_static(self) -> list[Attribute]:
@@ -445,6 +445,19 @@ def base_uri_http(printer_uri: str) -> str:
 JOB_DESCRIPTION_DEFAULT = ("job-uri", "job-id")
 
 
+def job_summary(job: Job, printer_uri: str) -> list[Attribute]:
+    """What a job-creating operation answers (RFC 8011 4.2.1.2): job-uri, job-id, job-uuid,
+    job-state, job-state-reasons, job-state-message; built alone, as every Print-Job needs it."""
+    return [
+        Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
+        Attribute.integer("job-id", job.job_id),
+        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
+        Attribute.enum("job-state", int(job.state)),
+        Attribute.keyword("job-state-reasons", job.reason or "none"),
+        Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),
+    ]
+
+
 def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: float | None = None) -> list[Attribute]:
     """The job's attributes (requested None or containing "all" = every one we know). Times are
     seconds since the epoch, as CUPS does, so that they stay comparable across restarts."""
@@ -458,14 +471,8 @@ def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: 
             return Attribute.out_of_band(name, Tag.NO_VALUE)
         return Attribute.datetime(name, ipp_datetime(seconds))
 
-    reasons = job.reason or "none"
     attributes = [
-        Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
-        Attribute.integer("job-id", job.job_id),
-        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
-        Attribute.enum("job-state", int(job.state)),
-        Attribute.keyword("job-state-reasons", reasons),
-        Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),
+        *job_summary(job, printer_uri),
         Attribute.name("job-name", job.name[:255]),
         Attribute.name("job-originating-user-name", job.user[:255]),
         Attribute.uri("job-printer-uri", printer_uri),

@@ -24,6 +24,7 @@ from spooler.ipp.attributes import (
     PrinterStatus,
     check_job_template,
     job_attributes,
+    job_summary,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
@@ -376,9 +377,7 @@ class PrinterOperations:
         response = response_for(message, status)
         if warnings:
             response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
-        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, {
-            "job-uri", "job-id", "job-state", "job-state-reasons", "job-state-message", "job-uuid",
-        }))  # fmt: skip
+        response.add_group(Tag.JOB, *job_summary(job, context.printer_uri))
         return response
 
     # -- operations ------------------------------------------------------------------------------------
