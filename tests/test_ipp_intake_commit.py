@@ -152,3 +152,30 @@ def test_a_bad_job_in_a_group_fails_alone(tmp_path: Path) -> None:
     assert outcomes[1] == [None] and outcomes[3] == [None]
     assert outcomes[2][0] is None and outcomes[2][1].check(sqlite3.IntegrityError)
     assert [job.job_id for job in rig.store.list_jobs()] == [1, 2, 3]
+
+
+def test_a_document_stays_inline_up_to_the_limit_and_spills_whole_beyond_it(tmp_path: Path) -> None:
+    import random
+
+    from conftest import run_synchronously
+    from spooler.spoolfiles import IncomingFile
+
+    limit = 1000
+    rng = random.Random(7)
+    for size in (1, limit - 1, limit, limit + 1, 3 * limit, 5_000_000):
+        data = rng.randbytes(size)
+        incoming = IncomingFile(tmp_path, run_synchronously, max_size=10**9, min_free_space=0, inline_max=limit)
+        offset = 0
+        while offset < size:
+            step = rng.randint(1, max(1, size // 3))
+            incoming.write(data[offset:offset + step])
+            offset += step
+        sizes: list[Any] = []
+        incoming.finish().addBoth(sizes.append)
+        assert sizes == [size]
+        if size <= limit:
+            assert incoming.inline == data and not incoming.path.exists()
+        else:
+            assert incoming.inline is None and incoming.path.read_bytes() == data
+            incoming.discard()
+            assert not incoming.path.exists()
