@@ -228,7 +228,8 @@ class JobService:
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
                 request: JobRequest, inline: dict[int, bytes] | None = None) -> Any:  # fmt: skip
         """Build the job from what the protocol said and what its first document says, and commit it
-        under the next job id (given here, with no wait between it and the commit)."""
+        under the next job id (given here, then handed to the group commit at once, which commits
+        jobs in the order they were handed in: ids follow commit order)."""
         head = bytes(incoming[0].head)
         header = parse_pjl_header(head)
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
