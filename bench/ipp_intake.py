@@ -7,13 +7,17 @@ The figure is jobs per second; the result is the ratio spooler / cupsd (1.0 = as
 * spooler: a fresh `python -m spooler serve` on a free port; its device is `socket://127.0.0.1:1`
   (refuses connections), so jobs stay spooled and delivery does not compete with intake. Each job is
   fsynced (data, folder, SQLite WAL) before its success is sent.
+* spooler-files: the same daemon with `spool.inline_max = 0`, so every document gets its own spool
+  file (fsync of the file and of the folder, then the row's commit): the path small jobs took before
+  inline storage, measured in the same run for comparison (`--no-files` leaves it out).
 * cupsd: a scratch cupsd (tests/spooler_harness.py ScratchCups: loopback only, no browsing, nothing
   under /etc/cups) with a raw queue to file:///dev/null and `MaxJobs 0`; cupsd does not fsync spool
   files by default.
 
 Steps alternate (spooler first on even runs, cupsd first on odd ones); medians, minimum and maximum
 over the runs are reported. Every spooler step is checked: the number of new job rows equals the
-number of successful responses.
+number of successful responses. Beside jobs per second, each server's CPU time per job (user +
+system, from /proc/PID/stat) is shown: on a loaded machine it is steadier than the throughput.
 
     python bench/ipp_intake.py                  # 400 jobs x 5 runs
     python bench/ipp_intake.py --jobs 100 --runs 2    # quick
@@ -93,6 +97,11 @@ def run_clients(ipptool: str, uri: str, work: Path, jobs: int, clients: int) -> 
     return elapsed, passed
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def job_rows(spooler: Spooler) -> int:
     with sqlite3.connect(f"file:{spooler.state_dir / 'spooler.db'}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
@@ -107,53 +116,69 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=400, help="jobs per step (default 400)")
     parser.add_argument("--runs", type=int, default=5, help="runs (default 5)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--no-files", action="store_true", help="leave out the spooler with inline_max = 0")
     args = parser.parse_args()
     ipptool = require_tool("ipptool")
     root = Path(tempfile.mkdtemp(prefix="ippb", dir="/tmp"))
+    names = ["spooler", "cupsd"] + ([] if args.no_files else ["spooler-files"])
     figures: dict[str, dict[str, list[float]]] = {
-        mode: {"spooler": [], "cupsd": [], "ratio": []} for mode in ("sequential", "concurrent")
+        mode: {key: [] for name in names for key in (name, f"{name} cpu ms/job")} | {"ratio": []}
+        for mode in ("sequential", "concurrent")
     }
-    spooler: Spooler | None = None
+    spoolers: dict[str, Spooler] = {}
     cups: ScratchCups | None = None
     try:
-        (root / "spooler").mkdir()
-        spooler = Spooler(root / "spooler", device__uri="socket://127.0.0.1:1", device__retry_initial="1h",
-                          device__retry_max="1h", spool__min_free_space=0, log__level="warn",
-                          analysis__enabled=False)  # intake alone; fmt: skip
+        for name in names:
+            if name == "cupsd":
+                continue
+            (root / name).mkdir()
+            spoolers[name] = Spooler(root / name, device__uri="socket://127.0.0.1:1", device__retry_initial="1h",
+                                     device__retry_max="1h", spool__min_free_space=0, log__level="warn",
+                                     analysis__enabled=False,  # intake alone
+                                     spool__inline_max=0 if name == "spooler-files" else 64 * 1024)  # fmt: skip
         cups = ScratchCups(root / "cups", extra=("MaxJobs 0", "PreserveJobHistory No", "PreserveJobFiles No"))
         work = root / "work"
         work.mkdir()
         (work / "doc.pdf").write_bytes(ten_kb_pdf())
         (work / "bench-print-job.test").write_text(PRINT_JOB_TEST)
-        spooler.start()
+        for spooler in spoolers.values():
+            spooler.start()
         cups.start()
         added = cups.run("lpadmin", "-p", "null", "-E", "-v", "file:///dev/null")
         if added.returncode != 0:
             raise SystemExit(f"lpadmin failed: {added.stderr}")
-        uris = {"spooler": f"ipp://127.0.0.1:{spooler.ipp_port}/ipp/print",
-                "cupsd": f"ipp://127.0.0.1:{cups.port}/printers/null"}  # fmt: skip
+        uris = {name: f"ipp://127.0.0.1:{spooler.ipp_port}/ipp/print" for name, spooler in spoolers.items()}
+        uris["cupsd"] = f"ipp://127.0.0.1:{cups.port}/printers/null"
+        pids = {name: spooler.process.pid for name, spooler in spoolers.items() if spooler.process is not None}
+        assert cups.process is not None
+        pids["cupsd"] = cups.process.pid
         log(f"warm-up; then {args.runs} runs of {args.jobs} jobs, sequential and {CLIENTS} clients")
         for name, uri in uris.items():
             run_clients(ipptool, uri, work, 40, 1)
         for run in range(args.runs):
-            order = ["spooler", "cupsd"] if run % 2 == 0 else ["cupsd", "spooler"]
+            order = names if run % 2 == 0 else names[::-1]
             for mode, clients in (("sequential", 1), ("concurrent", CLIENTS)):
                 rates = {}
                 for name in order:
-                    before = job_rows(spooler) if name == "spooler" else 0
+                    spooler = spoolers.get(name)
+                    before = job_rows(spooler) if spooler is not None else 0
+                    cpu_before = cpu_seconds(pids[name])
                     elapsed, passed = run_clients(ipptool, uris[name], work, args.jobs, clients)
-                    if name == "spooler" and job_rows(spooler) - before != passed:
-                        raise SystemExit(f"spooler: {passed} successes but {job_rows(spooler) - before} new jobs")
+                    cpu = cpu_seconds(pids[name]) - cpu_before
+                    if spooler is not None and job_rows(spooler) - before != passed:
+                        raise SystemExit(f"{name}: {passed} successes but {job_rows(spooler) - before} new jobs")
                     rates[name] = passed / elapsed
                     figures[mode][name].append(rates[name])
+                    figures[mode][f"{name} cpu ms/job"].append(cpu / passed * 1000)
                 figures[mode]["ratio"].append(rates["spooler"] / rates["cupsd"])
-                log(f"run {run + 1} {mode:10s}: spooler {rates['spooler']:7.1f} jobs/s, cupsd {rates['cupsd']:7.1f} "
-                    f"jobs/s, ratio {rates['spooler'] / rates['cupsd']:.2f}")
+                log(f"run {run + 1} {mode:10s}: " + ", ".join(f"{name} {rates[name]:7.1f} jobs/s" for name in names)
+                    + f"; ratio {rates['spooler'] / rates['cupsd']:.2f}")
     finally:
         if cups is not None:
             cups.stop()
-        if spooler is not None and spooler.process is not None:
-            spooler.stop()
+        for spooler in spoolers.values():
+            if spooler.process is not None:
+                spooler.stop()
         shutil.rmtree(root, ignore_errors=True)
     result: dict[str, Any] = {
         "jobs_per_step": args.jobs, "runs": args.runs, "clients": CLIENTS, "document_bytes": len(ten_kb_pdf()),
@@ -165,11 +190,15 @@ def main() -> int:
     else:
         print(f"IPP Print-Job, {result['document_bytes']} bytes, {args.jobs} jobs x {args.runs} runs "
               f"({os.cpu_count()} CPUs)")
-        print(f"{'':12s} {'spooler jobs/s':>16s} {'cupsd jobs/s':>14s} {'ratio':>16s}")
+        print("medians (min-max); CPU: the server's user + system time per job")
+        print(f"{'':12s} {'server':14s} {'jobs/s':>18s} {'CPU ms/job':>20s}")
         for mode in ("sequential", "concurrent"):
-            s, c, r = (result[mode][name] for name in ("spooler", "cupsd", "ratio"))
-            print(f"{mode:12s} {s['median']:9.1f} ({s['min']:.0f}-{s['max']:.0f}) {c['median']:7.1f} "
-                  f"({c['min']:.0f}-{c['max']:.0f}) {r['median']:6.2f} ({r['min']:.2f}-{r['max']:.2f})")
+            for name in names:
+                s, c = result[mode][name], result[mode][f"{name} cpu ms/job"]
+                print(f"{mode:12s} {name:14s} {s['median']:7.1f} ({s['min']:.0f}-{s['max']:.0f}) "
+                      f"{c['median']:8.2f} ({c['min']:.2f}-{c['max']:.2f})")
+            r = result[mode]["ratio"]
+            print(f"{mode:12s} {'ratio spooler / cupsd':27s} {r['median']:6.2f} ({r['min']:.2f}-{r['max']:.2f})")
     return 0
 
 

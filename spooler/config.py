@@ -128,6 +128,13 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
+def _inline_size(key: str, value: Any) -> int:
+    size = parse_size(key, value)
+    if size > 1024**2:
+        raise ConfigError(key, "must be at most 1MiB (larger documents belong in spool files)")
+    return size
+
+
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(key, f"expected true or false, got {value!r}")
@@ -139,6 +146,9 @@ class SpoolConfig:
     min_free_space: int = 256 * 1024**2
     keep_files: float = 86400.0
     keep_history: float = 7 * 86400.0
+    #: Documents up to this size are stored in the job's SQLite row (one WAL fsync makes data and
+    #: row durable together); larger ones go to their own spool file. 0: always a spool file.
+    inline_max: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -509,7 +519,7 @@ def config_from_mapping(
                                 "max_request_size", "multiple_operation_timeout"))  # fmt: skip
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
-    spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history"))
+    spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
     device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket",))
     log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
@@ -592,6 +602,7 @@ def config_from_mapping(
             min_free_space=_get(spool, "spool", "min_free_space", parse_size, SpoolConfig.min_free_space),
             keep_files=_get(spool, "spool", "keep_files", parse_duration, SpoolConfig.keep_files),
             keep_history=_get(spool, "spool", "keep_history", parse_duration, SpoolConfig.keep_history),
+            inline_max=_get(spool, "spool", "inline_max", _inline_size, SpoolConfig.inline_max),
         ),
         log=LogConfig(
             level=_get(log, "log", "level", _log_level, LogConfig.level),

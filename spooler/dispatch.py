@@ -121,6 +121,9 @@ class Dispatcher:
         self._device_probing: Deferred[Any] | None = None
         #: Called with the server's new health state ("up", "down") whenever it changes.
         self.server_listeners: list[Callable[[str], None]] = []
+        #: Makes sure a job's spool files exist before delivery (documents stored inline get their
+        #: file then); set by the JobService.
+        self.prepare_files: Callable[[int], Deferred[Any]] | None = None
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -318,6 +321,8 @@ class Dispatcher:
         def deliver(found: DeliveryReceipt | None) -> Any:
             if found is not None:
                 return found
+            if self.prepare_files is not None:
+                return self.prepare_files(job.job_id).addCallback(lambda _: target.backend.deliver(job, files, journal))
             return target.backend.deliver(job, files, journal)
 
         if "remote_job_id" in journal_entry:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
 from spooler.config import Config
+from spooler.groupcommit import GroupCommit
 from spooler.dispatch import Dispatcher
 from spooler.analysis import AnalysisRunner, job_analysis
 from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
@@ -29,6 +30,7 @@ from spooler.spoolfiles import (
     free_space,
     fsync_directory,
     remove_quietly,
+    write_copy,
 )
 from spooler.states import recover_after_restart, transition
 from spooler.store import JobStore, new_job_uuid, spool_file_name
@@ -90,7 +92,9 @@ class JobService:
         clock: IReactorTime,
         run_in_thread: RunInThread,
         analysis: AnalysisRunner | None = None,
+        commit_thread: RunInThread | None = None,
     ) -> None:
+        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
@@ -102,6 +106,8 @@ class JobService:
         self._next_document: dict[int, int] = {}
         self._condition: tuple[str, tuple[str, ...]] | None = None
         self._condition_since = clock.seconds()
+        self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
+        dispatcher.prepare_files = self.document_files
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -127,6 +133,7 @@ class JobService:
             max_size=self.config.limits.max_job_size,
             min_free_space=self.config.spool.min_free_space,
             on_pressure=on_pressure,
+            inline_max=self.config.spool.inline_max,
         )
 
     @inlineCallbacks
@@ -135,20 +142,28 @@ class JobService:
         on disk. Every document is discarded if any step fails.
 
         Order (DESIGN 3): data fsynced, renamed into the spool folder, folder fsynced; then the row is
-        committed; only then does the caller acknowledge the client.
+        committed; only then does the caller acknowledge the client. A small document (up to
+        spool.inline_max) has no file: its data goes into the same transaction as the row.
         """
         incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
         if not incoming:
             raise ValueError("a job needs at least one document")
         committed: list[Path] = []
+        file_names: list[str] = []
+        inline: dict[int, bytes] = {}
         try:
             sizes = []
             for document in incoming:
                 sizes.append((yield document.finish()))
-            for document in incoming:
+            for number, document in enumerate(incoming, start=1):
                 # The spool name comes from the intake's random token: the job id is given only when
                 # the row is committed, so that ids (and so delivery order) follow commit order.
                 destination = self.config.spool_dir / document.path.name.removesuffix(INCOMING_SUFFIX)
+                file_names.append(destination.name)
+                data = document.inline
+                if data is not None:
+                    inline[number] = data
+                    continue
                 yield self._run_in_thread(commit_file, document.path, destination)
                 committed.append(destination)
         except BaseException:
@@ -158,7 +173,7 @@ class JobService:
                 remove_quietly(path)
             raise
         try:
-            job = yield self._record(incoming, [path.name for path in committed], sizes, request)
+            job = yield self._record(incoming, file_names, sizes, request, inline)
         except BaseException:
             for path in committed:
                 remove_quietly(path)
@@ -189,6 +204,7 @@ class JobService:
     def _analyze(self, job_id: int) -> Any:
         assert self.analysis is not None
         documents = []
+        yield self.document_files(job_id)
         for document in self.store.documents(job_id):
             documents.append((yield self.analysis.analyze(self.config.spool_dir / document.file_name,
                                                           document.document_format)))  # fmt: skip
@@ -210,9 +226,10 @@ class JobService:
 
     @inlineCallbacks
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
-                request: JobRequest) -> Any:  # fmt: skip
+                request: JobRequest, inline: dict[int, bytes] | None = None) -> Any:  # fmt: skip
         """Build the job from what the protocol said and what its first document says, and commit it
-        under the next job id (given here, with no wait between it and the commit)."""
+        under the next job id (given here, then handed to the group commit at once, which commits
+        jobs in the order they were handed in: ids follow commit order)."""
         head = bytes(incoming[0].head)
         header = parse_pjl_header(head)
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
@@ -267,10 +284,12 @@ class JobService:
             hold_key_verifier=verifier,
             attributes=attributes,
         )
-        self.store.insert_job(
+        # Group commit: shares its transaction (and WAL fsync) with the jobs that get ready meanwhile.
+        yield self.commits.insert(
             job,
             [Document(job_id, number, file_name, size, document_format)
              for number, (file_name, size, document_format) in enumerate(zip(file_names, sizes, formats), start=1)],
+            inline or {},
         )
         return job
 
@@ -354,7 +373,7 @@ class JobService:
             self._next_document[job_id] = number
             destination = self.config.spool_dir / spool_file_name(job_id, number)
             try:
-                size = yield incoming.finish()
+                size = yield incoming.finish(inline_ok=False)
                 yield self._run_in_thread(commit_file, incoming.path, destination)
             except BaseException:
                 yield incoming.discard()
@@ -581,7 +600,11 @@ class JobService:
             log.info("Discarded incomplete incoming data {file} (never acknowledged)",
                      spool_event="incoming_discarded", file=partial.name)  # fmt: skip
         referenced = self.store.all_file_names()
+        inline_names = self.store.inline_file_names()
         for path in sorted(self.config.spool_dir.iterdir()):
+            if path.name in inline_names:
+                remove_quietly(path)  # a copy that was never fsynced: written again when needed
+                continue
             if path.name not in referenced:
                 remove_quietly(path)
                 log.info("Removed orphan spool file {file} (its job was never committed)",
@@ -590,7 +613,7 @@ class JobService:
         for job in self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
                                          JobState.PROCESSING_STOPPED]):  # fmt: skip
             missing = [d.file_name for d in self.store.documents(job.job_id)
-                       if not (self.config.spool_dir / d.file_name).exists()]  # fmt: skip
+                       if d.file_name not in inline_names and not (self.config.spool_dir / d.file_name).exists()]
             if missing:
                 aborted = transition(job, JobState.ABORTED, now=now, reason="document-access-error",
                                      message=f"spool data missing: {', '.join(missing)}")  # fmt: skip
@@ -635,6 +658,8 @@ class JobService:
             yield self._run_in_thread(lambda: [remove_quietly(path) for path in paths])
         for job in expired_files:
             self.store.update_job(self.store.get(job.job_id).evolve(files_removed=True))
+        if expired_files:
+            self.store.drop_inline_data(job.job_id for job in expired_files)
         self.store.delete_jobs(job.job_id for job in expired_rows)
         if expired_files or expired_rows:
             log.info("Retention: removed the files of {files} job(s) and the records of {rows} job(s)",
@@ -643,3 +668,21 @@ class JobService:
 
     def spool_path(self, document: Document) -> Path:
         return self.config.spool_dir / document.file_name
+
+    @inlineCallbacks
+    def document_files(self, job_id: int) -> Any:
+        """The one way to the data of a job's documents: fires with their spool file paths, once
+        each exists. A document stored inline gets its file now (a copy, off the reactor thread);
+        a document whose data is gone keeps its missing path (delivery reports it)."""
+        paths = []
+        for document in self.store.documents(job_id):
+            path = self.spool_path(document)
+            if not path.exists():
+                data = self.store.inline_data(job_id, document.number)
+                if data is not None:
+                    yield self._run_in_thread(write_copy, self.config.incoming_dir, path, data)
+            paths.append(path)
+        return paths
+
+    def close(self) -> None:
+        self.commits.close()

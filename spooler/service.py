@@ -33,6 +33,7 @@ from spooler.lpd import LpdFactory
 from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
+from spooler.groupcommit import CommitThread
 from spooler.store import JobStore
 
 log = Logger(namespace="spooler.service")
@@ -142,6 +143,8 @@ class SpoolerService(MultiService):
         self.config = config
         self.reactor = reactor
         self.run_in_thread = run_in_thread or thread_runner(reactor)
+        # New jobs' group commits get a thread of their own (in tests: the injected runner).
+        self.commit_thread: RunInThread = run_in_thread or CommitThread(reactor)
         self.lock = StateDirLock(config.lock_path)
         self.store: JobStore | None = None
         self.jobs: JobService | None = None
@@ -196,7 +199,7 @@ class SpoolerService(MultiService):
                                            page_cap=config.analysis.page_cap)  # fmt: skip
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
-            run_in_thread=self.run_in_thread, analysis=self.analysis,
+            run_in_thread=self.run_in_thread, analysis=self.analysis, commit_thread=self.commit_thread,
         )  # fmt: skip
         self.jobs.recover()  # retention runs from the timer below, at start and every minute
 
@@ -306,6 +309,10 @@ class SpoolerService(MultiService):
         self.lock.release()
 
     def _close_store(self) -> None:
+        if getattr(self, "jobs", None) is not None:
+            self.jobs.close()
+        if isinstance(self.commit_thread, CommitThread):
+            self.commit_thread.stop()
         if self.store is not None:
             self.store.close()
             self.store = None

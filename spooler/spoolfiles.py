@@ -1,5 +1,6 @@
-"""Spool files on disk: streaming incoming data to a temporary file off the reactor thread, the
-durable commit (fsync, rename, fsync of the folder), free-space checks and removal.
+"""Spool files on disk: streaming incoming data to a temporary file off the reactor thread (or
+keeping a small document in memory, to be stored inline with its job's row), the durable commit
+(fsync, rename, fsync of the folder), copies of inline documents, free-space checks and removal.
 
 Names are always ours (a random token while a document arrives, `d{job:06d}-{doc:03d}` once it is a
 job's); nothing a client sends becomes part of a path.
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from spooler.model import JobTooLarge, SpoolFull
@@ -54,6 +55,21 @@ def commit_file(source: Path, destination: Path) -> None:
     fsync_directory(destination.parent)
 
 
+def write_copy(incoming_dir: Path, destination: Path, data: bytes) -> None:
+    """Write a spool file from data that is already durable elsewhere (a document stored inline in
+    the database): written and renamed into place, not fsynced. A crash may leave it incomplete,
+    so recovery removes such copies and they are written again when needed."""
+    temporary = incoming_dir / (secrets.token_hex(12) + INCOMING_SUFFIX)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    os.replace(temporary, destination)
+
+
 def remove_quietly(path: Path) -> bool:
     try:
         path.unlink()
@@ -81,6 +97,7 @@ class IncomingFile:
         min_free_space: int,
         on_pressure: Callable[[bool], None] = lambda paused: None,
         head_limit: int = 64 * 1024,
+        inline_max: int = 0,
     ) -> None:
         self.path = incoming_dir / (secrets.token_hex(12) + INCOMING_SUFFIX)
         self._fd: int | None = None
@@ -98,8 +115,23 @@ class IncomingFile:
         self._paused = False
         self._failure: Failure | None = None
         self._closed = False
-        self._tail: Deferred[None] = run_in_thread(self._open)
+        self._inline_max = inline_max
+        # With inline_max, nothing touches the disk until the document outgrows it: a small document
+        # stays in memory and is stored in the job's row (see `inline`).
+        self._tail: Deferred[None] | None = None
+        if inline_max <= 0:
+            self._start_file()
+
+    def _start_file(self) -> None:
+        self._tail = self._run_in_thread(self._open)
         self._tail.addErrback(self._record_failure)
+
+    @property
+    def inline(self) -> bytes | None:
+        """The whole document, if it never outgrew `inline_max` (then there is no file); else None."""
+        if self._tail is not None:
+            return None
+        return b"".join(self._pieces)
 
     # -- reactor side ------------------------------------------------------------------------------
 
@@ -114,10 +146,15 @@ class IncomingFile:
             self.head += data[: self._head_limit - len(self.head)]
         self._pieces.append(data)
         self._buffered += len(data)
+        if self._tail is None:
+            if self.size <= self._inline_max:
+                return
+            self._start_file()
         if self._buffered >= CHUNK_SIZE:
             self._hand_over()
 
     def _hand_over(self) -> None:
+        assert self._tail is not None
         pieces, size = self._pieces, self._buffered
         self._pieces, self._buffered = [], 0
         self._in_flight += size
@@ -138,8 +175,14 @@ class IncomingFile:
             self._paused = False
             self._on_pressure(False)
 
-    def finish(self) -> Deferred[int]:
-        """Write what is left, fsync and close. Fires with the size, or fails with the write error."""
+    def finish(self, *, inline_ok: bool = True) -> Deferred[int]:
+        """Write what is left, fsync and close. Fires with the size, or fails with the write error.
+        A document kept inline fires at once (it is made durable with the job's row), unless
+        `inline_ok` is false: then it is written to its file now."""
+        if self._tail is None:
+            if inline_ok:
+                return succeed(self.size)
+            self._start_file()
         if self._pieces:
             self._hand_over()
         self._tail.addCallback(lambda _: self._run_in_thread(self._sync_and_close))
@@ -154,6 +197,8 @@ class IncomingFile:
     def discard(self) -> Deferred[None]:
         """Drop the partial document (a cut connection, a refused job)."""
         self._pieces.clear()
+        if self._tail is None:
+            return succeed(None)
 
         def remove() -> None:
             self._close()

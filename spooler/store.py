@@ -173,6 +173,7 @@ class JobStore:
         connection.execute("PRAGMA busy_timeout=5000")
         store = cls(connection)
         store._migrate()
+        store._ensure_inline_table()
         return store
 
     @classmethod
@@ -206,6 +207,14 @@ class JobStore:
             db.execute(f"PRAGMA user_version={len(_SCHEMA)}")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_job_id', '1')")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)", (new_job_uuid(),))
+
+    def _ensure_inline_table(self) -> None:
+        """The data of documents stored inline (small ones): kept apart from `documents` so that
+        listing jobs never reads it. Created here, not by a schema version, as it only adds a table."""
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS document_data (job_id INTEGER NOT NULL REFERENCES jobs (job_id) "
+            "ON DELETE CASCADE, number INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (job_id, number))"
+        )
 
     # -- job ids ---------------------------------------------------------------------------------
 
@@ -242,6 +251,44 @@ class JobStore:
                 "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
                 (job.job_id + 1,),
             )
+
+    def insert_jobs(self, entries: Iterable[tuple[Job, Iterable[Document], dict[int, bytes]]]) -> None:
+        """Several new jobs in one transaction (group commit: one WAL fsync for all of them), each
+        with its documents and the data of those stored inline (document number -> bytes)."""
+        placeholders = ", ".join("?" for _ in _JOB_COLUMNS)
+        with self._transaction() as db:
+            highest = 0
+            for job, documents, inline in entries:
+                db.execute(f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({placeholders})", _job_to_row(job))
+                db.executemany(
+                    "INSERT INTO documents (job_id, number, file_name, size, document_format) VALUES (?, ?, ?, ?, ?)",
+                    [(d.job_id, d.number, d.file_name, d.size, d.document_format) for d in documents],
+                )
+                db.executemany("INSERT INTO document_data (job_id, number, data) VALUES (?, ?, ?)",
+                               [(job.job_id, number, data) for number, data in inline.items()])  # fmt: skip
+                highest = max(highest, job.job_id)
+            db.execute("UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
+                       (highest + 1,))  # fmt: skip
+
+    def inline_data(self, job_id: int, number: int) -> bytes | None:
+        """The data of a document stored inline, or None (it has a spool file of its own)."""
+        try:
+            row = self._db.execute("SELECT data FROM document_data WHERE job_id = ? AND number = ?",
+                                   (job_id, number)).fetchone()  # fmt: skip
+        except sqlite3.OperationalError:  # a read-only view of a database that never had the table
+            return None
+        return bytes(row[0]) if row else None
+
+    def inline_file_names(self) -> set[str]:
+        """The spool names of documents stored inline (their spool files are mere copies)."""
+        rows = self._db.execute(
+            "SELECT d.file_name FROM documents d JOIN document_data USING (job_id, number)"
+        )
+        return {row[0] for row in rows}
+
+    def drop_inline_data(self, job_ids: Iterable[int]) -> None:
+        with self._transaction() as db:
+            db.executemany("DELETE FROM document_data WHERE job_id = ?", [(job_id,) for job_id in job_ids])
 
     @staticmethod
     def _update_row(db: sqlite3.Connection, job: Job) -> None:

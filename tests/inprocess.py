@@ -70,6 +70,9 @@ class Rig:
 
     def __init__(self, root: Path, **raw_config: Any) -> None:
         raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
+        # Unit tests read spool files directly: every document gets one unless a test asks for
+        # inline storage (tests/test_ipp_inline.py does; the daemon's default is 64 KiB).
+        raw_config["spool"].setdefault("inline_max", 0)
         self.config: Config = config_from_mapping(raw_config, base=root, state_dir=root / "state")
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = Clock()

@@ -217,6 +217,42 @@ def test_a_print_job_answered_just_before_kill_9_is_delivered_once(spooler_facto
     assert [spooler.sink_sidecar(f)["user"] for f in spooler.sink_files()] == ["kim"] * 3
 
 
+def test_concurrent_print_jobs_acknowledged_before_kill_9_all_survive(spooler_factory: SpoolerFactory) -> None:
+    """Four clients at once (their jobs share group commits), small documents stored inline and
+    larger ones in spool files: every job acknowledged before kill -9 prints once, byte for byte."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    spooler = spooler_factory(device__uri="socket://127.0.0.1:9", device__retry_initial="1h", device__retry_max="1h",
+                              spool__min_free_space=0, analysis__enabled=False)  # fmt: skip
+    spooler.start()
+    sizes = [500, 10_000, 64 * 1024, 64 * 1024 + 1, 200_000]
+    documents = {f"c{client}-{n}": b"%PDF-1.7\n" + os.urandom(sizes[(client + n) % len(sizes)])
+                 for client in range(4) for n in range(6)}  # fmt: skip
+
+    def client(number: int) -> list[str]:
+        acknowledged = []
+        for name, document in documents.items():
+            if name.startswith(f"c{number}-"):
+                response = ipp_call(spooler.ipp_port, print_job_message(spooler.ipp_port, "kim", name), document)
+                assert Status(response.code) == Status.SUCCESSFUL_OK
+                acknowledged.append(name)
+        return acknowledged
+
+    with ThreadPoolExecutor(4) as pool:
+        acknowledged = [name for names in pool.map(client, range(4)) for name in names]
+    spooler.kill9()  # right after the last success
+
+    spooler.write_config(device__uri=spooler.sink.as_uri())
+    spooler.start()
+    spooler.wait_delivered(len(acknowledged))
+    time.sleep(0.5)  # give a duplicate the chance to appear
+    delivered = {spooler.sink_sidecar(f)["name"]: f.read_bytes() for f in spooler.sink_files()}
+    assert len(spooler.sink_files()) == len(acknowledged) == len(documents)
+    assert delivered == documents
+    job_ids = [d["job_id"] for d in spooler.deliveries()]
+    assert job_ids == sorted(set(job_ids))
+
+
 def peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -284,3 +320,42 @@ def test_create_job_after_kill_9_closed_jobs_print_once_open_ones_are_aborted(
     assert delivered.read_bytes() == b"".join(parts) and len(spooler.deliveries()) == 1
     assert spooler.sink_sidecar(delivered)["name"] == "closed"
     assert spooler.job(job_ids[1])["state"] == "aborted"  # its client never closed it
+
+
+def test_an_ipp_device_is_described_by_its_own_answer(spooler_factory: SpoolerFactory) -> None:
+    """The device is a second `spooler serve`, monochrome and taking only what it is configured to:
+    the front spooler's Get-Printer-Attributes says what the device says, and a job asking for colour
+    is told it is not supported."""
+    device = spooler_factory(ipp__color=False, spool__min_free_space=0).start()
+    front = spooler_factory(device__uri=f"ipp://127.0.0.1:{device.ipp_port}/ipp/print", spool__min_free_space=0)
+    front.start()
+
+    def printer(*names: str) -> dict[str, list[object]]:
+        request = operation_message(front.ipp_port, Operation.GET_PRINTER_ATTRIBUTES, "kim",
+                                    Attribute.keyword("requested-attributes", *names))  # fmt: skip
+        answer = ipp_call(front.ipp_port, request).printer_attributes
+        assert answer is not None
+        return {attribute.name: attribute.all for attribute in answer.attributes}
+
+    wait_for(lambda: printer("color-supported")["color-supported"] == [False], timeout=30,
+             what="the front spooler to take the device's description")  # fmt: skip
+    assert printer("print-color-mode-supported")["print-color-mode-supported"] == ["auto", "monochrome"]
+    response = ipp_call(front.ipp_port, print_job_message(front.ipp_port, "kim", "colour?",
+                                                          Attribute.boolean("ipp-attribute-fidelity", True)),
+                        b"%PDF-1.7\n")  # fmt: skip
+    assert Status(response.code) == Status.SUCCESSFUL_OK  # nothing unsupported asked
+    message = print_job_message(front.ipp_port, "kim", "colour", Attribute.boolean("ipp-attribute-fidelity", True))
+    message.add_group(Tag.JOB, Attribute.keyword("print-color-mode", "color"))
+    refused = ipp_call(front.ipp_port, message, b"%PDF-1.7\n")
+    assert Status(refused.code) == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
+    assert front.events("device_described")
+
+
+def test_ipp_everywhere_suite_passes_with_a_described_device(ipptool_dir: Path, spooler_factory: SpoolerFactory) -> None:
+    """The attributes taken from an IPP device (a second spooler, monochrome) keep the printer conformant."""
+    device = spooler_factory(ipp__color=False, spool__min_free_space=0).start()
+    front = spooler_factory(device__uri=f"ipp://127.0.0.1:{device.ipp_port}/ipp/print", spool__min_free_space=0)
+    front.start()
+    wait_for(lambda: front.events("device_described"), timeout=30, what="the device's description")
+    output, failed = run_suite(ipptool_dir, front, "ipp-everywhere.test", "-V", "2.0")
+    assert failed == [], f"{failed}\n{output[-4000:]}"

@@ -467,6 +467,12 @@ def test_get_jobs_filters_by_state_owner_and_limit(client: Client, rig: Rig) -> 
     assert ids(Attribute.keyword("which-jobs", "all")) == [done, *waiting]
     assert ids(Attribute.boolean("my-jobs", True), user="bob") == [waiting[1]]
     assert ids(Attribute.integer("limit", 2)) == waiting[:2]
+    # Paging: first-index (from 1) then limit.
+    assert ids(Attribute.integer("first-index", 2), Attribute.integer("limit", 1)) == [waiting[1]]
+    assert ids(Attribute.integer("first-index", 3), Attribute.integer("limit", 5)) == [waiting[2]]
+    assert ids(Attribute.integer("first-index", 4)) == []
+    below = client.call(ipp_request(Operation.GET_JOBS, Attribute.integer("first-index", 0)))
+    assert status_of(below) == Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED
     response = client.call(ipp_request(Operation.GET_JOBS, Attribute.keyword("requested-attributes", "job-name",
                                                                               "job-originating-user-name")))
     first = response.groups_of(Tag.JOB)[0]

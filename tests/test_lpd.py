@@ -19,6 +19,7 @@ from spooler.lpd import (
 )  # fmt: skip
 from spooler.model import ConfigError, Job, JobState
 from spooler.spoolfiles import CHUNK_SIZE
+from spooler.store import JobStore
 
 CUPS_CONTROL = b"Hvm\nPalice\nJMy Title\nldfA185vm\nUdfA185vm\nNMy Title\n"
 
@@ -142,9 +143,10 @@ def test_the_last_ack_waits_until_the_job_is_durable(tmp_path: Path) -> None:
     assert transport.producerState == "producing"
 
 
-def test_a_failed_commit_is_refused_with_a_nonzero_byte(tmp_path: Path) -> None:
+def test_a_failed_commit_is_refused_with_a_nonzero_byte(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rig = Rig(tmp_path)
-    rig.store.insert_job = lambda *a: (_ for _ in ()).throw(OSError("disk on fire"))  # type: ignore[method-assign]
+    # New jobs are committed by the group committer, on a connection of its own: fail every insert.
+    monkeypatch.setattr(JobStore, "insert_jobs", lambda *a: (_ for _ in ()).throw(OSError("disk on fire")))
     protocol, transport = connect(rig)
     send(protocol, b"\x02default\n" + control_file("cfA185vm", CUPS_CONTROL) + data_file("dfA185vm", b"data"))
     assert transport.value() == b"\x00" * 4 + b"\x01" and transport.disconnecting

@@ -378,6 +378,19 @@ class IppBackend:
         self._capabilities = (now, operations, formats)
         return operations, formats
 
+    def printer_attributes(self, names: Sequence[str], *, timeout: float | None = None) -> Deferred[Any]:
+        """Get-Printer-Attributes for `names`: fires with the peer's printer attributes (a list of
+        Attribute, empty if it sent none) or fails with a DeliveryError."""
+
+        async def ask() -> Any:
+            answer = await self._post(self._request(Operation.GET_PRINTER_ATTRIBUTES,
+                                                    Attribute.keyword("requested-attributes", *names)),
+                                      timeout=timeout, what="Get-Printer-Attributes")  # fmt: skip
+            group = answer.printer_attributes
+            return list(group.attributes) if group is not None else []
+
+        return Deferred.fromCoroutine(ask())
+
     # -- the backend interface ------------------------------------------------------------------------
 
     def probe(self) -> Deferred[None]:

@@ -158,16 +158,132 @@ JOB_TEMPLATE_NAMES = frozenset({
 })  # fmt: skip
 
 
-class PrinterAttributes:
-    """Renders the printer's attributes. The static part is built once; the state part per request."""
+_TEXTUAL = (Tag.KEYWORD, Tag.NAME)
+#: What the real device's own Get-Printer-Attributes answer may tell about its paper path and
+#: formats, and the value tags accepted for each (anything else in its answer is ignored).
+DEVICE_ATTRIBUTES: dict[str, tuple[int, ...]] = {
+    "media-supported": _TEXTUAL, "media-default": _TEXTUAL, "media-ready": _TEXTUAL,
+    "media-col-default": (Tag.BEGIN_COLLECTION,), "media-col-ready": (Tag.BEGIN_COLLECTION,),
+    "media-col-database": (Tag.BEGIN_COLLECTION,), "media-size-supported": (Tag.BEGIN_COLLECTION,),
+    "media-source-supported": _TEXTUAL, "media-type-supported": _TEXTUAL,
+    "media-bottom-margin-supported": (Tag.INTEGER,), "media-left-margin-supported": (Tag.INTEGER,),
+    "media-right-margin-supported": (Tag.INTEGER,), "media-top-margin-supported": (Tag.INTEGER,),
+    "sides-supported": (Tag.KEYWORD,), "sides-default": (Tag.KEYWORD,),
+    "print-color-mode-supported": (Tag.KEYWORD,), "print-color-mode-default": (Tag.KEYWORD,),
+    "color-supported": (Tag.BOOLEAN,),
+    "printer-resolution-supported": (Tag.RESOLUTION,), "printer-resolution-default": (Tag.RESOLUTION,),
+    "copies-supported": (Tag.RANGE,), "copies-default": (Tag.INTEGER,),
+    "finishings-supported": (Tag.ENUM,), "finishings-default": (Tag.ENUM,),
+    "output-bin-supported": _TEXTUAL, "output-bin-default": _TEXTUAL,
+    "print-quality-supported": (Tag.ENUM,), "print-quality-default": (Tag.ENUM,),
+    "pwg-raster-document-resolution-supported": (Tag.RESOLUTION,),
+    "pwg-raster-document-type-supported": (Tag.KEYWORD,), "pwg-raster-document-sheet-back": (Tag.KEYWORD,),
+    "urf-supported": (Tag.KEYWORD,), "document-format-supported": (Tag.MIME_MEDIA_TYPE,),
+    "pages-per-minute": (Tag.INTEGER,), "pages-per-minute-color": (Tag.INTEGER,),
+}  # fmt: skip
+#: A job attribute and the device's "-supported" attribute whose values it must be among.
+_JOB_CHECKED_BY_DEVICE = {
+    "sides": "sides-supported", "print-color-mode": "print-color-mode-supported", "output-bin": "output-bin-supported",
+    "print-quality": "print-quality-supported", "finishings": "finishings-supported",
+    "printer-resolution": "printer-resolution-supported",
+}  # fmt: skip
+#: (default, supported) pairs kept consistent when only the "-supported" side came from the device.
+_DEFAULT_PAIRS = (
+    ("media-default", "media-supported"), ("sides-default", "sides-supported"),
+    ("print-color-mode-default", "print-color-mode-supported"), ("output-bin-default", "output-bin-supported"),
+    ("print-quality-default", "print-quality-supported"), ("finishings-default", "finishings-supported"),
+    ("printer-resolution-default", "printer-resolution-supported"),
+)  # fmt: skip
 
-    def __init__(self, identity: PrinterIdentity) -> None:
+
+def device_description(printer: Iterable[Attribute]) -> dict[str, Attribute]:
+    """The attributes of a device's Get-Printer-Attributes answer that describe its paper path and
+    formats, well-formed ones only (known name, at least one value, the expected tags; single-valued
+    defaults). Pure: the table of what is taken is DEVICE_ATTRIBUTES."""
+    taken: dict[str, Attribute] = {}
+    for attribute in printer:
+        tags = DEVICE_ATTRIBUTES.get(attribute.name)
+        if tags is None or not attribute.values or any(v.tag not in tags for v in attribute.values):
+            continue
+        if attribute.name.endswith("-default") and len(attribute.values) != 1:
+            continue
+        taken[attribute.name] = Attribute(attribute.name, list(attribute.values))
+    return taken
+
+
+def _in_values(supported: Attribute) -> Any:
+    allowed = [(v.tag in _TEXTUAL, v.value) for v in supported.values]
+
+    def check(attribute: Attribute) -> bool:
+        return all((v.tag in _TEXTUAL, v.value) in allowed for v in attribute.values)
+
+    return check
+
+
+class PrinterAttributes:
+    """Renders the printer's attributes. The static part is built once (again when the device
+    describes itself, see `describe_device`); the state part per request."""
+
+    def __init__(self, identity: PrinterIdentity, device: dict[str, Attribute] | None = None) -> None:
         self.identity = identity
+        self.device: dict[str, Attribute] = {}
+        self.document_formats: tuple[str, ...] = DOCUMENT_FORMATS
+        self.job_template_checks: dict[str, Any] = dict(JOB_TEMPLATE_CHECKS)
         self._static = self._build_static()
         self._media_col_database = Attribute.collection(
             "media-col-database",
             *(media_col(name, margin=margin) for name in MEDIA_SIZES for margin in MARGINS),
         )
+        self._own_media_col_database = self._media_col_database
+        if device:
+            self.describe_device(device)
+
+    def describe_device(self, device: dict[str, Attribute]) -> None:
+        """Take the real device's description (from `device_description`): its paper path replaces
+        the defaults, the formats it accepts narrow ours (application/octet-stream, detected, stays),
+        and job attributes are checked against what it supports. An empty dict restores the defaults."""
+        self.device = dict(device)
+        static = self._build_static()
+        names = {attribute.name for attribute in static}
+        adopted = {name: attribute for name, attribute in device.items()
+                   if name not in ("media-col-database", "document-format-supported")}  # fmt: skip
+        for default, supported in _DEFAULT_PAIRS:
+            if supported in adopted and default not in adopted:
+                current = next((a for a in static if a.name == default), None)
+                if current is not None and current.values[0].value not in adopted[supported].all:
+                    adopted[default] = Attribute(default, [adopted[supported].values[0]])
+        if "media-default" in adopted and "media-ready" not in adopted:
+            adopted["media-ready"] = Attribute("media-ready", list(adopted["media-default"].values))
+        if "color-supported" not in adopted and "print-color-mode-supported" in adopted:
+            adopted["color-supported"] = Attribute.boolean("color-supported",
+                                                           "color" in adopted["print-color-mode-supported"].all)
+        formats: tuple[str, ...] = DOCUMENT_FORMATS
+        if "document-format-supported" in device:
+            accepted = {str(value).lower() for value in device["document-format-supported"].all}
+            narrowed = tuple(f for f in DOCUMENT_FORMATS if f in accepted and f != DEFAULT_FORMAT)
+            if narrowed:
+                formats = narrowed + (DEFAULT_FORMAT,)
+        self.document_formats = formats
+        adopted["document-format-supported"] = Attribute.mime("document-format-supported", *formats)
+        self._static = [adopted.get(attribute.name, attribute) for attribute in static] + \
+            [attribute for name, attribute in adopted.items() if name not in names]
+        if "color-supported" in adopted and adopted["color-supported"].first is False:
+            self._static = [a for a in self._static if a.name != "pages-per-minute-color"]  # colour only
+        self._static.sort(key=lambda attribute: attribute.name)
+        self._media_col_database = device.get("media-col-database", self._own_media_col_database)
+        checks = dict(JOB_TEMPLATE_CHECKS)
+        for job_attribute, supported in _JOB_CHECKED_BY_DEVICE.items():
+            if supported in adopted:
+                checks[job_attribute] = _in_values(adopted[supported])
+        if "media-supported" in adopted:
+            media = Attribute("media", list(adopted["media-supported"].values)
+                              + [Value(Tag.KEYWORD, source) for source in MEDIA_SOURCES])  # fmt: skip
+            in_media = _in_values(media)
+            checks["media"] = lambda attribute: len(attribute.values) == 1 and in_media(attribute)
+        if "copies-supported" in adopted:
+            bounds: Any = adopted["copies-supported"].values[0].value
+            checks["copies"] = _integer_in(int(bounds[0]), int(bounds[1]))
+        self.job_template_checks = checks
 
     def _build_static(self) -> list[Attribute]:
         ident = self.identity
@@ -329,6 +445,19 @@ def base_uri_http(printer_uri: str) -> str:
 JOB_DESCRIPTION_DEFAULT = ("job-uri", "job-id")
 
 
+def job_summary(job: Job, printer_uri: str) -> list[Attribute]:
+    """What a job-creating operation answers (RFC 8011 4.2.1.2): job-uri, job-id, job-uuid,
+    job-state, job-state-reasons, job-state-message; built alone, as every Print-Job needs it."""
+    return [
+        Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
+        Attribute.integer("job-id", job.job_id),
+        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
+        Attribute.enum("job-state", int(job.state)),
+        Attribute.keyword("job-state-reasons", job.reason or "none"),
+        Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),
+    ]
+
+
 def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: float | None = None) -> list[Attribute]:
     """The job's attributes (requested None or containing "all" = every one we know). Times are
     seconds since the epoch, as CUPS does, so that they stay comparable across restarts."""
@@ -342,14 +471,8 @@ def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: 
             return Attribute.out_of_band(name, Tag.NO_VALUE)
         return Attribute.datetime(name, ipp_datetime(seconds))
 
-    reasons = job.reason or "none"
     attributes = [
-        Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
-        Attribute.integer("job-id", job.job_id),
-        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
-        Attribute.enum("job-state", int(job.state)),
-        Attribute.keyword("job-state-reasons", reasons),
-        Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),
+        *job_summary(job, printer_uri),
         Attribute.name("job-name", job.name[:255]),
         Attribute.name("job-originating-user-name", job.user[:255]),
         Attribute.uri("job-printer-uri", printer_uri),
@@ -446,12 +569,14 @@ JOB_TEMPLATE_CHECKS: dict[str, Any] = {
 }
 
 
-def check_job_template(attributes: Iterable[Attribute]) -> list[Attribute]:
+def check_job_template(attributes: Iterable[Attribute], checks: dict[str, Any] | None = None) -> list[Attribute]:
     """The job-group attributes the printer does not support (name and values as the client sent them,
-    or with the out-of-band `unsupported` value for an attribute it does not know)."""
+    or with the out-of-band `unsupported` value for an attribute it does not know). `checks`: the
+    printer's own (PrinterAttributes.job_template_checks), else the defaults."""
+    checks = JOB_TEMPLATE_CHECKS if checks is None else checks
     unsupported: list[Attribute] = []
     for attribute in attributes:
-        check = JOB_TEMPLATE_CHECKS.get(attribute.name)
+        check = checks.get(attribute.name)
         if check is None:
             unsupported.append(Attribute(attribute.name, [Value(Tag.UNSUPPORTED, None)]))
         elif not attribute.values or not check(attribute):

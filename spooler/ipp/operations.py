@@ -16,7 +16,6 @@ from twisted.python.failure import Failure
 from spooler.ipp.attributes import (
     COMPRESSIONS,
     DEFAULT_FORMAT,
-    DOCUMENT_FORMATS,
     JOB_DESCRIPTION_DEFAULT,
     OPERATIONS,
     SUPPORTED_VERSIONS,
@@ -25,6 +24,7 @@ from spooler.ipp.attributes import (
     PrinterStatus,
     check_job_template,
     job_attributes,
+    job_summary,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
@@ -258,7 +258,7 @@ class PrinterOperations:
 
     def _document_format(self, operation: AttributeGroup) -> str:
         document_format = _value(operation, "document-format", (Tag.MIME_MEDIA_TYPE,), DEFAULT_FORMAT)
-        if str(document_format).lower() not in DOCUMENT_FORMATS:
+        if str(document_format).lower() not in self.printer.document_formats:
             raise IppError(Status.CLIENT_ERROR_DOCUMENT_FORMAT_NOT_SUPPORTED,
                            f"document-format {document_format} is not supported",
                            [operation["document-format"]])  # fmt: skip
@@ -271,7 +271,7 @@ class PrinterOperations:
         _value(operation, "job-name", NAME_TAGS)
         unsupported = []
         for group in message.groups_of(Tag.JOB):
-            unsupported += check_job_template(group.attributes)
+            unsupported += check_job_template(group.attributes, self.printer.job_template_checks)
         if unsupported and fidelity:
             raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
                            "some job attributes are not supported", unsupported)  # fmt: skip
@@ -377,9 +377,7 @@ class PrinterOperations:
         response = response_for(message, status)
         if warnings:
             response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
-        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, {
-            "job-uri", "job-id", "job-state", "job-state-reasons", "job-state-message", "job-uuid",
-        }))  # fmt: skip
+        response.add_group(Tag.JOB, *job_summary(job, context.printer_uri))
         return response
 
     # -- operations ------------------------------------------------------------------------------------
@@ -478,6 +476,10 @@ class PrinterOperations:
             raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
                            f"which-jobs {which} is not supported", [operation["which-jobs"]])  # fmt: skip
         limit = _value(operation, "limit", (Tag.INTEGER,))
+        first_index = _value(operation, "first-index", (Tag.INTEGER,), 1)
+        if first_index < 1:
+            raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                           f"first-index {first_index} is out of range", [operation["first-index"]])  # fmt: skip
         my_jobs = bool(_value(operation, "my-jobs", (Tag.BOOLEAN,), False))
         user = self._user(operation)
         if which == "completed":
@@ -493,6 +495,7 @@ class PrinterOperations:
         if my_jobs:
             jobs = [job for job in jobs if user is not None and job.user == user]
         jobs.sort(key=lambda job: job.job_id, reverse=which == "completed")
+        jobs = jobs[first_index - 1:]  # paging (PWG 5100.13): first-index counts from 1
         if isinstance(limit, int) and limit > 0:
             jobs = jobs[:limit]
         requested = self._requested(operation) or set(JOB_DESCRIPTION_DEFAULT)

@@ -33,6 +33,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from spooler.config import Config
 from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
 from spooler.ipp.codec import IppParseError, decode_message, encode_message, find_data_offset
+from spooler.ipp.device import DeviceDescriber
 from spooler.ipp.operations import (
     DOCUMENT_OPERATIONS,
     Decompressor,
@@ -316,6 +317,7 @@ class IppSite(Site):
         self.connections: set[IppChannel] = set()
         self.answers: set[Deferred[Any]] = set()
         self.queues: tuple[str, ...] = ("default",)
+        self.describer: DeviceDescriber | None = None
         self.default_queue = "default"
 
     def log(self, request: object) -> None:
@@ -364,6 +366,8 @@ class IppSite(Site):
     def close_all(self) -> Deferred[Any]:
         """At shutdown: cut connections still uploading (never acknowledged) and wait for the jobs
         already being made durable, so that every client that got a success has its job."""
+        if self.describer is not None:
+            self.describer.stop()
         for channel in list(self.connections):
             if channel.receiving() and channel.transport is not None:
                 channel.transport.abortConnection()
@@ -380,11 +384,21 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any) -> IppSite:
         max_job_size=config.limits.max_job_size,
         multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
     )  # fmt: skip
-    operations = PrinterOperations(jobs, PrinterAttributes(identity), admin_users=config.ipp.admin_users,
+    printer = PrinterAttributes(identity)
+    operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
                                    up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                    reactor=reactor)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
     site.default_queue = "default" if "default" in site.queues else site.queues[0]
+    if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
+        # The device is an IPP printer: describe its paper path as it describes it itself.
+        from spooler.delivery.ipp import IppBackend
+
+        client = IppBackend(config.device.uri, reactor=reactor, clock=reactor,
+                            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout)
+        site.describer = DeviceDescriber(printer, lambda names: client.printer_attributes(names, timeout=30),
+                                         reactor, config.device.uri)  # fmt: skip
+        site.describer.start()
     return site
