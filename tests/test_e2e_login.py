@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, free_port, short_tempdir, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -203,6 +203,45 @@ def test_offline_login_switched_off(central: RefServer, spoolers: list[Spooler])
     central.stop()
     status, refused = login(spooler, "735194")
     assert (status, refused["reason"]) == (403, "offline-disabled")
+
+
+def users_of(spooler: Spooler) -> dict[str, str]:
+    status, body = admin(spooler, "GET", "/v1/users")
+    assert status == 200, body
+    return {row["user"]: row["state"] for row in body["users"]}
+
+
+def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler],
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    fleet_key = tmp_path / "fleet.key"
+    port_a, port_b = free_port(), free_port()
+    a = make_spooler(spoolers, central, device__name="branch-1", login__fleet_key_file=str(fleet_key),
+                     login__share_listen=f"tcp:{port_a}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_b}"])
+    b = make_spooler(spoolers, central, device__name="branch-2", login__fleet_key_file=str(fleet_key),
+                     login__share_listen=f"tcp:{port_b}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_a}"],
+                     login__share_interval=1)  # fmt: skip
+    a.cli("keys", "new-fleet-key", str(fleet_key))
+    assert a.cli("keys", "new-fleet-key", str(fleet_key), check=False).returncode == 1  # never overwritten
+    a.start()
+    b.start()
+
+    assert login(a, "735194")[0] == 200  # alice, online at A: A pushes her entry to B
+    assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob too
+    wait_for(lambda: users_of(b) == {"alice": "ok", "bob": "ok"}, timeout=20, what="B to learn alice and bob")
+    central.revoke("bob")
+    a.cli("users", "sync")  # A learns the revocation; B pulls it from A within a second
+    wait_for(lambda: users_of(b).get("bob") == "revoked", timeout=20, what="B to learn bob's revocation")
+
+    central.stop()
+    status, offline = login(b, "735194")
+    assert status == 200 and (offline["user"], offline["mode"]) == ("alice", "offline")
+    status, revoked = login(b, "0AB1C2D3E4", method="card")
+    assert (status, revoked["reason"]) == (403, "revoked")
+    status, unknown = login(b, "951862")  # carol never logged in anywhere, and B never synced
+    assert (status, unknown["reason"]) == (403, "invalid")
+    a.stop()
+    b.stop()
+    assert find_secrets([a.state_dir, a.stderr_path, b.state_dir, b.stderr_path], SECRETS) == []
 
 
 def test_the_secret_search_finds_a_planted_secret(tmp_path: Path) -> None:
