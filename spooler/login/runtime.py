@@ -87,7 +87,7 @@ class LoginRuntime(MultiService):
         if config.login.fleet_key_file is not None:
             from spooler.login.share import Sharing
 
-            self.sharing = Sharing(config, reactor, self.cache, self.service)
+            self.sharing = Sharing(config, reactor, self.cache, self.service, run_in_thread=run_in_thread)
             self.sharing.setServiceParent(self)
 
     def stopService(self) -> Any:

@@ -240,7 +240,7 @@ class Sharing(MultiService):
     """The share endpoint, the push after each login, and the periodic pull from every peer."""
 
     def __init__(self, config: Config, reactor: Any, cache: CredentialCache, login: Any,
-                 peers: Callable[[], list[str]] | None = None) -> None:  # fmt: skip
+                 peers: Callable[[], list[str]] | None = None, run_in_thread: Any = None) -> None:  # fmt: skip
         super().__init__()
         self.setName("login-share")
         assert config.login.fleet_key_file is not None
@@ -261,6 +261,15 @@ class Sharing(MultiService):
             site.displayTracebacks = False
             self.listener = ListenerService("share", serverFromString(reactor, config.login.share_listen), site)
             self.listener.setServiceParent(self)
+        if config.login.discover and self.listener is not None and run_in_thread is not None:
+            from spooler.login.discovery import PeerDiscovery
+
+            def listening() -> tuple[str, int]:
+                address = self.listener.port.getHost()
+                return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
+
+            PeerDiscovery(reactor, config.device.name, listening, self.discovered,
+                          run_in_thread).setServiceParent(self)  # fmt: skip
         timer = TimerService(config.login.share_interval, self.pull_all)
         timer.clock = reactor
         timer.setServiceParent(self)
