@@ -112,6 +112,13 @@ def test_offline_login_end_to_end(central: RefServer, spoolers: list[Spooler]) -
     assert (status, refused["reason"]) == (403, "invalid")
     status, bob = login(spooler, "0AB1C2D3E4", method="card")
     assert status == 200 and bob["user"] == "bob"
+    # Bad requests get a JSON 4xx, never a traceback.
+    assert admin(spooler, "POST", "/v1/login", {"method": "pin"})[0] == 400
+    status, bad = login(spooler, "x" * 300)
+    assert (status, bad["reason"]) == (403, "invalid")
+    status, bad = login(spooler, "Alice-Pass-8e41", method="password")  # no user name
+    assert (status, bad["reason"]) == (403, "invalid")
+    assert admin(spooler, "POST", "/v1/users/nothing", {})[0] == 404
 
     # Sync: the users of this device (dave is another device's), then a revocation.
     synced = spooler.cli("users", "sync", "--json")
@@ -200,9 +207,21 @@ def test_an_entry_past_its_validity_is_refused(central: RefServer, spoolers: lis
 def test_offline_login_switched_off(central: RefServer, spoolers: list[Spooler]) -> None:
     spooler = make_spooler(spoolers, central, login__offline_enabled=False).start()
     assert login(spooler, "735194")[0] == 200
+    listed = spooler.cli("users", "list")
+    assert "alice" in listed.stdout and "ok" in listed.stdout
     central.stop()
     status, refused = login(spooler, "735194")
     assert (status, refused["reason"]) == (403, "offline-disabled")
+
+
+def test_users_sync_without_a_server_api(spoolers: list[Spooler]) -> None:
+    spooler = Spooler(short_tempdir(), login__share_listen="")
+    spoolers.append(spooler)
+    spooler.start()
+    result = spooler.cli("users", "sync", check=False)
+    assert result.returncode == 1 and "api_url" in result.stderr
+    status, refused = login(spooler, "735194")  # offline only, and nobody is cached
+    assert (status, refused["reason"]) == (403, "invalid")
 
 
 def users_of(spooler: Spooler) -> dict[str, str]:

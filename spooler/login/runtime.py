@@ -70,6 +70,7 @@ class LoginRuntime(MultiService):
         self.config = config
         self.reactor = reactor
         self.cache = open_cache(config)
+        self.cache.purge(reactor.seconds())
         api_url = config.server.api_url if config.server is not None else None
         self.api = CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
