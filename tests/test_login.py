@@ -10,6 +10,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from dataclasses import replace
+
 import pytest
 from twisted.internet.defer import fail, succeed
 from twisted.internet.task import Clock
@@ -168,7 +170,7 @@ def test_merge_newest_credential_and_entry_win() -> None:
     incoming = entry("alice", cred("pin-1", at=200), cred("card-1", "card", "C1", at=250), cred("pin-2", at=50),
                      updated=600, expires=2000, source="peer")
     merged = merge_entries(local, incoming)
-    assert merged.credentials["pin-1"] == incoming.credentials["pin-1"]  # newer verification
+    assert merged.credentials["pin-1"] == replace(incoming.credentials["pin-1"], fingerprint="fp")  # newer
     assert merged.credentials["card-1"] == local.credentials["card-1"]  # ours is newer
     assert "pin-2" in merged.credentials
     assert (merged.expires_at, merged.updated_at, merged.source) == (2000, 600, "peer")

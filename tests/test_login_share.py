@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from dataclasses import replace
 from pathlib import Path
 import pytest
 from twisted.internet.task import Clock
@@ -125,7 +126,8 @@ def test_peer_entries_merge_newest_wins_and_revocations_win(tmp_path: Path, cloc
     sender.put(user_entry("alice", now - 10, now - 10))
     sender.put(user_entry("synced", now - 10, now - 10, origin="sync"))
     sender.add_revocations([Revocation("bob", "user", None, now - 5)])
-    receiver.put(user_entry("alice", now - 100, now - 100))
+    mine = user_entry("alice", now - 100, now - 100)
+    receiver.put(replace(mine, credentials={"pin-1": replace(mine.credentials["pin-1"], fingerprint="fp-b")}))
     receiver.put(user_entry("bob", now - 50, now - 50))
     payload = json.loads(json.dumps(shared_payload(sender)))
     assert "fingerprint" not in json.dumps(payload) and [e["user"] for e in payload["entries"]] == ["alice"]
@@ -133,7 +135,7 @@ def test_peer_entries_merge_newest_wins_and_revocations_win(tmp_path: Path, cloc
     assert counts == {"entries": 1, "revocations": 1}
     alice = receiver.entries["alice"]
     assert alice.credentials["pin-1"].verified_at == now - 10 and alice.source == "peer"
-    assert alice.credentials["pin-1"].fingerprint is None  # another spooler's key: useless here
+    assert alice.credentials["pin-1"].fingerprint == "fp-b"  # ours stays; the sender's never travels
     assert "synced" not in receiver.entries  # synced users stay with their device
     assert is_revoked("bob", receiver.entries["bob"].credentials["pin-1"], receiver.revocations)
     assert receive(receiver, payload, now=now, validity=3600) == {"entries": 0, "revocations": 0}

@@ -139,17 +139,18 @@ def is_revoked(user: str, credential: Credential, revocations: list[Revocation])
 def merge_entries(local: UserEntry | None, incoming: UserEntry) -> UserEntry:
     """Merge an entry learned elsewhere (a peer, a sync) into the local one.
 
-    Per credential id the newer verification wins (a tie keeps the local one, and its fingerprint);
+    Per credential id the newer verification wins (a tie keeps the local one; our fingerprint stays);
     the profile, expiry and source come from whichever entry was updated last."""
     if local is None:
         return incoming
     credentials = dict(local.credentials)
     for credential_id, theirs in incoming.credentials.items():
         ours = credentials.get(credential_id)
-        if ours is None or theirs.verified_at > ours.verified_at:
-            keep_fingerprint = ours is not None and ours.verifier == theirs.verifier
-            credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint if keep_fingerprint else
-                                                 theirs.fingerprint)  # fmt: skip
+        if ours is None:
+            credentials[credential_id] = theirs
+        elif theirs.verified_at > ours.verified_at:
+            # Our fingerprint stays as the hint (it is always checked against the verifier it points to).
+            credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint)
     newer = incoming if incoming.updated_at > local.updated_at else local
     return UserEntry(local.user, newer.profile, credentials, newer.expires_at,
                      max(local.updated_at, incoming.updated_at), newer.source)  # fmt: skip

@@ -196,7 +196,7 @@ class ShareResource(Resource):
 
     def render_POST(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
-        path = [part.decode("utf-8", "replace") for part in request.postpath]
+        path = [part.decode("utf-8", "replace") for part in request.postpath or []]
         if len(path) != 3 or path[:2] != ["v1", "share"] or path[2] not in PATHS:
             return self._error(request, 404, "not found")
         assert request.content is not None
