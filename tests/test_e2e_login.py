@@ -237,12 +237,16 @@ def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, sp
     a = make_spooler(spoolers, central, device__name="branch-1", login__fleet_key_file=str(fleet_key),
                      login__share_listen=f"tcp:{port_a}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_b}"])
     b = make_spooler(spoolers, central, device__name="branch-2", login__fleet_key_file=str(fleet_key),
-                     login__share_listen=f"tcp:{port_b}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_a}"],
-                     login__share_interval=1)  # fmt: skip
+                     login__share_listen=f"tcp:{port_b}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_a}"])
     a.cli("keys", "new-fleet-key", str(fleet_key))
     assert a.cli("keys", "new-fleet-key", str(fleet_key), check=False).returncode == 1  # never overwritten
     a.start()
+
+    # Pull: logins at A while B is down (A's push fails); B pulls A's entries when it starts.
+    assert login(a, "735194")[0] == 200  # alice, online
+    assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob
     b.start()
+    wait_for(lambda: users_of(b) == {"alice": "ok", "bob": "ok"}, timeout=20, what="B to pull alice and bob")
     for body in (b"{}", b"not json", json.dumps({"v": 1, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
                                                  "ct": "AAAAAAAAAAAAAAAAAAAAAAAA"}).encode()):  # fmt: skip
         connection = http.client.HTTPConnection("127.0.0.1", port_b, timeout=10)
@@ -251,19 +255,21 @@ def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, sp
         assert response.status == 401 and "error" in json.loads(response.read())
         connection.close()
 
-    assert login(a, "735194")[0] == 200  # alice, online at A: A pushes her entry to B
-    assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob too
-    wait_for(lambda: users_of(b) == {"alice": "ok", "bob": "ok"}, timeout=20, what="B to learn alice and bob")
+    # Push: a login at A, and a revocation A syncs, reach B at once.
+    assert login(a, "C0FFEE0142", method="card")[0] == 200  # carol
+    wait_for(lambda: "carol" in users_of(b), timeout=20, what="A's push of carol to B")
     central.revoke("bob")
-    a.cli("users", "sync")  # A learns the revocation; B pulls it from A within a second
-    wait_for(lambda: users_of(b).get("bob") == "revoked", timeout=20, what="B to learn bob's revocation")
+    a.cli("users", "sync")
+    wait_for(lambda: users_of(b).get("bob") == "revoked", timeout=20, what="A's push of bob's revocation to B")
 
     central.stop()
     status, offline = login(b, "735194")
     assert status == 200 and (offline["user"], offline["mode"]) == ("alice", "offline")
     status, revoked = login(b, "0AB1C2D3E4", method="card")
     assert (status, revoked["reason"]) == (403, "revoked")
-    status, unknown = login(b, "951862")  # carol never logged in anywhere, and B never synced
+    status, carol = login(b, "C0FFEE0142", method="card")
+    assert status == 200 and carol["user"] == "carol"
+    status, unknown = login(b, "951862")  # carol's PIN was never used anywhere, and B never synced
     assert (status, unknown["reason"]) == (403, "invalid")
     a.stop()
     b.stop()

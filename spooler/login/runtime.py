@@ -89,6 +89,8 @@ class LoginRuntime(MultiService):
             from spooler.login.share import Sharing
 
             self.sharing = Sharing(config, reactor, self.cache, self.service, run_in_thread=run_in_thread)
+            if self.sync is not None:
+                self.sync.on_revocations.append(self.sharing.push_revocations)
             self.sharing.setServiceParent(self)
 
     def stopService(self) -> Any:

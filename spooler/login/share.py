@@ -312,6 +312,12 @@ class Sharing(MultiService):
         for peer in self.peers():
             self._call(peer, "push", payload).addErrback(self._failed, peer, "push")
 
+    def push_revocations(self, revocations: list[Revocation]) -> None:
+        """Send revocations the server just gave us to every peer (they win there too)."""
+        payload = {"entries": [], "revocations": [r.to_dict() for r in revocations][:MAX_REVOCATIONS]}
+        for peer in self.peers():
+            self._call(peer, "push", payload).addErrback(self._failed, peer, "push")
+
     def pull_all(self) -> Deferred[Any]:
         from twisted.internet.defer import DeferredList
 

@@ -3,6 +3,7 @@ and the revocations into the credential cache, on demand (`spooler users sync`) 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import DeferredLock, inlineCallbacks
@@ -58,6 +59,7 @@ class UserSync:
         self.validity = validity
         self._lock = DeferredLock()
         self.last: dict[str, Any] | None = None
+        self.on_revocations: list[Callable[[list[Revocation]], None]] = []  # e.g. the push to peers
 
     def sync(self) -> Any:
         """A Deferred summary {"users", "removed", "revocations", "truncated"}; one sync at a time."""
@@ -109,7 +111,15 @@ class UserSync:
                 revocations.append(Revocation.from_dict(dict(raw, revoked_at=revoked_at)))
             except (ValueError, TypeError, AttributeError):
                 log.warn("A revocation from the server is not usable; skipped", spool_event="revocation_skipped")
+        known = set(self.cache.revocations)
         new = self.cache.add_revocations(revocations)
+        if new:
+            fresh = [revocation for revocation in self.cache.revocations if revocation not in known]
+            for listener in list(self.on_revocations):
+                try:
+                    listener(fresh)
+                except Exception:  # noqa: BLE001 - a listener's bug must not fail the sync
+                    log.failure("A revocation listener failed")
         if isinstance(answer.get("server_time"), str):
             self.cache.set_sync_since(answer["server_time"])
         return new
