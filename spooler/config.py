@@ -189,6 +189,16 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class TerminalConfig:
+    """The device terminal (spooler.terminal): the login and pull-print web page and its JSON API."""
+
+    enabled: bool = False
+    listen: str = "tcp:8633:interface=127.0.0.1"
+    session_idle: float = 120.0  # a session unused for this long ends (the user walked away)
+    name: str | None = None  # the terminal's id for login throttling; None: each client's address
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     spool_log_max_size: int = 10 * 1024**2
@@ -208,6 +218,7 @@ class Config:
     spool: SpoolConfig = SpoolConfig()
     log: LogConfig = LogConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    terminal: TerminalConfig = TerminalConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     source: Path | None = None  # the file it was read from, if any
@@ -430,6 +441,19 @@ def _device_name(key: str, value: Any) -> str:
     return text
 
 
+def _terminal(section: dict[str, Any]) -> TerminalConfig:
+    listen = _get(section, "terminal", "listen", _endpoint, TerminalConfig.listen)
+    enabled = _get(section, "terminal", "enabled", _boolean, TerminalConfig.enabled)
+    if enabled and not listen:
+        raise ConfigError("terminal.listen", "the terminal is enabled but has no endpoint to listen on")
+    return TerminalConfig(
+        enabled=enabled,
+        listen=listen or TerminalConfig.listen,
+        session_idle=_get(section, "terminal", "session_idle", _positive_duration, TerminalConfig.session_idle),
+        name=_get(section, "terminal", "name", _device_name, TerminalConfig.name),
+    )
+
+
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
     """The configuration from `path` (TOML) over the embedded defaults; `state_dir` overrides both."""
     raw: dict[str, Any] = {}
@@ -452,7 +476,7 @@ def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
     top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
-                 "queues", "analysis", "dnssd")  # fmt: skip
+                 "queues", "analysis", "dnssd", "terminal")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -514,6 +538,7 @@ def config_from_mapping(
         queues=queues,
         server=server_config,
         analysis=analysis_config,
+        terminal=_terminal(_section(raw, "terminal", ("enabled", "listen", "session_idle", "name"))),
         admin_socket=admin_socket,
         device=device_config,
         listen=ListenConfig(
