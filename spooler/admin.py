@@ -8,6 +8,8 @@ client. Routes:
     GET  /v1/jobs/ID                    one job with its documents
     POST /v1/jobs/ID/cancel|hold|release
     POST /v1/flush                      body {"job_ids": [..]} or {} for every waiting job
+    POST /v1/login                      body {"method", "secret", "user", "terminal"} (spooler.login)
+    GET  /v1/users                      who can log in offline; POST /v1/users/sync; POST /v1/keys/rotate
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from spooler.jobs import JobService
 from spooler.model import IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
@@ -48,15 +52,18 @@ def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
 class AdminResource(Resource):
     isLeaf = True
 
-    def __init__(self, service: JobService, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, service: JobService, status: Callable[[], dict[str, Any]], login: Any = None) -> None:
         super().__init__()
         self._service = service
         self._status = status
+        self._login = login  # spooler.login.runtime.LoginRuntime: its routes answer with Deferreds
 
-    def render(self, request: Request) -> bytes:  # type: ignore[override]
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
         request.setHeader(b"content-type", b"application/json")
         try:
             result = self._route(request)
+            if isinstance(result, Deferred):
+                return self._later(request, result)
             request.setResponseCode(200)
             return json.dumps(result).encode("utf-8")
         except ApiError as error:
@@ -66,6 +73,33 @@ class AdminResource(Resource):
             log.failure("Admin request failed")
             request.setResponseCode(500)
             return json.dumps({"error": f"internal error: {error}", "code": "internal"}).encode("utf-8")
+
+    def _later(self, request: Request, result: Deferred[Any]) -> int:
+        """Answer when the Deferred fires (a login, a sync); a RouteError becomes its status."""
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(value: Any) -> None:
+            if not gone:
+                request.setResponseCode(200)
+                request.write(json.dumps(value).encode("utf-8"))
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            status = getattr(failure.value, "status", None)
+            code = getattr(failure.value, "code", None)
+            if isinstance(status, int) and isinstance(code, str):
+                body = {"error": str(failure.value), "code": code, **getattr(failure.value, "extra", {})}
+            else:
+                log.failure("Admin request failed", failure)
+                status, body = 500, {"error": f"internal error: {failure.getErrorMessage()}", "code": "internal"}
+            if not gone:
+                request.setResponseCode(status)
+                request.write(json.dumps(body).encode("utf-8"))
+                request.finish()
+
+        result.addCallbacks(answer, failed)
+        return NOT_DONE_YET
 
     def _route(self, request: Request) -> Any:
         method = request.method.decode("ascii", "replace")
@@ -92,6 +126,10 @@ class AdminResource(Resource):
                 if job_ids is not None and not (isinstance(job_ids, list) and all(type(i) is int for i in job_ids)):
                     raise ApiError(400, "bad-request", "job_ids must be a list of job numbers")
                 return {"flushed": self._service.flush(job_ids or None)}
+            if self._login is not None:
+                answer = self._login.route(method, path, lambda: self._body(request))
+                if answer is not None:
+                    return answer
         except JobNotFound as error:
             raise ApiError(404, "not-found", str(error)) from None
         except IllegalTransition as error:

@@ -199,6 +199,22 @@ class TerminalConfig:
 
 
 @dataclass(frozen=True)
+class LoginConfig:
+    """Logins at the device: the offline credential cache, user sync, brute-force limits, sharing."""
+
+    validity_hours: float = 24.0  # a cache entry lets its user log in offline this long after a login or sync
+    offline_enabled: bool = True  # false: no login at all while the central server is unreachable
+    sync_interval: float = 3600.0  # pull the device's users and the revocations this often; 0: only on demand
+    max_failures: int = 5  # failures in a row that lock a user or a terminal ...
+    lockout: float = 300.0  # ... for this long
+    peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints
+    share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with a fleet key
+    fleet_key_file: Path | None = None  # the key every spooler of the fleet holds; None: no sharing
+    share_interval: float = 300.0  # pull the peers' entries this often
+    discover: bool = False  # also find peers by DNS-SD (_spooler-login._tcp)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     spool_log_max_size: int = 10 * 1024**2
@@ -221,6 +237,7 @@ class Config:
     terminal: TerminalConfig = TerminalConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
+    login: LoginConfig = LoginConfig()
     source: Path | None = None  # the file it was read from, if any
 
     def queue(self, name: str) -> QueueConfig | None:
@@ -245,6 +262,14 @@ class Config:
     @property
     def spool_log_path(self) -> Path:
         return self.log_dir / "spool.jsonl"
+
+    @property
+    def login_cache_path(self) -> Path:
+        return self.state_dir / "login.db"
+
+    @property
+    def login_key_path(self) -> Path:
+        return self.state_dir / "keys" / "login.key"
 
     @property
     def lock_path(self) -> Path:
@@ -454,6 +479,37 @@ def _terminal(section: dict[str, Any]) -> TerminalConfig:
     )
 
 
+def _peer_address(key: str, value: Any) -> tuple[str, ...]:
+    names = _names(key, value)
+    for name in names:
+        host, _, port = name.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, f"expected \"host:port\" peers such as \"192.0.2.11:8640\", got {name!r}")
+    return names
+
+
+def _hours(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(key, f"expected a number of hours above zero, got {value!r}")
+    return float(value)
+
+
+def _login(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> LoginConfig:
+    d = LoginConfig()
+    return LoginConfig(
+        validity_hours=_get(section, "login", "validity_hours", _hours, d.validity_hours),
+        offline_enabled=_get(section, "login", "offline_enabled", _boolean, d.offline_enabled),
+        sync_interval=_get(section, "login", "sync_interval", parse_duration, d.sync_interval),
+        max_failures=_get(section, "login", "max_failures", _positive_int, d.max_failures),
+        lockout=_get(section, "login", "lockout", _positive_duration, d.lockout),
+        peers=_get(section, "login", "peers", _peer_address, d.peers),
+        share_listen=_get(section, "login", "share_listen", _endpoint, d.share_listen),
+        fleet_key_file=_get(section, "login", "fleet_key_file", resolve, d.fleet_key_file),
+        share_interval=_get(section, "login", "share_interval", _positive_duration, d.share_interval),
+        discover=_get(section, "login", "discover", _boolean, d.discover),
+    )
+
+
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
     """The configuration from `path` (TOML) over the embedded defaults; `state_dir` overrides both."""
     raw: dict[str, Any] = {}
@@ -476,7 +532,7 @@ def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
     top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
-                 "queues", "analysis", "dnssd", "terminal")  # fmt: skip
+                 "queues", "analysis", "dnssd", "terminal", "login")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -533,8 +589,11 @@ def config_from_mapping(
     server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
                                                      "up_after", "connect_timeout", "io_timeout", "api_url")))  # fmt: skip
 
+    login = _section(raw, "login", ("validity_hours", "offline_enabled", "sync_interval", "max_failures", "lockout",
+                                    "peers", "share_listen", "fleet_key_file", "share_interval", "discover"))
     return Config(
         state_dir=state_dir,
+        login=_login(login, resolve),
         queues=queues,
         server=server_config,
         analysis=analysis_config,

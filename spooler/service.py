@@ -147,6 +147,8 @@ class SpoolerService(MultiService):
         self.dispatcher: Dispatcher | None = None
         self.intake: dict[str, Any] = {}
         self.analysis: AnalysisRunner | None = None
+        self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
+        self.login_runtime: Any = None
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -201,7 +203,8 @@ class SpoolerService(MultiService):
             self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
-        admin_site = QuietSite(AdminResource(self.jobs, self.status))
+        self._start_login()
+        admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
         admin_site.displayTracebacks = False
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
@@ -218,6 +221,19 @@ class SpoolerService(MultiService):
             spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
+
+    def _start_login(self) -> None:
+        """The credential cache, the login service, user sync and sharing (spooler.login)."""
+        from spooler.health import DOWN
+        from spooler.login.runtime import LoginRuntime
+
+        def server_known_down() -> bool:
+            health = self.dispatcher.server_health if self.dispatcher is not None else None
+            return health is not None and health.state == DOWN
+
+        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down)
+        self.login_runtime.setServiceParent(self)
+        self.login = self.login_runtime.service
 
     def _intake_factories(self) -> dict[str, tuple[str, Any]]:
         """Every enabled front-end: its endpoint string and its protocol factory. Each factory keeps

@@ -1,0 +1,144 @@
+"""The login part of the running spooler: opens the key file and the credential cache, builds the
+LoginService, the user sync (with its timer) and the sharing with peers, and answers the admin API's
+login routes (`/v1/login`, `/v1/users`, `/v1/users/sync`, `/v1/keys/rotate`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.logger import Logger
+
+from spooler.centralapi import CentralApi, CentralApiError
+from spooler.config import Config
+from spooler.login.cache import CredentialCache
+from spooler.login.entries import is_revoked
+from spooler.login.keys import LoginKeys
+from spooler.login.service import LoginOutcome, LoginRefused, LoginService
+from spooler.login.sync import SyncError, UserSync
+from spooler.spoolfiles import RunInThread
+
+log = Logger(namespace="spooler.login")
+
+
+class RouteError(Exception):
+    """An admin request the login part refuses: HTTP status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra or {}
+
+
+def open_cache(config: Config) -> CredentialCache:
+    keys = LoginKeys.open_or_create(config.login_key_path)
+    cache = CredentialCache.open(config.login_cache_path, keys)
+    if cache.unreadable:
+        log.error("{count} credential cache rows do not open with the key file {path}; they are ignored",
+                  spool_event="login_cache_unreadable", count=cache.unreadable, path=str(config.login_key_path))
+    return cache
+
+
+def user_rows(cache: CredentialCache, now: float) -> list[dict[str, Any]]:
+    """Who can log in offline and until when (`spooler users list`)."""
+    rows = []
+    for name in sorted(cache.entries):
+        entry = cache.entries[name]
+        live = [c for c in entry.credentials.values() if not is_revoked(name, c, cache.revocations)]
+        kinds = sorted({c.kind for c in live})
+        state = "revoked" if not live else "expired" if entry.expires_at <= now else "ok"
+        rows.append({"user": name, "full_name": entry.profile.get("full_name", ""), "state": state,
+                     "valid_until": entry.expires_at, "methods": kinds, "credentials": len(live),
+                     "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
+    return rows
+
+
+def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
+    return {"user": outcome.user, "profile": outcome.profile, "mode": outcome.mode, "notice": outcome.notice,
+            "valid_until": outcome.valid_until}  # fmt: skip
+
+
+class LoginRuntime(MultiService):
+    def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
+                 server_known_down: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.setName("login")
+        self.config = config
+        self.reactor = reactor
+        self.cache = open_cache(config)
+        api_url = config.server.api_url if config.server is not None else None
+        self.api = CentralApi(reactor, api_url) if api_url else None
+        self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
+                                    run_in_thread=run_in_thread, server_known_down=server_known_down)  # fmt: skip
+        self.sync: UserSync | None = None
+        if self.api is not None:
+            self.sync = UserSync(reactor, self.cache, self.api, device=config.device.name,
+                                 validity=self.service.validity)  # fmt: skip
+            if config.login.sync_interval > 0:
+                timer = TimerService(config.login.sync_interval, self.sync.scheduled)
+                timer.clock = reactor
+                timer.setName("login-sync")
+                timer.setServiceParent(self)
+        self.sharing: Any = None
+        if config.login.fleet_key_file is not None:
+            from spooler.login.share import Sharing
+
+            self.sharing = Sharing(config, reactor, self.cache, self.service)
+            self.sharing.setServiceParent(self)
+
+    def stopService(self) -> Any:
+        result = super().stopService()
+
+        def close(passthrough: object) -> object:
+            self.cache.close()
+            return passthrough
+
+        return maybeDeferred(lambda: result).addBoth(close)
+
+    # -- the admin API ---------------------------------------------------------------------------
+
+    def route(self, method: str, path: list[str], body: Callable[[], dict[str, Any]]) -> Deferred[Any] | None:
+        """The answer to a login admin route (a Deferred, failing with RouteError), or None if not ours."""
+        if method == "POST" and path == ["login"]:
+            return self._login(body())
+        if method == "GET" and path == ["users"]:
+            return succeed({"users": user_rows(self.cache, self.reactor.seconds()),
+                            "last_sync": self.sync.last if self.sync else None})  # fmt: skip
+        if method == "POST" and path == ["users", "sync"]:
+            if self.sync is None:
+                return fail(RouteError(409, "no-server", "no central server API is configured ([server] api_url)"))
+            return self.sync.sync().addErrback(self._sync_failed)
+        if method == "POST" and path == ["keys", "rotate"]:
+            return maybeDeferred(self._rotate)
+        return None
+
+    def _rotate(self) -> dict[str, Any]:
+        key_id = self.cache.rotate()
+        log.info("Login cache key rotated", spool_event="login_key_rotated", key_id=key_id)
+        return {"key_id": key_id, "entries": len(self.cache.entries)}
+
+    @staticmethod
+    def _sync_failed(failure: Any) -> Any:
+        error = failure.value
+        if isinstance(error, (CentralApiError, SyncError)):
+            raise RouteError(502, "sync-failed", f"the user sync failed: {error}")
+        return failure
+
+    def _login(self, body: dict[str, Any]) -> Deferred[Any]:
+        method, secret, user, terminal = body.get("method"), body.get("secret"), body.get("user"), body.get("terminal")
+        if not isinstance(method, str) or not isinstance(secret, str) or (user is not None and not isinstance(user, str)):
+            return fail(RouteError(400, "bad-request", "expected {\"method\", \"secret\", \"user\", \"terminal\"}"))
+        terminal = terminal if isinstance(terminal, str) and terminal else "admin"
+
+        def refused(failure: Any) -> Any:
+            failure.trap(LoginRefused)
+            error = failure.value
+            raise RouteError(403, error.reason, error.message, {"reason": error.reason, "retry_after": error.retry_after})
+
+        return self.service.login(method=method, secret=secret, user=user, terminal=terminal).addCallbacks(
+            outcome_dict, refused)
+

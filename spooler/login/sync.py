@@ -1,0 +1,123 @@
+"""User sync: pulls the users the central server assigns to this device (up to 100, verifiers only)
+and the revocations into the credential cache, on demand (`spooler users sync`) and on a schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import DeferredLock, inlineCallbacks
+from twisted.logger import Logger
+
+from spooler.centralapi import REVOCATIONS, USERS, CentralApi
+from spooler.login.cache import CredentialCache
+from spooler.login.entries import (Credential, Revocation, UserEntry, apply_sync, clean_profile,
+                                   parse_server_time)  # fmt: skip
+from spooler.model import SpoolerError
+
+log = Logger(namespace="spooler.login.sync")
+
+MAX_SYNCED_USERS = 100
+MAX_PER_KIND = 3
+
+
+class SyncError(SpoolerError):
+    """The server's answer cannot be used (the message says why)."""
+
+
+def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float) -> UserEntry:
+    """A user of a `devices/{device}/users` answer as a cache entry (pure)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise SyncError("a synced user has no name")
+    credentials: dict[str, Credential] = {}
+    for kind, items in (("card", raw.get("cards") or []), ("pin", raw.get("pins") or [])):
+        if not isinstance(items, list):
+            raise SyncError(f"the {kind}s of {raw['name']!r} are not a list")
+        for item in items[:MAX_PER_KIND]:
+            credential = _credential(item, kind, verified_at)
+            credentials[credential.id] = credential
+    if raw.get("password") is not None:
+        credential = _credential(raw["password"], "password", verified_at)
+        credentials[credential.id] = credential
+    return UserEntry(raw["name"], clean_profile(raw), credentials, expires_at, now, "sync")
+
+
+def _credential(item: Any, kind: str, verified_at: float) -> Credential:
+    if not isinstance(item, dict) or not isinstance(item.get("verifier"), str) \
+            or not item["verifier"].startswith("scrypt$") or not isinstance(item.get("id"), str):  # fmt: skip
+        raise SyncError(f"a synced {kind} is not an id with an scrypt verifier")
+    return Credential(item["id"], kind, item["verifier"], verified_at, origin="sync", source="sync")
+
+
+class UserSync:
+    def __init__(self, reactor: Any, cache: CredentialCache, api: CentralApi, *, device: str,
+                 validity: float) -> None:  # fmt: skip
+        self._reactor = reactor
+        self.cache = cache
+        self.api = api
+        self.device = device
+        self.validity = validity
+        self._lock = DeferredLock()
+        self.last: dict[str, Any] | None = None
+
+    def sync(self) -> Any:
+        """A Deferred summary {"users", "removed", "revocations", "truncated"}; one sync at a time."""
+        return self._lock.run(self._sync)
+
+    @inlineCallbacks
+    def _sync(self) -> Any:
+        answer = yield self.api.call("GET", ("devices", self.device, "users"), deadline=USERS)
+        if not isinstance(answer, dict) or not isinstance(answer.get("users"), list):
+            raise SyncError("the users answer has no \"users\" list")
+        now = self._reactor.seconds()
+        verified_at = parse_server_time(answer.get("server_time"), now)
+        listed: dict[str, UserEntry] = {}
+        for raw in answer["users"][:MAX_SYNCED_USERS]:
+            entry = synced_entry(raw, verified_at=verified_at, expires_at=now + self.validity, now=now)
+            listed[entry.user] = entry
+        removed = 0
+        for name, local in list(self.cache.entries.items()):
+            if name in listed or not any(c.origin == "sync" for c in local.credentials.values()):
+                continue
+            kept = {cid: c for cid, c in local.credentials.items() if c.origin != "sync"}
+            removed += 1
+            if kept:
+                self.cache.put(UserEntry(name, local.profile, kept, local.expires_at, now, local.source))
+            else:
+                self.cache.remove(name)
+        for name, entry in listed.items():
+            self.cache.put(apply_sync(self.cache.entries.get(name), entry))
+        new_revocations = yield self.pull_revocations()
+        self.cache.purge(now)
+        self.last = {"users": len(listed), "removed": removed, "revocations": new_revocations,
+                     "truncated": bool(answer.get("truncated")), "at": now}  # fmt: skip
+        log.info("User sync: {users} users, {removed} no longer listed, {revocations} new revocations",
+                 spool_event="users_synced", **self.last)  # fmt: skip
+        return self.last
+
+    @inlineCallbacks
+    def pull_revocations(self) -> Any:
+        query = {"since": self.cache.sync_since} if self.cache.sync_since else None
+        answer = yield self.api.call("GET", "revocations", deadline=REVOCATIONS, query=query)
+        if not isinstance(answer, dict) or not isinstance(answer.get("revocations"), list):
+            raise SyncError("the revocations answer has no \"revocations\" list")
+        revocations = []
+        for raw in answer["revocations"]:
+            try:
+                revoked_at = parse_server_time(raw.get("revoked_at"), float("nan"))
+                if revoked_at != revoked_at:
+                    raise ValueError("no revoked_at")
+                revocations.append(Revocation.from_dict(dict(raw, revoked_at=revoked_at)))
+            except (ValueError, TypeError, AttributeError):
+                log.warn("A revocation from the server is not usable; skipped", spool_event="revocation_skipped")
+        new = self.cache.add_revocations(revocations)
+        if isinstance(answer.get("server_time"), str):
+            self.cache.set_sync_since(answer["server_time"])
+        return new
+
+    @inlineCallbacks
+    def scheduled(self) -> Any:
+        """The timer's call: a failure is logged, never raised (the next run tries again)."""
+        try:
+            yield self.sync()
+        except Exception as error:  # noqa: BLE001
+            log.info("User sync failed: {detail}", spool_event="users_sync_failed", detail=str(error))
