@@ -93,9 +93,11 @@ def mode(spooler: Spooler) -> str:
 
 
 def held(spooler: Spooler, count: int) -> list[dict[str, Any]]:
-    return wait_for(lambda: [j for j in spooler.jobs() if j["state"] == "pending-held"][:count]
-                    if len([j for j in spooler.jobs() if j["state"] == "pending-held"]) >= count else None,
-                    timeout=20, what=f"{count} held jobs")  # fmt: skip
+    def found() -> list[dict[str, Any]] | None:
+        jobs = [job for job in spooler.jobs() if job["state"] == "pending-held"]
+        return jobs if len(jobs) >= count else None
+
+    return wait_for(found, timeout=20, what=f"{count} held jobs")
 
 
 def go_offline(spooler: Spooler, central: RefServer) -> None:
@@ -115,6 +117,7 @@ def test_pull_print_online_then_offline_at_the_terminal(spooler_factory: Any, ce
     central.start()
     spooler, port = start_branch(spooler_factory, central)
     wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
+    assert json.loads(spooler.cli("status", "--json").stdout)["listeners"]["terminal"] == f"127.0.0.1:{port}"
 
     alice, bob = TerminalClient(port), TerminalClient(port)
     status, session = alice.login(ALICE_PIN)  # online: the central server checks the PIN
@@ -141,7 +144,7 @@ def test_pull_print_online_then_offline_at_the_terminal(spooler_factory: Any, ce
     [mine] = alice_offline.jobs()
     assert mine["name"] == "Quarterly report"
     bobs_id = next(j["job_id"] for j in spooler.jobs() if j["user"] == "bob")
-    assert alice_offline.call("POST", f"jobs/{bobs_id}/release") [0] == 404  # not hers
+    assert alice_offline.call("POST", f"jobs/{bobs_id}/release")[0] == 404  # not hers
     assert alice_offline.call("POST", f"jobs/{bobs_id}/delete")[0] == 404
 
     status, body = alice_offline.call("POST", f"jobs/{mine['id']}/release")
