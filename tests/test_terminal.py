@@ -18,30 +18,14 @@ from twisted.logger import globalLogPublisher
 
 from inprocess import Rig
 from spooler.config import config_from_mapping, load_config
-from spooler.model import ConfigError, JobState, SpoolerError
+from spooler.login.service import LoginOutcome, LoginRefused
+from spooler.model import ConfigError, JobState
 from spooler.terminal.resource import MAX_BODY, TerminalResource, TerminalSite, refusal_text, wait_text
 from spooler.terminal.sessions import SessionStore
 
 SERVER = {"queue_uri": "ipp://server.test/ipp/print", "probe_interval": 1, "probe_timeout": 1,
           "down_after": 2, "up_after": 2}  # fmt: skip
 NOTICE = "Offline: credit, quota, projects and print policies are not available."
-
-
-@dataclass(frozen=True)
-class Outcome:
-    user: str
-    profile: dict[str, Any]
-    mode: str
-    notice: str | None
-    valid_until: float
-
-
-class Refused(SpoolerError):
-    def __init__(self, reason: str, message: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message or reason)
-        self.reason = reason
-        self.message = message or reason
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -51,11 +35,11 @@ class FakeLogin:
 
     clock: Any
     mode: str = "online"
-    refusal: Refused | None = None
+    refusal: LoginRefused | None = None
     calls: list[tuple[str, str | None, str]] = field(default_factory=list)
-    pending: Deferred[Outcome] | None = None
+    pending: Deferred[LoginOutcome] | None = None
 
-    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[Outcome]:
+    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]:
         self.calls.append((method, user, terminal))
         if self.pending is not None:
             return self.pending
@@ -65,8 +49,8 @@ class FakeLogin:
                  ("password", "alice-password"): "alice"}  # fmt: skip
         name = known.get((method, secret))
         if name is None or (user is not None and user != name):
-            raise Refused("invalid", "invalid credentials")
-        return succeed(Outcome(name, {"name": name, "full_name": name.title() + " Example"}, self.mode,
+            raise LoginRefused("invalid", "invalid credentials")
+        return succeed(LoginOutcome(name, {"name": name, "full_name": name.title() + " Example"}, self.mode,
                                NOTICE if self.mode == "offline" else None, self.clock.seconds() + 86400))
 
 
@@ -245,7 +229,7 @@ def test_a_configured_terminal_name_is_the_throttling_id(tmp_path: Path) -> None
 ])  # fmt: skip
 def test_refused_logins_say_why(terminal: Terminal, reason: str, method: str, retry_after: float | None,
                                 status: int, words: str) -> None:  # fmt: skip
-    terminal.login.refusal = Refused(reason, "the core's own words", retry_after)
+    terminal.login.refusal = LoginRefused(reason, "the core's own words", retry_after)
     user = "alice" if method == "password" else None
     code, headers, body = terminal.client().login("5555", method=method, user=user)
     assert code == status and body["code"] == reason and words in body["error"], body
@@ -336,7 +320,7 @@ def test_a_login_answered_later_is_answered_then(terminal: Terminal) -> None:
     channel.dataReceived(b"POST /api/v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
     assert transport.value() == b""
-    terminal.login.pending.callback(Outcome("alice", {}, "offline", NOTICE, 0))
+    terminal.login.pending.callback(LoginOutcome("alice", {}, "offline", NOTICE, 0))
     status, _, answer = Client(terminal.site).parse(transport.value())
     assert status == 200 and answer["mode"] == "offline" and answer["notice"] == NOTICE
 
@@ -349,7 +333,7 @@ def test_no_secret_reaches_the_log(terminal: Terminal) -> None:
         client.login("1234")
         client.login("8642")
         client.login("alice-password", method="password", user="alice")
-        terminal.login.refusal = Refused("locked", "locked", 30)
+        terminal.login.refusal = LoginRefused("locked", "locked", 30)
         client.login("97531")
     finally:
         globalLogPublisher.removeObserver(events.append)

@@ -37,6 +37,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from spooler.jobs import JobService
+from spooler.login.service import LoginOutcome, LoginRefused
 from spooler.model import IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view
 from spooler.terminal.sessions import Session, SessionStore
@@ -77,7 +78,7 @@ _JOB_PATH = re.compile(r"^/api/v1/jobs/(\d{1,12})/(release|delete)$")
 class LoginProvider(Protocol):
     """What the terminal needs of spooler.login.LoginService."""
 
-    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[Any]: ...
+    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]: ...
 
 
 class ApiError(Exception):
@@ -293,7 +294,7 @@ class TerminalResource(Resource):
         attempt = maybeDeferred(service.login, method=method, secret=secret, user=user, terminal=terminal)
         del secret, body  # the secret goes to the login service and nowhere else
 
-        def logged_in(outcome: Any) -> dict[str, Any]:
+        def logged_in(outcome: LoginOutcome) -> dict[str, Any]:
             token, session = self.sessions.open(
                 user=outcome.user, mode=outcome.mode, notice=outcome.notice, profile=dict(outcome.profile or {}),
                 peer=peer, valid_until=outcome.valid_until,
@@ -307,12 +308,12 @@ class TerminalResource(Resource):
             return answer
 
         def refused(failure: Failure) -> Failure:
+            if not failure.check(LoginRefused):
+                return failure
             error = failure.value
-            reason = getattr(error, "reason", None)
+            reason, retry_after, detail = error.reason, error.retry_after, error.message  # logged by the service
             if reason not in REFUSAL_STATUS:
                 return failure
-            retry_after = getattr(error, "retry_after", None)
-            detail = str(getattr(error, "message", "") or "")  # the login service logged the refusal
             extra: dict[str, Any] = {}
             if retry_after is not None:
                 extra["retry_after"] = math.ceil(retry_after)
