@@ -371,6 +371,101 @@ def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]
     return EXIT_OK
 
 
+# -- offline login: users and keys ----------------------------------------------------------------
+
+
+def _open_login_cache(config: Config) -> Any:
+    """The credential cache read directly (the daemon is down); CommandError if there is none yet."""
+    from spooler.login.cache import CredentialCache
+    from spooler.login.keys import KeyFileError, LoginKeys
+
+    if not config.login_key_path.exists() or not config.login_cache_path.exists():
+        raise CommandError(f"no login cache in {config.state_dir} yet (nobody has logged in or been synced)")
+    try:
+        return CredentialCache.open(config.login_cache_path, LoginKeys.load(config.login_key_path))
+    except KeyFileError as error:
+        raise CommandError(str(error)) from None
+
+
+def cmd_users_sync(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    result = admin_request(config, "POST", "/v1/users/sync", {}, timeout=90)
+    if args.json:
+        _print_json(out, result)
+    else:
+        more = " (the server has more: only the first 100 are kept)" if result.get("truncated") else ""
+        out.write(f"synced {result['users']} user(s){more}, {result['removed']} no longer listed, "
+                  f"{result['revocations']} new revocation(s)\n")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_users_list(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    import time
+
+    try:
+        users = admin_request(config, "GET", "/v1/users")["users"]
+    except DaemonDown as down:
+        from spooler.login.runtime import user_rows
+
+        if daemon_running(config):
+            raise CommandError(f"{down}, but the state folder is locked") from None
+        err.write(f"note: {down}; showing the stored login cache\n")
+        cache = _open_login_cache(config)
+        try:
+            users = user_rows(cache, time.time())
+        finally:
+            cache.close()
+    if args.json:
+        _print_json(out, users)
+    elif not users:
+        out.write("nobody can log in offline (no logins or syncs cached)\n")
+    else:
+        rows = [[u["user"], u["full_name"][:30], u["state"], _when(u["valid_until"]), ",".join(u["methods"]) or "-",
+                 u["source"], _when(u["updated_at"])] for u in users]  # fmt: skip
+        out.write(table(rows, ["USER", "NAME", "STATE", "VALID UNTIL", "METHODS", "SOURCE", "UPDATED"]) + "\n")
+    return EXIT_OK
+
+
+def cmd_keys_rotate(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        result = admin_request(config, "POST", "/v1/keys/rotate", {})
+    except DaemonDown:
+        from spooler.model import StateDirLocked
+        from spooler.service import StateDirLock
+
+        lock = StateDirLock(config.lock_path)
+        try:
+            lock.acquire()  # the daemon must not start while the rows are re-encrypted
+        except StateDirLocked as error:
+            raise CommandError(str(error)) from None
+        try:
+            cache = _open_login_cache(config)
+            try:
+                result = {"key_id": cache.rotate(), "entries": len(cache.entries)}
+            finally:
+                cache.close()
+        finally:
+            lock.release()
+    if args.json:
+        _print_json(out, result)
+    else:
+        out.write(f"the login cache is now encrypted under key {result['key_id']} ({result['entries']} user(s))\n")
+    return EXIT_OK
+
+
+def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from spooler.login.keys import write_fleet_key
+
+    try:
+        write_fleet_key(args.file)
+    except FileExistsError:
+        raise CommandError(f"{args.file} exists already (a fleet key is never overwritten)") from None
+    except OSError as error:
+        raise CommandError(f"cannot write {args.file}: {error.strerror or error}") from None
+    out.write(f"wrote a new fleet key to {args.file} (mode 0600); give the same file to every spooler of the "
+              "fleet ([login] fleet_key_file)\n")  # fmt: skip
+    return EXIT_OK
+
+
 # -- argument parsing ------------------------------------------------------------------------------
 
 
@@ -484,6 +579,25 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sides the job asks for")  # fmt: skip
     analyze.add_argument("--number-up", type=int, default=1, metavar="N", help="pages per side")
     analyze.set_defaults(handler=cmd_analyze)
+
+    users = commands.add_parser("users", help="offline login: the users this device knows")
+    users_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    users_sync = users_commands.add_parser("sync", parents=[common, json_option],
+                                           help="pull this device's users and the revocations from the server now")
+    users_sync.set_defaults(handler=cmd_users_sync)
+    users_list = users_commands.add_parser("list", parents=[common, json_option],
+                                           help="who can log in offline, and until when")
+    users_list.set_defaults(handler=cmd_users_list)
+
+    keys = commands.add_parser("keys", help="the login cache's encryption key and the fleet key")
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys_rotate = keys_commands.add_parser("rotate", parents=[common, json_option],
+                                           help="re-encrypt the login cache under a new key")
+    keys_rotate.set_defaults(handler=cmd_keys_rotate)
+    keys_fleet = keys_commands.add_parser("new-fleet-key", parents=[common],
+                                          help="write a new fleet key (for [login] fleet_key_file) to FILE")
+    keys_fleet.add_argument("file", type=Path, metavar="FILE")
+    keys_fleet.set_defaults(handler=cmd_keys_fleet)
     return parser
 
 

@@ -71,13 +71,22 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
                    "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep", "server.queue_uri",
                    "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
                    "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy", "analysis.enabled",
-                   "analysis.workers", "analysis.memory_limit", "analysis.page_cap"):  # fmt: skip
+                   "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "login.validity_hours",
+                   "login.offline_enabled", "login.sync_interval", "login.max_failures", "login.lockout",
+                   "login.peers", "login.share_listen", "login.fleet_key_file", "login.share_interval",
+                   "login.discover"):  # fmt: skip
         key = dotted.split(".")[-1]
         assert f"\n{key} =" in text or f"\n# {key} =" in text, f"{dotted} is not shown in samples/spooler.toml"
 
 
 BAD = [
     ({"colour": 1}, "colour", "unknown key"),
+    ({"login": {"validity_hours": 0}}, "login.validity_hours", "hours above zero"),
+    ({"login": {"peers": ["nohost"]}}, "login.peers", "host:port"),
+    ({"login": {"peers": ["10.0.0.1:70000"]}}, "login.peers", "host:port"),
+    ({"login": {"offline_enabled": "no"}}, "login.offline_enabled", "true or false"),
+    ({"login": {"max_failures": 0}}, "login.max_failures", "at least 1"),
+    ({"login": {"pin": 1}}, "login.pin", "unknown key"),
     ({"listen": {"ipp6": "tcp:1"}}, "listen.ipp6", "unknown key"),
     ({"listen": "tcp:9100"}, "listen", "must be a table"),
     ({"listen": {"raw": "9100"}}, "listen.raw", "endpoint"),

@@ -158,14 +158,17 @@ def merge_entries(local: UserEntry | None, incoming: UserEntry) -> UserEntry:
 def apply_sync(local: UserEntry | None, synced: UserEntry) -> UserEntry:
     """A user as the server's sync lists them now: the synced credentials replace the ones learned by
     an earlier sync (a salt changes when the server restarts; a credential not listed is gone); those
-    learned from a login stay until they expire or are revoked. A login fingerprint follows its
-    credential id."""
+    learned from a login stay until they expire or are revoked. A credential id seen at a login keeps
+    its origin and its fingerprint, with the synced verifier."""
     if local is None:
         return synced
     credentials = {cid: c for cid, c in local.credentials.items() if c.origin != "sync" and cid not in synced.credentials}
     for credential_id, theirs in synced.credentials.items():
         ours = local.credentials.get(credential_id)
-        credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint if ours is not None else None)
+        if ours is None:
+            credentials[credential_id] = theirs
+        else:  # seen at a login here: it stays a login credential (kept when the sync drops the user)
+            credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint, origin=ours.origin)
     return UserEntry(local.user, synced.profile, credentials, max(local.expires_at, synced.expires_at),
                      synced.updated_at, "sync")  # fmt: skip
 

@@ -70,6 +70,7 @@ class LoginRuntime(MultiService):
         self.config = config
         self.reactor = reactor
         self.cache = open_cache(config)
+        self.cache.purge(reactor.seconds())
         api_url = config.server.api_url if config.server is not None else None
         self.api = CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
@@ -87,7 +88,7 @@ class LoginRuntime(MultiService):
         if config.login.fleet_key_file is not None:
             from spooler.login.share import Sharing
 
-            self.sharing = Sharing(config, reactor, self.cache, self.service)
+            self.sharing = Sharing(config, reactor, self.cache, self.service, run_in_thread=run_in_thread)
             self.sharing.setServiceParent(self)
 
     def stopService(self) -> Any:

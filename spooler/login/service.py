@@ -29,6 +29,8 @@ from spooler.verifiers import check_verifier, make_verifier
 log = Logger(namespace="spooler.login")
 
 OFFLINE_NOTICE = "Offline: credit, quota, projects and print policies are not available."
+#: What an offline login cannot know, by name (for the job's accounting record, beside mode "offline").
+UNAVAILABLE_OFFLINE = ("credit", "quota", "projects", "policies")
 MAX_SECRET = 256
 MAX_USER = 256
 #: Threads that check verifiers at once during a scan (scrypt releases the GIL).
