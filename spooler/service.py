@@ -265,7 +265,7 @@ class SpoolerService(MultiService):
         settings = self.config.terminal
         resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
                                     session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
-        site = TerminalSite(resource, clock=self.reactor)
+        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _advertiser(self) -> Any:

@@ -539,3 +539,17 @@ def test_bad_terminal_settings_are_named(tmp_path: Path, section: dict[str, Any]
     with pytest.raises(ConfigError) as caught:
         config_from_mapping({"terminal": section}, base=tmp_path, state_dir=tmp_path)
     assert caught.value.key == key and words in caught.value.problem
+
+
+def test_connections_beyond_the_limit_are_closed(tmp_path: Path) -> None:
+    from twisted.internet.error import ConnectionDone
+    from twisted.python.failure import Failure
+
+    made = Terminal(tmp_path)
+    site = TerminalSite(made.resource, clock=made.rig.clock, max_connections=2)
+    peer = IPv4Address("TCP", "127.0.0.1", 40000)
+    first, second = site.buildProtocol(peer), site.buildProtocol(peer)
+    assert first is not None and second is not None and site.buildProtocol(peer) is None
+    first.makeConnection(StringTransport(peerAddress=peer))
+    first.connectionLost(Failure(ConnectionDone()))
+    assert site.connections == 1 and site.buildProtocol(peer) is not None

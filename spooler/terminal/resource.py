@@ -344,15 +344,33 @@ class TerminalResource(Resource):
 
 
 class TerminalSite(Site):
-    """The terminal's site: bounded bodies, idle connections closed, no access log (the spool log
-    records logins, releases and deletions)."""
+    """The terminal's site: bounded bodies, at most `max_connections` connections at once (more are
+    closed at once), idle connections closed, no access log (the spool log records logins,
+    releases and deletions)."""
 
     noisy = False
     requestFactory = TerminalRequest
     displayTracebacks = False
 
-    def __init__(self, resource: TerminalResource, *, clock: IReactorTime | None = None) -> None:
+    def __init__(self, resource: TerminalResource, *, clock: IReactorTime | None = None,
+                 max_connections: int = 100) -> None:  # fmt: skip
         super().__init__(resource, timeout=CONNECTION_TIMEOUT, reactor=clock)
+        self.max_connections = max_connections
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.connections >= self.max_connections:
+            return None  # the connection is closed
+        channel = super().buildProtocol(addr)
+        self.connections += 1
+        lost = channel.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            self.connections -= 1
+            lost(reason)
+
+        channel.connectionLost = connection_lost
+        return channel
 
     def log(self, request: object) -> None:
         pass
