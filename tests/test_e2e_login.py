@@ -243,6 +243,13 @@ def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, sp
     assert a.cli("keys", "new-fleet-key", str(fleet_key), check=False).returncode == 1  # never overwritten
     a.start()
     b.start()
+    for body in (b"{}", b"not json", json.dumps({"v": 1, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
+                                                 "ct": "AAAAAAAAAAAAAAAAAAAAAAAA"}).encode()):  # fmt: skip
+        connection = http.client.HTTPConnection("127.0.0.1", port_b, timeout=10)
+        connection.request("POST", "/v1/share/push", body=body)
+        response = connection.getresponse()
+        assert response.status == 401 and "error" in json.loads(response.read())
+        connection.close()
 
     assert login(a, "735194")[0] == 200  # alice, online at A: A pushes her entry to B
     assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob too

@@ -386,3 +386,46 @@ def test_password_needs_a_user_and_checks_only_that_user(rig: Any) -> None:
     assert login(service, "secret-a", method="password").reason == "invalid"  # type: ignore[union-attr]
     assert login(service, "secret-a", user="bob", method="password").reason == "invalid"  # type: ignore[union-attr]
     assert login(service, "secret-a", user="alice", method="password").user == "alice"  # type: ignore[union-attr]
+
+
+def test_an_unexpected_error_is_refused_as_unavailable(rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = rig.service()
+    rig.api.answers = [ok()]
+
+    def broken(entry: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(rig.cache, "put", broken)
+    refused = login(service, "1234")
+    assert isinstance(refused, LoginRefused) and refused.reason == "unavailable"
+
+
+def test_a_key_file_readable_by_others_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "login.key"
+    LoginKeys.open_or_create(path)
+    os.chmod(path, 0o644)
+    LoginKeys.open_or_create(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_scans_queue_up_to_a_bound(rig: Any) -> None:
+    from spooler.login.service import MAX_WAITING_SCANS
+
+    rig.cache.put(entry("alice", cred("pin-1", secret="4321", origin="sync"), expires=rig.clock.seconds() + 60))
+    held: list[Any] = []
+
+    def parked(function: Any, *args: Any) -> Any:  # a run_in_thread whose work never ends (yet)
+        from twisted.internet.defer import Deferred
+
+        held.append((Deferred(), function, args))
+        return held[-1][0]
+
+    service = LoginService(rig.clock, rig.config, rig.cache, device="b", api=None, run_in_thread=parked)
+    results: list[Any] = []
+    for number in range(MAX_WAITING_SCANS + 2):
+        service.login(method="pin", secret="0000", user=None, terminal=f"t{number}").addBoth(results.append)
+    assert len(results) == 1 and results[0].value.reason == "unavailable"  # the one over the bound
+    while held:
+        deferred, function, args = held.pop(0)
+        deferred.callback(function(*args))
+    assert [r.value.reason for r in results[1:]] == ["invalid"] * (MAX_WAITING_SCANS + 1)

@@ -70,9 +70,13 @@ class LoginKeys:
     def open_or_create(cls, path: Path) -> LoginKeys:
         """The key file at `path`; a new one (and its 0700 folder) the first time."""
         try:
-            return cls.load(path)
+            keys = cls.load(path)
         except FileNotFoundError:
             pass
+        else:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)  # readable by the spooler's user only, whatever put it there
+            return keys
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
         keys = cls.generate(path)

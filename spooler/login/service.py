@@ -37,6 +37,8 @@ MAX_USER = 256
 SCAN_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: Scans at once: a burst of wrong PINs at several terminals queues up instead of starving the machine.
 SCANS_AT_ONCE = 1
+#: Scans waiting for their turn at most; one more is refused as "unavailable" at once.
+MAX_WAITING_SCANS = 4
 
 MESSAGES = {
     "invalid": "Login failed: the PIN, card or password is not valid.",
@@ -127,6 +129,9 @@ class LoginService:
             log.info("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
                      reason=refused.reason, user=user, terminal=terminal, method=method)  # fmt: skip
             raise
+        except Exception:  # a bug or a broken cache: the terminal says "not available", the log has the rest
+            log.failure("Login at {terminal} failed", terminal=terminal, spool_event="login_error")
+            raise LoginRefused("unavailable") from None
         self.throttle.succeeded(user, terminal)
         self.throttle.succeeded(outcome.user, terminal)
         log.info("Login of {user} at {terminal} by {method} ({mode})", spool_event="login_ok", user=outcome.user,
@@ -242,6 +247,10 @@ class LoginService:
         candidates = self._candidates(method, user, now)
         if not candidates:
             return None
+        if len(self._scans.waiting) >= MAX_WAITING_SCANS:
+            log.warn("Login refused: {waiting} verifier scans are waiting already", spool_event="login_busy",
+                     waiting=len(self._scans.waiting))  # fmt: skip
+            raise LoginRefused("unavailable")
         yield self._scans.acquire()
         try:
             match = yield self._scan(secret, candidates)

@@ -190,6 +190,10 @@ class ShareResource(Resource):
         self._clock = clock
         self._validity = validity
 
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        return self._error(request, 405, "use POST")
+
     def render_POST(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         path = [part.decode("utf-8", "replace") for part in request.postpath]
@@ -228,6 +232,7 @@ class ShareResource(Resource):
 
 class QuietSite(Site):
     noisy = False
+    timeOut = 30  # an idle peer connection is closed after this many seconds
 
     def log(self, request: object) -> None:
         pass
