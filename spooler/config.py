@@ -236,6 +236,16 @@ def _accounting(section: dict[str, Any]) -> AccountingConfig:
 
 
 @dataclass(frozen=True)
+class TerminalConfig:
+    """The device terminal (spooler.terminal): the login and pull-print web page and its JSON API."""
+
+    enabled: bool = False
+    listen: str = "tcp:8633:interface=127.0.0.1"
+    session_idle: float = 120.0  # a session unused for this long ends (the user walked away)
+    name: str | None = None  # the terminal's id for login throttling; None: each client's address
+
+
+@dataclass(frozen=True)
 class LoginConfig:
     """Logins at the device: the offline credential cache, user sync, brute-force limits, sharing."""
 
@@ -272,6 +282,7 @@ class Config:
     log: LogConfig = LogConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     accounting: AccountingConfig = AccountingConfig()
+    terminal: TerminalConfig = TerminalConfig()
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     login: LoginConfig = LoginConfig()
@@ -503,6 +514,19 @@ def _device_name(key: str, value: Any) -> str:
     return text
 
 
+def _terminal(section: dict[str, Any]) -> TerminalConfig:
+    listen = _get(section, "terminal", "listen", _endpoint, TerminalConfig.listen)
+    enabled = _get(section, "terminal", "enabled", _boolean, TerminalConfig.enabled)
+    if enabled and not listen:
+        raise ConfigError("terminal.listen", "the terminal is enabled but has no endpoint to listen on")
+    return TerminalConfig(
+        enabled=enabled,
+        listen=listen or TerminalConfig.listen,
+        session_idle=_get(section, "terminal", "session_idle", _positive_duration, TerminalConfig.session_idle),
+        name=_get(section, "terminal", "name", _device_name, TerminalConfig.name),
+    )
+
+
 def _peer_address(key: str, value: Any) -> tuple[str, ...]:
     names = _names(key, value)
     for name in names:
@@ -556,7 +580,7 @@ def config_from_mapping(
     raw: dict[str, Any], *, base: Path, state_dir: Path | None = None, source: Path | None = None
 ) -> Config:
     top_level = ("state_dir", "listen", "limits", "lpd", "ipp", "spool", "device", "server", "admin", "log",
-                 "queues", "analysis", "dnssd", "accounting", "login")  # fmt: skip
+                 "queues", "analysis", "dnssd", "accounting", "terminal", "login")  # fmt: skip
     for key in raw:
         if key not in top_level:
             raise ConfigError(key, f"unknown key (known top-level keys: {', '.join(top_level)})")
@@ -625,6 +649,7 @@ def config_from_mapping(
         queues=queues,
         server=server_config,
         analysis=analysis_config,
+        terminal=_terminal(_section(raw, "terminal", ("enabled", "listen", "session_idle", "name"))),
         admin_socket=admin_socket,
         device=device_config,
         listen=ListenConfig(

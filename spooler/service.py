@@ -208,6 +208,8 @@ class SpoolerService(MultiService):
         for name, (description, factory) in self._intake_factories().items():
             self.intake[name] = factory
             ListenerService(name, self._endpoint(f"listen.{name}", description), factory).setServiceParent(self)
+        if config.terminal.enabled:
+            self._terminal().setServiceParent(self)
         if config.dnssd.enabled and "ipp" in self.intake:
             self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
@@ -280,6 +282,18 @@ class SpoolerService(MultiService):
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip
         return factories
+
+    def _terminal(self) -> ListenerService:
+        """The device terminal (login and pull print, spooler.terminal) on terminal.listen. It asks
+        `self.login` (the LoginService) at each login, so it works whatever starts first."""
+        from spooler.terminal import TerminalResource, TerminalSite
+
+        assert self.jobs is not None
+        settings = self.config.terminal
+        resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
+                                    session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
+        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
+        return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""

@@ -1,0 +1,104 @@
+"""Pull print at the device: which held jobs a logged-in user sees, and what releasing or deleting
+one does. No HTTP here; the terminal's resource calls it with the session's user.
+
+The rules:
+
+* A user sees only their own jobs that wait in pending-held: jobs of a `hold`-policy queue held
+  while the central server was down, and jobs held at intake (PJL private print, IPP
+  job-hold-until). A job of someone else is "not found" (its existence is not revealed).
+* **Release prints the job on this device** — the one the user stands at (the CUPS/MyQ baseline):
+  also when the central server has come back since the job was held, and also for a job held at
+  intake, which would otherwise be forwarded to the server's queue and need a second release
+  there. The owner rule of JobService (requester == the job's user) still applies.
+* Delete cancels the job (JobService.cancel with the session's user as requester).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spooler.jobs import INCOMING, JobService
+from spooler.model import IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolerError
+
+#: The attribute the dispatcher honours: a job released at the device is printed on the device.
+RELEASE_TO_DEVICE = "release_to_device"
+
+
+class NotYourJob(SpoolerError):
+    """The job does not exist or belongs to someone else (the terminal does not say which)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"you have no job {job_id}")
+        self.job_id = job_id
+
+
+class JobNotHeld(SpoolerError):
+    """The job is the user's but is not waiting to be released (printing, printed, deleted)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"job {job.job_id} is {job.state.keyword}, not waiting to be released")
+        self.job_id = job.job_id
+        self.state = job.state
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """What the terminal shows of one job: name, pages, colour, time (from the job's analysis)."""
+    analysis = job.attributes.get("analysis") or {}
+    known = analysis.get("status") == "ok"
+    pages = analysis.get("pages") if known else None
+    color: str | None = None
+    if known:
+        color = "color" if int(analysis.get("color_impressions") or 0) > 0 else "mono"
+    return {
+        "id": job.job_id,
+        "name": job.name or "(untitled)",
+        "pages": pages,
+        "sheets": analysis.get("sheets") if known else None,
+        "copies": job.copies,
+        "color": color,
+        "sides": job.sides,
+        "size": job.size,
+        "time": job.created_at,
+        "state": job.state.keyword,
+        "held_offline": bool(job.attributes.get("held_offline")),
+        "private": job.hold_key_verifier is not None,
+    }
+
+
+class PullPrint:
+    def __init__(self, jobs: JobService) -> None:
+        self._jobs = jobs
+
+    def held_jobs(self, user: str) -> list[Job]:
+        """The user's held jobs, oldest first."""
+        return [job for job in self._jobs.list_jobs(state=JobState.PENDING_HELD) if job.user == user]
+
+    def _mine(self, user: str, job_id: int) -> Job:
+        try:
+            job = self._jobs.get(job_id)
+        except JobNotFound:
+            raise NotYourJob(job_id) from None
+        if job.user != user:
+            raise NotYourJob(job_id)
+        return job
+
+    def release(self, user: str, job_id: int) -> Job:
+        """Release one of `user`'s held jobs to this device."""
+        job = self._mine(user, job_id)
+        if job.state is not JobState.PENDING_HELD or job.reason == INCOMING:
+            raise JobNotHeld(job)
+        store = self._jobs.store
+        if not job.attributes.get(RELEASE_TO_DEVICE):
+            store.update_job(job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True}))
+        try:
+            return self._jobs.release(job_id, requester=user)
+        except (IllegalTransition, NotAuthorized):
+            store.update_job(store.get(job_id).evolve(attributes=job.attributes))  # as it was
+            raise
+
+    def delete(self, user: str, job_id: int) -> Job:
+        """Cancel one of `user`'s jobs that has not finished."""
+        job = self._mine(user, job_id)
+        if job.state.is_final:
+            raise JobNotHeld(job)
+        return self._jobs.cancel(job_id, requester=user)
