@@ -119,6 +119,15 @@ def _logged_failures(sink: list[dict[str, Any]]) -> None:
         raise Finding(f"logged failure: {event.get('log_format')}: {failure.getTraceback()}")
 
 
+def _no_leftovers(rig: Any) -> None:
+    """No incoming (not yet committed) spool file may outlive the request that brought it. The files
+    are removed before the finding is raised, so that one finding does not repeat for every input."""
+    leftovers = sorted(rig.config.incoming_dir.iterdir()) if rig.config.incoming_dir.exists() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    check(not leftovers, f"incoming files left behind: {[p.name for p in leftovers]}")
+
+
 _ipp = _Services(ipp={"admin_users": ["root"]})
 
 
@@ -167,10 +176,9 @@ def ipp_request(data: bytes) -> None:
         answer = decode(body)
         check(answer.code != Status.SERVER_ERROR_INTERNAL_ERROR, f"internal error: {answer}")
         _logged_failures(_ipp.failures)
-        leftovers = list(rig.config.incoming_dir.iterdir()) if rig.config.incoming_dir.exists() else []
-        check(not leftovers, f"incoming files left behind: {leftovers}")
     finally:
         channel.connectionLost(None)  # type: ignore[arg-type]
+    _no_leftovers(rig)
 
 
 # -- LPD ---------------------------------------------------------------------------------------------
@@ -224,8 +232,7 @@ def lpd_session(data: bytes) -> None:
     finally:
         protocol.connectionLost()
     _logged_failures(_lpd.failures)
-    leftovers = list(rig.config.incoming_dir.iterdir()) if rig.config.incoming_dir.exists() else []
-    check(not leftovers, f"incoming files left behind: {leftovers}")
+    _no_leftovers(rig)
 
 
 # -- PJL and format detection --------------------------------------------------------------------------

@@ -391,7 +391,12 @@ class PrinterOperations:
             if document is not None:
                 yield document.discard()
             raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "Print-Job without document data")
-        request = self._job_request(message, context, plan.document_format)
+        try:
+            request = self._job_request(message, context, plan.document_format)
+        except Exception:
+            # A generator's exception fails its Deferred: respond()'s own discard never sees it.
+            yield document.discard()
+            raise
         job = yield self.jobs.submit(document, request)
         return self._job_response(message, context, job, plan.warnings)
 
