@@ -205,8 +205,8 @@ def lpd_session(data: bytes) -> None:
     """A whole client conversation with the LPD daemon (commands, subcommands, control and data
     files) over a StringTransport, then the client's clean end of stream and the connection's close.
     The first byte picks how the rest is cut into reads (0: at once, n: n bytes at a time), the rest
-    is the client's stream. No exception may escape, no failure may be logged, the answer bytes are
-    ACK/refusal bytes or queue text, and no incoming file may outlive the connection."""
+    is the client's stream. No exception may escape, no failure may be logged, and no incoming file
+    may outlive the connection."""
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import StringTransport
 

@@ -77,3 +77,50 @@ def test_print_job_with_a_badly_typed_attribute_leaves_no_incoming_file(tmp_path
     assert decode(client.responses()[-1][1]).code == Status.CLIENT_ERROR_BAD_REQUEST
     assert list(rig.config.incoming_dir.iterdir()) == []
 
+
+
+@pytest.mark.parametrize("tail", ["\u00b2", "9" * 23, "9" * 5000, "2147483648"],
+                         ids=["superscript-two", "23-digits", "5000-digits", "2**31"])
+def test_job_uri_that_is_no_job_id_is_not_found(tmp_path: Path, tail: str) -> None:
+    """A job-uri whose last segment is not a job-id: "²" passes str.isdigit() but not int() (a
+    ValueError), 23 digits reached SQLite (OverflowError), 5000 digits broke int()'s 4300-digit
+    limit; each was server-error-internal-error with a logged traceback. Now: client-error-not-found."""
+    from spooler.ipp.codec import Attribute
+    from spooler.ipp.tags import Operation, Status
+    from test_ipp_operations import ipp_request
+
+    _, client = _ipp_client(tmp_path)
+    for operation in (Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.HOLD_JOB):
+        message = ipp_request(operation, Attribute.uri("job-uri", f"ipp://localhost/ipp/print/{tail}"),
+                              printer_uri=False)  # fmt: skip
+        assert client.call(message).code == Status.CLIENT_ERROR_NOT_FOUND
+
+
+# -- LPD --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [b"\x03default \xc2\xb2\n", b"\x04default alice \xc2\xb2\n",
+                                     b"\x05default root 1 \xc2\xb2\n"])  # fmt: skip
+def test_lpq_lprm_list_with_a_non_ascii_digit(tmp_path: Path, command: bytes) -> None:
+    """An lpq/lprm list item "²" (UTF-8 c2 b2) passed str.isdigit() and int() raised ValueError out of
+    dataReceived: the connection was dropped without an answer. Now it is a user name."""
+    from inprocess import Rig
+    from test_lpd import connect
+
+    rig = Rig(tmp_path)
+    job = rig.submit(b"hello\n", protocol="lpd", user="alice", queue="default")
+    protocol, transport = connect(rig)
+    protocol.dataReceived(command)
+    answer = transport.value().decode()
+    assert transport.disconnecting
+    if command[0] == 5:  # "root" is no admin agent here: its removal of alice's job is refused
+        assert f"job {job.job_id}: permission denied" in answer
+    else:
+        assert answer.startswith("default is ready")
+
+
+def test_select_jobs_reads_only_ascii_numbers() -> None:
+    from spooler.lpd import job_number, select_jobs
+
+    assert [job_number(item) for item in ("12", "\u00b2", "\u0663", "alice", "0")] == [12, None, None, None, 0]
+    assert select_jobs([], ["\u00b2", "7"]) == []

@@ -284,8 +284,10 @@ class PrinterOperations:
             if job_uri is None:
                 raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "job-id or job-uri is missing")
             tail = str(job_uri).rstrip("/").rsplit("/", 1)[-1]
-            if not tail.isdigit():
-                raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job at {job_uri}")
+            # ASCII digits only ("²".isdigit() is true, int("²") fails), and no longer than a job-id
+            # (an integer, RFC 8011 5.3.2) can be: a longer number is no job, not an internal error.
+            if not (tail.isascii() and tail.isdigit()) or len(tail) > 10 or int(tail) > 2**31 - 1:
+                raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job at {str(job_uri)[:200]}")
             job_id = int(tail)
         if job_id < 1:
             raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job {job_id}")
