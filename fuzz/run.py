@@ -147,7 +147,11 @@ def worker(name: str, seconds: int) -> None:
     atexit.register(recorder.save, stats)
     args = [sys.argv[0], str(corpus), f"-max_total_time={seconds}", f"-max_len={target.max_len}",
             "-timeout=0", "-rss_limit_mb=2048", "-print_final_stats=1", f"-artifact_prefix={folder}/"]
-    atheris.Setup(args, one)
+    from fuzz.mutators import MUTATORS, write_dictionary
+
+    if write_dictionary(name, folder / "dict.txt") is not None:
+        args.append(f"-dict={folder / 'dict.txt'}")
+    atheris.Setup(args, one, **({"custom_mutator": MUTATORS[name]} if name in MUTATORS else {}))
     atheris.Fuzz()
 
 

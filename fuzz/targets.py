@@ -204,17 +204,22 @@ _lpd = _Services(queues={"default": {}, "other": {}}, lpd={"admin_agents": ["roo
 def lpd_session(data: bytes) -> None:
     """A whole client conversation with the LPD daemon (commands, subcommands, control and data
     files) over a StringTransport, then the client's clean end of stream and the connection's close.
-    The first byte picks how the rest is cut into reads (0: at once, n: n bytes at a time), the rest
-    is the client's stream. No exception may escape, no failure may be logged, and no incoming file
+    The first byte picks how the rest is cut into reads (its bits 0-2: 0 at once, n: n bytes at a
+    time) and how the connection ends (bits 3-4: 0 the client's clean end of stream, 1 idle until
+    the timeout, 2 a reset); the rest is the client's stream. No exception may escape, no failure may be logged, and no incoming file
     may outlive the connection."""
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import StringTransport
+
+    from twisted.internet.error import ConnectionLost
+    from twisted.internet.protocol import connectionDone
+    from twisted.python.failure import Failure
 
     from spooler.lpd import LpdFactory, LpdProtocol
 
     rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, idle_timeout=30, max_connections=10))
     factory = _lpd.extra
-    step, stream = (data[0] % 8, data[1:]) if data else (0, b"")
+    step, end, stream = (data[0] % 8, (data[0] >> 3) % 4, data[1:]) if data else (0, 0, b"")
     address = IPv4Address("TCP", "127.0.0.1", 40000)
     protocol = factory.buildProtocol(address)
     assert isinstance(protocol, LpdProtocol)
@@ -226,11 +231,14 @@ def lpd_session(data: bytes) -> None:
         else:
             for offset in range(0, len(stream), step):
                 protocol.dataReceived(stream[offset:offset + step])
-        protocol.readConnectionLost()
+        if end == 0:
+            protocol.readConnectionLost()
+        elif end == 1:
+            rig.clock.advance(factory.idle_timeout + 1)
         rig.clock.advance(0)
         _logged_failures(_lpd.failures)
     finally:
-        protocol.connectionLost()
+        protocol.connectionLost(Failure(ConnectionLost()) if end >= 2 else connectionDone)
     _logged_failures(_lpd.failures)
     _no_leftovers(rig)
 
