@@ -82,6 +82,8 @@ def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> Do
             raise AnalysisError(f"limit reached: {error}") from None
         except RecursionError:
             raise AnalysisError("PDF objects nested too deeply") from None
+        except NotImplementedError as error:  # pypdf: an unknown stream filter or encryption scheme
+            raise AnalysisError(f"unsupported PDF feature: {error}"[:300]) from None
         except (PyPdfError, KeyError, ValueError, TypeError, AttributeError, IndexError,
                 ZeroDivisionError, OverflowError, AssertionError) as error:
             raise AnalysisError(f"unreadable PDF: {type(error).__name__}: {error}"[:300]) from None
@@ -456,7 +458,10 @@ class _Colors:
                                       self.limits.max_decoded_bytes * 4)
         if width * height > self.limits.max_image_pixels:
             return True  # too big to decode here: colour by its colour space
-        data = image.get_data()
+        try:
+            data = image.get_data()
+        except NotImplementedError:  # pypdf has no decoder for this filter: colour by its colour space
+            return True
         self.decoded += len(data)
         if filters and filters[-1] in ("/DCTDecode", "/DCT", "/JPXDecode"):
             return not _jpeg_neutral(data)

@@ -124,3 +124,47 @@ def test_select_jobs_reads_only_ascii_numbers() -> None:
 
     assert [job_number(item) for item in ("12", "\u00b2", "\u0663", "alice", "0")] == [12, None, None, None, 0]
     assert select_jobs([], ["\u00b2", "7"]) == []
+
+
+# -- page analysers ---------------------------------------------------------------------------------------
+
+PDF_SEEDS = ROOT / "fuzz" / "seeds" / "pdf"
+SAMPLES = ROOT / "samples" / "corpus"
+
+
+@pytest.mark.parametrize(("source", "old", "new", "reason"), [
+    ("text_a4_3p.pdf", b"/FlateDecode", b"/FlateDecodX", "unsupported PDF feature: Unsupported filter /FlateDecodX"),
+    ("encrypted_owner_only.pdf", b"/V 1", b"/V 0", "unsupported PDF feature: Encryption V=0 NOT supported"),
+])  # fmt: skip
+def test_pdf_pypdf_not_implemented_is_the_analysers_refusal(tmp_path: Path, source: str, old: bytes, new: bytes,
+                                                             reason: str) -> None:  # fmt: skip
+    """pypdf raises NotImplementedError for a stream filter or an encryption version it does not know;
+    the PDF analyser let it out (analyze_file then said "analyser failed: NotImplementedError")."""
+    from drivers import AnalysisError, analyze_file
+    from drivers.pdf import analyze
+
+    path = tmp_path / "doc.pdf"
+    path.write_bytes((SAMPLES / source).read_bytes().replace(old, new))
+    with pytest.raises(AnalysisError, match="unsupported PDF feature"):
+        analyze(path)
+    stats = analyze_file(path)
+    assert (stats.status, stats.reason) == ("unknown", reason)
+
+
+@pytest.mark.parametrize("name", ["regress-content-filter-unsupported.pdf", "regress-encryption-v0.pdf"])
+def test_pdf_fuzz_inputs_with_unsupported_features_are_unknown(name: str) -> None:
+    from drivers import AnalysisError
+    from drivers.pdf import analyze
+
+    with pytest.raises(AnalysisError, match="unsupported PDF feature"):
+        analyze(PDF_SEEDS / name)
+
+
+def test_pdf_image_with_an_unsupported_filter_is_colour_by_its_colour_space() -> None:
+    """The fuzz input: an RGB image XObject whose filter was mutated to an unknown name. The page is
+    still counted; the image's colour is judged by its colour space (as for an image too big to
+    decode), not by its pixels."""
+    from drivers.pdf import analyze
+
+    stats = analyze(PDF_SEEDS / "regress-image-filter-unsupported.pdf")
+    assert (stats.status, stats.pages, stats.color_pages) == ("ok", 1, 1)
