@@ -193,7 +193,7 @@ def lpd_control(data: bytes) -> None:
     except LpdProtocolError:
         return
     request = job_request(control, queue="default", peer="127.0.0.1", control_name="cfA001host")
-    check(request.copies >= 1, f"copies {request.copies}")
+    check(request.copies is not None and request.copies >= 1, f"copies {request.copies}")
     for name in control.referenced:
         check("/" not in name and "\x00" not in name, f"data file name {name!r} could be a path")
 
@@ -203,11 +203,11 @@ _lpd = _Services(queues={"default": {}, "other": {}}, lpd={"admin_agents": ["roo
 
 def lpd_session(data: bytes) -> None:
     """A whole client conversation with the LPD daemon (commands, subcommands, control and data
-    files) over a StringTransport, then the client's clean end of stream and the connection's close.
+    files) over a StringTransport, then the end of the connection.
     The first byte picks how the rest is cut into reads (its bits 0-2: 0 at once, n: n bytes at a
     time) and how the connection ends (bits 3-4: 0 the client's clean end of stream, 1 idle until
-    the timeout, 2 a reset); the rest is the client's stream. No exception may escape, no failure may be logged, and no incoming file
-    may outlive the connection."""
+    the timeout, 2 or 3 a reset); the rest is the client's stream. No exception may escape, no failure
+    may be logged, and no incoming file may outlive the connection."""
     from twisted.internet.address import IPv4Address
     from twisted.internet.testing import StringTransport
 
