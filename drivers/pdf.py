@@ -14,6 +14,7 @@ Streams are capped at ``Limits.max_decoded_bytes``; pypdf's object cache is drop
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import re
@@ -84,6 +85,11 @@ def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> Do
             raise AnalysisError("PDF objects nested too deeply") from None
         except NotImplementedError as error:  # pypdf: an unknown stream filter or encryption scheme
             raise AnalysisError(f"unsupported PDF feature: {error}"[:300]) from None
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise  # a real read error
+            # pypdf seeks back from an object's offset: before the start of the file when it is bogus.
+            raise AnalysisError("unreadable PDF: an offset before the start of the file") from None
         except (PyPdfError, KeyError, ValueError, TypeError, AttributeError, IndexError,
                 ZeroDivisionError, OverflowError, AssertionError) as error:
             raise AnalysisError(f"unreadable PDF: {type(error).__name__}: {error}"[:300]) from None

@@ -168,3 +168,18 @@ def test_pdf_image_with_an_unsupported_filter_is_colour_by_its_colour_space() ->
 
     stats = analyze(PDF_SEEDS / "regress-image-filter-unsupported.pdf")
     assert (stats.status, stats.pages, stats.color_pages) == ("ok", 1, 1)
+
+
+def test_pdf_object_offset_before_the_start_of_the_file_is_unreadable_not_a_read_error() -> None:
+    """The fuzz input: a trailer whose /Encrypt object sits at a bogus xref offset, where pypdf seeks
+    20 bytes back from a position near the start: the OSError (EINVAL) escaped the analyser and
+    analyze_file reported "cannot read: Invalid argument", as if the disk had failed."""
+    from drivers import AnalysisError, analyze_file
+    from drivers.detect import detect
+    from drivers.pdf import analyze
+
+    path = PDF_SEEDS / "regress-seek-before-start.pdf"
+    assert detect(path.read_bytes()).format == "application/pdf"
+    with pytest.raises(AnalysisError, match="offset before the start"):
+        analyze(path)
+    assert analyze_file(path).reason == "unreadable PDF: an offset before the start of the file"
