@@ -61,7 +61,7 @@ class _Window(io.RawIOBase):
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Pages (by walking the page tree), their sizes and colour; "unknown" via AnalysisError."""
     import pypdf
-    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
+    from pypdf.errors import DeprecationError, FileNotDecryptedError, LimitReachedError, PyPdfError
 
     with opened(source) as handle:
         size = size_of(handle) - offset
@@ -91,7 +91,8 @@ def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> Do
             # pypdf seeks back from an object's offset: before the start of the file when it is bogus.
             raise AnalysisError("unreadable PDF: an offset before the start of the file") from None
         except (PyPdfError, KeyError, ValueError, TypeError, AttributeError, IndexError,
-                ZeroDivisionError, OverflowError, AssertionError) as error:
+                ZeroDivisionError, OverflowError, AssertionError,
+                DeprecationError) as error:  # pypdf 7: an abbreviated filter name (/Fl) outside an inline image
             raise AnalysisError(f"unreadable PDF: {type(error).__name__}: {error}"[:300]) from None
 
 

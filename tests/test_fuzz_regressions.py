@@ -183,3 +183,19 @@ def test_pdf_object_offset_before_the_start_of_the_file_is_unreadable_not_a_read
     with pytest.raises(AnalysisError, match="offset before the start"):
         analyze(path)
     assert analyze_file(path).reason == "unreadable PDF: an offset before the start of the file"
+
+
+def test_pdf_abbreviated_filter_name_in_a_stream_is_unreadable(tmp_path: Path) -> None:
+    """pypdf 7 raises its DeprecationError (not a PyPdfError) for /Fl in a stream's /Filter (the
+    abbreviations belong to inline images only); it escaped the analyser. The fuzz input and a
+    sample with the same change are both "unreadable PDF"."""
+    from drivers import AnalysisError, analyze_file
+    from drivers.pdf import analyze
+
+    path = tmp_path / "doc.pdf"
+    old, new = b"/ASCII85Decode /FlateDecode ]", b"/ASCII85Decode /Fl /Unknown ]"
+    path.write_bytes((SAMPLES / "text_a4_3p.pdf").read_bytes().replace(old, new))
+    for document in (path, PDF_SEEDS / "regress-abbreviated-filter.pdf"):
+        with pytest.raises(AnalysisError, match="unreadable PDF: DeprecationError"):
+            analyze(document)
+    assert analyze_file(path).reason.startswith("unreadable PDF: DeprecationError: The filter name /Fl")
