@@ -61,7 +61,8 @@ class _Window(io.RawIOBase):
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Pages (by walking the page tree), their sizes and colour; "unknown" via AnalysisError."""
     import pypdf
-    from pypdf.errors import DeprecationError, FileNotDecryptedError, LimitReachedError, PyPdfError
+    from pypdf.errors import (DependencyError, DeprecationError, FileNotDecryptedError, LimitReachedError,
+                              PyPdfError)
 
     with opened(source) as handle:
         size = size_of(handle) - offset
@@ -83,7 +84,9 @@ def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> Do
             raise AnalysisError(f"limit reached: {error}") from None
         except RecursionError:
             raise AnalysisError("PDF objects nested too deeply") from None
-        except NotImplementedError as error:  # pypdf: an unknown stream filter or encryption scheme
+        except (NotImplementedError, DependencyError) as error:
+            # pypdf: an unknown stream filter or encryption scheme, or one whose decoder is not
+            # installed (brotli, jbig2dec)
             raise AnalysisError(f"unsupported PDF feature: {error}"[:300]) from None
         except OSError as error:
             if error.errno != errno.EINVAL:

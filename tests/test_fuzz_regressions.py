@@ -199,3 +199,18 @@ def test_pdf_abbreviated_filter_name_in_a_stream_is_unreadable(tmp_path: Path) -
         with pytest.raises(AnalysisError, match="unreadable PDF: DeprecationError"):
             analyze(document)
     assert analyze_file(path).reason.startswith("unreadable PDF: DeprecationError: The filter name /Fl")
+
+
+def test_pdf_filter_whose_decoder_is_not_installed_is_unsupported(tmp_path: Path) -> None:
+    """Found by reading pypdf's errors after the findings above, confirmed with the pdf target:
+    /BrotliDecode without the brotli package raises pypdf's DependencyError (not a PyPdfError)."""
+    from drivers import AnalysisError, analyze_file
+    from drivers.pdf import analyze
+
+    path = tmp_path / "doc.pdf"
+    old, new = b"/ASCII85Decode /FlateDecode ]", b"/ASCII85Decode /BrotliDecode]"
+    path.write_bytes((SAMPLES / "text_a4_3p.pdf").read_bytes().replace(old, new))
+    with pytest.raises(AnalysisError):
+        analyze(path)
+    assert analyze_file(path).status == "unknown"
+    assert not analyze_file(path).reason.startswith("analyser failed")
