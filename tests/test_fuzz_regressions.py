@@ -214,3 +214,21 @@ def test_pdf_filter_whose_decoder_is_not_installed_is_unsupported(tmp_path: Path
         analyze(path)
     assert analyze_file(path).status == "unknown"
     assert not analyze_file(path).reason.startswith("analyser failed")
+
+
+@pytest.mark.parametrize(("document", "pages"), [
+    (b"%!PS-Adobe-3.0\n%%Pages: -1\n%%EOF\n", 0),
+    (b"%!PS-Adobe-3.0\n%%Pages: -3\n%%Page: 1 1\nshowpage\n%%EOF\n", 1),
+])  # fmt: skip
+def test_postscript_negative_pages_comment_is_no_page_count(tmp_path: Path, document: bytes, pages: int) -> None:
+    """Found by the postscript target (its invariant pages >= 0): "%%Pages: -1" with no %%Page
+    comments and no showpage was taken at its word, a document of -1 pages with status "ok" (a
+    negative count for accounting). A negative %%Pages is now ignored like a missing one."""
+    from drivers.postscript import analyze
+
+    path = tmp_path / "doc.ps"
+    path.write_bytes(document)
+    stats = analyze(path)
+    assert (stats.status, stats.pages, len(stats.page_info)) == ("ok", pages, pages)
+    fuzzed = analyze(ROOT / "fuzz" / "seeds" / "postscript" / "regress-negative-pages.ps")
+    assert fuzzed.pages >= 0 and len(fuzzed.page_info) == fuzzed.pages
