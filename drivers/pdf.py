@@ -14,6 +14,7 @@ Streams are capped at ``Limits.max_decoded_bytes``; pypdf's object cache is drop
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import re
@@ -60,7 +61,8 @@ class _Window(io.RawIOBase):
 def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> DocumentStats:
     """Pages (by walking the page tree), their sizes and colour; "unknown" via AnalysisError."""
     import pypdf
-    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PyPdfError
+    from pypdf.errors import (DependencyError, DeprecationError, FileNotDecryptedError, LimitReachedError,
+                              PyPdfError)
 
     with opened(source) as handle:
         size = size_of(handle) - offset
@@ -82,8 +84,18 @@ def analyze(source: Source, limits: Limits = Limits(), *, offset: int = 0) -> Do
             raise AnalysisError(f"limit reached: {error}") from None
         except RecursionError:
             raise AnalysisError("PDF objects nested too deeply") from None
+        except (NotImplementedError, DependencyError) as error:
+            # pypdf: an unknown stream filter or encryption scheme, or one whose decoder is not
+            # installed (brotli, jbig2dec)
+            raise AnalysisError(f"unsupported PDF feature: {error}"[:300]) from None
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise  # a real read error
+            # pypdf seeks back from an object's offset: before the start of the file when it is bogus.
+            raise AnalysisError("unreadable PDF: an offset before the start of the file") from None
         except (PyPdfError, KeyError, ValueError, TypeError, AttributeError, IndexError,
-                ZeroDivisionError, OverflowError, AssertionError) as error:
+                ZeroDivisionError, OverflowError, AssertionError,
+                DeprecationError) as error:  # pypdf 7: an abbreviated filter name (/Fl) outside an inline image
             raise AnalysisError(f"unreadable PDF: {type(error).__name__}: {error}"[:300]) from None
 
 
@@ -456,7 +468,10 @@ class _Colors:
                                       self.limits.max_decoded_bytes * 4)
         if width * height > self.limits.max_image_pixels:
             return True  # too big to decode here: colour by its colour space
-        data = image.get_data()
+        try:
+            data = image.get_data()
+        except NotImplementedError:  # pypdf has no decoder for this filter: colour by its colour space
+            return True
         self.decoded += len(data)
         if filters and filters[-1] in ("/DCTDecode", "/DCT", "/JPXDecode"):
             return not _jpeg_neutral(data)

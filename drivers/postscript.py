@@ -103,7 +103,7 @@ def _analyze(data: bytes, offset: int, limits: Limits) -> DocumentStats:
             last_ordinal = ordinal or last_ordinal
         elif key == b"Pages" and not value.startswith(b"(atend)"):
             number = _int(value)
-            if number is not None:
+            if number is not None and number >= 0:  # "%%Pages: -1" is no page count
                 declared = number
         elif key == b"DocumentMedia":
             parts = value.split()

@@ -239,12 +239,18 @@ def ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
+def job_number(item: str) -> int | None:
+    """A job number of an lpq/lprm list, or None for a user name. ASCII digits only: "²".isdigit()
+    is true but int("²") fails."""
+    return int(item) if item.isascii() and item.isdigit() else None
+
+
 def select_jobs(jobs: Iterable[Job], items: list[str]) -> list[Job]:
     """The jobs an lpq/lprm list names: job numbers and user names; no list: all of them."""
     if not items:
         return list(jobs)
-    numbers = {int(item) for item in items if item.isdigit()}
-    users = {item for item in items if not item.isdigit()}
+    numbers = {n for n in map(job_number, items) if n is not None}
+    users = {item for item in items if job_number(item) is None}
     return [job for job in jobs if job.job_id in numbers or job.user in users]
 
 
@@ -758,7 +764,7 @@ class LpdFactory(Factory):
             targets = [next((job for job in jobs if admin or job.user == agent), None)]
             targets = [job for job in targets if job is not None]
         lines = []
-        for number in sorted({int(item) for item in items if item.isdigit()} - {job.job_id for job in jobs}):
+        for number in sorted({n for n in map(job_number, items) if n is not None} - {job.job_id for job in jobs}):
             lines.append(f"job {number}: no such job in {queue}")
         for job in targets:
             try:

@@ -284,8 +284,10 @@ class PrinterOperations:
             if job_uri is None:
                 raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "job-id or job-uri is missing")
             tail = str(job_uri).rstrip("/").rsplit("/", 1)[-1]
-            if not tail.isdigit():
-                raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job at {job_uri}")
+            # ASCII digits only ("²".isdigit() is true, int("²") fails), and no longer than a job-id
+            # (an integer, RFC 8011 5.3.2) can be: a longer number is no job, not an internal error.
+            if not (tail.isascii() and tail.isdigit()) or len(tail) > 10 or int(tail) > 2**31 - 1:
+                raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job at {str(job_uri)[:200]}")
             job_id = int(tail)
         if job_id < 1:
             raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"no job {job_id}")
@@ -389,7 +391,12 @@ class PrinterOperations:
             if document is not None:
                 yield document.discard()
             raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "Print-Job without document data")
-        request = self._job_request(message, context, plan.document_format)
+        try:
+            request = self._job_request(message, context, plan.document_format)
+        except Exception:
+            # A generator's exception fails its Deferred: respond()'s own discard never sees it.
+            yield document.discard()
+            raise
         job = yield self.jobs.submit(document, request)
         return self._job_response(message, context, job, plan.warnings)
 
