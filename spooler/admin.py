@@ -142,7 +142,7 @@ class AdminResource(Resource):
 
     @staticmethod
     def _job_id(text: str) -> int:
-        if not text.isdigit() or len(text) > 12:
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
             raise ApiError(400, "bad-request", f"not a job number: {text!r}")
         return int(text)
 

@@ -602,7 +602,7 @@ def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: 
 
 
 def _job_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a job number: {text!r}")
     return int(text)
 

@@ -531,7 +531,7 @@ def _peer_address(key: str, value: Any) -> tuple[str, ...]:
     names = _names(key, value)
     for name in names:
         host, _, port = name.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ConfigError(key, f"expected \"host:port\" peers such as \"192.0.2.11:8640\", got {name!r}")
     return names
 

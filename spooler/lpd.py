@@ -469,7 +469,7 @@ class LpdProtocol(Protocol, TimeoutMixin):
         if code not in (2, 3):
             raise LpdProtocolError(f"unknown receive-job subcommand {code:#04x}")
         operands = line[1:].split()
-        if len(operands) != 2 or not operands[0].isdigit() or len(operands[0]) > MAX_COUNT_DIGITS:
+        if len(operands) != 2 or not (operands[0].isascii() and operands[0].isdigit()) or len(operands[0]) > MAX_COUNT_DIGITS:
             raise LpdProtocolError(f"expected 'count name' after subcommand {code}, got {line[1:65]!r}")
         count = int(operands[0])
         if code == 2:

@@ -114,7 +114,7 @@ def log_files(path: Path) -> list[Path]:
     rotated = []
     for candidate in path.parent.glob(path.name + ".*"):
         suffix = candidate.name[len(path.name) + 1 :]
-        if suffix.isdigit():
+        if suffix.isascii() and suffix.isdigit():
             rotated.append((int(suffix), candidate))
     ordered = [p for _, p in sorted(rotated, reverse=True)]
     if path.exists():

@@ -232,3 +232,27 @@ def test_postscript_negative_pages_comment_is_no_page_count(tmp_path: Path, docu
     assert (stats.status, stats.pages, len(stats.page_info)) == ("ok", pages, pages)
     fuzzed = analyze(ROOT / "fuzz" / "seeds" / "postscript" / "regress-negative-pages.ps")
     assert fuzzed.pages >= 0 and len(fuzzed.page_info) == fuzzed.pages
+
+
+@pytest.mark.parametrize("port", ["²", "٣٤", "8640²"])
+def test_a_peer_port_of_non_ascii_digits_is_a_config_error_not_a_crash(port: str) -> None:
+    from spooler.config import config_from_mapping
+    from spooler.model import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        config_from_mapping({"login": {"peers": [f"127.0.0.1:{port}"]}}, base=Path("."), state_dir=Path("/nonexistent"))
+    assert raised.value.key == "login.peers"
+
+
+@pytest.mark.parametrize("text", ["²", "١٢"])
+def test_cli_and_admin_job_numbers_are_ascii_digits_only(text: str) -> None:
+    import argparse
+
+    from spooler.admin import AdminResource
+    from spooler.cli import _job_id
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _job_id(text)
+    with pytest.raises(Exception) as raised:
+        AdminResource._job_id(text)
+    assert getattr(raised.value, "status", None) == 400

@@ -559,7 +559,7 @@ class IppBackend:
         return Deferred.fromCoroutine(self._recover(job, remote_job_id))
 
     async def _recover(self, job: Job, remote_job_id: str | None) -> DeliveryReceipt | None:
-        if remote_job_id is None or not remote_job_id.strip().isdigit():
+        if remote_job_id is None or not (remote_job_id.strip().isascii() and remote_job_id.strip().isdigit()):
             return None
         job_id = int(remote_job_id)
         try:
