@@ -354,7 +354,7 @@ class SpoolerService(MultiService):
             return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
 
         return DnssdAdvertiser(self.config.dnssd, self.intake["ipp"].operations.printer, listening,
-                               self.run_in_thread)  # fmt: skip
+                               self.run_in_thread, secure_port=lambda: self._listening_port("ipps"))  # fmt: skip
 
     def _endpoint(self, key: str, description: str) -> Any:
         try:
