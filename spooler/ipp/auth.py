@@ -268,9 +268,13 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def tls_options(certificate_path: Path, key_path: Path) -> Any:
-    """A Twisted TLS context factory for the server side of ipps (TLS 1.2 or newer)."""
+    """A Twisted TLS context factory for the server side of ipps (TLS 1.2)."""
     from twisted.internet import ssl
 
     certificate = ssl.PrivateCertificate.loadPEM(certificate_path.read_bytes() + b"\n" + key_path.read_bytes())
+    # TLS 1.2 only: CUPS 2.4's GnuTLS client (ipptool, the ipp backend) gives up on a TLS 1.3
+    # connection to Twisted/OpenSSL as soon as a response follows the request at once (seen here:
+    # it reads one record, sends close_notify and retries forever). With TLS 1.2 it works.
     return ssl.CertificateOptions(privateKey=certificate.privateKey.original, certificate=certificate.original,
-                                  raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+                                  raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+                                  lowerMaximumSecurityTo=ssl.TLSVersion.TLSv1_2)  # fmt: skip
