@@ -161,9 +161,12 @@ def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
     alice = f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print"
     bob = f"ipps://bob:{PASSWORDS['bob']}@127.0.0.1:{port}/ipp/print"
 
-    # ipptool without credentials: the 401 ends it (it has no password to answer the challenge with).
+    # ipptool without credentials: Print-Job gets the 401, which ends it (it has no password to answer
+    # the challenge with); Get-Printer-Attributes is allowed anonymously, as CUPS allows it.
     output = ipptool(f"ipps://127.0.0.1:{port}/ipp/print", "-tv", str(tests))
     assert "[FAIL]" in output and "not-authenticated" in output, output[-2000:]
+    output = ipptool(f"ipps://127.0.0.1:{port}/ipp/print", "-t", str(SUITES / "get-printer-attributes.test"))
+    assert "[PASS]" in output and "[FAIL]" not in output, output[-2000:]
     # alice prints, claiming to be bob: the job is alice's.
     output = ipptool(alice, "-tv", str(tests))
     assert "[PASS]" in output and "[FAIL]" not in output, output[-3000:]
@@ -184,7 +187,7 @@ def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
     assert not list(answer.groups_of(Tag.JOB))
     status, _, answer = call(port, message(port, Operation.GET_JOBS, "bob", Attribute.boolean("my-jobs", True)),
                              credentials=("alice", PASSWORDS["alice"]))  # fmt: skip
-    assert answer is not None and [g["job-id"].value for g in answer.groups_of(Tag.JOB)] == [job_id]
+    assert answer is not None and [g["job-id"].all[0] for g in answer.groups_of(Tag.JOB)] == [job_id]
     # alice may, whatever name she gives.
     cancel.write_text(CANCEL_AS.format(job=job_id, requester="bob", status="successful-ok"))
     output = ipptool(alice, "-tv", str(cancel))
@@ -242,12 +245,16 @@ def test_no_or_wrong_credentials_get_401_with_a_challenge_and_guessing_is_thrott
 def test_basic_over_plain_http_when_explicitly_allowed(spooler_factory: SpoolerFactory) -> None:
     spooler = ipps_spooler(spooler_factory, ipp__allow_basic_without_tls=True)
     port = spooler.ipp_port
-    request = message(port, Operation.GET_PRINTER_ATTRIBUTES, "x", scheme="ipp")
+    request = message(port, Operation.HOLD_JOB, "x", Attribute.integer("job-id", 1), scheme="ipp")
     status, response, _ = call(port, request, tls=False)
     assert status == 401 and response.getheader("WWW-Authenticate", "").startswith("Basic ")
     output = ipptool(f"ipp://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print", "-tv",
                      str(SUITES / "get-printer-attributes.test"))  # fmt: skip
     assert "[PASS]" in output and "[FAIL]" not in output, output[-3000:]
+    # A wrong password is a 401 even for an operation allowed anonymously.
+    status, _, _ = call(port, message(port, Operation.GET_PRINTER_ATTRIBUTES, "x", scheme="ipp"),
+                        credentials=("alice", WRONG), tls=False)  # fmt: skip
+    assert status == 401
     assert re.search(r"uri-authentication-supported \(1setOf keyword\) = basic,basic", output), output
 
 
@@ -284,7 +291,9 @@ def test_ipptool_ipp_2_0_suite_over_ipps_with_credentials(suite_dir: Path, spool
     (spooler.root / "ipp-2.0.log").write_text(output)
     failed = re.findall(r"^\s*(.+?)\s+\[FAIL\]", output, re.MULTILINE)
     assert failed == [], f"{failed}\n{output[-4000:]}"
-    assert len(re.findall(r"\[PASS\]", output)) >= 51
+    # 50 here (CUPS 2.4.2): one fewer than over plain ipp, as "Get-Jobs Operation (my-jobs different
+    # user)" is skipped when the requester is the authenticated user.
+    assert len(re.findall(r"\[PASS\]", output)) >= 50
     wait_for(lambda: spooler.jobs(), what="the suite's jobs")
     assert {job["user"] for job in spooler.jobs()} == {"alice"}
     assert "Traceback" not in spooler.stderr()

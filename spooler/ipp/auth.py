@@ -186,7 +186,7 @@ class BasicAuthenticator:
             state.pending -= 1
             moment = self._seconds()
             if ok and verifier is not None:
-                state.failures = 0
+                # The failure count is not reset: a known account's logins must not wipe another's guesses.
                 if len(self._cache) >= MAX_TRACKED:
                     self._cache.clear()
                 self._cache[tag] = (user, moment + CACHE_TTL)

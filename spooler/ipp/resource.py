@@ -16,8 +16,11 @@ written only after the JobService made the job durable.
 
 Authentication (`[ipp] authentication = "basic"`, spooler.ipp.auth): the Authorization header is
 checked as soon as the headers are in, before any of the body is accepted; while scrypt runs in a
-thread the socket is paused and the little already read is held. A request without valid
-credentials gets HTTP 401 with a Basic challenge (its body is dropped), and the authenticated user
+thread the socket is paused and the little already read is held. A request with wrong credentials
+gets HTTP 401 with a Basic challenge (its body is dropped). A request without any may only read
+(ANONYMOUS_OPERATIONS, as CUPS's default policy: clients ask for the printer's attributes before
+they know they need a password); any other operation gets the 401 as soon as its IPP header is
+read, and its document is never spooled. The authenticated user
 replaces the request's requesting-user-name, so it owns the job and is the requester of every
 operation. On plain http with Basic configured and `allow_basic_without_tls` false, every request
 is refused (403): the credentials would cross the network in clear. The same site class serves
@@ -54,7 +57,7 @@ from spooler.ipp.operations import (
     RequestContext,
     bad_request,
 )
-from spooler.ipp.tags import Status, Tag
+from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
 from spooler.model import JobTooLarge
 from spooler.spoolfiles import IncomingFile
@@ -62,6 +65,9 @@ from spooler.spoolfiles import IncomingFile
 log = Logger(namespace="spooler.ipp")
 
 PRINTER_PATH = b"/ipp/print"
+#: What a client may do without credentials where Basic authentication is configured.
+ANONYMOUS_OPERATIONS = frozenset({Operation.GET_PRINTER_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES,
+                                  Operation.VALIDATE_JOB})  # fmt: skip
 #: The IPP header (everything before the document data) may not be larger than this.
 MAX_HEADER_SIZE = 1024 * 1024
 
@@ -125,6 +131,10 @@ class IppIntake:
             return
         if self.context.user is not None:
             self._set_requester(self.context.user)
+        elif self.request.anonymous and self.message.code not in ANONYMOUS_OPERATIONS:
+            self.request.auth_refusal = AuthRefused(401, "authentication required")
+            self.state = "discard"
+            return
         if self.message.code not in DOCUMENT_OPERATIONS or self.failure is not None:
             self.state = "discard"  # anything after the attributes is ignored
             return
@@ -215,6 +225,7 @@ class IppRequest(Request):
     auth_done: Deferred[None] | None = None
     auth_user: str | None = None
     auth_refusal: AuthRefused | None = None
+    anonymous = False  # Basic is configured and the request has no credentials: read-only operations
     _held: list[bytes] | None = None
 
     def gotLength(self, length: int | None) -> None:
@@ -227,12 +238,13 @@ class IppRequest(Request):
             self.auth_done = succeed(None)
             self.auth_refusal = AuthRefused(403, "this printer requires authentication, which is only done over ipps")
             return  # the body is dropped
-        if site.authenticator is None:
+        header = (self.requestHeaders.getRawHeaders(b"authorization") or [None])[0]
+        if site.authenticator is None or header is None:
+            self.anonymous = site.authenticator is not None
             self._open_intake()
             return
         self.auth_done = Deferred()
         self._held = []
-        header = (self.requestHeaders.getRawHeaders(b"authorization") or [None])[0]
         checking = site.authenticator.check(header, self.peer_host())
         checking.addCallbacks(self._authenticated, self._refused)
         if not self.auth_done.called:
@@ -310,10 +322,12 @@ class PrinterResource(Resource):
     def render(self, request: IppRequest) -> Any:  # type: ignore[override]
         """Render once the credentials are checked; a refused request gets its HTTP error."""
         done = request.auth_done
-        if done is None or (done.called and request.auth_refusal is None):
-            return super().render(request)
-        if done.called:
+        if request.auth_refusal is not None and (done is None or done.called):
+            if request.intake is not None:
+                request.intake.abort()
             return self._refuse(request)
+        if done is None or done.called:
+            return super().render(request)
 
         def checked(_: object) -> None:
             if request.channel is None or getattr(request, "_disconnected", False):
