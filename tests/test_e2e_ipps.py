@@ -298,3 +298,32 @@ def test_ipptool_ipp_2_0_suite_over_ipps_with_credentials(suite_dir: Path, spool
     assert {job["user"] for job in spooler.jobs()} == {"alice"}
     assert "Traceback" not in spooler.stderr()
     assert find_secrets([spooler.state_dir, spooler.stderr_path], list(PASSWORDS.values())) == []
+
+
+def test_cups_ipps_backend_prints_with_credentials_in_the_device_uri(spooler_factory: SpoolerFactory,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    """A CUPS queue on ipps://alice:PASSWORD@... (CUPS's ipps backend, self-signed certificate): a job
+    bob submits to CUPS reaches the spooler as alice's, the authenticated user."""
+    from spooler_harness import ScratchCups
+
+    require_tool("lpadmin")
+    require_tool("lp")
+    spooler = ipps_spooler(spooler_factory)
+    port = spooler.ipps_port  # type: ignore[attr-defined]
+    cups = ScratchCups(short_tempdir("cups"))
+    try:
+        cups.start()
+        uri = f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print"
+        cups.run("lpadmin", "-p", "sq", "-E", "-v", uri, "-m", "raw", check=True)
+        document = tmp_path / "doc.txt"
+        document.write_text("hello through CUPS over ipps\n")
+        cups.run("lp", "-d", "sq", "-U", "bob", "-t", "cups over ipps", str(document), check=True)
+        wait_for(lambda: spooler.jobs(), timeout=30, what=f"the job from CUPS: {cups.error_log()[-2000:]}")
+        [job] = spooler.jobs()
+        assert (job["user"], job["name"]) == ("alice", "cups over ipps")
+        wait_for(lambda: cups.run("lpstat", "-W", "completed", "-o", "sq").stdout.strip(), timeout=30,
+                 what="the CUPS job to complete")  # fmt: skip
+    finally:
+        cups.stop()
+        shutil.rmtree(cups.root, ignore_errors=True)
+    assert find_secrets([spooler.state_dir, spooler.stderr_path], list(PASSWORDS.values())) == []
