@@ -238,7 +238,8 @@ class IppRequest(Request):
             self.auth_done = succeed(None)
             self.auth_refusal = AuthRefused(403, "this printer requires authentication, which is only done over ipps")
             return  # the body is dropped
-        header = (self.requestHeaders.getRawHeaders(b"authorization") or [None])[0]
+        headers = self.requestHeaders.getRawHeaders(b"authorization")
+        header = headers[0] if headers else None
         if site.authenticator is None or header is None:
             self.anonymous = site.authenticator is not None
             self._open_intake()
@@ -527,7 +528,7 @@ class TlsIppFactory(TLSMemoryBIOFactory):
     noisy = False
 
     def __init__(self, options: Any, site: IppSite) -> None:
-        super().__init__(options, False, site)
+        super().__init__(options, False, site)  # type: ignore[arg-type]  # a Site is a protocol factory
         self.site = site
 
     @property
