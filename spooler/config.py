@@ -108,7 +108,7 @@ class IppConfig:
     location: str = ""
     make_and_model: str = "Spooler IPP Everywhere"
     color: bool = True
-    admin_users: tuple[str, ...] = ()  # requesting-user-name values allowed to pause, resume, cancel any job
+    admin_users: tuple[str, ...] = ()  # users allowed to pause, resume, cancel any job (authenticated with basic)
     max_request_size: int = 2 * 1024**3
     multiple_operation_timeout: float = 60.0
     authentication: str = "none"  # "none" | "basic" (HTTP Basic against users_file)
