@@ -598,6 +598,40 @@ def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: 
     return EXIT_OK
 
 
+def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """`ipp-user add NAME` (password prompted twice, or one line on stdin with --stdin) and
+    `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only."""
+    from spooler.ipp.auth import valid_user_name, write_user
+
+    path = config.ipp.users_file
+    assert path is not None
+    if not valid_user_name(args.name):
+        raise CommandError(f"not a valid user name: {args.name!r} (letters, digits, . _ - @; at most 64)", EXIT_USAGE)
+    password: str | None = None
+    if args.ipp_user_command == "add":
+        if args.stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            import getpass
+
+            password = getpass.getpass(f"Password for {args.name}: ")
+            if getpass.getpass("Again: ") != password:
+                raise CommandError("the passwords differ; nothing was changed")
+        if len(password) < 8:
+            raise CommandError("the password is shorter than 8 characters; nothing was changed", EXIT_USAGE)
+    try:
+        write_user(path, args.name, password)
+    except KeyError:
+        raise CommandError(f"no user {args.name} in {path}") from None
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    done = "added (or changed)" if password is not None else "removed"
+    out.write(f"{args.name} {done} in {path} (mode 0600, scrypt verifier only)\n")
+    if config.ipp.authentication != "basic":
+        out.write("note: [ipp] authentication is not \"basic\": the IPP printer does not ask for passwords yet\n")
+    return EXIT_OK
+
+
 # -- argument parsing ------------------------------------------------------------------------------
 
 
@@ -752,6 +786,17 @@ def build_parser() -> argparse.ArgumentParser:
                                           help="write a new fleet key (for [login] fleet_key_file) to FILE")
     keys_fleet.add_argument("file", type=Path, metavar="FILE")
     keys_fleet.set_defaults(handler=cmd_keys_fleet)
+
+    ipp_user = commands.add_parser("ipp-user", help="IPP Basic authentication: the users file ([ipp] users_file)")
+    ipp_user_commands = ipp_user.add_subparsers(dest="ipp_user_command", metavar="ACTION", required=True)
+    ipp_user_add = ipp_user_commands.add_parser("add", parents=[common],
+                                                help="add a user or change its password (prompted)")
+    ipp_user_add.add_argument("name", metavar="NAME")
+    ipp_user_add.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+    ipp_user_add.set_defaults(handler=cmd_ipp_user)
+    ipp_user_remove = ipp_user_commands.add_parser("remove", parents=[common], help="remove a user")
+    ipp_user_remove.add_argument("name", metavar="NAME")
+    ipp_user_remove.set_defaults(handler=cmd_ipp_user)
     return parser
 
 

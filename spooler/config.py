@@ -78,6 +78,7 @@ class ListenConfig:
     raw: str | None = "tcp:9100:interface=127.0.0.1"
     lpd: str | None = "tcp:8515:interface=127.0.0.1"
     ipp: str | None = "tcp:8631:interface=127.0.0.1"
+    ipps: str | None = None  # IPP over TLS (a tcp: endpoint; the TLS comes from [ipp] tls_certificate)
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,14 @@ class IppConfig:
     location: str = ""
     make_and_model: str = "Spooler IPP Everywhere"
     color: bool = True
-    admin_users: tuple[str, ...] = ()  # requesting-user-name values allowed to pause, resume, cancel any job
+    admin_users: tuple[str, ...] = ()  # users allowed to pause, resume, cancel any job (authenticated with basic)
     max_request_size: int = 2 * 1024**3
     multiple_operation_timeout: float = 60.0
+    authentication: str = "none"  # "none" | "basic" (HTTP Basic against users_file)
+    users_file: Path | None = None  # NAME:scrypt-verifier lines; None: STATE/ipp-users
+    allow_basic_without_tls: bool = False  # Basic on plain http too; else plain http is refused with basic
+    tls_certificate: Path | None = None  # PEM files for listen.ipps; None: a self-signed one in STATE/keys
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +371,34 @@ def _endpoint(key: str, value: Any) -> str | None:
     return value
 
 
+def _tcp_endpoint(key: str, value: Any) -> str | None:
+    endpoint = _endpoint(key, value)
+    if endpoint is not None and not endpoint.startswith("tcp:"):
+        raise ConfigError(key, f"expected a tcp: endpoint such as \"tcp:8632:interface=127.0.0.1\" (TLS is added "
+                               f"from [ipp] tls_certificate and tls_key), got {value!r}")
+    return endpoint
+
+
+def _ipp_security(section: dict[str, Any], resolve: Any, state_dir: Path) -> dict[str, Any]:
+    """[ipp] authentication, users_file, allow_basic_without_tls, tls_certificate, tls_key."""
+    authentication = section.get("authentication", IppConfig.authentication)
+    if authentication not in ("none", "basic"):
+        raise ConfigError("ipp.authentication", f"expected \"none\" or \"basic\", got {authentication!r}")
+    certificate = _get(section, "ipp", "tls_certificate", resolve, None)
+    key = _get(section, "ipp", "tls_key", resolve, None)
+    if (certificate is None) != (key is None):
+        raise ConfigError("ipp.tls_certificate" if certificate is None else "ipp.tls_key",
+                          "tls_certificate and tls_key go together")  # fmt: skip
+    return {
+        "authentication": authentication,
+        "users_file": _get(section, "ipp", "users_file", resolve, state_dir / "ipp-users"),
+        "allow_basic_without_tls": _get(section, "ipp", "allow_basic_without_tls", _boolean,
+                                        IppConfig.allow_basic_without_tls),
+        "tls_certificate": certificate,
+        "tls_key": key,
+    }
+
+
 def _log_level(key: str, value: Any) -> str:
     if value not in LOG_LEVELS:
         raise ConfigError(key, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
@@ -594,9 +628,10 @@ def config_from_mapping(
         state_dir = resolve("state_dir", raw["state_dir"]) if "state_dir" in raw else default_state_dir()
     state_dir = state_dir.absolute()
 
-    listen = _section(raw, "listen", ("raw", "lpd", "ipp"))
+    listen = _section(raw, "listen", ("raw", "lpd", "ipp", "ipps"))
     ipp = _section(raw, "ipp", ("name", "info", "location", "make_and_model", "color", "admin_users",
-                                "max_request_size", "multiple_operation_timeout"))  # fmt: skip
+                                "max_request_size", "multiple_operation_timeout", "authentication", "users_file",
+                                "allow_basic_without_tls", "tls_certificate", "tls_key"))  # fmt: skip
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
@@ -656,6 +691,7 @@ def config_from_mapping(
             raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw),
             lpd=_get(listen, "listen", "lpd", _endpoint, ListenConfig.lpd),
             ipp=_get(listen, "listen", "ipp", _endpoint, ListenConfig.ipp),
+            ipps=_get(listen, "listen", "ipps", _tcp_endpoint, ListenConfig.ipps),
         ),
         ipp=IppConfig(
             name=(ipp_name := _get(ipp, "ipp", "name", _text, IppConfig.name)),
@@ -667,6 +703,7 @@ def config_from_mapping(
             max_request_size=_get(ipp, "ipp", "max_request_size", parse_size, IppConfig.max_request_size),
             multiple_operation_timeout=_get(ipp, "ipp", "multiple_operation_timeout", _positive_duration,
                                             IppConfig.multiple_operation_timeout),
+            **_ipp_security(ipp, resolve, state_dir),
         ),
         dnssd=_dnssd(dnssd, ipp_name, _get(listen, "listen", "ipp", _endpoint, ListenConfig.ipp)),
         lpd=LpdConfig(

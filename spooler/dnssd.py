@@ -6,6 +6,9 @@ advertisement and the printer never disagree. `txt_record` and `build_service_in
 check them as values. `DnssdAdvertiser` is the Twisted service that registers the printer with
 `zeroconf` when it starts and withdraws it when it stops, with zeroconf's blocking calls in a thread.
 
+With listen.ipps on, the same printer is also advertised as `_ipps._tcp` (with its own `_print`
+subtype and TXT key TLS=1.2) on the ipps listener's port.
+
 python-zeroconf answers PTR queries only for a ServiceInfo's own type (python-zeroconf issues #304,
 #1287), so the `_print._sub._ipp._tcp.local.` pointer is added to its registry and announced here.
 """
@@ -36,6 +39,8 @@ log = Logger(namespace="spooler.dnssd")
 
 SERVICE_TYPE = "_ipp._tcp.local."
 SUBTYPE = "_print._sub._ipp._tcp.local."
+SECURE_SERVICE_TYPE = "_ipps._tcp.local."
+SECURE_SUBTYPE = "_print._sub._ipps._tcp.local."
 #: The printer's resource path, without the leading slash (TXT key rp): `/ipp/print` in resource.py.
 RESOURCE_PATH = "ipp/print"
 #: A TXT string (key=value) holds at most 255 bytes.
@@ -121,7 +126,8 @@ def _fit(key: str, value: str) -> str:
     return value.encode()[:room].decode("utf-8", "ignore")
 
 
-def txt_record(config: DnssdConfig, facts: PrinterFacts, *, host: str, port: int) -> dict[str, str]:
+def txt_record(config: DnssdConfig, facts: PrinterFacts, *, host: str, port: int,
+               tls: bool = False) -> dict[str, str]:  # fmt: skip
     """The TXT record of the `_ipp._tcp` service (Bonjour Printing Specification, PWG 5100.14).
 
     `host` is the advertised mDNS host name ("NAME.local."), `port` the IPP listener's port: adminurl
@@ -149,20 +155,25 @@ def txt_record(config: DnssdConfig, facts: PrinterFacts, *, host: str, port: int
         "air": "none",
         "mopria-certified": "1.3",
     }
+    if tls:  # the _ipps._tcp record (Bonjour Printing Specification: TLS, the highest version offered)
+        record["TLS"] = "1.2"
     return {key: _fit(key, value) for key, value in record.items()}
 
 
-def service_name(config: DnssdConfig) -> str:
+def service_name(config: DnssdConfig, service_type: str = SERVICE_TYPE) -> str:
     """The fully qualified service instance name, e.g. "Spooler._ipp._tcp.local."."""
-    return f"{config.name}.{SERVICE_TYPE}"
+    return f"{config.name}.{service_type}"
 
 
 def build_service_info(config: DnssdConfig, facts: PrinterFacts, *, host: str, port: int,
-                       addresses: Sequence[str]) -> ServiceInfo:  # fmt: skip
-    """The zeroconf ServiceInfo of the printer (type `_ipp._tcp.local.`): SRV to host:port, the TXT record,
-    A/AAAA records for the addresses. The `_print` subtype pointer is `subtype_info` of it."""
+                       addresses: Sequence[str], tls: bool = False) -> ServiceInfo:  # fmt: skip
+    """The zeroconf ServiceInfo of the printer (type `_ipp._tcp.local.`, or `_ipps._tcp.local.` with
+    `tls`): SRV to host:port, the TXT record, A/AAAA records for the addresses. The `_print` subtype
+    pointer is `subtype_info` of it."""
+    service_type = SECURE_SERVICE_TYPE if tls else SERVICE_TYPE
     return ServiceInfo(
-        SERVICE_TYPE, service_name(config), port=port, properties=txt_record(config, facts, host=host, port=port),
+        service_type, service_name(config, service_type),
+        port=port, properties=txt_record(config, facts, host=host, port=port, tls=tls),
         server=host, parsed_addresses=list(addresses),
     )  # fmt: skip
 
@@ -171,7 +182,7 @@ def subtype_info(info: ServiceInfo) -> ServiceInfo:
     """A copy of `info` whose type is the `_print` subtype: its PTR record is
     `_print._sub._ipp._tcp.local. -> INSTANCE._ipp._tcp.local.`, the rest is the same."""
     return ServiceInfo(
-        SUBTYPE, info.name, port=info.port, properties=info.text, server=info.server,
+        f"_print._sub.{info.type}", info.name, port=info.port, properties=info.text, server=info.server,
         addresses=info.addresses_by_version(IPVersion.All), host_ttl=info.host_ttl, other_ttl=info.other_ttl,
     )  # fmt: skip
 
@@ -226,7 +237,7 @@ class DnssdAdvertiser(Service):
     def __init__(self, config: DnssdConfig, printer: PrinterAttributes, listening: Callable[[], tuple[str, int]],
                  run_in_thread: RunInThread, *, zeroconf_factory: ZeroconfFactory | None = None,
                  host: str | None = None, addresses: Callable[[DnssdConfig, str], list[str]] = advertised_addresses,
-                 ) -> None:  # fmt: skip
+                 secure_port: Callable[[], int | None] | None = None) -> None:  # fmt: skip
         self.setName("dnssd")
         self.config = config
         self._printer = printer
@@ -239,6 +250,8 @@ class DnssdAdvertiser(Service):
         self._info: Any = None
         self._subtype: Any = None
         self._starting: Deferred[Any] = succeed(None)
+        self._secure_port = secure_port  # the ipps listener's port, if there is one
+        self._secure: list[tuple[Any, Any]] = []  # (info, subtype) of `_ipps._tcp`
 
     @property
     def registered_name(self) -> str | None:
@@ -250,10 +263,12 @@ class DnssdAdvertiser(Service):
         listener_host, port = self._listening()
         host = self._host or default_host()
         facts = printer_facts(self._printer)
-        self._starting = self._run_in_thread(self._register, facts, host, listener_host, port)
+        secure_port = self._secure_port() if self._secure_port is not None else None
+        self._starting = self._run_in_thread(self._register, facts, host, listener_host, port, secure_port)
         self._starting.addErrback(self._failed)
 
-    def _register(self, facts: PrinterFacts, host: str, listener_host: str, port: int) -> None:
+    def _register(self, facts: PrinterFacts, host: str, listener_host: str, port: int,
+                  secure_port: int | None = None) -> None:  # fmt: skip
         """In a thread: open zeroconf, register the service (probing, renaming on a conflict), add the subtype."""
         addresses = self._addresses(self.config, listener_host)
         if all(ipaddress.ip_address(a).is_loopback for a in addresses):
@@ -273,6 +288,14 @@ class DnssdAdvertiser(Service):
             raise
         self._zeroconf, self._info = zeroconf, info
         self._subtype = self._add_subtype(zeroconf, info)
+        if secure_port:
+            secure = build_service_info(self.config, facts, host=host, port=secure_port, addresses=addresses, tls=True)
+            try:
+                zeroconf.register_service(secure, allow_name_change=True)
+                self._secure.append((secure, self._add_subtype(zeroconf, secure)))
+            except Exception as error:  # the _ipp._tcp advertisement stands
+                log.warn("DNS-SD: {type} is not advertised: {error}", spool_event="dnssd_failed",
+                         type=SECURE_SERVICE_TYPE, error=repr(error))  # fmt: skip
         log.info("DNS-SD: advertising {name} ({type}) at {host}:{port} on {addresses}",
                  spool_event="dnssd_registered", name=info.get_name(), type=SERVICE_TYPE, subtype=SUBTYPE,
                  host=host, port=port, addresses=addresses, uuid=facts.uuid)  # fmt: skip
@@ -285,7 +308,7 @@ class DnssdAdvertiser(Service):
             types = zeroconf.registry.types
 
             def add() -> None:
-                types.setdefault(SUBTYPE, {})[sub.key] = sub
+                types.setdefault(sub.type, {})[sub.key] = sub
 
             _on_loop(zeroconf, add)
             announcement = DNSOutgoing(_FLAGS_QR_RESPONSE | _FLAGS_AA)
@@ -303,10 +326,10 @@ class DnssdAdvertiser(Service):
             types = zeroconf.registry.types
 
             def remove() -> None:
-                bucket = types.get(SUBTYPE, {})
+                bucket = types.get(sub.type, {})
                 bucket.pop(sub.key, None)
                 if not bucket:
-                    types.pop(SUBTYPE, None)
+                    types.pop(sub.type, None)
 
             _on_loop(zeroconf, remove)
             goodbye = DNSOutgoing(_FLAGS_QR_RESPONSE | _FLAGS_AA)
@@ -337,9 +360,14 @@ class DnssdAdvertiser(Service):
         """In a thread: withdraw the subtype and the service (goodbye packets) and close zeroconf."""
         zeroconf, info, sub = self._zeroconf, self._info, self._subtype
         self._zeroconf = self._info = self._subtype = None
+        secure, self._secure = self._secure, []
         if zeroconf is None:
             return
         try:
+            for secure_info, secure_sub in secure:
+                if secure_sub is not None:
+                    self._remove_subtype(zeroconf, secure_sub)
+                zeroconf.unregister_service(secure_info)
             if sub is not None:
                 self._remove_subtype(zeroconf, sub)
             zeroconf.unregister_service(info)

@@ -275,13 +275,60 @@ class SpoolerService(MultiService):
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip
         if config.listen.ipp:
-            factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor))
+            factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor,
+                                                                  authenticator=self._ipp_authenticator()))
+        if config.listen.ipps:
+            factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
             factories["lpd"] = (config.listen.lpd, LpdFactory(
                 self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip
         return factories
+
+    def _ipp_authenticator(self) -> Any:
+        """The one Basic authenticator of the IPP listeners (shared throttling and cache), if configured."""
+        if self.config.ipp.authentication != "basic":
+            return None
+        if getattr(self, "_authenticator", None) is None:
+            from spooler.ipp.auth import BasicAuthenticator
+
+            assert self.config.ipp.users_file is not None
+            self._authenticator = BasicAuthenticator(self.config.ipp.users_file, realm=self.config.ipp.name,
+                                                     run_in_thread=self.run_in_thread, seconds=self.reactor.seconds)
+        return self._authenticator
+
+    def _ipps_factory(self, plain: Any) -> Any:
+        """listen.ipps: the IPP printer (the same operations as listen.ipp's) behind TLS, with the
+        configured certificate or a self-signed one made in STATE/keys on first start."""
+        from spooler.ipp.auth import ensure_self_signed, tls_options
+        from spooler.ipp.resource import TlsIppFactory
+
+        assert self.jobs is not None
+        config = self.config
+        if config.ipp.tls_certificate is not None and config.ipp.tls_key is not None:
+            certificate, key = config.ipp.tls_certificate, config.ipp.tls_key
+        else:
+            certificate, key = ensure_self_signed(config.state_dir / "keys")
+        try:
+            options = tls_options(certificate, key)
+        except Exception as error:
+            raise ConfigError("ipp.tls_certificate", f"cannot use {certificate} with {key}: {error}") from None
+        site = build_ipp_site(self.jobs, config, self.reactor, secure=True,
+                              operations=plain.operations if plain is not None else None,
+                              authenticator=self._ipp_authenticator())  # fmt: skip
+        if plain is not None:
+            site.sibling = (plain, lambda: self._listening_port("ipp"))
+            plain.sibling = (site, lambda: self._listening_port("ipps"))
+        return TlsIppFactory(options, site)
+
+    def _listening_port(self, name: str) -> int | None:
+        try:
+            listener = self.getServiceNamed(name)
+        except KeyError:
+            return None
+        port = getattr(listener, "port", None)
+        return int(getattr(port.getHost(), "port", 0)) or None if port is not None else None
 
     def _terminal(self) -> ListenerService:
         """The device terminal (login and pull print, spooler.terminal) on terminal.listen. It asks
@@ -307,7 +354,7 @@ class SpoolerService(MultiService):
             return str(getattr(address, "host", "")), int(getattr(address, "port", 0))
 
         return DnssdAdvertiser(self.config.dnssd, self.intake["ipp"].operations.printer, listening,
-                               self.run_in_thread)  # fmt: skip
+                               self.run_in_thread, secure_port=lambda: self._listening_port("ipps"))  # fmt: skip
 
     def _endpoint(self, key: str, description: str) -> Any:
         try:

@@ -74,7 +74,8 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
                    "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "login.validity_hours",
                    "login.offline_enabled", "login.sync_interval", "login.max_failures", "login.lockout",
                    "login.peers", "login.share_listen", "login.fleet_key_file", "login.share_interval",
-                   "login.discover"):  # fmt: skip
+                   "login.discover", "listen.ipps", "ipp.authentication", "ipp.users_file",
+                   "ipp.allow_basic_without_tls", "ipp.tls_certificate", "ipp.tls_key"):  # fmt: skip
         key = dotted.split(".")[-1]
         assert f"\n{key} =" in text or f"\n# {key} =" in text, f"{dotted} is not shown in samples/spooler.toml"
 

@@ -398,9 +398,13 @@ class PrinterAttributes:
         model = model or make
         return f"MFG:{make};MDL:{model};CMD:PDF,PWG,URF,JPEG,PS,PCL;CLS:PRINTER;"
 
-    def render(self, status: PrinterStatus, base_uri: str, requested: set[str] | None) -> list[Attribute]:
-        """Every attribute the request asks for (requested: a set of names or group names; None = all)."""
+    def render(self, status: PrinterStatus, base_uri: str, requested: set[str] | None,
+               uris: list[tuple[str, str, str]] | None = None) -> list[Attribute]:  # fmt: skip
+        """Every attribute the request asks for (requested: a set of names or group names; None = all).
+        `uris`: (printer-uri-supported, uri-security-supported, uri-authentication-supported) of each
+        listener, the one the client used first; default: `base_uri`, no security, requesting-user-name."""
         up = int(status.up_since)
+        uris = uris or [(base_uri, "none", "requesting-user-name")]
         dynamic = [
             Attribute.datetime("printer-config-change-date-time", ipp_datetime(status.up_since)),
             Attribute.integer("printer-config-change-time", up),
@@ -415,10 +419,13 @@ class PrinterAttributes:
             Attribute.keyword("printer-state-reasons", *(status.reasons or ("none",))),
             Attribute.uri("printer-supply-info-uri", f"{base_uri_http(base_uri)}/supplies"),
             Attribute.integer("printer-up-time", max(1, int(status.now))),
-            Attribute.uri("printer-uri-supported", base_uri),
+            Attribute.uri("printer-uri-supported", *(uri for uri, _, _ in uris)),
             Attribute.integer("queued-job-count", status.queued_jobs),
+            Attribute.keyword("uri-authentication-supported", *(authentication for _, _, authentication in uris)),
+            Attribute.keyword("uri-security-supported", *(security for _, security, _ in uris)),
         ]
-        attributes = [a for a in self._static if a.name != "printer-config-change-date-time"] + dynamic
+        per_uri = ("printer-config-change-date-time", "uri-authentication-supported", "uri-security-supported")
+        attributes = [a for a in self._static if a.name not in per_uri] + dynamic
         if requested is None or "all" in requested:
             chosen = attributes
         else:

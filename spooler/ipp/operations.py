@@ -61,6 +61,9 @@ class RequestContext:
     printer_uri: str
     peer_host: str
     queue: str = "default"
+    user: str | None = None  # the authenticated user; it replaced requesting-user-name in the request
+    #: printer-uri-supported with uri-security-supported and uri-authentication-supported, in order.
+    uris: list[tuple[str, str, str]] | None = None
 
 
 @dataclass
@@ -532,7 +535,8 @@ class PrinterOperations:
             self._document_format(operation)
         requested = self._requested(operation)
         response = response_for(message, Status.SUCCESSFUL_OK)
-        response.add_group(Tag.PRINTER, *self.printer.render(self.printer_status(), context.printer_uri, requested))
+        response.add_group(Tag.PRINTER, *self.printer.render(self.printer_status(), context.printer_uri, requested,
+                                                             uris=context.uris))  # fmt: skip
         return response
 
     def _require_admin(self, operation: AttributeGroup) -> str:

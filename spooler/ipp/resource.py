@@ -13,6 +13,18 @@ plus the IncomingFile's bounded buffer, whatever the document's size. A request 
 time (bad request, unsupported format, unknown job, spool full, too large) has the rest of its body
 read and dropped, and is answered when the body ends. The response to a job-creating request is
 written only after the JobService made the job durable.
+
+Authentication (`[ipp] authentication = "basic"`, spooler.ipp.auth): the Authorization header is
+checked as soon as the headers are in, before any of the body is accepted; while scrypt runs in a
+thread the socket is paused and the little already read is held. A request with wrong credentials
+gets HTTP 401 with a Basic challenge (its body is dropped). A request without any may only read
+(ANONYMOUS_OPERATIONS, as CUPS's default policy: clients ask for the printer's attributes before
+they know they need a password); any other operation gets the 401 as soon as its IPP header is
+read, and its document is never spooled. The authenticated user
+replaces the request's requesting-user-name, so it owns the job and is the requester of every
+operation. On plain http with Basic configured and `allow_basic_without_tls` false, every request
+is refused (403): the credentials would cross the network in clear. The same site class serves
+ipps, wrapped in TLS by `TlsIppFactory`.
 """
 
 from __future__ import annotations
@@ -28,11 +40,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from spooler.config import Config
 from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
-from spooler.ipp.codec import IppParseError, decode_message, encode_message, find_data_offset
+from spooler.ipp.auth import AuthRefused, BasicAuthenticator
+from spooler.ipp.codec import Attribute, IppParseError, decode_message, encode_message, find_data_offset
 from spooler.ipp.device import DeviceDescriber
 from spooler.ipp.operations import (
     DOCUMENT_OPERATIONS,
@@ -43,7 +57,7 @@ from spooler.ipp.operations import (
     RequestContext,
     bad_request,
 )
-from spooler.ipp.tags import Status
+from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
 from spooler.model import JobTooLarge
 from spooler.spoolfiles import IncomingFile
@@ -51,6 +65,9 @@ from spooler.spoolfiles import IncomingFile
 log = Logger(namespace="spooler.ipp")
 
 PRINTER_PATH = b"/ipp/print"
+#: What a client may do without credentials where Basic authentication is configured.
+ANONYMOUS_OPERATIONS = frozenset({Operation.GET_PRINTER_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES,
+                                  Operation.VALIDATE_JOB})  # fmt: skip
 #: The IPP header (everything before the document data) may not be larger than this.
 MAX_HEADER_SIZE = 1024 * 1024
 
@@ -63,7 +80,7 @@ class IppIntake:
         self.request = request
         # The printer the request addressed; render_POST sets it from the path once the body is in.
         self.context = RequestContext(printer_uri=site.printer_uri(request, PRINTER_PATH.decode()),
-                                      peer_host=request.peer_host())  # fmt: skip
+                                      peer_host=request.peer_host(), user=request.auth_user)  # fmt: skip
         self.state = "header"  # header -> data | discard
         self.buffer = bytearray()
         self.message: Any = None
@@ -112,6 +129,12 @@ class IppIntake:
             self.parse_error = str(error)
             self.state = "discard"
             return
+        if self.context.user is not None:
+            self._set_requester(self.context.user)
+        elif self.request.anonymous and self.message.code not in ANONYMOUS_OPERATIONS:
+            self.request.auth_refusal = AuthRefused(401, "authentication required")
+            self.state = "discard"
+            return
         if self.message.code not in DOCUMENT_OPERATIONS or self.failure is not None:
             self.state = "discard"  # anything after the attributes is ignored
             return
@@ -124,6 +147,18 @@ class IppIntake:
             return
         self.decompressor = Decompressor(self.plan.compression, self.document.write)
         self.state = "data"
+
+    def _set_requester(self, user: str) -> None:
+        """The authenticated user is the requester, whatever requesting-user-name the client sent."""
+        if not self.message.groups or self.message.groups[0].tag != Tag.OPERATION:
+            return  # check_request refuses it
+        attributes = self.message.groups[0].attributes
+        requester = Attribute.name("requesting-user-name", user)
+        for index, attribute in enumerate(attributes):
+            if attribute.name == "requesting-user-name":
+                attributes[index] = requester
+                return
+        attributes.append(requester)
 
     def _write(self, data: bytes) -> None:
         assert self.decompressor is not None
@@ -186,19 +221,68 @@ class IppRequest(Request):
     """A twisted.web request whose body goes to an IppIntake instead of `content`."""
 
     intake: IppIntake | None = None
+    #: Fires once the credentials are checked (None: no authentication on this listener).
+    auth_done: Deferred[None] | None = None
+    auth_user: str | None = None
+    auth_refusal: AuthRefused | None = None
+    anonymous = False  # Basic is configured and the request has no credentials: read-only operations
+    _held: list[bytes] | None = None
 
     def gotLength(self, length: int | None) -> None:
         self.content = io.BytesIO()  # type: ignore[assignment]  # stays empty: the body is streamed
         self._body_over = False
         self._paused_by_us = False
+        self._length = length
+        site: IppSite = self.channel.site  # type: ignore[union-attr,attr-defined]
+        if site.refuse_plain:
+            self.auth_done = succeed(None)
+            self.auth_refusal = AuthRefused(403, "this printer requires authentication, which is only done over ipps")
+            return  # the body is dropped
+        headers = self.requestHeaders.getRawHeaders(b"authorization")
+        header = headers[0] if headers else None
+        if site.authenticator is None or header is None:
+            self.anonymous = site.authenticator is not None
+            self._open_intake()
+            return
+        self.auth_done = Deferred()
+        self._held = []
+        checking = site.authenticator.check(header, self.peer_host())
+        checking.addCallbacks(self._authenticated, self._refused)
+        if not self.auth_done.called:
+            self.pressure(True)  # scrypt runs: read no more of the body meanwhile
+
+    def _open_intake(self) -> None:
         content_type = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
         if content_type.split(b";")[0].strip().lower() == b"application/ipp":
-            site = self.channel.site  # type: ignore[union-attr,attr-defined]
-            self.intake = IppIntake(site, self, length)
+            self.intake = IppIntake(self.channel.site, self, self._length)  # type: ignore[union-attr,attr-defined]
+
+    def _authenticated(self, user: str) -> None:
+        self.auth_user = user
+        held, self._held = self._held or [], None
+        self.pressure(False)
+        if not getattr(self, "_disconnected", False):
+            self._open_intake()
+            for data in held:
+                self.handleContentChunk(data)
+        assert self.auth_done is not None
+        self.auth_done.callback(None)
+
+    def _refused(self, failure: Failure) -> None:
+        if failure.check(AuthRefused):
+            self.auth_refusal = failure.value
+        else:
+            log.failure("IPP authentication failed", failure, spool_event="ipp_auth_error")
+            self.auth_refusal = AuthRefused(500, "the credentials could not be checked")
+        self._held = None
+        self.pressure(False)
+        assert self.auth_done is not None
+        self.auth_done.callback(None)
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.intake is not None:
             self.intake.feed(data)
+        elif self._held is not None:
+            self._held.append(data)  # a paused socket: at most what one read brought
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self._body_over = True
@@ -236,6 +320,45 @@ class PrinterResource(Resource):
         super().__init__()
         self._site = site_holder
 
+    def render(self, request: IppRequest) -> Any:  # type: ignore[override]
+        """Render once the credentials are checked; a refused request gets its HTTP error."""
+        done = request.auth_done
+        if request.auth_refusal is not None and (done is None or done.called):
+            if request.intake is not None:
+                request.intake.abort()
+            return self._refuse(request)
+        if done is None or done.called:
+            return super().render(request)
+
+        def checked(_: object) -> None:
+            if request.channel is None or getattr(request, "_disconnected", False):
+                if request.intake is not None:
+                    request.intake.abort()
+                return
+            body = self._refuse(request) if request.auth_refusal is not None else super(PrinterResource, self).render(
+                request)
+            if body is not NOT_DONE_YET:
+                request.write(body)
+                request.finish()
+
+        done.addCallback(checked)
+        done.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def _refuse(self, request: IppRequest) -> bytes:
+        refusal = request.auth_refusal
+        assert refusal is not None
+        request.setResponseCode(refusal.code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        if refusal.code == 401 and self._site.authenticator is not None:
+            request.setHeader(b"www-authenticate", self._site.authenticator.challenge())
+        if refusal.code == 429:
+            request.setHeader(b"retry-after", b"60")
+        if refusal.code != 401 or request.getHeader(b"authorization"):
+            log.info("IPP request from {host} refused: {why}", spool_event="ipp_auth_refused",
+                     host=request.peer_host(), code=refusal.code, why=refusal.reason)  # fmt: skip
+        return f"{refusal.reason}\n".encode()
+
     def render_POST(self, request: IppRequest) -> Any:  # type: ignore[override]
         printer = self._site.printer_for(request.path)
         if printer is None:
@@ -250,6 +373,7 @@ class PrinterResource(Resource):
         queue, path = printer
         request.intake.context.queue = queue
         request.intake.context.printer_uri = self._site.printer_uri(request, path)
+        request.intake.context.uris = self._site.printer_uris(request, path)
         answer = request.intake.finish()
         self._site.track(answer)
         answer.addCallback(self._write, request)
@@ -308,8 +432,14 @@ class IppSite(Site):
     displayTracebacks = False
 
     def __init__(self, jobs: JobService, operations: PrinterOperations, *, max_request_size: int,
-                 idle_timeout: float, max_connections: int, reactor: Any = None) -> None:  # fmt: skip
+                 idle_timeout: float, max_connections: int, reactor: Any = None, secure: bool = False,
+                 authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False) -> None:  # fmt: skip
         super().__init__(PrinterResource(self), timeout=idle_timeout, reactor=reactor)
+        self.secure = secure  # served over TLS (ipps)
+        self.authenticator = authenticator  # Basic authentication on this listener
+        self.refuse_plain = refuse_plain  # Basic is configured but not allowed here: refuse everything
+        #: The other IPP listener of the same printer (ipp for ipps and back) and its port, once listening.
+        self.sibling: tuple[IppSite, Any] | None = None
         self.jobs = jobs
         self.operations = operations
         self.max_request_size = max_request_size
@@ -352,7 +482,25 @@ class IppSite(Site):
         if not host or any(ch in host for ch in "/ \\@?#"):
             address = request.getHost()
             host = f"{getattr(address, 'host', '127.0.0.1')}:{getattr(address, 'port', 631)}"
-        return f"ipp://{host}{path}"
+        return f"{'ipps' if self.secure else 'ipp'}://{host}{path}"
+
+    def security(self) -> tuple[str, str]:
+        """(uri-security-supported, uri-authentication-supported) of this listener's URI."""
+        authentication = "basic" if self.authenticator is not None else "requesting-user-name"
+        return ("tls" if self.secure else "none"), authentication
+
+    def printer_uris(self, request: Request, path: str) -> list[tuple[str, str, str]]:
+        """printer-uri-supported with its security and authentication: the URI the client used, then
+        the other listener's (same host name, its port) if there is one and it serves requests."""
+        uris = [(self.printer_uri(request, path), *self.security())]
+        if self.sibling is not None:
+            site, port = self.sibling
+            number = port()
+            if number and not site.refuse_plain:
+                host = uris[0][0].split("://", 1)[1].split("/", 1)[0]
+                name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                uris.append((f"{'ipps' if site.secure else 'ipp'}://{name}:{number}{path}", *site.security()))
+        return uris
 
     def track(self, answer: Deferred[Any]) -> None:
         self.answers.add(answer)
@@ -374,9 +522,44 @@ class IppSite(Site):
         return gatherResults([d.addErrback(lambda _: None) for d in list(self.answers)])
 
 
-def build_ipp_site(jobs: JobService, config: Config, reactor: Any) -> IppSite:
+class TlsIppFactory(TLSMemoryBIOFactory):
+    """ipps: an IppSite behind TLS, with the site's `connections`, `close_all()` and `operations`."""
+
+    noisy = False
+
+    def __init__(self, options: Any, site: IppSite) -> None:
+        super().__init__(options, False, site)  # type: ignore[arg-type]  # a Site is a protocol factory
+        self.site = site
+
+    @property
+    def connections(self) -> set[IppChannel]:
+        return self.site.connections
+
+    @property
+    def operations(self) -> PrinterOperations:
+        return self.site.operations
+
+    def close_all(self) -> Deferred[Any]:
+        return self.site.close_all()
+
+
+def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bool = False,
+                   operations: PrinterOperations | None = None,
+                   authenticator: BasicAuthenticator | None = None) -> IppSite:  # fmt: skip
     """The IPP front-end as the configuration describes it (the printer's uuid is derived from the
-    spool's own id, so it stays the same across restarts)."""
+    spool's own id, so it stays the same across restarts). A second listener of the same printer
+    (ipps beside ipp) passes the first one's `operations`. With `[ipp] authentication = "basic"`,
+    `authenticator` checks the credentials (on plain http only if allow_basic_without_tls)."""
+    basic = config.ipp.authentication == "basic"
+    allowed = basic and (secure or config.ipp.allow_basic_without_tls)
+    if operations is not None:
+        site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
+                       idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
+                       reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
+                       refuse_plain=basic and not allowed)  # fmt: skip
+        site.queues = tuple(queue.name for queue in config.queues)
+        site.default_queue = "default" if "default" in site.queues else site.queues[0]
+        return site
     identity = PrinterIdentity(
         name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
         make_and_model=config.ipp.make_and_model, color=config.ipp.color,
@@ -389,7 +572,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any) -> IppSite:
                                    up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
-                   reactor=reactor)  # fmt: skip
+                   reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
+                   refuse_plain=basic and not allowed)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
     site.default_queue = "default" if "default" in site.queues else site.queues[0]
     if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
