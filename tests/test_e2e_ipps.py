@@ -179,7 +179,8 @@ def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
     cancel.write_text(CANCEL_AS.format(job=job_id, requester="alice", status="client-error-not-authorized"))
     output = ipptool(bob, "-tv", str(cancel))
     assert "[PASS]" in output and "[FAIL]" not in output, output[-3000:]
-    assert spooler.job(job_id)["state"] == "pending"
+    # not canceled (the dispatcher may be between two attempts on the unreachable device)
+    assert spooler.job(job_id)["state"] in ("pending", "processing")
     # Get-Jobs my-jobs as bob: alice's job is not his.
     status, _, answer = call(port, message(port, Operation.GET_JOBS, "alice", Attribute.boolean("my-jobs", True)),
                              credentials=("bob", PASSWORDS["bob"]))  # fmt: skip
