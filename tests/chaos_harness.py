@@ -12,7 +12,9 @@ whole or not. What the checker reports (`check`):
 * lost: acknowledged, no whole copy anywhere;
 * duplicates, classified: a raw device cannot be asked what it printed, so a job whose copy reached
   the device while the spooler was killed before it recorded the delivery is sent again after the
-  restart (DESIGN.md 3 allows it: "unavoidable, raw"); likewise a forward whose answer was lost when
+  restart (DESIGN.md 3 allows it: "unavoidable, raw"), as is one whose device reset the connection
+  after reading it whole (switched off before it closed: the spooler cannot tell that from a device
+  that lost the job, and sends it again rather than risk a loss); likewise a forward whose answer was lost when
   the central server died, after which the job printed on the device ("unavoidable, server died
   mid-forward"). Every other duplicate is a bug (the spooler had recorded the delivery, or the peer
   could be asked);
@@ -85,7 +87,8 @@ class Arrival:
     start: float
     end: float = 0.0
     data: bytes = b""
-    clean: bool = False  # the stream ended with a FIN (False: reset, or cut by the device going down)
+    clean: bool = False  # the device read the stream to its end (False: a reset, or switched off first)
+    cut: bool = False  # switched off before the end of the stream
 
 
 class ChaosDevice:
@@ -97,7 +100,7 @@ class ChaosDevice:
         self.arrivals: list[Arrival] = []
         self._lock = threading.Lock()
         self._server: socket.socket | None = None
-        self._connections: set[socket.socket] = set()
+        self._connections: dict[socket.socket, Arrival] = {}
         self._thread: threading.Thread | None = None
         self.up()
 
@@ -133,7 +136,9 @@ class ChaosDevice:
             pass
         server.close()
         with self._lock:
-            for connection in list(self._connections):
+            for connection, arrival in list(self._connections.items()):
+                if not arrival.clean:
+                    arrival.cut = True  # switched off before it read the end of the job: not printed
                 try:
                     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     connection.shutdown(socket.SHUT_RDWR)
@@ -153,7 +158,7 @@ class ChaosDevice:
                 return
             arrival = Arrival(time.time())
             with self._lock:
-                self._connections.add(connection)
+                self._connections[connection] = arrival
             threading.Thread(target=self._receive, args=(connection, arrival), daemon=True).start()
 
     def _receive(self, connection: socket.socket, arrival: Arrival) -> None:
@@ -163,7 +168,8 @@ class ChaosDevice:
             while True:
                 chunk = connection.recv(65536)
                 if not chunk:
-                    arrival.clean = True
+                    with self._lock:
+                        arrival.clean = not arrival.cut  # (after a switch-off, the end is our own shutdown)
                     break
                 chunks.append(chunk)
         except OSError:
@@ -171,10 +177,8 @@ class ChaosDevice:
         finally:
             arrival.end = time.time()
             arrival.data = b"".join(chunks)
-            if arrival.clean and self._server is None:
-                arrival.clean = False  # switched off while it was reading: the printer lost it
             with self._lock:
-                self._connections.discard(connection)
+                self._connections.pop(connection, None)
                 if arrival.data:  # an empty connection is a probe, not a job
                     self.arrivals.append(arrival)
             connection.close()
@@ -497,7 +501,9 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
     report["lost"] = sorted(s.token for s in submissions if s.acked and s.token not in whole)
     report["unknown_copies"] = unknown
 
-    duplicates: dict[str, list[str]] = {"raw_kill_unavoidable": [], "server_died_mid_forward": [], "bug": []}
+    device_off = [at for at, what in events if what == "device down"]
+    duplicates: dict[str, list[str]] = {"raw_kill_unavoidable": [], "raw_device_off_unavoidable": [],
+                                        "server_died_mid_forward": [], "bug": []}  # fmt: skip
     for token, found in whole.items():
         if len(found) < 2:
             continue
@@ -508,7 +514,14 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
             if first.where == second.where == "device":
                 kill = next((k for k in kills if first.at <= k <= second.at), None)
                 recorded_before = kill is not None and any(t < kill for t in done_times)
-                kind = "raw_kill_unavoidable" if kill is not None and not recorded_before else "bug"
+                if kill is not None and not recorded_before:
+                    kind = "raw_kill_unavoidable"
+                elif any(first.at <= d <= second.at for d in device_off) and not done_times[:-1]:
+                    # The device read the whole job, then was switched off before it closed the
+                    # connection: the spooler saw a reset and sent the job again (spooler.delivery.socket).
+                    kind = "raw_device_off_unavoidable"
+                else:
+                    kind = "bug"
             elif first.where == "server" and second.where == "device":
                 died = any(first.at - 5 <= d <= second.at for d in server_down)
                 kind = "server_died_mid_forward" if died else "bug"
@@ -591,7 +604,8 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"at the device {report['delivered_at_device']})",
         f"lost {len(report['lost'])}",
         f"duplicates: bugs {d['bug']}; unavoidable: raw device, spooler killed before recording the delivery "
-        f"{d['raw_kill_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}",
+        f"{d['raw_kill_unavoidable']}; raw device switched off after reading the job, before closing "
+        f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}",
         f"out of order {report['out_of_order']}",
         f"not acknowledged: {n['refused_at_connect']} refused at connect (spooler down); "
         f"the others absent {n['absent'] - n['refused_at_connect']}, delivered whole {n['delivered_whole']}, "
