@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import random
 import re
 import socket
@@ -610,7 +609,7 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"not acknowledged: {n['refused_at_connect']} refused at connect (spooler down); "
         f"the others absent {n['absent'] - n['refused_at_connect']}, delivered whole {n['delivered_whole']}, "
         f"only partial copies {n['only_partial']}",
-        f"partial copies: " + (", ".join(f"{k} {v}" for k, v in sorted(p.items())) or "none"),
+        "partial copies: " + (", ".join(f"{k} {v}" for k, v in sorted(p.items())) or "none"),
         f"acknowledged jobs' final states at the spooler: {report['acknowledged_job_states']}",
         f"FAILURES {report['failures']}" + ("" if report["failures"] else " (none)"),
     ]
