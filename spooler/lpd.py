@@ -332,7 +332,8 @@ class LpdProtocol(Protocol, TimeoutMixin):
 
     def evict(self) -> None:
         self.factory.connections.discard(self)
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     @property
     def holds_uncommitted(self) -> bool:

@@ -136,7 +136,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
     def evict(self) -> None:
         self.factory.connections.discard(self)
         self._drop_incoming()
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _drop_incoming(self) -> None:
         if self.incoming is not None and not self.submitted:

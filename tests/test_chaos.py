@@ -82,9 +82,10 @@ def test_a_partial_copy_is_a_failure_unless_a_kill_or_the_device_cut_it() -> Non
 def test_chaos_small() -> None:
     root = short_tempdir("chaos")
     lines: list[str] = []
-    # Every kind of trouble at least once: kill -9 of the spooler (three times), the server killed and
-    # back, the device switched off and on, the server refusing, then the spooler killed while both are down.
-    script = ["spooler", "server", "spooler", "device", "server", "device", "spooler", "server", "device", "spooler"]
+    # Every kind of trouble, in an order that makes each count: the server goes first (jobs go to the
+    # device), the spooler is killed while it is offline, the device is switched off too (jobs wait),
+    # the server and the device come back (failback), the spooler is killed again, and so on.
+    script = ["server", "spooler", "device", "server", "device", "spooler", "server", "spooler", "device", "spooler"]
     run = ChaosRun(root, 12.0, seed=11, pace=1.0, think=0.25, script=script, log=lines.append)
     try:
         report = run.run()

@@ -308,7 +308,8 @@ class IppChannel(HTTPChannel):
 
     def evict(self) -> None:
         self.site.connections.discard(self)
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.connections.discard(self)
