@@ -139,8 +139,11 @@ class ChaosDevice:
                 if not arrival.clean:
                     arrival.cut = True  # switched off before it read the end of the job: not printed
                 try:
+                    # A reset, never a FIN: SHUT_RD wakes the reading thread without telling the peer
+                    # anything, and its close with SO_LINGER 0 resets the connection (SHUT_RDWR would
+                    # send a FIN first, which the spooler rightly takes for "the device has it all").
                     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    connection.shutdown(socket.SHUT_RDWR)
+                    connection.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
         if self._thread is not None:
