@@ -513,7 +513,7 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
         job = jobs.get(token)
         done_times = completed.get(int(job["job_id"]), []) if job else []
         for first, second in zip(found, found[1:]):
-            if first.where == second.where == "device":
+            if first.where == "device":  # then the device again, or the server once it was back
                 kill = next((k for k in kills if first.at <= k <= second.at), None)
                 recorded_before = kill is not None and any(t < kill for t in done_times)
                 if kill is not None and not recorded_before:

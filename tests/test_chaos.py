@@ -64,6 +64,8 @@ def test_a_raw_duplicate_across_a_kill_is_unavoidable_unless_the_delivery_was_re
     recorded = [{"job_id": 1, "time": "1970-01-01T00:00:02.080+00:00"}]  # completed, then sent again
     assert check(subs, copies, [(2.5, "spooler killed")], jobs_for("a"), recorded)["duplicates"]["bug"] == 1
     assert check(subs, copies, [], jobs_for("a"), [])["duplicates"]["bug"] == 1  # no kill: no excuse
+    then_server = [copies[0], Copy("a", True, "server", 4.0, 4.1)]  # after the restart the server was back
+    assert check(subs, then_server, killed, jobs_for("a"), [])["duplicates"]["raw_kill_unavoidable"] == 1
 
 
 def test_a_partial_copy_is_a_failure_unless_a_kill_or_the_device_cut_it() -> None:
