@@ -299,9 +299,16 @@ class Dispatcher:
 
     def _attempt(self, lane: Lane, job: Job, target: _Target, now: float) -> None:
         earlier = job.attributes.get("delivery") or {}
-        journal_entry = {"uri": target.backend.uri, "route": target.route.value, "started_at": now}
-        if earlier.get("uri") == target.backend.uri and earlier.get("remote_job_id"):
-            journal_entry["remote_job_id"] = earlier["remote_job_id"]
+        journal_entry: dict[str, Any] = {"uri": target.backend.uri, "route": target.route.value, "started_at": now}
+        # The peers' own job ids, by URI, from every earlier attempt: a forward cut off after the server
+        # had the job, then attempts at the device, must still ask the server before sending it again.
+        remote_jobs = dict(earlier.get("remote_jobs") or {})
+        if earlier.get("uri") and earlier.get("remote_job_id"):
+            remote_jobs[earlier["uri"]] = earlier["remote_job_id"]
+        if remote_jobs:
+            journal_entry["remote_jobs"] = remote_jobs
+        if remote_jobs.get(target.backend.uri):
+            journal_entry["remote_job_id"] = remote_jobs[target.backend.uri]
         job = transition(job, JobState.PROCESSING, now=now, message=f"sending to {target.backend.uri}").evolve(
             route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
         )

@@ -63,6 +63,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from spooler.config import QUEUE_NAME, Config
+from spooler.intake_limits import admit
 from spooler.jobs import JobRequest, JobService
 from spooler.model import (
     IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, SpoolerError, SpoolFull,
@@ -311,6 +312,8 @@ class LpdProtocol(Protocol, TimeoutMixin):
         self._eof = False
         self._reset_on_close = False
         self.jobs: list[int] = []  # jobs committed on this connection
+        self.last_activity = 0.0
+        self.received_any = False
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -326,7 +329,17 @@ class LpdProtocol(Protocol, TimeoutMixin):
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = RECEIVE_SIZE
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
+        self.last_activity = self.factory.clock.seconds()
         self.setTimeout(self.factory.idle_timeout)
+
+    def eviction_rank(self) -> tuple[bool, float] | None:
+        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        return None if self.mode in (COMMITTING, CLOSED) else (self.received_any, self.last_activity)
+
+    def evict(self) -> None:
+        self.factory.connections.discard(self)
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     @property
     def holds_uncommitted(self) -> bool:
@@ -336,6 +349,8 @@ class LpdProtocol(Protocol, TimeoutMixin):
         if self.mode == CLOSED:
             return
         self.resetTimeout()
+        self.last_activity = self.factory.clock.seconds()
+        self.received_any = True
         if self.mode == COMMITTING:
             self._backlog += data  # a client should wait for its ack; keep what it sent anyway ...
             if len(self._backlog) > BACKLOG_LIMIT:
@@ -710,10 +725,7 @@ class LpdFactory(Factory):
             log.warn("LPD connection from {host} refused: not in lpd.allow", spool_event="connection_refused",
                      host=host, why="source address not allowed", protocol="lpd")  # fmt: skip
             return None
-        if len(self.connections) >= self.max_connections:
-            log.warn("LPD connection from {host} refused: {limit} connections already open",
-                     spool_event="connection_refused", host=host, limit=self.max_connections,
-                     protocol="lpd")  # fmt: skip
+        if not admit(self.connections, self.max_connections, self.clock.seconds(), protocol="LPD", host=host):
             return None
         protocol = super().buildProtocol(addr)
         assert isinstance(protocol, LpdProtocol)

@@ -25,6 +25,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from spooler.intake_limits import admit
 from spooler.jobs import JobRequest, JobService
 from spooler.model import JobTooLarge, SpoolFull
 from spooler.spoolfiles import IncomingFile
@@ -54,6 +55,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         self.incoming: IncomingFile | None = None
         self.submitted = False
         self.host = ""
+        self.last_activity = 0.0
+        self.received_any = False
 
     def connectionMade(self) -> None:
         self.host = peer_host(self.transport.getPeer())  # type: ignore[union-attr]
@@ -61,6 +64,7 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         if hasattr(self.transport, "bufferSize"):
             self.transport.bufferSize = RECEIVE_SIZE  # fewer, larger reads for big jobs
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
+        self.last_activity = self.factory.clock.seconds()
         try:
             self.incoming = self.factory.service.open_incoming(on_pressure=self._pressure)
         except SpoolFull as error:
@@ -78,6 +82,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         if self.incoming is None or self.submitted:
             return
         self.resetTimeout()
+        self.last_activity = self.factory.clock.seconds()
+        self.received_any = True
         try:
             self.incoming.write(data)
         except (JobTooLarge, SpoolFull, OSError) as error:
@@ -123,6 +129,16 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         self._drop_incoming()
         self.transport.abortConnection()  # type: ignore[union-attr]
 
+    def eviction_rank(self) -> tuple[bool, float] | None:
+        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        return None if self.submitted else (self.received_any, self.last_activity)
+
+    def evict(self) -> None:
+        self.factory.connections.discard(self)
+        self._drop_incoming()
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
     def _drop_incoming(self) -> None:
         if self.incoming is not None and not self.submitted:
             self.submitted = True
@@ -150,9 +166,8 @@ class RawJobFactory(Factory):
         self.submissions: set[Deferred[Any]] = set()
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
-        if len(self.connections) >= self.max_connections:
-            log.warn("Raw connection from {host} refused: {limit} connections already open",
-                     spool_event="connection_refused", host=peer_host(addr), limit=self.max_connections)  # fmt: skip
+        if not admit(self.connections, self.max_connections, self.clock.seconds(), protocol="Raw",
+                     host=peer_host(addr)):  # fmt: skip
             return None
         protocol = super().buildProtocol(addr)
         assert isinstance(protocol, RawJobProtocol)

@@ -138,12 +138,13 @@ class Spooler(ManagedProcess):
 
     # -- process control -------------------------------------------------------------------------
 
+    def command(self) -> list[str]:
+        """The daemon's command line (a test may wrap it, e.g. in a mount namespace)."""
+        return [sys.executable, "-m", "spooler", "serve", "--config", str(self.config_path)]
+
     def start(self, wait: bool = True) -> Spooler:
         stderr = open(self.stderr_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "spooler", "serve", "--config", str(self.config_path)],
-            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-        )  # fmt: skip
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
         stderr.close()
         if wait:
             wait_for(self._ready, timeout=20, what=f"the spooler to listen (stderr: {self.stderr_path})")

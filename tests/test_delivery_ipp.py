@@ -370,6 +370,25 @@ async def test_following_stops_at_the_follow_timeout(reactor: Any, fake_printer:
 
 
 @pytest_twisted.ensureDeferred
+async def test_cutting_off_the_following_keeps_the_job_delivered(reactor: Any, fake_printer: Any,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    # The peer accepted every document: a cancel while following (the server went down) must not make
+    # the dispatcher send the job again elsewhere.
+    def handler(request: IppMessage) -> IppMessage:
+        if request.code == Operation.GET_PRINTER_ATTRIBUTES:
+            return printer_answer(request)
+        return job_answer(request, JobState.PROCESSING)
+
+    printer, port = fake_printer(handler)
+    attempt = ipp_backend(reactor, port, follow_timeout=60).deliver(make_job(), files(tmp_path, b"x"))
+    await sleep(reactor, 1.0)
+    assert any(r.code == Operation.GET_JOB_ATTRIBUTES for r in printer.requests)  # following
+    attempt.cancel()
+    receipt = await attempt
+    assert receipt.remote_job_id == "42" and "not followed to completion" in receipt.detail
+
+
+@pytest_twisted.ensureDeferred
 async def test_recover_keeps_a_job_the_peer_has_whole(reactor: Any, fake_printer: Any, tmp_path: Path) -> None:
     state = {"value": JobState.PROCESSING}
 

@@ -167,6 +167,30 @@ def test_a_cut_off_forward_asks_the_server_before_sending_again(tmp_path: Path) 
     assert r.store.get(1).state == JobState.COMPLETED
 
 
+def test_the_servers_job_id_is_remembered_across_attempts_at_the_device(tmp_path: Path) -> None:
+    # Found by bench/chaos.py: a forward cut after the server had the whole job, then attempts at the
+    # (unreachable) device, then the server back: the server must be asked, not sent the job again.
+    r = rig(tmp_path, server={"probe_interval": 3600}, device={"retry_initial": "1s", "retry_max": "1s"})
+    r.submit(b"once")
+    tick(r)
+    [journal] = r.server.journals  # type: ignore[union-attr]
+    journal("remote-7")  # the server has it; its answer to Send-Document never came
+    r.server.fail(DeliveryError("connection lost", retryable=True))  # type: ignore[union-attr]
+    r.dispatcher._server_outcome(False, r.clock.seconds(), "refused")  # the second failure: down
+    tick(r, 5)
+    assert [a[0] for a in r.backend.attempts] == [1]  # offline: tried at the device
+    r.backend.fail(REFUSED)
+    assert "remote_job_id" not in r.store.get(1).attributes["delivery"]  # the device attempt's own entry
+    r.server.recover_results[1] = DeliveryReceipt("the server has it", remote_job_id="remote-7",  # type: ignore
+                                                  already_delivered=True)  # fmt: skip
+    r.dispatcher._server_outcome(True, r.clock.seconds())
+    r.dispatcher._server_outcome(True, r.clock.seconds())  # back up
+    tick(r, 1)
+    assert r.server.recovered == [(1, "remote-7")]  # type: ignore[union-attr]
+    assert len(r.server.attempts) == 1  # never sent to the server twice  # type: ignore[union-attr]
+    assert r.store.get(1).state == JobState.COMPLETED
+
+
 def test_a_device_that_answers_probes_again_gets_its_jobs_at_once(tmp_path: Path) -> None:
     r = rig(tmp_path, device={"retry_initial": "10m", "retry_max": "1h"})
     take_down(r)

@@ -568,11 +568,13 @@ def test_stopping_cuts_uploads_in_progress_and_keeps_finished_jobs(site: IppSite
     assert len(rig.store.list_jobs()) == 1 and list(rig.config.incoming_dir.iterdir()) == []
 
 
-def test_too_many_connections_are_refused(tmp_path: Path) -> None:
+def test_over_the_limit_an_idle_connection_makes_room(tmp_path: Path) -> None:
     rig = Rig(tmp_path, limits={"max_connections": 1})
     site = build_ipp_site(rig.service, rig.config, rig.clock)
-    Client(site)
-    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is None
+    idle = Client(site)
+    rig.clock.advance(5)
+    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is not None  # spooler.intake_limits
+    assert idle.transport.disconnecting and idle.channel not in site.connections
 
 
 def test_pause_lets_the_delivery_under_way_finish(client: Client, rig: Rig) -> None:

@@ -389,10 +389,12 @@ def test_connections_are_capped_and_the_allow_list_applies(tmp_path: Path) -> No
     factory = factory_for(rig, max_connections=2)
     assert factory.buildProtocol(IPv4Address("TCP", "192.168.1.5", 721)) is None
     assert factory.buildProtocol(IPv4Address("TCP", "10.1.2.3", 50000)) is not None
-    first, _ = connect(rig, factory)
-    assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is None
-    first.connectionLost(Failure(ConnectionLost()))
+    first, first_transport = connect(rig, factory)
+    first.dataReceived(b"\x02def")  # it has sent something; the 10.1.2.3 connection never did
+    # Full: a newcomer takes the slot of the connection that never sent a byte (spooler.intake_limits).
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
+    assert first in factory.connections and not first_transport.disconnecting
+    assert len(factory.connections) == 2
 
 
 def test_file_names_and_control_files_parse_as_the_rfc_says() -> None:

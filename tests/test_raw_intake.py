@@ -94,13 +94,34 @@ def test_below_the_free_space_floor_new_jobs_are_refused(tmp_path: Path) -> None
     assert transport.disconnecting and protocol.incoming is None
 
 
-def test_connections_over_the_limit_are_refused(tmp_path: Path) -> None:
+def test_over_the_limit_a_newcomer_takes_the_slot_of_the_idlest_connection(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     factory = RawJobFactory(rig.service, rig.clock, idle_timeout=30, max_connections=2)
-    first, _ = connect_to(factory)
+    silent, silent_transport = connect_to(factory)
+    rig.clock.advance(5)
+    sending, sending_transport = connect_to(factory)
+    sending.dataReceived(b"part of a job")
+    rig.clock.advance(5)
+    # Full: the connection that never sent a byte makes room (spooler.intake_limits).
+    third, third_transport = connect_to(factory)
+    assert silent_transport.disconnecting and not sending_transport.disconnecting
+    assert factory.connections == {sending, third}
+    # Then the one silent the longest among those that sent something; one committing its job never.
+    rig.clock.advance(5)
+    third.dataReceived(b"x")
+    rig.clock.advance(5)
     connect_to(factory)
+    assert sending_transport.disconnecting and not third_transport.disconnecting
+
+
+def test_over_the_limit_with_every_job_committing_a_newcomer_is_refused(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    factory = RawJobFactory(rig.service, rig.clock, idle_timeout=30, max_connections=2)
+    committing = [connect_to(factory)[0] for _ in range(2)]
+    for protocol in committing:
+        protocol.submitted = True  # as between the client's end of stream and the durable commit
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is None
-    first.connectionLost(Failure(ConnectionLost()))
+    committing[0].connectionLost(Failure(ConnectionLost()))
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
 
 

@@ -31,6 +31,13 @@ from spooler.pjl import UEL, parse_pjl_header
 MAX_BACKCHANNEL = 64 * 1024
 
 
+class DeviceResetAfterSend(DeliveryError):
+    """The device reset the connection after the whole job had been sent (retryable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
 class _RawSender(Protocol):
     def __init__(self, files: list[DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
                  io_timeout: float, description: str, prefix: bytes = b"", suffix: bytes = b"") -> None:  # fmt: skip
@@ -47,6 +54,7 @@ class _RawSender(Protocol):
         self._last_seen_progress = -1
         self._watchdog: IDelayedCall | None = None
         self.backchannel = 0
+        self.tolerate_reset = False
 
     def connectionMade(self) -> None:
         self._arm_watchdog()
@@ -109,8 +117,14 @@ class _RawSender(Protocol):
             self._watchdog.cancel()
         if self._current is not None and not self._current.closed:
             self._current.close()
-        if self._sent_all:
+        if self._sent_all and (reason.check(ConnectionDone) or self.tolerate_reset):
             self._succeed(f"sent to {self._description}")
+        elif self._sent_all:
+            # Everything was handed to the kernel, but the device reset the connection instead of
+            # closing it: switched off, or it dropped the job. It cannot be asked, so the job is sent
+            # again (a duplicate is possible; a loss is not acceptable). See SocketBackend.
+            self._fail(DeviceResetAfterSend(f"{self._description} reset the connection after the whole job was"
+                                            " sent: it may not have taken it; sending it again"))  # fmt: skip
         else:
             self._fail(DeliveryError(f"{self._description} closed the connection early: {reason.getErrorMessage()}",
                                      retryable=True))  # fmt: skip
@@ -174,6 +188,10 @@ class SocketBackend:
         self._clock = clock
         self._connect_timeout = connect_timeout
         self._io_timeout = io_timeout
+        #: Jobs (by uuid) whose last attempt ended in a reset after the whole job was sent. The next
+        #: attempt of such a job takes a reset after the whole job as delivered: a device that always
+        #: resets instead of closing must not print a job again and again.
+        self._reset_after_send: set[str] = set()
 
     def probe(self) -> Deferred[None]:
         """A TCP connection within the connect timeout, closed again at once (raw has nothing to ask)."""
@@ -213,9 +231,22 @@ class SocketBackend:
                 return done
             prefix, suffix = pjl_wrapper(job, head, files[0].document.document_format or job.document_format)
         endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
-        factory = Factory.forProtocol(lambda: _RawSender(files, done, self._clock, self._io_timeout, description,
-                                                         prefix, suffix))  # fmt: skip
-        connecting = endpoint.connect(factory)
+        tolerate_reset = job.uuid in self._reset_after_send
+
+        def sender() -> _RawSender:
+            protocol = _RawSender(files, done, self._clock, self._io_timeout, description, prefix, suffix)
+            protocol.tolerate_reset = tolerate_reset
+            return protocol
+
+        def outcome(result: object) -> object:
+            if isinstance(result, Failure) and result.check(DeviceResetAfterSend):
+                self._reset_after_send.add(job.uuid)
+            else:
+                self._reset_after_send.discard(job.uuid)
+            return result
+
+        done.addBoth(outcome)
+        connecting = endpoint.connect(Factory.forProtocol(sender))
 
         def connected(protocol: Protocol) -> None:
             transport_holder.append(protocol.transport)

@@ -57,6 +57,7 @@ from spooler.ipp.operations import (
     RequestContext,
     bad_request,
 )
+from spooler.intake_limits import admit
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
 from spooler.model import JobTooLarge
@@ -409,9 +410,31 @@ class IppChannel(HTTPChannel):
 
     site: IppSite
 
+    last_activity = 0.0
+    received_any = False
+
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.last_activity = self.site.reactor.seconds()
         self.site.connections.add(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.last_activity = self.site.reactor.seconds()
+        self.received_any = True
+        super().dataReceived(data)
+
+    def eviction_rank(self) -> tuple[bool, float] | None:
+        """For the connection limit (spooler.intake_limits): a request received whole is being
+        answered (its job may be being made durable) and is never cut; an idle keep-alive connection,
+        or one whose request is still arriving, may be."""
+        if any(getattr(r, "_body_over", False) for r in self.requests):
+            return None
+        return (self.received_any, self.last_activity)
+
+    def evict(self) -> None:
+        self.site.connections.discard(self)
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.connections.discard(self)
@@ -454,10 +477,8 @@ class IppSite(Site):
         """No access log: the spool log records what requests change."""
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
-        if len(self.connections) >= self.max_connections:
-            log.warn("IPP connection from {host} refused: {limit} connections already open",
-                     spool_event="connection_refused", host=str(getattr(addr, "host", "")),
-                     limit=self.max_connections)  # fmt: skip
+        if not admit(self.connections, self.max_connections, self.reactor.seconds(), protocol="IPP",
+                     host=str(getattr(addr, "host", ""))):  # fmt: skip
             return None
         return super().buildProtocol(addr)
 
