@@ -37,6 +37,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,6 +351,10 @@ class ChaosRun:
             "device__io_timeout": "5s", "device__retry_initial": "200ms", "device__retry_max": "1s",
             "queues.default__offline_policy": "print", "queues.ordered__offline_policy": "queue",
             "log__spool_log_max_size": "1GiB",
+            # accounting records go up to the central API while the chaos goes on (uploads get cut
+            # by kills and outages too); a record waits at most 5 s for page figures a kill lost
+            "server__api_url": self.central.api_url, "accounting__interval": "500ms",
+            "accounting__retry_initial": "200ms", "accounting__retry_max": "1s", "accounting__analysis_wait": "5s",
         })  # fmt: skip
         clients = Clients(self.spooler, self.plan, self.seed, self.max_size, f"r{self.seed}", self.think)
         try:
@@ -361,8 +366,9 @@ class ChaosRun:
             clients.join()
             self._restore()
             self._drain()
+            self._drain_outbox()
             return check(clients.submissions, self._copies(), self.events, self.spooler.jobs(),
-                         self.spooler.events("job_completed"))  # fmt: skip
+                         self.spooler.events("job_completed"), self._server_records())  # fmt: skip
         finally:
             clients.stop.set()
             for process in (self.spooler, self.central):
@@ -446,6 +452,23 @@ class ChaosRun:
         time.sleep(1.0)  # let the last device connection be recorded
         self.note("drained")
 
+    def _drain_outbox(self) -> None:
+        """Wait until every accounting record has gone up to the central server."""
+
+        def sent() -> bool:
+            result = self.spooler.cli("outbox", "--json", check=False)
+            if result.returncode != 0:
+                return False
+            counts = json.loads(result.stdout)
+            return counts["records"] > 0 and counts["waiting"] == 0 and counts["rejected"] == 0
+
+        wait_for(sent, timeout=120, interval=0.5, what="the accounting records to reach the server")
+        self.note("accounting sent")
+
+    def _server_records(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.central.api_url}/accounting", timeout=30) as answer:
+            return list(json.load(answer)["records"])
+
     def _copies(self) -> list[Copy]:
         copies: list[Copy] = []
         for data_file in sorted(self.central.received_dir.glob("job-*.prn")):
@@ -470,7 +493,8 @@ def _iso(text: str) -> float:
 
 
 def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[float, str]],
-          spooler_jobs: list[dict[str, Any]], completions: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+          spooler_jobs: list[dict[str, Any]], completions: list[dict[str, Any]],
+          server_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Match every copy to its job and count what went right and wrong (see the module's docstring).
     `events` is the run's timeline ("spooler killed", "server down (...)", ...), `spooler_jobs` the
     spooler's jobs (`spooler jobs --all --json`), `completions` its job_completed log records."""
@@ -579,17 +603,28 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
     report["acknowledged_job_states"] = dict(states)
     report["acknowledged_unknown_to_spooler"] = sum(1 for s in submissions if s.acked and s.token not in jobs)
 
-    # ACCOUNTING_HOOK: the lead adds "each delivered job has exactly one accounting record" here, e.g.
-    #   records = Counter(r["job_id"] for r in <the spooler's accounting records>)
-    #   report["accounting_missing"] = [t for t in whole if records[jobs[t]["job_id"]] == 0]
-    #   report["accounting_duplicated"] = [t for t in whole if records[jobs[t]["job_id"]] > 1]
-    # and counts them in `failures` below.
+    # Accounting: every acknowledged job has exactly one record at the central server (uploads were
+    # cut by kills and outages; the server keeps a record_id once, so a second record of one job
+    # could only come from the spooler making two), and the server holds no record of a job the
+    # spooler does not know.
+    accounting_failures = 0
+    if server_records is not None:
+        per_job = Counter(r.get("job_id") for r in server_records)
+        known_ids = {job["job_id"] for job in spooler_jobs}
+        acked_ids = [jobs[s.token]["job_id"] for s in submissions if s.acked and s.token in jobs]
+        report["accounting_records_at_server"] = len(server_records)
+        report["accounting_missing"] = [job_id for job_id in acked_ids if per_job[job_id] == 0][:20]
+        report["accounting_duplicated"] = [job_id for job_id, n in per_job.items() if n > 1][:20]
+        report["accounting_unknown_jobs"] = [job_id for job_id in per_job if job_id not in known_ids][:20]
+        accounting_failures = (sum(1 for job_id in acked_ids if per_job[job_id] == 0)
+                               + sum(1 for n in per_job.values() if n > 1)
+                               + sum(1 for job_id in per_job if job_id not in known_ids))  # fmt: skip
 
     report["kills"] = len(kills)
     report["server_outages"] = len(server_down)
     report["device_outages"] = sum(1 for _, what in events if what == "device down")
     report["failures"] = (len(report["lost"]) + len(duplicates["bug"]) + len(partial_bugs) + len(out_of_order)
-                          + report["acknowledged_unknown_to_spooler"] + unknown
+                          + report["acknowledged_unknown_to_spooler"] + unknown + accounting_failures
                           + sum(n for state, n in states.items() if state != "completed"))  # fmt: skip
     return report
 
@@ -614,6 +649,9 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"only partial copies {n['only_partial']}",
         "partial copies: " + (", ".join(f"{k} {v}" for k, v in sorted(p.items())) or "none"),
         f"acknowledged jobs' final states at the spooler: {report['acknowledged_job_states']}",
+        f"accounting records at the central server {report.get('accounting_records_at_server', 'not checked')}: "
+        f"acknowledged jobs without one {len(report.get('accounting_missing', []))}, jobs with more than one "
+        f"{len(report.get('accounting_duplicated', []))}, records of unknown jobs {len(report.get('accounting_unknown_jobs', []))}",
         f"FAILURES {report['failures']}" + ("" if report["failures"] else " (none)"),
     ]
     return "\n".join(lines)

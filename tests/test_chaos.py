@@ -81,6 +81,19 @@ def test_a_partial_copy_is_a_failure_unless_a_kill_or_the_device_cut_it() -> Non
 
 
 @pytest.mark.e2e
+def test_each_acknowledged_job_needs_exactly_one_accounting_record_at_the_server() -> None:
+    subs = [submission("a", 0, 1), submission("b", 2, 3)]
+    copies = [Copy("a", True, "server", 1.5, 1.6), Copy("b", True, "device", 3.5, 3.6)]
+    one_each = [{"record_id": "s:1", "job_id": 1}, {"record_id": "s:2", "job_id": 2}]
+    assert check(subs, copies, [], jobs_for("a", "b"), [], one_each)["failures"] == 0
+    missing = check(subs, copies, [], jobs_for("a", "b"), [], one_each[:1])
+    assert (missing["failures"], missing["accounting_missing"]) == (1, [2])
+    doubled = check(subs, copies, [], jobs_for("a", "b"), [], one_each + [{"record_id": "s:2b", "job_id": 2}])
+    assert (doubled["failures"], doubled["accounting_duplicated"]) == (1, [2])
+    stray = check(subs, copies, [], jobs_for("a", "b"), [], one_each + [{"record_id": "s:9", "job_id": 9}])
+    assert (stray["failures"], stray["accounting_unknown_jobs"]) == (1, [9])
+
+
 def test_chaos_small() -> None:
     root = short_tempdir("chaos")
     lines: list[str] = []
@@ -97,5 +110,6 @@ def test_chaos_small() -> None:
         assert report["delivered_at_server"] > 0 and report["delivered_at_device"] > 0, text
         assert all(v["acknowledged"] > 0 for v in report["by_protocol"].values()), text
         assert report["lost"] == [] and report["out_of_order"] == 0
+        assert report["accounting_records_at_server"] >= report["acknowledged"], text
     finally:
         shutil.rmtree(root, ignore_errors=True)
