@@ -198,3 +198,38 @@ async def test_a_worker_that_cannot_start(runners: Any, monkeypatch: pytest.Monk
     first, second = await gatherResults([runner.analyze(CORPUS / "grey.jpg"), runner.analyze(CORPUS / "colour.png")])
     assert first.status == second.status == "unknown"
     assert first.reason.startswith("crashed") and second.reason.startswith("crashed")
+
+
+def worker_pids_of(pid: int) -> list[int]:
+    """The drivers.worker processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status and b"drivers.worker" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("how", ["stop", "kill -9"])
+def test_a_spooler_leaves_no_worker_behind(spooler_factory: Any, how: str) -> None:
+    from spooler_harness import send_raw, wait_for
+
+    spooler = spooler_factory(analysis__workers=2).start()
+    for name in ("text_a4_3p.pdf", "colour.png"):
+        send_raw(spooler.raw_port, (CORPUS / name).read_bytes())
+    wait_for(lambda: len(spooler.events("job_analyzed")) == 2, timeout=60, what="the analyses")
+    assert spooler.process is not None
+    workers = worker_pids_of(spooler.process.pid)
+    assert workers  # idle workers wait for the next document
+    if how == "stop":
+        assert spooler.stop() == 0
+    else:
+        spooler.kill9()
+    wait_for(lambda: all(gone(pid) for pid in workers), timeout=30, what="the workers to end")
