@@ -145,13 +145,14 @@ class _Worker(ProcessProtocol):
         self.timer = None
         request, self.current = self.current, None
         stats = None
-        if request is not None and self._exited_cleanly(reason) and request.sent < 2:
+        if request is not None and self._exited_cleanly(reason) and request.sent < 2 and not self.runner.stopping:
             self.runner._queue.appendleft(request)  # the worker left before reading it: send it again
             request = None
         elif request is not None:
             stats = self._failed(request, reason)
-            log.warn("Analysis worker {pid} ended on {path}: {reason}", pid=self.pid, path=str(request.path),
-                     reason=stats.reason, spool_event="analysis_worker_failed")  # fmt: skip
+            if not self.runner.stopping:
+                log.warn("Analysis worker {pid} ended on {path}: {reason}", pid=self.pid, path=str(request.path),
+                         reason=stats.reason, spool_event="analysis_worker_failed")  # fmt: skip
         self.runner._ended(self, request, stats)
         self.ended.callback(None)
 
@@ -197,12 +198,12 @@ class AnalysisRunner:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._processes: set[_Worker] = set()  # every live worker, retiring ones included
-        self._stopping = False
+        self.stopping = False
         self.spawned = 0  # workers started so far (for tests and the log)
 
     def analyze(self, path: Path, declared_format: str | None = None) -> Deferred[DocumentStats]:
         request = _Request(Path(path), declared_format)
-        if self._stopping:
+        if self.stopping:
             request.done.callback(unknown(request.fmt, "the spooler stopped before the analysis"))
             return request.done
         self._queue.append(request)
@@ -214,7 +215,7 @@ class AnalysisRunner:
         return [pid for pid in (worker.pid for worker in self._processes) if pid is not None]
 
     def _pump(self) -> None:
-        while self._queue and not self._stopping:
+        while self._queue and not self.stopping:
             if self._idle:
                 worker = self._idle.pop()
             elif len(self._idle) + len(self._busy) < self.workers:
@@ -243,7 +244,7 @@ class AnalysisRunner:
 
     def _done(self, worker: _Worker, request: _Request, stats: DocumentStats) -> None:
         self._busy.discard(worker)
-        if self._stopping:
+        if self.stopping:
             worker.finish()
         elif stats.reason == "memory limit":
             worker.finish()  # it leaves by itself: its heap may be damaged
@@ -269,7 +270,7 @@ class AnalysisRunner:
     def stop(self) -> Deferred[None]:
         """Stop the workers: idle ones at the end of their input, busy ones killed (their documents
         get "unknown"). Fires once every worker process has ended and been reaped."""
-        self._stopping = True
+        self.stopping = True
         while self._queue:
             request = self._queue.popleft()
             request.done.callback(unknown(request.fmt, "the spooler stopped before the analysis"))
