@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,26 @@ async def test_hostile_documents_through_a_worker(runners: Any, tmp_path: Path) 
     assert capped.status == "unknown" and "cap" in capped.reason
     check_expected("grey.jpg", fine)
     assert runner.spawned == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_image_under_the_memory_limit_then_the_next_document(runners: Any, tmp_path: Path) -> None:
+    width = height = 4000  # 48 MB of pixels, inflated in slices (test_drivers_hostile)
+    body = zlib.compress(b"\x80" * (width * height * 3), 9)
+    path = tmp_path / "bigimage.pdf"
+    path.write_bytes(build_pdf({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 5 0 R"
+           b" /Resources << /XObject << /I 4 0 R >> >> >>",
+        4: b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB"
+           b" /BitsPerComponent 8 /Filter /FlateDecode /Length %d >>\nstream\n" % (width, height, len(body))
+           + body + b"\nendstream",
+        5: b"<< /Length 5 >>\nstream\n/I Do\nendstream"}))
+    runner = runners(memory_limit=400 << 20)
+    big, after = await gatherResults([runner.analyze(path), runner.analyze(CORPUS / "colour.jpg")])
+    assert (big.status, big.mono_pages) == ("ok", 1), big.reason
+    check_expected("colour.jpg", after)
 
 
 @pytest_twisted.ensureDeferred
