@@ -10,7 +10,8 @@ small-job intake rate of a real `spooler serve` with analysis on, before and aft
    analysis on with one-shot children (the code of --before-ref, exported with `git archive`), and
    analysis on with workers (this tree). Figures: jobs/s until the last acknowledgement, seconds
    until the last job's figures are in (job_analyzed in the spool log), and CPU per job of the
-   spooler and all its children (RUSAGE_CHILDREN of this script around the daemon's life).
+   spooler and all its children (RUSAGE_CHILDREN of this script around the daemon's life), and of
+   the daemon process alone (/proc/PID/stat before it stops; without its analysis children).
    Set-ups alternate in rotated order each run; medians over the runs.
 
     python bench/analysis_worker.py                    # 200 documents, 300 jobs, 3 runs
@@ -166,13 +167,16 @@ def intake(tree: Path, analysis: bool, document: bytes, jobs: int, clients: int,
                 raise SystemExit(f"only {done} of {sent} jobs analysed")
             time.sleep(0.05)
         analysed_at = time.monotonic() - started
+    fields = Path(f"/proc/{daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # the daemon alone
     daemon.terminate()
     daemon.wait(timeout=60)
     total_cpu = children_cpu() - cpu
     shutil.rmtree(state, ignore_errors=True)
     if failures:
         raise SystemExit(f"client failures: {failures[:3]}")
-    return {"jobs_per_s": sent / acked, "analysed_s": analysed_at, "cpu_ms_per_job": 1000 * total_cpu / sent}
+    return {"jobs_per_s": sent / acked, "analysed_s": analysed_at, "cpu_ms_per_job": 1000 * total_cpu / sent,
+            "daemon_cpu_ms_per_job": 1000 * own_cpu / sent}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  one-shot child: {per['one-shot']:7.1f} ms   worker: {per['worker']:6.1f} ms"
               f"   ratio {per['one-shot'] / per['worker']:.1f}x")
         print(f"Intake: {args.jobs} raw jobs from {args.clients} clients (medians of {args.runs} runs)")
-        print(f"  {'set-up':20} {'jobs/s':>8} {'all analysed (s)':>17} {'CPU ms/job':>11}")
+        print(f"  {'set-up':20} {'jobs/s':>8} {'all analysed (s)':>17} {'CPU ms/job':>11} {'daemon alone':>13}")
         for name, values in figures["intake"].items():
-            print(f"  {name:20} {values['jobs_per_s']:8.0f} {values['analysed_s']:17.2f} {values['cpu_ms_per_job']:11.1f}")
+            print(f"  {name:20} {values['jobs_per_s']:8.0f} {values['analysed_s']:17.2f}"
+                  f" {values['cpu_ms_per_job']:11.1f} {values['daemon_cpu_ms_per_job']:13.1f}")
         print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (provisional: shared machine)")
         return 0
     finally:
