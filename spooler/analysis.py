@@ -152,7 +152,7 @@ class _Worker(ProcessProtocol):
             stats = self._failed(request, reason)
             if not self.runner.stopping:
                 log.warn("Analysis worker {pid} ended on {path}: {reason}", pid=self.pid, path=str(request.path),
-                         reason=stats.reason, spool_event="analysis_worker_failed")  # fmt: skip
+                         reason=stats.reason)  # fmt: skip
         self.runner._ended(self, request, stats)
         self.ended.callback(None)
 
@@ -239,7 +239,7 @@ class AnalysisRunner:
             return None
         self.spawned += 1
         self._processes.add(worker)
-        log.debug("Analysis worker {pid} started", pid=worker.pid, spool_event="analysis_worker_started")
+        log.debug("Analysis worker {pid} started", pid=worker.pid)  # (not a spool-log event)
         return worker
 
     def _done(self, worker: _Worker, request: _Request, stats: DocumentStats) -> None:
@@ -250,8 +250,7 @@ class AnalysisRunner:
             worker.finish()  # it leaves by itself: its heap may be damaged
         elif worker.documents >= self.max_documents or worker.rss > self.max_rss:
             log.info("Analysis worker {pid} replaced after {documents} document(s), RSS {rss} bytes",
-                     pid=worker.pid, documents=worker.documents, rss=worker.rss,
-                     spool_event="analysis_worker_recycled")  # fmt: skip
+                     pid=worker.pid, documents=worker.documents, rss=worker.rss)  # fmt: skip
             worker.finish()
         else:
             self._idle.append(worker)
