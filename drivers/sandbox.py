@@ -1,4 +1,5 @@
-"""Run an analysis in a child process with a wall-clock timeout, RLIMIT_AS and RLIMIT_CPU.
+"""Run an analysis in a child process with a wall-clock timeout, RLIMIT_AS and RLIMIT_CPU; and the
+command, request and reply of the long-lived workers (drivers.worker) that the spooler runs.
 
 :func:`analyze_isolated` blocks (call it from a thread, never from the reactor thread) and never
 raises: a child that runs out of time, memory or crashes yields status "unknown" with the reason
