@@ -3,7 +3,8 @@
 Prints one JSON line.
 
 The child process behind :func:`drivers.sandbox.analyze_isolated`: it sets its own resource limits
-first, analyses, and prints the DocumentStats as JSON on stdout.
+first, analyses, and prints the DocumentStats as JSON on stdout. :func:`preload`, :func:`limit` and
+:func:`analyse_one` are shared with the long-lived worker (drivers.worker).
 """
 
 from __future__ import annotations
@@ -12,13 +13,52 @@ import argparse
 import json
 import resource
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drivers.stats import DocumentStats
+
+_MEMORY_SIGNS = ("MemoryError", "failed to map segment", "Cannot allocate memory")
 
 
-def _limit(kind: int, value: int) -> None:
+def limit(kind: int, value: int) -> None:
+    """Set the soft limit of `kind` to `value` (never above the hard limit)."""
     soft, hard = resource.getrlimit(kind)
     if hard != resource.RLIM_INFINITY:
         value = min(value, hard)
     resource.setrlimit(kind, (value, hard))
+
+
+_limit = limit  # the old private name
+
+
+def preload() -> None:
+    """Import the analysers and the libraries they use: the limits are for the analysis, not for
+    the interpreter and libraries."""
+    import pypdf  # noqa: F401
+
+    for optional in ("numpy", "PIL.Image"):  # used by the PDF analyser when installed
+        try:
+            __import__(optional)
+        except ImportError:
+            pass
+    import drivers  # noqa: F401
+
+
+def analyse_one(path: str, declared_format: str | None, *, page_cap: int = 0,
+                memory_limited: bool = False) -> DocumentStats:
+    """drivers.analyze_file under the page cap, with memory exhaustion reported as "memory limit"."""
+    from drivers import Limits, analyze_file
+    from drivers.stats import unknown
+
+    limits = Limits(page_cap=page_cap) if page_cap else Limits()
+    try:
+        stats = analyze_file(path, declared_format=declared_format, limits=limits)
+    except MemoryError:
+        stats = unknown(declared_format or "application/octet-stream", "memory limit")
+    if memory_limited and stats.status == "unknown" and any(sign in stats.reason for sign in _MEMORY_SIGNS):
+        stats = unknown(stats.format, "memory limit")  # a library that could not load under the limit
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,31 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-limit", type=int, default=0)
     parser.add_argument("--page-cap", type=int, default=0)
     args = parser.parse_args(argv)
-    # Load the code first: the limits are for the analysis, not for the interpreter and libraries.
-    import pypdf  # noqa: F401
-
-    for optional in ("numpy", "PIL.Image"):  # used by the PDF analyser when installed
-        try:
-            __import__(optional)
-        except ImportError:
-            pass
-
-    from drivers import Limits, analyze_file
-    from drivers.stats import unknown
-
+    preload()
     if args.memory_limit:
-        _limit(resource.RLIMIT_AS, args.memory_limit)
+        limit(resource.RLIMIT_AS, args.memory_limit)
     if args.cpu_limit:
-        _limit(resource.RLIMIT_CPU, args.cpu_limit)
-    limits = Limits(page_cap=args.page_cap) if args.page_cap else Limits()
-    try:
-        stats = analyze_file(args.path, declared_format=args.format, limits=limits)
-    except MemoryError:
-        stats = unknown(args.format or "application/octet-stream", "memory limit")
-    if args.memory_limit and stats.status == "unknown" and (
-            "MemoryError" in stats.reason or "failed to map segment" in stats.reason
-            or "Cannot allocate memory" in stats.reason):
-        stats = unknown(stats.format, "memory limit")  # a library that could not load under the limit
+        limit(resource.RLIMIT_CPU, args.cpu_limit)
+    stats = analyse_one(args.path, args.format, page_cap=args.page_cap, memory_limited=bool(args.memory_limit))
     json.dump(stats.to_dict(), sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -1,4 +1,5 @@
-"""Run an analysis in a child process with a wall-clock timeout, RLIMIT_AS and RLIMIT_CPU.
+"""Run an analysis in a child process with a wall-clock timeout, RLIMIT_AS and RLIMIT_CPU; and the
+command, request and reply of the long-lived workers (drivers.worker) that the spooler runs.
 
 :func:`analyze_isolated` blocks (call it from a thread, never from the reactor thread) and never
 raises: a child that runs out of time, memory or crashes yields status "unknown" with the reason
@@ -80,3 +81,36 @@ def analyze_isolated(path: str | os.PathLike[str], *, declared_format: str | Non
     except OSError as error:
         return unknown(fmt, f"crashed: cannot start the analyser: {error}")
     return result_from(done.returncode, done.stdout, done.stderr, declared_format=declared_format)
+
+
+def worker_command(*, memory_limit: int = 1 << 30) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of a long-lived analysis worker (``python -m drivers.worker``),
+    which reads one JSON request per line and answers one JSON line per document."""
+    command = [sys.executable, "-m", "drivers.worker", "--memory-limit", str(memory_limit)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return command, env
+
+
+def worker_request(path: str | os.PathLike[str], *, declared_format: str | None = None,
+                   timeout: float | None = None, page_cap: int = 100_000) -> tuple[bytes, float]:
+    """One request line for a worker, and the wall-clock time the document may take (the worker's
+    RLIMIT_CPU allowance is that rounded up plus one second, as for the one-shot child)."""
+    if timeout is None:
+        try:
+            timeout = default_timeout(os.path.getsize(path))
+        except OSError:
+            timeout = default_timeout(0)
+    request = {"path": os.fspath(path), "format": declared_format,
+               "cpu_limit": max(1, math.ceil(timeout)) + 1, "page_cap": page_cap}
+    return (json.dumps(request) + "\n").encode(), timeout
+
+
+def reply_from(line: bytes, *, declared_format: str | None = None) -> tuple[DocumentStats, int]:
+    """The statistics and RSS (bytes) in one worker reply line."""
+    fmt = declared_format or "application/octet-stream"
+    try:
+        reply = json.loads(line)
+        return DocumentStats.from_dict(reply["stats"]), int(reply.get("rss") or 0)
+    except (ValueError, KeyError, TypeError):
+        return unknown(fmt, "crashed: unreadable result"), 0

@@ -376,7 +376,7 @@ class SpoolerService(MultiService):
         for factory in self.intake.values():
             yield factory.close_all()
         if self.analysis is not None:
-            self.analysis.stop()
+            yield self.analysis.stop()  # the workers ended and reaped
         if self.outbox is not None:
             self.outbox.stop()
         if self.dispatcher is not None:
