@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
@@ -41,6 +42,8 @@ log = Logger(namespace="spooler.jobs")
 DEFAULT_QUEUE = "default"
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
+#: Page figures that land within this many seconds are written in one transaction.
+FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
@@ -108,6 +111,10 @@ class JobService:
         self._condition_since = clock.seconds()
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
         dispatcher.prepare_files = self.document_files
+        #: Page figures that have landed and wait to be written, by job id, with who waits for them:
+        #: written together, one transaction per FIGURES_WRITE_DELAY (not one fsync per job).
+        self._figures: dict[int, tuple[dict[str, Any], list[Deferred[Any]]]] = {}
+        self._figures_write: IDelayedCall | None = None
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -213,16 +220,52 @@ class JobService:
         except JobNotFound:
             return None  # purged meanwhile
         figures = job_analysis(documents, copies=current.copies, sides=current.sides)
-        self.store.update_job(current.evolve(attributes=current.attributes | {"analysis": figures}))
-        log.info(
-            "Job {job_id}: {pages} page(s), {impressions} impression(s) ({color} colour, {mono} mono), "
-            "{sheets} sheet(s){note}",
-            spool_event="job_analyzed", job_id=job_id, user=current.user, status=figures["status"],
-            pages=figures["pages"], impressions=figures["impressions"], color=figures["color_impressions"],
-            mono=figures["mono_impressions"], sheets=figures["sheets"], sizes=figures["sizes"],
-            note=f"; unknown: {figures['reason']}" if figures["status"] != "ok" else "",
-        )  # fmt: skip
+        written: Deferred[Any] = Deferred()
+        _older, waiting = self._figures.get(job_id, (figures, []))
+        waiting.append(written)
+        self._figures[job_id] = (figures, waiting)
+        if self._figures_write is None:
+            self._figures_write = self._clock.callLater(FIGURES_WRITE_DELAY, self.write_figures)
+        yield written
         return figures
+
+    def write_figures(self) -> None:
+        """Write the page figures that have landed, all in one transaction (each job read and written
+        in this one reactor turn, so no other change of the job is overwritten), then tell the spool
+        log and whoever waits for them."""
+        if self._figures_write is not None and self._figures_write.active():
+            self._figures_write.cancel()
+        self._figures_write = None
+        landed, self._figures = self._figures, {}
+        if not landed:
+            return
+        updated: list[tuple[Job, dict[str, Any]]] = []
+        try:
+            for job_id, (figures, _waiting) in landed.items():
+                try:
+                    current = self.store.get(job_id)
+                except JobNotFound:
+                    continue  # purged meanwhile
+                updated.append((current.evolve(attributes=current.attributes | {"analysis": figures}), figures))
+            self.store.update_jobs([job for job, _ in updated])
+        except Exception:
+            failure = Failure()
+            for _figures, waiting in landed.values():
+                for deferred in waiting:
+                    deferred.errback(failure)
+            return
+        for job, figures in updated:
+            log.info(
+                "Job {job_id}: {pages} page(s), {impressions} impression(s) ({color} colour, {mono} mono), "
+                "{sheets} sheet(s){note}",
+                spool_event="job_analyzed", job_id=job.job_id, user=job.user, status=figures["status"],
+                pages=figures["pages"], impressions=figures["impressions"], color=figures["color_impressions"],
+                mono=figures["mono_impressions"], sheets=figures["sheets"], sizes=figures["sizes"],
+                note=f"; unknown: {figures['reason']}" if figures["status"] != "ok" else "",
+            )  # fmt: skip
+        for _figures, waiting in landed.values():
+            for deferred in waiting:
+                deferred.callback(None)
 
     @inlineCallbacks
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
@@ -685,4 +728,5 @@ class JobService:
         return paths
 
     def close(self) -> None:
+        self.write_figures()
         self.commits.close()

@@ -300,10 +300,15 @@ class JobStore:
     def update_job(self, job: Job) -> None:
         """Write the job's row. A job in a final state gets its accounting record in the same
         transaction (once: a record whose figures were still pending is completed when they land)."""
+        self.update_jobs([job])
+
+    def update_jobs(self, jobs: Sequence[Job]) -> None:
+        """update_job for several jobs, in one transaction (one fsync)."""
         with self._transaction() as db:
-            self._update_row(db, job)
-            if self.record_maker is not None and job.state.is_final:
-                self._write_record(db, job)
+            for job in jobs:
+                self._update_row(db, job)
+                if self.record_maker is not None and job.state.is_final:
+                    self._write_record(db, job)
 
     def add_document(self, job: Job, document: Document) -> None:
         """One more document of a job (IPP Send-Document) and the job's new row, in one transaction."""
