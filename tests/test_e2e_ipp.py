@@ -103,6 +103,7 @@ def test_ipptool_conformance_suite(ipptool_dir: Path, spooler_factory: SpoolerFa
     output, failed = run_suite(ipptool_dir, spooler, suite, *options)
     assert failed == [], f"{suite}: {failed}\n{output[-4000:]}"
     passed = len(re.findall(r"\[PASS\]", output))
+    print(f"{suite}: {passed} passed, {len(failed)} failed")  # the summary, with pytest -s
     assert passed >= {"ipp-1.1.test": 50, "ipp-2.0.test": 51, "ipp-everywhere.test": 150}[suite]
     assert "Traceback" not in spooler.stderr()
     if suite == "ipp-everywhere.test":
