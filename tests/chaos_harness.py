@@ -378,8 +378,10 @@ class ChaosRun:
                 process.process = None
             self.device.close()
 
-    def note(self, what: str) -> None:
-        self.events.append((time.time(), what))
+    def note(self, what: str, at: float | None = None) -> None:
+        """`what` happened at `at` (default: now); an act's time is when it began, since the command
+        that carries it out (a kill, a `ctl mode`) takes effect before it returns."""
+        self.events.append((time.time() if at is None else at, what))
         self.log(f"{time.strftime('%H:%M:%S')} {what}")
 
     def _chaos(self, rng: random.Random) -> None:
@@ -402,8 +404,9 @@ class ChaosRun:
     def act(self, act: str, rng: random.Random) -> None:
         """One act: "spooler" (kill -9, restart), "server" or "device" (down if up, up if down)."""
         if act == "spooler":
+            began = time.time()
             self.spooler.kill9()
-            self.note("spooler killed")
+            self.note("spooler killed", at=began)
             time.sleep(rng.uniform(0.05, 1.0))
             self.spooler.start()
             self.note("spooler restarted")
@@ -417,14 +420,16 @@ class ChaosRun:
                 self.note("server up")
             else:
                 self.server_state = rng.choices(["killed", "refuse", "hang", "error"], weights=[3, 1, 1, 1])[0]
+                began = time.time()
                 if self.server_state == "killed":
                     self.central.kill9()
                 else:
                     self.central.mode(self.server_state)
-                self.note(f"server down ({self.server_state})")
+                self.note(f"server down ({self.server_state})", at=began)
         elif self.device.is_up:
+            began = time.time()
             self.device.down()
-            self.note("device down")
+            self.note("device down", at=began)
         else:
             self.device.up()
             self.note("device up")
