@@ -324,32 +324,41 @@ def concurrent_small_jobs(port: int, payload: bytes, jobs: int, clients: int) ->
 # -- correctness -------------------------------------------------------------------------------------
 
 
-def spooled_jobs(state_dir: Path) -> list[tuple[int, str, int, int]]:
-    """(job_id, file name, document size, job size) of every job row in the daemon's database."""
+def spooled_jobs(state_dir: Path) -> list[tuple[int, str, int, int, bytes | None]]:
+    """(job_id, file name, document size, job size, data if stored inline) of every job row in the
+    daemon's database (small documents are stored in the database itself: `spool.inline_max`)."""
     with sqlite3.connect(f"{(state_dir / 'spooler.db').as_uri()}?mode=ro", uri=True) as db:
         return db.execute(
-            "SELECT j.job_id, d.file_name, d.size, j.size FROM jobs j JOIN documents d USING (job_id) ORDER BY job_id"
+            "SELECT j.job_id, d.file_name, d.size, j.size, i.data FROM jobs j JOIN documents d USING (job_id)"
+            " LEFT JOIN document_data i USING (job_id, number) ORDER BY job_id"
         ).fetchall()
 
 
-def check_spool(state_dir: Path, *, jobs: int, size: int, expected: Callable[[Path], bool]) -> list[str]:
-    """Problems with what the daemon spooled: `jobs` rows and files of `size` bytes whose content `expected` accepts."""
+def check_spool(state_dir: Path, *, jobs: int, size: int, expected: Callable[[Path], bool],
+                expected_inline: Callable[[bytes], bool] | None = None) -> list[str]:  # fmt: skip
+    """Problems with what the daemon spooled: `jobs` rows of `size` bytes, each in a file whose content
+    `expected` accepts or stored inline with content `expected_inline` accepts."""
     problems = []
     rows = spooled_jobs(state_dir)
     if len(rows) != jobs:
         problems.append(f"{len(rows)} job rows in the database, expected {jobs}")
-    for job_id, file_name, doc_size, job_size in rows:
+    for job_id, file_name, doc_size, job_size, inline in rows:
         path = state_dir / "spool" / file_name
-        actual = path.stat().st_size if path.exists() else None
+        if inline is not None:
+            actual, where = len(inline), "inline data"
+        else:
+            actual, where = (path.stat().st_size if path.exists() else None), f"file {file_name}"
         if not doc_size == job_size == actual == size:
-            problems.append(
-                f"job {job_id}: sent {size} bytes, row says {job_size}/{doc_size}, file {file_name} has {actual}"
-            )
-        elif not expected(path):
+            problems.append(f"job {job_id}: sent {size} bytes, row says {job_size}/{doc_size}, {where} has {actual}")
+        elif inline is not None and (expected_inline is None or not expected_inline(inline)):
+            problems.append(f"job {job_id}: the inline data differs from what was sent")
+        elif inline is None and not expected(path):
             problems.append(f"job {job_id}: the content of {file_name} differs from what was sent")
-    files = sorted(p.name for p in (state_dir / "spool").iterdir())
-    if len(files) != jobs:
-        problems.append(f"{len(files)} files in the spool folder, expected {jobs}")
+    # a document stored inline may also have a spool file: a copy written when delivery first needed it
+    files = {p.name for p in (state_dir / "spool").iterdir()} - {row[1] for row in rows if row[4] is not None}
+    on_disk = {row[1] for row in rows if row[4] is None}
+    if files != on_disk:
+        problems.append(f"{len(files)} files of their own in the spool folder, expected {len(on_disk)}")
     leftovers = list((state_dir / "incoming").iterdir())
     if leftovers:
         problems.append(f"{len(leftovers)} partial files left in incoming/")
@@ -419,7 +428,8 @@ def spooler_small_jobs(root: Path, name: str, payload: bytes, jobs: int, clients
             problems.append(f"... {len(load.errors)} client errors in all")
         accepted = jobs - len(load.errors)
         problems += check_spool(
-            state_dir, jobs=accepted, size=len(payload), expected=lambda path: path.read_bytes() == payload
+            state_dir, jobs=accepted, size=len(payload), expected=lambda path: path.read_bytes() == payload,
+            expected_inline=lambda data: data == payload,
         )
         problems += daemon.unexpected_stderr()
         return SpoolerRun(load.seconds, peak, idle, cpu, jobs=accepted, latencies=load.latencies, problems=problems)
