@@ -194,12 +194,14 @@ def measure(root: Path, settings: Settings) -> dict[str, Any]:
                 run = lambda d: concurrent_small_jobs(  # noqa: E731
                     d.port, payload, settings.small_jobs, settings.clients)
                 load, found = step(root, f"{label}-raw-small", MiB, run, lambda state: check_spool(
-                    state, jobs=settings.small_jobs, size=len(payload), expected=small_check))  # fmt: skip
+                    state, jobs=settings.small_jobs, size=len(payload), expected=small_check,
+                    expected_inline=lambda data: data == payload))  # fmt: skip
                 seconds, errors = load.seconds, load.errors
             else:
                 run = lambda d: lpd_small_jobs(d.lpd_port, payload, settings.small_jobs, settings.clients)  # noqa: E731
                 (seconds, errors), found = step(root, f"{label}-lpd-small", MiB, run, lambda state: check_spool(
-                    state, jobs=settings.small_jobs, size=len(payload), expected=small_check))  # fmt: skip
+                    state, jobs=settings.small_jobs, size=len(payload), expected=small_check,
+                    expected_inline=lambda data: data == payload))  # fmt: skip
             results[f"{protocol}_small"] = settings.small_jobs / seconds
             problems += found + errors[:5]
         log(f"  big: raw {results['raw_big']:6.0f} MiB/s  lpd {results['lpd_big']:6.0f} MiB/s"
