@@ -72,7 +72,13 @@ def sniff(head: bytes) -> str:
     return OCTET_STREAM
 
 
+#: The ASCII bytes of text: printable characters and the few controls text files use.
+_TEXT_ASCII = bytes(range(0x20, 0x7F)) + b"\n\r\t\f\x1b"
+
+
 def _looks_like_text(sample: bytes) -> bool:
+    if sample.isascii():  # the common case, without a Python loop over every character
+        return not sample.translate(None, _TEXT_ASCII)
     try:
         text = sample.decode("utf-8")
     except UnicodeDecodeError as error:

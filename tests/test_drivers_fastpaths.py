@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hypothesis
 import json
 import random
 import re
@@ -177,3 +178,21 @@ def test_pwg_one_byte_skipper_matches_reference() -> None:
             for h in (lines, lines * 3):
                 assert _skip(bytes(data), h, per_line, urf) == _reference_skip(bytes(data), h, per_line, urf)
 
+
+
+def _looks_like_text_by_characters(sample: bytes) -> bool:
+    """The original check, one character at a time (the fast path must agree with it)."""
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(sample) - 4:
+            return False
+        text = sample[: error.start].decode("utf-8")
+    return all(ch.isprintable() or ch in "\n\r\t\f\x1b" for ch in text)
+
+
+@hypothesis.given(hypothesis.strategies.binary(max_size=64).map(lambda b: bytes(x & 0x7F for x in b)))
+def test_text_detection_of_ascii_agrees_with_the_character_check(sample: bytes) -> None:
+    from drivers.detect import _looks_like_text
+
+    assert _looks_like_text(sample) == _looks_like_text_by_characters(sample)
