@@ -138,21 +138,6 @@ def _no_leftovers(rig: Any) -> None:
 _ipp = _Services(ipp={"admin_users": ["root"]})
 
 
-def _http_responses(raw: bytes) -> list[tuple[int, bytes]]:
-    found = []
-    while raw:
-        head, _, raw = raw.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        found.append((status, raw[:length]))
-        raw = raw[length:]
-    return found
-
-
 def ipp_request(data: bytes) -> None:
     """The request-level path: the bytes as the body of an HTTP POST to /ipp/print, through the real
     site (streaming header parse, request checks, the operation on a real JobService). The answer
@@ -176,7 +161,9 @@ def ipp_request(data: bytes) -> None:
     channel.dataReceived(head + data)
     rig.clock.advance(0)
     try:
-        responses = [r for r in _http_responses(transport.value()) if r[0] != 100]
+        from inprocess import http_responses
+
+        responses = [r for r in http_responses(transport.value()) if r[0] != 100]
         check(len(responses) == 1, f"{len(responses)} HTTP responses: {transport.value()[:300]!r}")
         [(status, body)] = responses
         check(status == 200, f"HTTP {status}: {body[:300]!r}")

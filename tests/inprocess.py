@@ -104,3 +104,19 @@ class Rig:
         if not isinstance(results[0], Job):
             results[0].raiseException()
         return results[0]
+
+
+def http_responses(raw: bytes) -> list[tuple[int, bytes]]:
+    """(HTTP status, body) of every response in bytes a server wrote, interim ones included (body b"")."""
+    found = []
+    while raw:
+        head, _, raw = raw.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        found.append((status, raw[:length]))
+        raw = raw[length:]
+    return found

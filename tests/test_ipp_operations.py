@@ -14,7 +14,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from inprocess import Rig
+from inprocess import Rig, http_responses
 from spooler.ipp.codec import Attribute, IppMessage, decode, encode_message
 from spooler.ipp.resource import IppSite, build_ipp_site
 from spooler.ipp.tags import Operation, Status, Tag
@@ -78,19 +78,7 @@ class Client:
 
     def responses(self) -> list[tuple[int, bytes]]:
         """(HTTP status, body) of every response so far, interim ones included (body b"")."""
-        raw = self.transport.value()
-        found = []
-        while raw:
-            head, _, raw = raw.partition(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            found.append((status, raw[:length]))
-            raw = raw[length:]
-        return found
+        return http_responses(self.transport.value())
 
     def call(self, message: IppMessage, data: bytes = b"", **post: Any) -> IppMessage:
         before = len(self.responses())
