@@ -467,28 +467,45 @@ def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
     import time
 
+    from spooler.store import IN_DOUBT
+
     store = _accounting_store(config)
     try:
+        if args.resolve is not None:
+            job_text, verdict = args.resolve
+            if not job_text.isdigit() or verdict not in ("imported", "resend"):
+                raise CommandError("--resolve takes a job number and imported or resend")
+            job_id = int(job_text)
+            if not store.resolve_in_doubt(job_id, imported=verdict == "imported", now=time.time()):
+                raise CommandError(f"job {job_id} has no accounting record in doubt")
+            out.write(f"job {job_id}: " + ("marked as imported by the server\n" if verdict == "imported" else
+                                           "will be sent again\n"))  # fmt: skip
+            return EXIT_OK
         cutoff = time.time() - config.accounting.max_age
         counts = store.outbox_counts(not_before=cutoff)
         expired = store.unsent_records(before=cutoff, limit=args.limit)
-        rejected = [r for r in store.unsent_records(limit=None) if r["_rejected"]][: args.limit]
+        unsent = [r for r in store.unsent_records(limit=None) if r["_rejected"]]
+        rejected = [r for r in unsent if not r["_rejected"].startswith(IN_DOUBT)][: args.limit]
+        in_doubt = [r for r in unsent if r["_rejected"].startswith(IN_DOUBT)][: args.limit]
         uploads = store.uploads(args.limit)
     finally:
         store.close()
     api = config.server.api_url if config.server is not None else None
     if args.json:
         public = [{k: v for k, v in r.items() if not k.startswith("_")} | {"rejected": r["_rejected"]}
-                  for r in expired + rejected]  # fmt: skip
+                  for r in expired + rejected + in_doubt]  # fmt: skip
         _print_json(out, {"api_url": api, "max_age": config.accounting.max_age, **counts,
-                          "expired_records": public[: len(expired)], "rejected_records": public[len(expired):],
-                          "uploads": uploads})  # fmt: skip
+                          "expired_records": public[: len(expired)],
+                          "rejected_records": public[len(expired): len(expired) + len(rejected)],
+                          "in_doubt_records": public[len(expired) + len(rejected):], "uploads": uploads})  # fmt: skip
         return EXIT_OK
     out.write(f"records     {counts['records']}: {counts['sent']} sent, {counts['waiting']} waiting"
               f" ({counts['pending_analysis']} for their page figures), {counts['expired']} too old to send"
-              f" (kept locally), {counts['rejected']} refused by the server\n")  # fmt: skip
+              f" (kept locally), {counts['rejected']} refused by the server, {counts['in_doubt']} in doubt\n")  # fmt: skip
     out.write(f"server      {api or 'none configured ([server] api_url): records stay local'}\n")
-    for title, listed in (("too old to send", expired), ("refused by the server", rejected)):
+    doubt_title = ("in doubt (sent, no answer; the server does not deduplicate): check it, then"
+                   " spooler outbox --resolve JOB imported|resend")  # fmt: skip
+    for title, listed in (("too old to send", expired), ("refused by the server", rejected), (doubt_title, in_doubt)):
         if listed:
             out.write(f"\n{title}:\n")
             rows = [[str(r["job_id"]), r["record_id"], r["user"], r["outcome"], _when(r["_finished_at"]),
@@ -766,6 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", parents=[common, json_option],
                                  help="accounting records waiting for the central server, too old to send, uploads")
     outbox.add_argument("--limit", type=_job_id, default=20, metavar="N", help="list at most N of each (default 20)")
+    outbox.add_argument("--resolve", nargs=2, metavar=("JOB", "imported|resend"), type=str, default=None,
+                        help="settle a record in doubt: the server has it (imported) or not (resend)")
     outbox.set_defaults(handler=cmd_outbox)
 
     users = commands.add_parser("users", help="offline login: the users this device knows")
