@@ -302,6 +302,10 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         lines.append(f"mode        {status['mode']}{since}")
         why = f": {server['detail']}" if server.get("detail") else ""
         lines.append(f"server      {server['uri']} {server['state']}{why}")
+    central = status.get("central")
+    if central:
+        lines.append(f"central api {central['kind']} at {central['api_url']}")
+        lines += [f"            cannot: {limit}" for limit in central["capabilities"]["limits"]]
     for name, address in sorted(status.get("listeners", {}).items()):
         lines.append(f"listening   {name} on {address}")
     device = status.get("device")
@@ -315,7 +319,7 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
     accounting = status.get("accounting")
     if accounting and accounting["state"].startswith("local only"):
-        lines.append(f"accounting  {accounting['records']} record(s), kept locally (no [server] api_url)")
+        lines.append(f"accounting  {accounting['records']} record(s), kept locally {accounting['state'][len('local only '):]}")
     elif accounting:
         lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
                      f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
@@ -518,6 +522,47 @@ def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
                  "" if u["duplicates"] is None else str(u["duplicates"]), u["detail"][:60]] for u in uploads]  # fmt: skip
         out.write(table(rows, ["UPLOAD", "STARTED", "RECORDS", "OUTCOME", "ACCEPTED", "DUPLICATES", "DETAIL"]) + "\n")
     return EXIT_OK
+
+
+def cmd_server_check(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Try the configured central backend: its secrets, its health, one read call; say what works."""
+    from spooler.central import make_backend
+    from spooler.central.base import SecretError
+    from spooler.central.check import Step, render, run_checks, secret_steps
+
+    server = config.server
+    if server is None or not server.api_url:
+        raise CommandError("no central server API is configured ([server] api_url)")
+    steps = secret_steps(config)
+    if all(step.ok for step in steps):
+        from twisted.internet import reactor
+        from twisted.internet.defer import ensureDeferred
+
+        results: list[Any] = []
+
+        def go() -> None:
+            try:
+                backend = make_backend(config, reactor, lambda f, *a: ensureDeferred(_now(f, *a)))
+            except SecretError as error:
+                results.append([Step("secrets", False, str(error))])
+                reactor.stop()
+                return
+            run_checks(config, backend).addBoth(results.append).addBoth(lambda _: reactor.stop())
+
+        reactor.callWhenRunning(go)
+        reactor.run(installSignalHandlers=False)
+        steps += results[0] if results and isinstance(results[0], list) else [Step("checks", False, str(results))]
+    else:
+        steps += [Step("health", None, "not tried: a secret is missing"), Step("read call", None, "not tried")]
+    if args.json:
+        _print_json(out, {"kind": server.kind, "api_url": server.api_url, "steps": [s.as_dict() for s in steps]})
+    else:
+        out.write(render(config, steps))
+    return EXIT_OK if all(step.ok for step in steps) else EXIT_FAILED
+
+
+async def _now(function: Any, *args: Any) -> Any:
+    return function(*args)
 
 
 # -- offline login: users and keys ----------------------------------------------------------------
@@ -786,6 +831,12 @@ def build_parser() -> argparse.ArgumentParser:
     outbox.add_argument("--resolve", nargs=2, metavar=("JOB", "imported|resend"), type=str, default=None,
                         help="settle a record in doubt: the server has it (imported) or not (resend)")
     outbox.set_defaults(handler=cmd_outbox)
+
+    server = commands.add_parser("server", help="the central server")
+    server_commands = server.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+    server_check = server_commands.add_parser("check", parents=[common, json_option],
+                                              help="try the configured central backend and say what works")
+    server_check.set_defaults(handler=cmd_server_check)
 
     users = commands.add_parser("users", help="offline login: the users this device knows")
     users_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)

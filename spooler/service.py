@@ -430,7 +430,17 @@ class SpoolerService(MultiService):
                 "accepting": free >= self.config.spool.min_free_space,
             },
             "accounting": self.accounting_status(),
+            "central": self.central_status(),
         }
+
+    def central_status(self) -> dict[str, Any] | None:
+        """The central API's kind and what it can and cannot do (no secret)."""
+        server = self.config.server
+        if self.central is None or server is None:
+            return None
+        from spooler.central import capabilities_of
+
+        return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
 
     def accounting_status(self) -> dict[str, Any]:
         if self.outbox is not None:
