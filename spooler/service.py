@@ -190,6 +190,7 @@ class SpoolerService(MultiService):
                 config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
+                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
             )  # fmt: skip
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
