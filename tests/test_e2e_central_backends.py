@@ -15,7 +15,7 @@ import pytest
 
 from central_doubles import MyQDouble, PaperCutDouble
 from spooler_harness import RefServer, Spooler, pjl_job, send_raw, short_tempdir, wait_for
-from test_e2e_login import find_secrets, login
+from test_e2e_login import find_secrets, login, spoolers  # noqa: F401 - spoolers is a fixture
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +30,6 @@ def queue() -> Iterator[RefServer]:
         yield server.start()
     finally:
         server.cleanup()
-
-
-@pytest.fixture
-def spoolers() -> Iterator[list[Spooler]]:
-    made: list[Spooler] = []
-    yield made
-    for spooler in made:
-        spooler.cleanup()
 
 
 def secret_file(root: Path, name: str, value: str) -> Path:
