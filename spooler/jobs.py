@@ -6,7 +6,7 @@ recovery and retention. Protocols parse; this decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from spooler.dispatch import Dispatcher
 from spooler.analysis import AnalysisRunner, job_analysis
 from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
 from spooler.pjl import parse_pjl_header
+from spooler.reconcile import interrupted_forward
 from spooler.spoolfiles import (
     INCOMING_SUFFIX,
     IncomingFile,
@@ -106,6 +107,8 @@ class JobService:
         self.analysis = analysis
         self.incoming_timeout = config.ipp.multiple_operation_timeout
         self.paused = False
+        #: Every new job arrives held until released (a pull-print queue: the reference server's hold mode).
+        self.hold_new_jobs = False
         self._next_document: dict[int, int] = {}
         self._condition: tuple[str, tuple[str, ...]] | None = None
         self._condition_since = clock.seconds()
@@ -155,6 +158,8 @@ class JobService:
         incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
         if not incoming:
             raise ValueError("a job needs at least one document")
+        if self.hold_new_jobs:
+            request = replace(request, hold=True)
         committed: list[Path] = []
         file_names: list[str] = []
         inline: dict[int, bytes] = {}
@@ -354,6 +359,8 @@ class JobService:
             raise SpoolFull(
                 f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
             )
+        if self.hold_new_jobs:
+            request = replace(request, hold=True)
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
         if request.hold:
@@ -675,7 +682,16 @@ class JobService:
                 # A restart is a fresh start: the device (or its configuration) may have been fixed.
                 self.store.update_job(job.evolve(next_attempt_at=None))
             if recovered is not None:
-                self.store.update_job(recovered)
+                # A forward to the server cut off by the stop is in doubt (spooler.reconcile).
+                doubt = interrupted_forward(job, now=now, cause="the spooler stopped before the server's answer") \
+                    if job.state == JobState.PROCESSING else None
+                if doubt is not None:
+                    self.store.record_forward_in_doubt(doubt, recovered)
+                    log.warn("Job {job_id}: the forward to {server} cut off by the restart is in doubt",
+                             spool_event="forward_in_doubt", job_id=job.job_id, server=doubt.uri, cause=doubt.cause,
+                             forward_uuid=doubt.forward_uuid, remote_job_id=doubt.remote_job_id)  # fmt: skip
+                else:
+                    self.store.update_job(recovered)
                 log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",
                          job_id=job.job_id, user=job.user)  # fmt: skip
         fsync_directory(self.config.spool_dir)

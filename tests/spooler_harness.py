@@ -330,7 +330,8 @@ class RefServer(ManagedProcess):
     and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
 
     def __init__(self, root: Path, *, users: Path | None = None, mode: str = "normal", delay: float | None = None,
-                 verifier_cost: int = 1024, raw: bool = False) -> None:  # fmt: skip
+                 verifier_cost: int = 1024, raw: bool = False, hold: bool = False,
+                 release_after: float | None = None) -> None:  # fmt: skip
         self.root = root
         self.state_dir = root / "state"
         self.received_dir = self.state_dir / "received"
@@ -343,6 +344,8 @@ class RefServer(ManagedProcess):
         self.initial_mode = mode
         self.initial_delay = delay
         self.verifier_cost = verifier_cost
+        self.hold = hold
+        self.release_after = release_after
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
 
@@ -370,6 +373,9 @@ class RefServer(ManagedProcess):
             command += ["--users", str(self.users)]
         if self.initial_delay is not None:
             command += ["--delay", str(self.initial_delay)]
+        if self.hold:
+            command += ["--hold"] + (["--release-after", str(self.release_after)] if self.release_after is not None
+                                     else [])  # fmt: skip
         return command
 
     @staticmethod
@@ -421,6 +427,18 @@ class RefServer(ManagedProcess):
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.ctl("--json", "status").stdout)
+
+    def release(self, *job_ids: int) -> list[int]:
+        """`ctl release` (every held job when none is named): the jobs released."""
+        return list(json.loads(self.ctl("--json", "release", *map(str, job_ids)).stdout)["released"])
+
+    def queue_jobs(self) -> list[dict[str, Any]]:
+        """The queue's jobs (`spooler jobs --all --json` on its state folder)."""
+        result = subprocess.run([sys.executable, "-m", "spooler", "jobs", "--all", "--json", "--state-dir",
+                                 str(self.state_dir / "queue")], capture_output=True, text=True, timeout=60,
+                                env=self._env())  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout))
 
     def revoke(self, user: str, kind: str = "user", credential: str | None = None) -> dict[str, Any]:
         extra = ["--credential", credential] if credential else []

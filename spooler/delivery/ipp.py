@@ -44,7 +44,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, RemoteCopy
 from spooler.ipp.codec import Attribute, IppMessage, IppParseError, decode, encode_message
 from spooler.ipp.tags import JobState, Operation, Status, Tag
 from spooler.model import DeliveryError, Job
@@ -139,8 +139,11 @@ class _IppBody:
         self._finished: Deferred[None] | None = None
         self._consumer: _CountingConsumer | None = None
         self._stopped = False
+        #: The connection was made and the request began to go out: from now on the peer may act on it.
+        self.started = False
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        self.started = True
         self._consumer = _CountingConsumer(consumer, self._progress)
         self._finished = Deferred()
         self._consumer.write(self._header)
@@ -296,7 +299,8 @@ class IppBackend:
     async def _post(self, message: IppMessage, paths: Sequence[Path] = (), *, timeout: float | None = None,
                     what: str = "") -> IppMessage:  # fmt: skip
         """Send one IPP request (followed by the files' bytes) and return the peer's successful answer;
-        raises DeliveryError (classified) for everything else, CancelledError when cancelled."""
+        raises DeliveryError (classified) for everything else, CancelledError when cancelled. The error
+        is `sent` when the request went out and no answer said what the peer made of it."""
         timeout = self._io_timeout if timeout is None else timeout
         what = what or Operation(message.code).name.replace("_", "-").title()
         description = f"{what} at {self.printer_uri}"
@@ -310,7 +314,8 @@ class IppBackend:
         except Exception:
             failure = Failure()
             if watchdog.fired:
-                raise DeliveryError(f"{description}: no answer within {timeout:g}s", retryable=True) from None
+                raise DeliveryError(f"{description}: no answer within {timeout:g}s", retryable=True,
+                                    sent=body.started) from None  # fmt: skip
             if _is_cancel(failure):
                 raise CancelledError() from None
             if failure.check(DeliveryError):
@@ -321,7 +326,8 @@ class IppBackend:
             if failure.check(ConnectError, DNSLookupError, ConnectTimeoutError):
                 raise DeliveryError(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}",
                                     retryable=True) from None  # fmt: skip
-            raise DeliveryError(f"{description} failed: {_describe(failure)}", retryable=True) from None
+            raise DeliveryError(f"{description} failed: {_describe(failure)}", retryable=True,
+                                sent=body.started) from None  # fmt: skip
         finally:
             watchdog.stop()
         reading: Deferred[bytes] = Deferred(lambda _: reader.stop())
@@ -333,14 +339,15 @@ class IppBackend:
         except Exception:
             failure = Failure()
             if failure.check(DeferredTimeoutError):
-                raise DeliveryError(f"{description}: the answer stalled for {timeout:g}s", retryable=True) from None
+                raise DeliveryError(f"{description}: the answer stalled for {timeout:g}s", retryable=True,
+                                    sent=True) from None  # fmt: skip
             if failure.check(CancelledError):
                 raise
             if failure.check(DeliveryError):
                 raise
             if response.code == 200:
                 raise DeliveryError(f"{description}: the answer was cut off: {_describe(failure)}",
-                                    retryable=True) from None  # fmt: skip
+                                    retryable=True, sent=True) from None  # fmt: skip
             data = b""
         if response.code != 200:
             phrase = response.phrase.decode("latin-1", "replace")
@@ -349,7 +356,8 @@ class IppBackend:
         try:
             answer = decode(data, max_attributes=20000, max_values=100000, max_groups=10000)
         except IppParseError as error:
-            raise DeliveryError(f"{description}: the answer is not IPP: {error}", retryable=True) from None
+            raise DeliveryError(f"{description}: the answer is not IPP: {error}", retryable=True,
+                                sent=True) from None  # fmt: skip
         if answer.code >= 0x0100:
             text = ""
             if (operation := answer.operation_attributes) is not None and (found := operation.get("status-message")):
@@ -429,10 +437,14 @@ class IppBackend:
         return attributes
 
     def _identity(self, job: Job) -> list[Attribute]:
-        return [
+        identity = [
             Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
             Attribute.name("job-name", _clip(job.name or "untitled", 255)),
         ]
+        if forward_uuid := forward_uuid_of(job):
+            # This attempt's own job-uuid (CUPS keeps a client's): a lost answer's copy can be found.
+            identity.append(Attribute.uri("job-uuid", f"urn:uuid:{forward_uuid}"))
+        return identity
 
     @staticmethod
     def _format(document_format: str, formats: frozenset[str]) -> str:
@@ -442,7 +454,11 @@ class IppBackend:
     async def _deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None) -> DeliveryReceipt:
         if not files:
             raise DeliveryError("the job has no documents", retryable=False)
-        operations, formats = await self._capabilities_now()
+        try:
+            operations, formats = await self._capabilities_now()
+        except DeliveryError as error:
+            error.sent = False  # a question only: the peer has nothing of the job yet
+            raise
         multi = Operation.CREATE_JOB in operations and Operation.SEND_DOCUMENT in operations
         user = Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255))
         if multi:
@@ -461,8 +477,10 @@ class IppBackend:
                         Attribute.boolean("last-document", number == len(files)),
                     )  # fmt: skip
                     await self._post(send, [delivery_file.path])
-            except DeliveryError:
-                await self._cancel_quietly(job_id, job)
+            except DeliveryError as error:
+                # Canceled: nothing of it is left at the peer. Not canceled: an empty or partial job
+                # (or a whole one whose answer was lost) may be, whatever stopped the sending.
+                error.sent = not await self._cancel_quietly(job_id, job)
                 raise
         else:
             document_format = self._format(files[0].document.document_format if len(files) == 1
@@ -495,7 +513,7 @@ class IppBackend:
                               "job-impressions-completed", "number-of-documents"),
         ), timeout=timeout)  # fmt: skip
         group = answer.job_attributes
-        state: dict[str, Any] = {"state": None, "reasons": [], "message": "", "impressions": None}
+        state: dict[str, Any] = {"state": None, "reasons": [], "message": "", "impressions": None, "documents": None}
         if group is None:
             return state
         if (found := group.get("job-state")) is not None and isinstance(found.first, int):
@@ -507,6 +525,9 @@ class IppBackend:
         if (found := group.get("job-impressions-completed")) is not None and isinstance(found.first, int) \
                 and not isinstance(found.first, bool):
             state["impressions"] = found.first
+        if (found := group.get("number-of-documents")) is not None and isinstance(found.first, int) \
+                and not isinstance(found.first, bool):
+            state["documents"] = found.first
         return state
 
     async def _follow(self, job: Job, job_id: int) -> DeliveryReceipt:
@@ -551,15 +572,19 @@ class IppBackend:
             step = min(step * 2, self._poll_interval)  # quick at first (a fast printer), then gentler
         return not_followed
 
-    async def _cancel_quietly(self, job_id: int, job: Job) -> None:
-        """Best effort: cancel a remote job whose documents did not all arrive."""
+    async def _cancel_quietly(self, job_id: int, job: Job) -> bool:
+        """Best effort: cancel a remote job whose documents did not all arrive. True if it is canceled."""
         try:
-            await self._post(self._request(
-                Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
-                Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
-            ))  # fmt: skip
+            await self._cancel(job, job_id)
         except DeliveryError:
-            pass
+            return False
+        return True
+
+    async def _cancel(self, job: Job, job_id: int, *, timeout: float | None = None) -> None:
+        await self._post(self._request(
+            Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
+            Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
+        ), timeout=timeout)  # fmt: skip
 
     def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
         """Asks the peer about the job it gave `remote_job_id`: a receipt when it has the whole job,
@@ -581,10 +606,7 @@ class IppBackend:
             return None
         if INCOMING_REASONS & set(state["reasons"]):
             try:
-                await self._post(self._request(
-                    Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
-                    Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
-                ))  # fmt: skip
+                await self._cancel(job, job_id)
             except _IppStatusError as error:
                 if error.retryable:
                     raise
@@ -598,6 +620,80 @@ class IppBackend:
         return DeliveryReceipt(f"{self.printer_uri} already has the job as job {job_id} ({word})",
                                remote_job_id=str(job_id),
                                already_delivered=True, impressions=impressions)  # fmt: skip
+
+
+    # -- in-doubt forwards (spooler.reconcile) -------------------------------------------------------
+
+    def find_forward(self, job: Job, remote_job_id: str | None, forward_uuid: str | None, *,
+                     timeout: float | None = None) -> Deferred[RemoteCopy | None]:  # fmt: skip
+        """What the peer holds of one forward of `job`: by its job-id (Get-Job-Attributes) when the
+        peer gave one, else by the job-uuid the forward carried (Get-Jobs of the job's user, not
+        completed, then completed). None when the peer has no such job. Fails with a retryable
+        DeliveryError when the peer cannot be asked."""
+        return Deferred.fromCoroutine(self._find_forward(job, remote_job_id, forward_uuid, timeout))
+
+    async def _find_forward(self, job: Job, remote_job_id: str | None, forward_uuid: str | None,
+                            timeout: float | None) -> RemoteCopy | None:  # fmt: skip
+        remote = (remote_job_id or "").strip()
+        if remote.isascii() and remote.isdigit() and 0 < int(remote) <= 0x7FFFFFFF:
+            try:
+                state = await self._job_state(job, int(remote), timeout=timeout)
+            except _IppStatusError as error:
+                if error.status in (Status.CLIENT_ERROR_NOT_FOUND, Status.CLIENT_ERROR_GONE):
+                    return None
+                raise DeliveryError(str(error), retryable=True) from None
+            return RemoteCopy(remote, state["state"] or 0, tuple(state["reasons"]), state["documents"])
+        if not forward_uuid:
+            return None
+        wanted = f"urn:uuid:{forward_uuid}".lower()
+        for which in ("not-completed", "completed"):
+            try:
+                answer = await self._post(self._request(
+                    Operation.GET_JOBS, Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
+                    Attribute.boolean("my-jobs", True), Attribute.keyword("which-jobs", which),
+                    Attribute.keyword("requested-attributes", "job-id", "job-uuid", "job-state", "job-state-reasons",
+                                      "number-of-documents"),
+                ), timeout=timeout, what="Get-Jobs")  # fmt: skip
+            except _IppStatusError as error:
+                raise DeliveryError(str(error), retryable=True) from None
+            for group in answer.groups_of(Tag.JOB):
+                found = group.get("job-uuid")
+                if found is None or not isinstance(found.first, str) or found.first.lower() != wanted:
+                    continue
+                job_id, state = group.get("job-id"), group.get("job-state")
+                if job_id is None or not isinstance(job_id.first, int) or isinstance(job_id.first, bool):
+                    continue
+                reasons = group.get("job-state-reasons")
+                documents = group.get("number-of-documents")
+                return RemoteCopy(
+                    str(job_id.first), state.first if state is not None and isinstance(state.first, int) else 0,
+                    tuple(str(v) for v in reasons.all if isinstance(v, str)) if reasons is not None else (),
+                    documents.first if documents is not None and isinstance(documents.first, int) else None,
+                )  # fmt: skip
+        return None
+
+    def cancel_forward(self, job: Job, remote_job_id: str, *, timeout: float | None = None) -> Deferred[bool]:
+        """Cancel-Job of the peer's copy of `job`: True once canceled, False if the peer says it can
+        no longer be (already printed, canceled or gone: ask again what it became). Fails with a
+        retryable DeliveryError when the peer cannot be asked."""
+
+        async def cancel() -> bool:
+            try:
+                await self._cancel(job, int(remote_job_id), timeout=timeout)
+            except _IppStatusError as error:
+                if error.retryable:
+                    raise DeliveryError(str(error), retryable=True) from None
+                return False
+            return True
+
+        return Deferred.fromCoroutine(cancel())
+
+
+def forward_uuid_of(job: Job) -> str | None:
+    """The job-uuid the dispatcher gave the forward under way (journaled in the job's delivery entry)."""
+    delivery = job.attributes.get("delivery")
+    value = delivery.get("forward_uuid") if isinstance(delivery, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 class _BodyReader(Protocol):

@@ -140,6 +140,8 @@ class _RawSender(Protocol):
 
     def _fail(self, error: DeliveryError) -> None:
         if not self._done.called:
+            if self._position() > 0:
+                error.sent = True  # a raw peer prints what it read
             self._done.errback(Failure(error))
 
 

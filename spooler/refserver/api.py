@@ -265,15 +265,18 @@ def _query(request: Request, name: str) -> str | None:
 
 
 class ControlResource(JsonResource):
-    """`/v1/status`, `POST /v1/mode` {"mode", "delay"}, `POST /v1/revocations` {"user", "kind", "credential"}."""
+    """`/v1/status`, `POST /v1/mode` {"mode", "delay"}, `POST /v1/revocations` {"user", "kind", "credential"},
+    `POST /v1/release` {"job_ids"} (the held queue's jobs)."""
 
     prefix = (b"v1",)
 
-    def __init__(self, controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi) -> None:
+    def __init__(self, controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi,
+                 release: Callable[[Any], dict[str, Any]] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.controller = controller
         self.status = status
         self.api = api
+        self.release = release
 
     def routes(self, method: str, segments: list[str]) -> Callable[[Request], Any] | None:
         match method, segments:
@@ -281,6 +284,9 @@ class ControlResource(JsonResource):
                 return lambda request: self.status()
             case "POST", ["revocations"]:
                 return lambda request: self.api.revoke(read_json(request))
+            case "POST", ["release"] if self.release is not None:
+                release = self.release
+                return lambda request: release(read_json(request))
         return None
 
     def render(self, request: Request) -> bytes | int:
@@ -331,7 +337,8 @@ def build_api_site(api: CentralApi, controller: ModeController) -> Site:
     return site
 
 
-def build_control_site(controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi) -> Site:
-    site = QuietSite(ControlResource(controller, status, api))
+def build_control_site(controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi,
+                       release: Callable[[Any], dict[str, Any]] | None = None) -> Site:  # fmt: skip
+    site = QuietSite(ControlResource(controller, status, api, release))
     site.displayTracebacks = False
     return site

@@ -1,5 +1,6 @@
-"""The reference server's service tree: the print queue (a `SpoolerService` whose device is DIR/received),
-the central API listener and the control socket, all steered by one `ModeController`."""
+"""The reference server's service tree: the print queue (a `SpoolerService` whose device is DIR/received,
+holding its jobs for release with --hold: spooler.refserver.hold), the central API listener and the
+control socket, all steered by one `ModeController`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from twisted.logger import Logger
 from spooler import __version__
 from spooler.config import Config, config_from_mapping
 from spooler.model import ConfigError
-from spooler.refserver.api import CentralApi, build_api_site, build_control_site
+from spooler.model import JobNotFound
+from spooler.refserver.api import ApiError, CentralApi, build_api_site, build_control_site
+from spooler.refserver.hold import HeldQueue
 from spooler.refserver.modes import (
     DEFAULT_DELAY,
     FailureModeFactory,
@@ -51,6 +54,10 @@ class RefServerOptions:
     mode: str = "normal"
     delay: float = DEFAULT_DELAY
     verifier_cost: int = SCRYPT_N
+    #: Hold every received job until released (pull print), and release it on its own this many
+    #: seconds after it arrived (None: only `ctl release` does).
+    hold: bool = False
+    release_after: float | None = None
 
     @property
     def queue_dir(self) -> Path:
@@ -125,6 +132,7 @@ class RefServerService(MultiService):
         self.api: CentralApi | None = None
         self.queue: QueueService | None = None
         self.api_listener: ListenerService | None = None
+        self.hold: HeldQueue | None = None
 
     def startService(self) -> None:
         options = self.options
@@ -146,9 +154,13 @@ class RefServerService(MultiService):
         self.api_listener = ListenerService("api", endpoint, api_factory)
         self.api_listener.setServiceParent(self)
         ControlListener(options.control_socket, self.reactor,
-                        build_control_site(self.controller, self.status, self.api)).setServiceParent(self)  # fmt: skip
+                        build_control_site(self.controller, self.status, self.api, self.release)).setServiceParent(self)  # fmt: skip
         self.controller.on_listening.append(self._listen)
         super().startService()
+        if options.hold:
+            assert self.queue.jobs is not None
+            self.hold = HeldQueue(self.queue.jobs, self.controller, self.reactor, options.release_after)
+            self.hold.start()
         if self.controller.mode == "refuse":
             self._listen(False)
         log.info("Reference central server {version} started: state {state}, mode {mode}, listening {listeners}",
@@ -184,10 +196,26 @@ class RefServerService(MultiService):
             listeners=self.listeners(),
             received_jobs=len(list(received.glob("job-*.prn"))) if received.is_dir() else 0,
             accounting_records=self.store.record_count() if self.store is not None else 0,
+            hold=self.hold.status() if self.hold is not None else {"hold": False},
         )
+
+    def release(self, body: Any) -> dict[str, Any]:
+        """`POST /v1/release` {"job_ids": [...]} (all held jobs when absent): the jobs released."""
+        if self.hold is None:
+            raise ApiError(409, "the queue does not hold jobs (start it with --hold)")
+        job_ids = body.get("job_ids") if isinstance(body, dict) else None
+        if job_ids is not None and (not isinstance(job_ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in job_ids)):  # fmt: skip
+            raise ApiError(400, "job_ids must be a list of job ids")
+        try:
+            return {"released": self.hold.release(job_ids)}
+        except JobNotFound as error:
+            raise ApiError(404, str(error)) from None
 
     @inlineCallbacks
     def stopService(self) -> Any:
+        if self.hold is not None:
+            self.hold.stop()
         yield super().stopService()
         if self.store is not None:
             self.store.close()
