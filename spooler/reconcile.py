@@ -78,9 +78,12 @@ CHECK_RETRY_FIRST = 1.0
 BATCH = 20
 
 
-def copy_stage(copy: RemoteCopy | None) -> str:
-    """Where the server's copy stands: incoming (empty or partial Create-Job), waiting (whole, not
-    printed: pending, or pending-held in a pull-print queue), printing, printed, gone, or unknown."""
+def copy_stage(copy: RemoteCopy | None, documents: int = 1) -> str:
+    """Where the server's copy of a job of `documents` documents stands: incoming (an empty or partial
+    Create-Job), waiting (whole, not printed: pending, or pending-held in a pull-print queue),
+    printing, printed, gone, or unknown. A queue that holds every job (cupsd with
+    job-hold-until-default) says job-hold-until-specified of an empty job too: its number-of-documents
+    tells."""
     if copy is None or copy.state in (int(JobState.CANCELED), int(JobState.ABORTED)):
         return GONE
     if copy.state == int(JobState.COMPLETED):
@@ -88,7 +91,8 @@ def copy_stage(copy: RemoteCopy | None) -> str:
     if copy.state in (int(JobState.PROCESSING), int(JobState.PROCESSING_STOPPED)):
         return PRINTING
     if copy.state in (int(JobState.PENDING), int(JobState.PENDING_HELD)):
-        return INCOMING if INCOMING_REASONS & set(copy.reasons) else WAITING
+        partial = copy.documents is not None and copy.documents < documents
+        return INCOMING if partial or INCOMING_REASONS & set(copy.reasons) else WAITING
     return UNKNOWN
 
 
@@ -242,16 +246,17 @@ class Reconciler:
             self._resolve(job, forward, UNRESOLVED, f"{_scheme(self._server.uri)}:// queues cannot be asked what"
                                                     " they kept: the server may print the job too", stage=None)  # fmt: skip
             return UNRESOLVED, None
+        documents = max(1, len(self._store.documents(job.job_id)))
         copy = await self._server.find_forward(job, forward.remote_job_id, forward.forward_uuid,
                                                timeout=self._timeout)  # fmt: skip
-        stage = copy_stage(copy)
+        stage = copy_stage(copy, documents)
         action, outcome = decide(stage, here)
         if action == CANCEL:
             assert copy is not None
             if not await self._server.cancel_forward(job, copy.remote_job_id, timeout=self._timeout):
                 # Printed, canceled or gone in the meantime: what is it now?
                 copy = await self._server.find_forward(job, copy.remote_job_id, None, timeout=self._timeout)
-                stage = copy_stage(copy)
+                stage = copy_stage(copy, documents)
                 action, outcome = decide(stage, here)
                 if action == CANCEL:
                     action, outcome = LATER, None  # refused to cancel a copy it still holds: ask again
@@ -314,6 +319,6 @@ class Reconciler:
                                     retryable=True)  # fmt: skip
             if outcome == DELIVERED and copy is not None:
                 receipt = DeliveryReceipt(f"found at {forward.uri} as job {copy.remote_job_id} after an in-doubt"
-                                          f" forward ({copy_stage(copy)}): not sent again",
+                                          " forward: not sent again",
                                           remote_job_id=copy.remote_job_id, already_delivered=True)  # fmt: skip
         return receipt

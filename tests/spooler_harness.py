@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -249,6 +250,117 @@ class RawDevice:
         self._stop.set()
         self._thread.join(5)
         self._server.close()
+
+
+class AnswerLosingProxy:
+    """A TCP proxy on 127.0.0.1 in front of an IPP server (one HTTP request per connection, as the
+    spooler's IPP client sends them) that can lose an answer: the next request of an operation in
+    `lose_answer_to` reaches the server whole, the server acts on it and answers, and the answer is
+    dropped (the connection reset) — then the proxy refuses connections, as a server that died just
+    after it took the request, until `up()` (unless `stay_up`: a network hiccup only). `lost` lists
+    the operations whose answers were lost."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.lose_answer_to: set[int] = set()
+        self.stay_up = False
+        self.lost: list[int] = []
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self.up()
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    def up(self) -> None:
+        import threading
+
+        if self._server is not None:
+            return
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(16)
+        self._server = server
+        threading.Thread(target=self._serve, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            server.close()
+
+    close = down
+
+    def _serve(self, server: socket.socket) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _read_message(sock: socket.socket, data: bytes = b"") -> bytes:
+        """One HTTP message (head and body: Content-Length, chunked, or until the peer closes)."""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        fields = {line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
+                  for line in head.split(b"\r\n")[1:] if b":" in line}  # fmt: skip
+        if b"content-length" in fields:
+            length = int(fields[b"content-length"])
+            while len(body) < length and (chunk := sock.recv(65536)):
+                body += chunk
+        elif fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while not body.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+                body += chunk
+        else:
+            while chunk := sock.recv(65536):
+                body += chunk
+        return head + b"\r\n\r\n" + body
+
+    @staticmethod
+    def _operation(request: bytes) -> int:
+        body = request.partition(b"\r\n\r\n")[2]
+        if b"transfer-encoding: chunked" in request.partition(b"\r\n\r\n")[0].lower():
+            body = body.partition(b"\r\n")[2]  # the first chunk holds the IPP header
+        return int.from_bytes(body[2:4], "big") if len(body) >= 4 else -1
+
+    def _relay(self, client: socket.socket) -> None:
+        with client:
+            try:
+                client.settimeout(30)
+                request = self._read_message(client)
+                operation = self._operation(request)
+                with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30) as upstream:
+                    upstream.sendall(request)
+                    answer = self._read_message(upstream)
+                with self._lock:
+                    lose = operation in self.lose_answer_to
+                    if lose:
+                        self.lose_answer_to.discard(operation)
+                        self.lost.append(operation)
+                if lose:
+                    if not self.stay_up:
+                        self.down()  # the server "died" with the answer
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                client.sendall(answer)
+            except OSError:
+                pass
 
 
 class ScratchCups:

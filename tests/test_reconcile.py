@@ -56,6 +56,16 @@ def test_no_copy_is_gone() -> None:
     assert copy_stage(None) == GONE
 
 
+@pytest.mark.parametrize(("documents_there", "documents", "stage"), [
+    (0, 1, INCOMING), (1, 2, INCOMING), (2, 2, WAITING), (None, 2, WAITING), (3, 2, WAITING),
+])  # fmt: skip
+def test_a_held_copy_with_fewer_documents_than_the_job_is_not_whole(documents_there: int | None, documents: int,
+                                                                    stage: str) -> None:  # fmt: skip
+    # cupsd holding every job (job-hold-until-default=indefinite) says job-hold-until-specified of an
+    # empty Create-Job too: only number-of-documents tells it from a whole job.
+    assert copy_stage(RemoteCopy("1", 4, HELD, documents_there), documents) == stage
+
+
 @pytest.mark.parametrize(("stage", "here", "expected"), [
     # printed here (or canceled by its owner): the server's copy must not print too
     (INCOMING, FINISHED_HERE, (CANCEL, CANCELED)), (WAITING, FINISHED_HERE, (CANCEL, CANCELED)),
@@ -135,6 +145,17 @@ def test_a_copy_the_server_printed_meanwhile_is_reported_not_canceled(tmp_path: 
     assert server(r).asked[0][1] == "31" and server(r).canceled_copies == []
     assert r.store.forwards_of_job(1)[0].outcome == PRINTED_AT_SERVER
     assert [e["log_level"].name for e in events if e.get("spool_event") == "forward_reconciled"] == ["warn"]
+
+
+def test_an_empty_copy_in_a_queue_that_holds_every_job_is_not_taken_for_the_delivery(tmp_path: Path) -> None:
+    r = rig(tmp_path, queues={"default": {"offline_policy": "queue"}})
+    r.submit(b"once", user="ann")
+    tick(r)
+    first_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
+    server(r).fail(DeliveryError("Create-Job: no answer within 5s", retryable=True, sent=True))
+    server(r).copies[first_uuid] = RemoteCopy("47", 4, HELD, 0)  # held, but without its document
+    tick(r, 5)
+    assert server(r).canceled_copies == ["47"] and len(server(r).attempts) == 2  # canceled, and sent again
 
 
 def test_an_empty_create_job_left_at_the_server_is_canceled(tmp_path: Path) -> None:
