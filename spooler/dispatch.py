@@ -426,7 +426,7 @@ class Dispatcher:
             sent = failure.value.sent  # type: ignore[union-attr]
             if not sent and not (sent is None and journaled):  # (the server has a job of it if it gave an id)
                 return None
-            cause = f"no answer: {failure.getErrorMessage()}"
+            cause = f"the server may keep a copy: {failure.getErrorMessage()}"
         else:
             cause = f"internal error: {failure.getErrorMessage()}"
         return interrupted_forward(stored, now=self._clock.seconds(), cause=cause)

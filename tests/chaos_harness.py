@@ -14,10 +14,16 @@ whole or not. What the checker reports (`check`):
   the device while the spooler was killed before it recorded the delivery is sent again after the
   restart (DESIGN.md 3 allows it: "unavoidable, raw"), as is one whose device reset the connection
   after reading it whole (switched off before it closed: the spooler cannot tell that from a device
-  that lost the job, and sends it again rather than risk a loss); likewise a forward whose answer was lost when
-  the central server died, after which the job printed on the device ("unavoidable, server died
-  mid-forward"). Every other duplicate is a bug (the spooler had recorded the delivery, or the peer
-  could be asked);
+  that lost the job, and sends it again rather than risk a loss). A forward whose answer was lost when
+  the central server died, after which the job printed on the device, is in doubt (spooler.reconcile):
+  where the server's queue holds its jobs for release (`server_queue` "ipp-held", the default: the
+  reference server with --hold, as MyQ and PaperCut pull print) and can be asked (IPP), the spooler
+  cancels the held copy when the server returns, so such a duplicate is a failure; where the server
+  prints at once ("ipp") or cannot be asked ("lpd", "raw") it stays "unavoidable, server died
+  mid-forward". Only copies the server released (printed into its received/ folder) count. Every
+  other duplicate is a bug (the spooler had recorded the delivery, or the peer could be asked);
+* in-doubt forwards: how many, and what reconciliation did (canceled at the server, found printed
+  there, found delivered, not there, left unresolved), from the spooler's own record;
 * out of order, per queue: if job A was acknowledged before job B's client started sending B, and
   both went to the same queue, A must leave (the start of its first whole delivery, at the server or
   the device) before B — across failover and failback;
@@ -337,15 +343,26 @@ class ChaosRun:
     log: Callable[[str], None] = lambda line: None
     server_state: str = "up"
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: The central server's queue: "ipp-held" (IPP, jobs held until released: pull print), "ipp" (IPP,
+    #: printed at once), "lpd" or "raw" (neither can be asked what it holds).
+    server_queue: str = "ipp-held"
+    #: With "ipp-held": a held job prints on its own this long after it arrived (working time).
+    release_after: float = 8.0
 
     def run(self) -> dict[str, Any]:
         rng = random.Random(self.seed)
         for part in ("central", "branch"):
             (self.root / part).mkdir(parents=True, exist_ok=True)
-        self.central = RefServer(self.root / "central")
+        if self.server_queue not in SERVER_QUEUES:
+            raise ValueError(f"server_queue must be one of {', '.join(SERVER_QUEUES)}")
+        held = self.server_queue == "ipp-held"
+        self.central = RefServer(self.root / "central", raw=self.server_queue == "raw", hold=held,
+                                 release_after=self.release_after if held else None)  # fmt: skip
+        queue_uri = {"ipp-held": self.central.ipp_uri, "ipp": self.central.ipp_uri, "lpd": self.central.lpd_uri,
+                     "raw": f"socket://127.0.0.1:{self.central.raw_port}"}[self.server_queue]  # fmt: skip
         self.device = ChaosDevice()
         self.spooler = Spooler(self.root / "branch", **{
-            "server__queue_uri": self.central.ipp_uri, "server__probe_interval": "250ms",
+            "server__queue_uri": queue_uri, "server__probe_interval": "250ms",
             "server__probe_timeout": "750ms", "server__connect_timeout": "1s", "server__io_timeout": "5s",
             "device__uri": f"socket://127.0.0.1:{self.device.port}", "device__connect_timeout": "1s",
             "device__io_timeout": "5s", "device__retry_initial": "200ms", "device__retry_max": "1s",
@@ -368,7 +385,8 @@ class ChaosRun:
             self._drain()
             self._drain_outbox()
             return check(clients.submissions, self._copies(), self.events, self.spooler.jobs(),
-                         self.spooler.events("job_completed"), self._server_records())  # fmt: skip
+                         self.spooler.events("job_completed"), self._server_records(),
+                         in_doubt=self._in_doubt(), server_queue=self.server_queue)  # fmt: skip
         finally:
             clients.stop.set()
             for process in (self.spooler, self.central):
@@ -444,18 +462,42 @@ class ChaosRun:
         self.note("clients stopped; everything up again")
 
     def _waiting(self, state_dir: Path) -> int:
+        """Jobs not done yet: pending, processing, or held for release (but not an empty Create-Job,
+        which never prints: in-doubt forwards left some, and reconciliation cancels them)."""
         result = self.spooler.cli("jobs", "--json", "--state-dir", str(state_dir), check=False)
         if result.returncode != 0:
             return -1
-        return sum(1 for job in json.loads(result.stdout) if job["state"] in ("pending", "processing"))
+        return sum(1 for job in json.loads(result.stdout) if job["state"] in ("pending", "processing")
+                   or (job["state"] == "pending-held" and job["reason"] != "job-incoming"))  # fmt: skip
+
+    def _open_doubts(self) -> int:
+        result = self.spooler.cli("status", "--json", check=False)
+        if result.returncode != 0:
+            return -1
+        return int((json.loads(result.stdout).get("forwards_in_doubt") or {}).get("open", 0))
 
     def _drain(self) -> None:
+        # The in-doubt forwards first: the server must not release a copy reconciliation will cancel.
+        wait_for(lambda: self._open_doubts() == 0, timeout=120, interval=0.5, what="the in-doubt forwards settled")
+        self.note("in-doubt forwards settled")
+
         def drained() -> bool:
             return self._waiting(self.spooler.state_dir) == 0 and self._waiting(self.central.state_dir / "queue") == 0
 
         wait_for(drained, timeout=180, interval=0.5, what="both queues to drain")
         time.sleep(1.0)  # let the last device connection be recorded
         self.note("drained")
+
+    def _in_doubt(self) -> dict[str, Any]:
+        """What the spooler kept in doubt and settled (its status), and what the server still holds empty."""
+        result = self.spooler.cli("status", "--json")
+        counts = dict(json.loads(result.stdout).get("forwards_in_doubt") or {})
+        queue = self.spooler.cli("jobs", "--all", "--json", "--state-dir", str(self.central.state_dir / "queue"))
+        counts["empty_jobs_left_at_server"] = sum(1 for job in json.loads(queue.stdout)
+                                                  if job["state"] == "pending-held" and job["reason"] == "job-incoming")
+        counts["events"] = [{key: event.get(key) for key in ("job_id", "outcome", "detail", "stage")}
+                            for event in self.spooler.events("forward_reconciled")]  # fmt: skip
+        return counts
 
     def _drain_outbox(self) -> None:
         """Wait until every accounting record has gone up to the central server."""
@@ -499,10 +541,12 @@ def _iso(text: str) -> float:
 
 def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[float, str]],
           spooler_jobs: list[dict[str, Any]], completions: list[dict[str, Any]],
-          server_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+          server_records: list[dict[str, Any]] | None = None, *, in_doubt: dict[str, Any] | None = None,
+          server_queue: str = "ipp-held") -> dict[str, Any]:  # fmt: skip
     """Match every copy to its job and count what went right and wrong (see the module's docstring).
     `events` is the run's timeline ("spooler killed", "server down (...)", ...), `spooler_jobs` the
-    spooler's jobs (`spooler jobs --all --json`), `completions` its job_completed log records."""
+    spooler's jobs (`spooler jobs --all --json`), `completions` its job_completed log records,
+    `in_doubt` the spooler's in-doubt forwards by outcome, `server_queue` the kind of server queue."""
     by_token = {s.token: s for s in submissions}
     whole: dict[str, list[Copy]] = defaultdict(list)
     partial: dict[str, list[Copy]] = defaultdict(list)
@@ -534,7 +578,10 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
 
     device_off = [at for at, what in events if what == "device down"]
     duplicates: dict[str, list[str]] = {"raw_kill_unavoidable": [], "raw_device_off_unavoidable": [],
-                                        "server_died_mid_forward": [], "bug": []}  # fmt: skip
+                                        "server_died_mid_forward": [], "held_copy_not_canceled": [],
+                                        "bug": []}  # fmt: skip
+    # A held copy at a server that can be asked is canceled by reconciliation: never printed twice.
+    reconcilable = server_queue == "ipp-held"
     for token, found in whole.items():
         if len(found) < 2:
             continue
@@ -555,7 +602,7 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
                     kind = "bug"
             elif first.where == "server" and second.where == "device":
                 died = any(first.at - 5 <= d <= second.at for d in server_down)
-                kind = "server_died_mid_forward" if died else "bug"
+                kind = ("held_copy_not_canceled" if reconcilable else "server_died_mid_forward") if died else "bug"
             else:
                 kind = "bug"  # the server can be asked (IPP Get-Job-Attributes): never twice there
             duplicates[kind].append(token)
@@ -625,13 +672,39 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
                                + sum(1 for n in per_job.values() if n > 1)
                                + sum(1 for job_id in per_job if job_id not in known_ids))  # fmt: skip
 
+    report["server_queue"] = server_queue
+    report["in_doubt"] = in_doubt
+    empty_left = int((in_doubt or {}).get("empty_jobs_left_at_server", 0)) if reconcilable else 0
+
     report["kills"] = len(kills)
     report["server_outages"] = len(server_down)
     report["device_outages"] = sum(1 for _, what in events if what == "device down")
-    report["failures"] = (len(report["lost"]) + len(duplicates["bug"]) + len(partial_bugs) + len(out_of_order)
+    report["failures"] = (len(report["lost"]) + len(duplicates["bug"]) + len(duplicates["held_copy_not_canceled"])
+                          + empty_left + len(partial_bugs) + len(out_of_order)
                           + report["acknowledged_unknown_to_spooler"] + unknown + accounting_failures
                           + sum(n for state, n in states.items() if state != "completed"))  # fmt: skip
     return report
+
+
+SERVER_QUEUES = ("ipp-held", "ipp", "lpd", "raw")
+
+
+def in_doubt_line(report: dict[str, Any]) -> str:
+    """The summary line of the in-doubt forwards: how many, and what reconciliation did with each."""
+    doubt, queue = report.get("in_doubt"), report.get("server_queue", "ipp-held")
+    if doubt is None:
+        return "in-doubt forwards: not checked"
+    total = sum(int(doubt.get(k, 0)) for k in ("open", "canceled", "printed_at_server", "delivered", "not_at_server",
+                                               "kept", "unresolved"))  # fmt: skip
+    if queue in ("lpd", "raw"):
+        return (f"in-doubt forwards {total}: the server's {queue} queue cannot be asked what it kept, so "
+                f"{doubt.get('unresolved', 0)} were left unresolved (their duplicates stay unavoidable)")
+    held = "holds its jobs for release" if queue == "ipp-held" else "prints at once"
+    return (f"in-doubt forwards {total} (the server {held}): reconciled by cancel {doubt.get('canceled', 0)}, "
+            f"found printed at the server {doubt.get('printed_at_server', 0)}, found there whole and taken as the "
+            f"delivery {doubt.get('delivered', 0)}, not at the server {doubt.get('not_at_server', 0)}, kept there "
+            f"{doubt.get('kept', 0)}, left unresolved {int(doubt.get('unresolved', 0)) + int(doubt.get('open', 0))}; "
+            f"empty jobs left at the server {doubt.get('empty_jobs_left_at_server', 0)}")
 
 
 def summary(report: dict[str, Any], seconds: float) -> str:
@@ -645,9 +718,11 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"delivered {report['delivered']} (at the server {report['delivered_at_server']}, "
         f"at the device {report['delivered_at_device']})",
         f"lost {len(report['lost'])}",
-        f"duplicates: bugs {d['bug']}; unavoidable: raw device, spooler killed before recording the delivery "
+        f"duplicates: bugs {d['bug']}; held copies at the server not canceled {d['held_copy_not_canceled']}; "
+        f"unavoidable: raw device, spooler killed before recording the delivery "
         f"{d['raw_kill_unavoidable']}; raw device switched off after reading the job, before closing "
         f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}",
+        in_doubt_line(report),
         f"out of order {report['out_of_order']}",
         f"not acknowledged: {n['refused_at_connect']} refused at connect (spooler down); "
         f"the others absent {n['absent'] - n['refused_at_connect']}, delivered whole {n['delivered_whole']}, "
