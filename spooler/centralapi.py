@@ -9,13 +9,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from .model import SpoolerError
+from .web import AnswerTooLarge, read_capped
 
 #: The largest answer the spooler reads from the API (a sync of 100 users is well under 1 MB).
 MAX_ANSWER = 10 * 1024 * 1024
@@ -83,11 +83,11 @@ class CentralApi:
         timer = self._reactor.callLater(deadline.total, lambda: pending[0].cancel())
         try:
             response = yield pending[0]
-            if response.length not in (None, UNKNOWN_LENGTH) and response.length > MAX_ANSWER:
-                response.deliverBody(_Discard())
-                raise CentralApiDown(f"{method} {path}: an answer of {response.length} bytes is too large")
-            pending[0] = readBody(response)
+            # Counted as it arrives: the cap holds for a chunked answer (no Content-Length) too.
+            pending[0] = read_capped(response, MAX_ANSWER)
             data = yield pending[0]
+        except AnswerTooLarge as error:
+            raise CentralApiDown(f"{method} {path}: {error}") from None
         except CentralApiError:
             raise
         except Exception as error:  # refused, reset, DNS, TLS, cancelled by the deadline
@@ -133,9 +133,4 @@ class BytesProducer:
         pass
 
     def stopProducing(self) -> None:
-        pass
-
-
-class _Discard(Protocol):
-    def dataReceived(self, data: bytes) -> None:
         pass
