@@ -557,4 +557,4 @@ def test_a_full_terminal_makes_room_by_closing_its_most_silent_connection(tmp_pa
     talking.dataReceived(b"GET /api/v1/sess")  # has sent something: goes after the silent one
     third = site.buildProtocol(peer)
     assert third is not None and len(site.connections) == 1
-    assert transports[0].disconnecting or getattr(transports[0], "aborted", False)  # the silent one went
+    assert transports[0].disconnected and not transports[1].disconnecting  # the silent one went
