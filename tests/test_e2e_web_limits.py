@@ -7,7 +7,6 @@ legitimate login at the terminal."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import resource
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, require_tool, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, free_port, open_idle, require_tool, short_tempdir, wait_for
 from test_e2e_terminal import ALICE_PIN, USERS, TerminalClient
 
 pytestmark = pytest.mark.e2e
@@ -153,18 +152,6 @@ def test_a_200_mib_body_is_refused_413_without_being_read_and_a_non_peer_is_refu
 
 
 # -- findings 5 and 6: floods -----------------------------------------------------------------------------
-
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """`count` connections that never send a byte (non-blocking connects into a deep accept queue)."""
-    flood = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        error = sock.connect_ex(("127.0.0.1", port))
-        assert error in (0, errno.EINPROGRESS), os.strerror(error)
-        flood.append(sock)
-    return flood
 
 
 class Slowloris:
