@@ -56,7 +56,7 @@ class Rig:
         return channel, transport
 
 
-def rig(max_body: int = 1024, peers: set[str] | None = None, **limits: Any) -> Rig:
+def rig(max_body: int | None = 1024, peers: set[str] | None = None, **limits: Any) -> Rig:
     clock = Clock()
     resource = Echo()
     settings = {"max_connections": 10, "max_per_address": 4, "header_timeout": 10.0, "idle_timeout": 60.0} | limits
@@ -141,6 +141,27 @@ def test_on_a_json_site_the_deadline_covers_the_body_too() -> None:
         test.clock.advance(1)
     [(status, _)] = http_responses(transport.value())
     assert status == 408 and test.resource.rendered == []
+
+
+def test_where_the_deadline_covers_the_head_only_a_slow_body_is_left_to_the_idle_timeout() -> None:
+    test = rig(header_timeout=10.0, idle_timeout=5.0, max_body=None)
+    test.site.deadline_covers_body = False  # as the IPP site: bodies are documents of any size
+    channel, transport = test.connect()
+    channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n")
+    for _ in range(30):
+        channel.dataReceived(b"1")  # a byte a second: under the idle timeout, over the deadline in all
+        test.clock.advance(1)
+    assert transport.value() == b"" and not transport.disconnecting
+    channel.dataReceived(b"{}" + b" " * 8)
+    [(status, _)] = http_responses(transport.value())
+    assert status == 400  # answered (the body is not JSON): it was never cut
+    channel.dataReceived(b"GET /")  # the next request's head has its own deadline again
+    test.clock.advance(4)
+    channel.dataReceived(b"x")
+    test.clock.advance(4)
+    channel.dataReceived(b"x")
+    test.clock.advance(2.5)
+    assert http_responses(transport.value())[-1][0] == 408
 
 
 def test_a_kept_alive_connection_waits_under_the_idle_timeout_not_the_deadline() -> None:

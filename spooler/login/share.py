@@ -7,6 +7,11 @@ GCM nonce) in the associated data with the path; a receiver refuses a time more 
 away from its clock and a nonce it has seen within the window (replay). An answer is bound to the
 request's nonce, so an old answer cannot be played back either. Merging follows spooler.login.entries:
 the newest credential wins, a revocation beats any entry verified before it.
+
+The HTTP layer (`build_share_site`, spooler.web) comes first: a connection from an address that
+`Sharing.is_peer` does not accept is closed before a byte is read (that predicate is where an
+enrollment list plugs in), a body over MAX_BODY is refused with 413 before it is read, and
+connections are capped per listener and per address with the header deadline of every HTTP listener.
 """
 
 from __future__ import annotations

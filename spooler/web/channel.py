@@ -130,6 +130,8 @@ class LimitedChannel(HTTPChannel):
     received_any = False
     #: A request was received whole and is being answered (never evicted meanwhile).
     answering = False
+    #: The head of the current request is complete (its deadline, on a head-only site, is over).
+    head_received = False
     #: Refused: the answer is written, what the client still sends is dropped until the close.
     refused = False
     _deadline: IDelayedCall | None = None
@@ -149,7 +151,7 @@ class LimitedChannel(HTTPChannel):
             return
         self.last_activity = self.site.reactor.seconds()
         self.received_any = True
-        if self._deadline is None and not self.answering:
+        if self._deadline is None and not self.answering and not self.head_received:
             self._start_deadline()  # the first byte of a later request on a kept-alive connection
         super().dataReceived(data)
 
@@ -162,6 +164,7 @@ class LimitedChannel(HTTPChannel):
             super().rawDataReceived(data)
 
     def allHeadersReceived(self) -> None:
+        self.head_received = True
         if not self.site.deadline_covers_body:
             self._stop_deadline()
         super().allHeadersReceived()
@@ -175,6 +178,7 @@ class LimitedChannel(HTTPChannel):
 
     def requestDone(self, request: Request) -> None:
         self.answering = False
+        self.head_received = False
         super().requestDone(request)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
