@@ -547,14 +547,13 @@ def test_a_full_terminal_makes_room_by_closing_its_most_silent_connection(tmp_pa
     made = Terminal(tmp_path)
     site = TerminalSite(made.resource, clock=made.rig.clock, limits=HttpLimits(max_connections=2))
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
-    transports = []
+    channels, transports = [], []
     for _ in range(2):
-        channel = site.buildProtocol(peer)
+        channels.append(site.buildProtocol(peer))
         transports.append(StringTransport(peerAddress=peer))
-        channel.makeConnection(transports[-1])
+        channels[-1].makeConnection(transports[-1])
         made.tick(1)
-    talking = list(site.connections)[-1]
-    talking.dataReceived(b"GET /api/v1/sess")  # has sent something: goes after the silent one
+    channels[1].dataReceived(b"GET /api/v1/sess")  # has sent something: goes after the silent one
     third = site.buildProtocol(peer)
     assert third is not None and len(site.connections) == 1
     assert transports[0].disconnected and not transports[1].disconnecting  # the silent one went

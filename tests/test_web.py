@@ -192,13 +192,15 @@ def test_a_request_being_answered_is_not_cut_by_the_deadline() -> None:
 
 def test_one_address_competes_only_with_itself() -> None:
     test = rig(max_connections=10, max_per_address=3)
-    flood = [test.connect("192.0.2.66") for _ in range(3)]
+    flood = []
+    for _ in range(3):
+        flood.append(test.connect("192.0.2.66"))
+        test.clock.advance(1)
     other = test.connect("192.0.2.7")
-    test.clock.advance(1)
-    flood[1][0].dataReceived(b"G")  # has sent something: goes after the silent ones
+    flood[0][0].dataReceived(b"G")  # has sent something: goes after the silent ones, the oldest first
     newcomer = test.connect("192.0.2.66")
     assert len([c for c in test.site.connections if c.peer_host == "192.0.2.66"]) == 3
-    assert flood[0][1].disconnected and not flood[1][1].disconnecting and not flood[2][1].disconnecting
+    assert flood[1][1].disconnected and not flood[0][1].disconnecting and not flood[2][1].disconnecting
     assert not other[1].disconnecting and newcomer[0] in test.site.connections
 
 
