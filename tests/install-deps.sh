@@ -11,6 +11,7 @@
 #   (ghostscript)  also makes the documents ipptool's suites print (PDF, PostScript, JPEG, PWG raster)
 #   cups-filters   pdftopdf & co., which CUPS runs for a driverless (-m everywhere) queue
 #   netcat-openbsd nc
+#   curl           sends the oversized and chunked bodies and holds the slow connections in test_e2e_web_limits
 #   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
 #   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
@@ -18,7 +19,7 @@
 set -eu
 packages="python3 python3-venv ghostscript"
 if [ "${1:-}" != "--runtime" ]; then
-    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd qpdf poppler-utils chromium"
+    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd curl qpdf poppler-utils chromium"
 fi
 missing=""
 for package in $packages; do
