@@ -149,12 +149,13 @@ class RefServerService(MultiService):
             endpoint = serverFromString(self.reactor, options.api)
         except (ValueError, TypeError, KeyError) as error:
             raise ConfigError("--api", f"not a valid endpoint {options.api!r}: {error}") from None
-        api_site = build_api_site(self.api, self.controller)
+        api_site = build_api_site(self.api, self.controller, self.reactor)
         api_factory = FailureModeFactory("api", api_site, self.controller, self.reactor)
         self.api_listener = ListenerService("api", endpoint, api_factory)
         self.api_listener.setServiceParent(self)
         ControlListener(options.control_socket, self.reactor,
-                        build_control_site(self.controller, self.status, self.api, self.release)).setServiceParent(self)  # fmt: skip
+                        build_control_site(self.controller, self.status, self.api, self.reactor,
+                                           self.release)).setServiceParent(self)  # fmt: skip
         self.controller.on_listening.append(self._listen)
         super().startService()
         if options.hold:
@@ -202,15 +203,15 @@ class RefServerService(MultiService):
     def release(self, body: Any) -> dict[str, Any]:
         """`POST /v1/release` {"job_ids": [...]} (all held jobs when absent): the jobs released."""
         if self.hold is None:
-            raise ApiError(409, "the queue does not hold jobs (start it with --hold)")
+            raise ApiError(409, "not-held", "the queue does not hold jobs (start it with --hold)")
         job_ids = body.get("job_ids") if isinstance(body, dict) else None
         if job_ids is not None and (not isinstance(job_ids, list) or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in job_ids)):  # fmt: skip
-            raise ApiError(400, "job_ids must be a list of job ids")
+            raise ApiError(400, "bad-request", "job_ids must be a list of job ids")
         try:
             return {"released": self.hold.release(job_ids)}
         except JobNotFound as error:
-            raise ApiError(404, str(error)) from None
+            raise ApiError(404, "not-found", str(error)) from None
 
     @inlineCallbacks
     def stopService(self) -> Any:
