@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from spooler_harness import RefServer, Spooler, free_port, pjl_job, wait_for
+from spooler_harness import RefServer, Spooler, SwitchedListener, pjl_job, wait_for
 
 # -- payloads ---------------------------------------------------------------------------------------
 
@@ -97,50 +97,20 @@ class Arrival:
     cut: bool = False  # switched off before the end of the stream
 
 
-class ChaosDevice:
+class ChaosDevice(SwitchedListener):
     """A raw (AppSocket) printer on 127.0.0.1 that records every connection and can go down and up
     (down: stop listening and reset the connections under way, as a printer switched off)."""
 
+    backlog = 64
+
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         self.arrivals: list[Arrival] = []
         self._lock = threading.Lock()
-        self._server: socket.socket | None = None
         self._connections: dict[socket.socket, Arrival] = {}
-        self._thread: threading.Thread | None = None
         self.up()
 
-    @property
-    def is_up(self) -> bool:
-        return self._server is not None
-
-    def up(self) -> None:
-        if self._server is not None:
-            return
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        wait_for(lambda: self._bind(server), timeout=10, what=f"port {self.port} to be free")
-        server.listen(64)
-        self._server = server
-        self._thread = threading.Thread(target=self._serve, args=(server,), daemon=True)
-        self._thread.start()
-
-    def _bind(self, server: socket.socket) -> bool:
-        try:
-            server.bind(("127.0.0.1", self.port))
-        except OSError:
-            return False
-        return True
-
-    def down(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        try:
-            server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        server.close()
+    def switched_off(self) -> None:
         with self._lock:
             for connection, arrival in list(self._connections.items()):
                 if not arrival.clean:
@@ -153,22 +123,12 @@ class ChaosDevice:
                     connection.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
-        if self._thread is not None:
-            self._thread.join(5)
 
-    def close(self) -> None:
-        self.down()
-
-    def _serve(self, server: socket.socket) -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            arrival = Arrival(time.time())
-            with self._lock:
-                self._connections[connection] = arrival
-            threading.Thread(target=self._receive, args=(connection, arrival), daemon=True).start()
+    def accepted(self, connection: socket.socket) -> None:
+        arrival = Arrival(time.time())
+        with self._lock:
+            self._connections[connection] = arrival
+        threading.Thread(target=self._receive, args=(connection, arrival), daemon=True).start()
 
     def _receive(self, connection: socket.socket, arrival: Arrival) -> None:
         chunks = []

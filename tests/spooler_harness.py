@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -267,7 +268,71 @@ class RawDevice:
         self._server.close()
 
 
-class AnswerLosingProxy:
+class SwitchedListener:
+    """A TCP listener on 127.0.0.1 that can be switched off (its port refuses connections) and on again
+    on the same port; each connection it accepts goes to `accepted`, on the accepting thread."""
+
+    backlog = 16
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._server: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    def up(self) -> None:
+        if self._server is not None:
+            return
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        wait_for(lambda: self._bind(server), timeout=10, what=f"port {self.port} to be free")
+        server.listen(self.backlog)
+        self._server = server
+        self._thread = threading.Thread(target=self._serve, args=(server,), daemon=True)
+        self._thread.start()
+
+    def _bind(self, server: socket.socket) -> bool:
+        try:
+            server.bind(("127.0.0.1", self.port))
+        except OSError:
+            return False
+        return True
+
+    def down(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        server.close()
+        self.switched_off()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def close(self) -> None:
+        self.down()
+
+    def switched_off(self) -> None:
+        """What else switching off does (the listener is closed by then)."""
+
+    def _serve(self, server: socket.socket) -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            self.accepted(connection)
+
+    def accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class AnswerLosingProxy(SwitchedListener):
     """A TCP proxy on 127.0.0.1 in front of an IPP server (one HTTP request per connection, as the
     spooler's IPP client sends them) that can lose an answer: the next request of an operation in
     `lose_answer_to` reaches the server whole, the server acts on it and answers, and the answer is
@@ -276,53 +341,16 @@ class AnswerLosingProxy:
     the operations whose answers were lost."""
 
     def __init__(self, upstream_port: int) -> None:
-        import threading
-
+        super().__init__()
         self.upstream_port = upstream_port
-        self.port = free_port()
         self.lose_answer_to: set[int] = set()
         self.stay_up = False
         self.lost: list[int] = []
         self._lock = threading.Lock()
-        self._server: socket.socket | None = None
         self.up()
 
-    @property
-    def is_up(self) -> bool:
-        return self._server is not None
-
-    def up(self) -> None:
-        import threading
-
-        if self._server is not None:
-            return
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(16)
-        self._server = server
-        threading.Thread(target=self._serve, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            try:
-                server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            server.close()
-
-    close = down
-
-    def _serve(self, server: socket.socket) -> None:
-        import threading
-
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+    def accepted(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._relay, args=(connection,), daemon=True).start()
 
     @staticmethod
     def _read_message(sock: socket.socket, data: bytes = b"") -> bytes:
