@@ -363,13 +363,15 @@ class ChaosRun:
         self.log(f"{time.strftime('%H:%M:%S')} {what}")
 
     def _chaos(self, rng: random.Random) -> None:
-        """Acts of chaos at random moments (mean `pace` seconds apart) until the time is up: the acts
-        from `script` in turn when one is given, random ones otherwise."""
+        """Acts of chaos at random moments (mean `pace` seconds apart) until the time is up: random
+        ones; or, when a `script` is given, its acts in turn until all were played and the time is up
+        (on a loaded machine a restart of the spooler takes seconds: the script is not cut short)."""
         deadline = time.monotonic() + self.seconds
         script = list(self.script or [])
-        while time.monotonic() < deadline:
-            time.sleep(min(rng.expovariate(1 / self.pace), max(0.0, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
+        while time.monotonic() < deadline or script:
+            remaining = deadline - time.monotonic()
+            time.sleep(min(rng.expovariate(1 / self.pace), remaining if remaining > 0 else self.pace if script else 0.0))
+            if time.monotonic() >= deadline and not script:
                 break
             if self.script is not None:
                 if not script:
