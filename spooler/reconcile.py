@@ -263,7 +263,9 @@ class Reconciler:
         if action == LATER or outcome is None:
             self._later(forward, f"the server's copy is {stage}; asking again later", copy)
             return None, copy
-        where = f"job {copy.remote_job_id} at {forward.uri}" if copy is not None else f"nothing at {forward.uri}"
+        where = (f"job {copy.remote_job_id} at {forward.uri}" if copy is not None
+                 else f"no job {forward.remote_job_id} at {forward.uri}" if forward.remote_job_id
+                 else f"no job with the forward's job-uuid at {forward.uri}")  # fmt: skip
         detail = {
             CANCELED: f"{where} was {stage} ({', '.join(copy.reasons) if copy else ''}); canceled",
             PRINTED_AT_SERVER: f"{where} was {stage}: the server printed the job too",
