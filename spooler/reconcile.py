@@ -11,7 +11,10 @@ delivery journal). When the server can be asked again, this module asks it and s
   its owner): a copy the server still holds (pending-held in a pull-print queue, pending, or an
   empty Create-Job) is canceled with Cancel-Job; one it has printed is reported (a duplicate that
   could not be avoided); none is none. A job that was aborted here keeps the server's whole copy
-  (the only one left).
+  (the only one left);
+* while the job is held here (the queue's offline policy hold, waiting for its owner at the device):
+  an empty copy is canceled; a whole one is watched, and if the server prints it the job is completed
+  here (not printed again); once the job is released and printed, or canceled, as above.
 
 The server is asked by the job-id it gave the forward (IPP Get-Job-Attributes) or, when its answer
 never came, by the job-uuid the spooler gave that attempt (IPP Get-Jobs of the job's user: cupsd and
@@ -36,7 +39,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryReceipt, RemoteCopy
-from spooler.model import DeliveryError, ForwardInDoubt, Job, JobState
+from spooler.model import DeliveryError, ForwardInDoubt, Job, JobState, Route
+from spooler.states import transition
 from spooler.store import JobStore
 
 log = Logger(namespace="spooler.reconcile")
@@ -66,9 +70,10 @@ INCOMING_REASONS = frozenset({"job-incoming", "job-data-insufficient"})
 FINISHED_HERE = "finished"  # printed here or by another attempt, or canceled by its owner
 ABORTED_HERE = "aborted"  # gave up on it: the server's copy is the only one
 FORWARDING = "forwarding"  # not printed anywhere yet, about to be forwarded to this server again
+HELD_HERE = "held"  # not printed anywhere yet, held here until its owner releases it
 
 #: Actions: cancel the server's copy, nothing to do (the outcome is known), take the copy as the job's
-#: delivery, or ask again later.
+#: delivery (for a held job: complete it here, the server printed it), or ask again later.
 CANCEL, NOTHING, TAKE, LATER = "cancel", "nothing", "take", "later"
 
 #: Longest wait between two checks of an in-doubt forward the server could not be asked about.
@@ -107,6 +112,9 @@ def decide(stage: str, here: str) -> tuple[str, str | None]:
         return CANCEL, CANCELED  # an empty Create-Job is nobody's copy
     if here == FORWARDING:
         return TAKE, DELIVERED  # the server has the whole job: that is its delivery
+    if here == HELD_HERE:
+        # The owner may still release it here: watch the server's copy; printed there, it is done.
+        return (TAKE, PRINTED_AT_SERVER) if stage in (PRINTING, PRINTED) else (LATER, None)
     if stage in (PRINTING, PRINTED):
         return NOTHING, PRINTED_AT_SERVER
     if here == ABORTED_HERE:
@@ -212,9 +220,9 @@ class Reconciler:
         self._running.addBoth(over)
 
     async def _pass(self) -> bool:
-        """Settle up to BATCH due forwards of finished jobs; True if more are due at once."""
+        """Settle up to BATCH due forwards of finished or held jobs; True if more are due at once."""
         now = self._clock.seconds()
-        forwards = self._store.open_forwards(due_by=now, finished_jobs=True, limit=BATCH)
+        forwards = self._store.open_forwards(due_by=now, settleable=True, limit=BATCH)
         for forward in forwards:
             if self._stopped or not self._usable():
                 return False
@@ -229,7 +237,7 @@ class Reconciler:
                 and delivery.get("uri") == forward.uri and delivery.get("remote_job_id") == forward.remote_job_id):
             self._resolve(job, forward, DELIVERED, "this copy is the job's delivery", stage=None)
             return
-        here = ABORTED_HERE if job.state == JobState.ABORTED else FINISHED_HERE
+        here = {JobState.ABORTED: ABORTED_HERE, JobState.PENDING_HELD: HELD_HERE}.get(job.state, FINISHED_HERE)
         try:
             await self._settle(job, forward, here)
         except DeliveryError as error:
@@ -263,6 +271,12 @@ class Reconciler:
         if action == LATER or outcome is None:
             self._later(forward, f"the server's copy is {stage}; asking again later", copy)
             return None, copy
+        completed = None
+        if action == TAKE and here == HELD_HERE:
+            assert copy is not None
+            completed = self._printed_at_server(job, forward, copy)
+            if completed is None:
+                return None, copy  # released here meanwhile: the next pass sees it finished
         where = (f"job {copy.remote_job_id} at {forward.uri}" if copy is not None
                  else f"no job {forward.remote_job_id} at {forward.uri}" if forward.remote_job_id
                  else f"no job with the forward's job-uuid at {forward.uri}")  # fmt: skip
@@ -273,14 +287,28 @@ class Reconciler:
             DELIVERED: f"{where} was {stage}: the job's delivery, not sent again",
             KEPT: f"{where} was {stage}: left to print there (the job was aborted here)",
         }[outcome]
-        self._resolve(job, forward, outcome, detail, stage=stage, copy=copy)
+        if completed is not None:
+            detail = f"{where} was {stage}: the job, held here, is completed (not printed again)"
+        self._resolve(job, forward, outcome, detail, stage=stage, copy=copy, job_row=completed)
         return outcome, copy
 
+    def _printed_at_server(self, job: Job, forward: ForwardInDoubt, copy: RemoteCopy) -> Job | None:
+        """The held job's new row: completed, by the server's copy (None if it is no longer held)."""
+        current = self._store.get(job.job_id)
+        if current.state != JobState.PENDING_HELD:
+            return None
+        now = self._clock.seconds()
+        delivery = dict(current.attributes.get("delivery") or {}) | {
+            "uri": forward.uri, "route": "server", "remote_job_id": copy.remote_job_id, "completed_at": now}
+        message = f"printed by {forward.uri} (job {copy.remote_job_id}) while held here: not printed again"
+        return transition(current, JobState.COMPLETED, now=now, message=message).evolve(
+            route=Route.SERVER, attributes=current.attributes | {"delivery": delivery})
+
     def _resolve(self, job: Job, forward: ForwardInDoubt, outcome: str, detail: str, *, stage: str | None,
-                 copy: RemoteCopy | None = None) -> bool:  # fmt: skip
+                 copy: RemoteCopy | None = None, job_row: Job | None = None) -> bool:  # fmt: skip
         assert forward.forward_id is not None
         now = self._clock.seconds()
-        if not self._store.resolve_forward(forward.forward_id, outcome, detail, now):
+        if not self._store.resolve_forward(forward.forward_id, outcome, detail, now, job_row):
             return False
         emit = log.warn if outcome in (PRINTED_AT_SERVER, UNRESOLVED) else log.info
         emit(

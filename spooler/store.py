@@ -363,15 +363,19 @@ class JobStore:
             )  # fmt: skip
         return int(cursor.lastrowid or 0)
 
-    def resolve_forward(self, forward_id: int, outcome: str, detail: str, now: float) -> bool:
-        """Close an open in-doubt forward with what reconciliation found or did. False if it was no
-        longer open."""
+    def resolve_forward(self, forward_id: int, outcome: str, detail: str, now: float, job: Job | None = None) -> bool:
+        """Close an open in-doubt forward with what reconciliation found or did, with the job's new row
+        in the same transaction when `job` is given. False (and nothing written) if it was no longer open."""
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE forwards_in_doubt SET outcome = ?, detail = ?, resolved_at = ?, checks = checks + 1,"
                 " next_check_at = NULL WHERE forward_id = ? AND outcome IS NULL",
                 (outcome, detail[:500], now, forward_id),
             )
+            if cursor.rowcount == 1 and job is not None:
+                self._update_row(db, job)
+                if self.record_maker is not None and job.state.is_final:
+                    self._write_record(db, job)
         return cursor.rowcount == 1
 
     def check_forward_later(self, forward_id: int, when: float, detail: str) -> None:
@@ -391,26 +395,30 @@ class JobStore:
             return []
         return [_forward_row(row) for row in rows]
 
-    def open_forwards(self, *, due_by: float | None = None, finished_jobs: bool = False,
+    #: Jobs whose in-doubt forwards reconciliation settles on its own: finished ones, and held ones
+    #: (not a Create-Job still waiting for its documents); the dispatcher settles the others.
+    _SETTLEABLE = (f"(j.state IN ({int(JobState.CANCELED)}, {int(JobState.ABORTED)}, {int(JobState.COMPLETED)})"
+                   f" OR (j.state = {int(JobState.PENDING_HELD)} AND j.reason != 'job-incoming'))")
+
+    def open_forwards(self, *, due_by: float | None = None, settleable: bool = False,
                       limit: int = 100) -> list[ForwardInDoubt]:  # fmt: skip
         """Open in-doubt forwards, oldest first; with `due_by`, only those whose next check is due by
-        then; with `finished_jobs`, only those of jobs in a final state."""
+        then; with `settleable`, only those of finished or held jobs."""
         query, params = "SELECT f.* FROM forwards_in_doubt f JOIN jobs j USING (job_id) WHERE f.outcome IS NULL", []
         if due_by is not None:
             query += " AND (f.next_check_at IS NULL OR f.next_check_at <= ?)"
             params.append(due_by)
-        if finished_jobs:
-            query += " AND j.state IN (?, ?, ?)"
-            params += [int(JobState.CANCELED), int(JobState.ABORTED), int(JobState.COMPLETED)]
+        if settleable:
+            query += " AND " + self._SETTLEABLE
         rows = self._db.execute(query + " ORDER BY f.forward_id LIMIT ?", (*params, limit))
         return [_forward_row(row) for row in rows]
 
     def next_forward_check(self) -> float | None:
-        """When the earliest open in-doubt forward of a finished job that waits is due (None: none waits)."""
+        """When the earliest open in-doubt forward of a finished or held job that waits is due (None:
+        none waits)."""
         row = self._db.execute(
             "SELECT MIN(f.next_check_at) FROM forwards_in_doubt f JOIN jobs j USING (job_id)"
-            " WHERE f.outcome IS NULL AND f.next_check_at IS NOT NULL AND j.state IN (?, ?, ?)",
-            (int(JobState.CANCELED), int(JobState.ABORTED), int(JobState.COMPLETED)),
+            " WHERE f.outcome IS NULL AND f.next_check_at IS NOT NULL AND " + self._SETTLEABLE
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

@@ -21,6 +21,7 @@ from spooler.reconcile import (
     FINISHED_HERE,
     FORWARDING,
     GONE,
+    HELD_HERE,
     INCOMING,
     KEPT,
     LATER,
@@ -78,6 +79,10 @@ def test_a_held_copy_with_fewer_documents_than_the_job_is_not_whole(documents_th
     (INCOMING, FORWARDING, (CANCEL, CANCELED)), (WAITING, FORWARDING, (TAKE, DELIVERED)),
     (PRINTING, FORWARDING, (TAKE, DELIVERED)), (PRINTED, FORWARDING, (TAKE, DELIVERED)),
     (GONE, FORWARDING, (NOTHING, NOT_AT_SERVER)), (UNKNOWN, FORWARDING, (LATER, None)),
+    # held here for its owner: an empty copy goes, a whole one is watched; printed there, it is done
+    (INCOMING, HELD_HERE, (CANCEL, CANCELED)), (WAITING, HELD_HERE, (LATER, None)),
+    (PRINTING, HELD_HERE, (TAKE, PRINTED_AT_SERVER)), (PRINTED, HELD_HERE, (TAKE, PRINTED_AT_SERVER)),
+    (GONE, HELD_HERE, (NOTHING, NOT_AT_SERVER)),
 ])  # fmt: skip
 def test_what_is_done_with_a_copy(stage: str, here: str, expected: tuple[str, str | None]) -> None:
     assert decide(stage, here) == expected
@@ -263,6 +268,46 @@ def test_a_whole_copy_left_by_a_job_aborted_here_is_kept(tmp_path: Path) -> None
     bring_up(r)
     tick(r)
     assert server(r).canceled_copies == [] and r.store.forwards_of_job(1)[0].outcome == KEPT
+
+
+def test_a_job_held_here_is_completed_when_the_server_prints_its_copy(tmp_path: Path) -> None:
+    """Queue policy hold: the job waits here for its owner; the server's whole copy is watched, and once
+    the server prints it the held job is completed here, never printed at the device as well."""
+    r = rig(tmp_path, queues={"default": {"offline_policy": "hold"}})
+    r.submit(b"once", user="ann")
+    tick(r)
+    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
+    server(r).fail(DeliveryError("Send-Document: no answer within 5s", retryable=True, sent=True))
+    take_down(r)
+    tick(r, 1)
+    assert r.store.get(1).state == JobState.PENDING_HELD and r.backend.attempts == []
+    server(r).copies[forward_uuid] = RemoteCopy("50", 4, HELD, 1)
+    bring_up(r)
+    tick(r)
+    [doubt] = r.store.forwards_of_job(1)
+    assert doubt.outcome is None and doubt.next_check_at is not None and server(r).canceled_copies == []
+    server(r).copies[forward_uuid] = RemoteCopy("50", 9, ("job-completed-successfully",), 1)  # released there
+    tick(r, doubt.next_check_at - r.clock.seconds())
+    job = r.store.get(1)
+    assert (job.state, job.route) == (JobState.COMPLETED, Route.SERVER) and "not printed again" in job.message
+    assert job.attributes["delivery"]["remote_job_id"] == "50"
+    assert r.store.forwards_of_job(1)[0].outcome == PRINTED_AT_SERVER
+    assert r.backend.attempts == []  # never at the device
+
+
+def test_an_empty_copy_of_a_held_job_is_canceled_and_the_job_stays_held(tmp_path: Path) -> None:
+    r = rig(tmp_path, queues={"default": {"offline_policy": "hold"}})
+    r.submit(b"once", user="ann")
+    tick(r)
+    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
+    server(r).fail(DeliveryError("Create-Job: no answer within 5s", retryable=True, sent=True))
+    take_down(r)
+    tick(r, 1)
+    server(r).copies[forward_uuid] = RemoteCopy("51", 4, ("job-incoming",), 0)
+    bring_up(r)
+    tick(r)
+    assert server(r).canceled_copies == ["51"] and r.store.forwards_of_job(1)[0].outcome == CANCELED
+    assert r.store.get(1).state == JobState.PENDING_HELD  # still its owner's to release at the device
 
 
 def test_a_forward_cut_off_by_its_owners_cancel_is_settled_at_once(tmp_path: Path) -> None:
