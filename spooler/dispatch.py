@@ -115,6 +115,7 @@ class Dispatcher:
                 "server", down_after=self._server_config.down_after, up_after=self._server_config.up_after
             )
         self._running = False
+        self._paused = False  # by pause(), also before start() (a printer paused before a restart)
         self._stopping = False
         self._probe_timer: IDelayedCall | None = None
         self._probing: Deferred[Any] | None = None
@@ -130,7 +131,7 @@ class Dispatcher:
     def start(self) -> None:
         for name in self._store.waiting_queues():
             self._lane(name)  # jobs of a queue no longer configured still leave
-        self._running = True
+        self._running = not self._paused
         if self._server is not None and self._probe_timer is None and not self._stopping:
             self._probe_timer = self._clock.callLater(0, self._probe)
         self.wake()
@@ -159,17 +160,19 @@ class Dispatcher:
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
         print it twice)."""
+        self._paused = True
         self._running = False
         for lane in self._lanes.values():
             self._cancel_timer(lane)
 
     def resume(self) -> None:
+        self._paused = False
         self._running = True
         self.wake()
 
     @property
     def paused(self) -> bool:
-        return not self._running and not self._stopping
+        return self._paused and not self._stopping
 
     def wake(self, delay: float = 0.0, queue: str | None = None) -> None:
         """Look at the queues again after `delay` seconds (sooner if already scheduled sooner)."""
@@ -209,6 +212,11 @@ class Dispatcher:
     @property
     def busy_with(self) -> int | None:
         return next((lane.job_id for lane in self._lanes.values() if lane.job_id is not None), None)
+
+    def delivering(self, queue: str) -> int | None:
+        """The job of `queue` being delivered now, if any."""
+        lane = self._lanes.get(queue)
+        return lane.job_id if lane is not None else None
 
     @property
     def mode(self) -> Mode:

@@ -163,6 +163,10 @@ class SpoolFull(SpoolerError):
     """Free space is below the configured floor: new jobs are refused, existing ones are untouched."""
 
 
+class NotAccepting(SpoolerError):
+    """An administrator set the queue not to accept jobs (IPP Disable-Printer, Shutdown-Printer)."""
+
+
 class JobTooLarge(SpoolerError):
     """A job exceeded the configured maximum size."""
 

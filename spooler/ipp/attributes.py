@@ -399,10 +399,13 @@ class PrinterAttributes:
         return f"MFG:{make};MDL:{model};CMD:PDF,PWG,URF,JPEG,PS,PCL;CLS:PRINTER;"
 
     def render(self, status: PrinterStatus, base_uri: str, requested: set[str] | None,
-               uris: list[tuple[str, str, str]] | None = None) -> list[Attribute]:  # fmt: skip
+               uris: list[tuple[str, str, str]] | None = None,
+               overrides: Iterable[Attribute] = ()) -> list[Attribute]:  # fmt: skip
         """Every attribute the request asks for (requested: a set of names or group names; None = all).
         `uris`: (printer-uri-supported, uri-security-supported, uri-authentication-supported) of each
-        listener, the one the client used first; default: `base_uri`, no security, requesting-user-name."""
+        listener, the one the client used first; default: `base_uri`, no security, requesting-user-name.
+        `overrides`: attributes of the queue addressed (printer-name, what an administrator set) that
+        replace or join the printer's own."""
         up = int(status.up_since)
         uris = uris or [(base_uri, "none", "requesting-user-name")]
         dynamic = [
@@ -424,8 +427,10 @@ class PrinterAttributes:
             Attribute.keyword("uri-authentication-supported", *(authentication for _, _, authentication in uris)),
             Attribute.keyword("uri-security-supported", *(security for _, security, _ in uris)),
         ]
-        per_uri = ("printer-config-change-date-time", "uri-authentication-supported", "uri-security-supported")
+        replaced = {attribute.name: attribute for attribute in overrides}
+        per_uri = {"printer-config-change-date-time", "uri-authentication-supported", "uri-security-supported"}
         attributes = [a for a in self._static if a.name not in per_uri] + dynamic
+        attributes = [replaced.pop(a.name, a) for a in attributes] + list(replaced.values())
         if requested is None or "all" in requested:
             chosen = attributes
         else:
@@ -439,6 +444,24 @@ class PrinterAttributes:
         if requested is not None and "media-col-database" in requested:
             chosen.append(self._media_col_database)
         return chosen
+
+
+#: printer-alert (PWG 5100.9) of each printer-state-reasons keyword that is a fault.
+_ALERTS = {
+    "offline-report": ("code=other;severity=critical;training=none;group=interface", "The device is unreachable."),
+    "spool-area-full": ("code=other;severity=warning;training=none;group=storage", "The spool is full."),
+    "other-report": ("code=other;severity=warning;training=none;group=interface",
+                     "The central print server is unreachable."),
+    "shutdown": ("code=other;severity=critical;training=none;group=generalPrinter", "Shut down."),
+}
+
+
+def printer_alerts(status: PrinterStatus) -> list[tuple[bytes, str]]:
+    """printer-alert values and their printer-alert-description, one per fault in the printer's
+    reasons. With no fault, one empty value and text (an IPP attribute has at least one value)."""
+    alerts = [(f"index={index};{code}".encode(), text)
+              for index, (code, text) in enumerate((_ALERTS[r] for r in status.reasons if r in _ALERTS), start=1)]
+    return alerts or [(b"", "")]
 
 
 def base_uri_http(printer_uri: str) -> str:

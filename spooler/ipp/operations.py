@@ -23,8 +23,10 @@ from spooler.ipp.attributes import (
     PrinterAttributes,
     PrinterStatus,
     check_job_template,
+    ipp_datetime,
     job_attributes,
     job_summary,
+    printer_alerts,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
@@ -64,6 +66,9 @@ class RequestContext:
     user: str | None = None  # the authenticated user; it replaced requesting-user-name in the request
     #: printer-uri-supported with uri-security-supported and uri-authentication-supported, in order.
     uris: list[tuple[str, str, str]] | None = None
+    printer_name: str | None = None  # the queue's printer-name (None: the configured printer name)
+    #: Why the request must be refused once it passed the request checks (a queue that does not exist).
+    refusal: IppError | None = None
 
 
 @dataclass
@@ -233,10 +238,17 @@ class PrinterOperations:
         has_job_uri = _value(operation, "job-uri", (Tag.URI,)) is not None
         if not has_printer_uri and not (has_job_uri and message.code in JOB_OPERATIONS):
             raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "printer-uri is missing")
+        self._user(operation)  # its syntax
+
+    def _check(self, message: IppMessage, context: RequestContext) -> None:
+        """check_request, then whether the printer addressed exists."""
+        self.check_request(message)
+        if context.refusal is not None:
+            raise context.refusal
 
     def plan_document(self, message: IppMessage, context: RequestContext) -> DocumentPlan:
         """Header-time checks of a Print-Job or Send-Document, before any of its data is accepted."""
-        self.check_request(message)
+        self._check(message, context)
         operation = _operation_attributes(message)
         plan = DocumentPlan()
         plan.compression = self._compression(operation)
@@ -318,7 +330,7 @@ class PrinterOperations:
         """Run the request's operation; fires with the response, never fails (errors become statuses)."""
         try:
             if plan is None:
-                self.check_request(message)
+                self._check(message, context)
             handler = self._handlers[message.code]
             if message.code in DOCUMENT_OPERATIONS:
                 result = handler(message, context, document, plan or self.plan_document(message, context))
@@ -521,22 +533,39 @@ class PrinterOperations:
             return None
         return {str(value) for value in attribute.all if isinstance(value, str)}
 
-    def printer_status(self) -> PrinterStatus:
-        condition = self.jobs.printer_condition()
+    def printer_status(self, queue: str | None = None) -> PrinterStatus:
+        """The state of the printer of `queue` (None: of the whole spooler)."""
+        condition = self.jobs.printer_condition(queue)
         return PrinterStatus(
             state=condition.state, reasons=condition.reasons, message=condition.message,
             accepting=condition.accepting, state_changed_at=max(condition.changed_at, self.up_since),
             queued_jobs=condition.queued, now=self._seconds(), up_since=self.up_since,
         )  # fmt: skip
 
+    def queue_attributes(self, context: RequestContext, status: PrinterStatus) -> list[Attribute]:
+        """What differs between the queues' printers: printer-name, what administrators set
+        (Set-Printer-Attributes), when they last changed it, and the queue's alerts."""
+        settings = self.jobs.settings.queue(context.queue)
+        attributes = [Attribute.name("printer-name", (context.printer_name or self.printer.identity.name)[:127])]
+        attributes += [Attribute.text(name, value) for name, value in sorted(settings.texts.items())]
+        if settings.config_changed_at > self.up_since:
+            attributes += [Attribute.integer("printer-config-change-time", int(settings.config_changed_at)),
+                           Attribute.datetime("printer-config-change-date-time",
+                                              ipp_datetime(settings.config_changed_at))]  # fmt: skip
+        alerts = printer_alerts(status)
+        attributes += [Attribute.octets("printer-alert", *(alert for alert, _ in alerts)),
+                       Attribute.text("printer-alert-description", *(text for _, text in alerts))]  # fmt: skip
+        return attributes
+
     def get_printer_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
         if "document-format" in operation:
             self._document_format(operation)
         requested = self._requested(operation)
+        status = self.printer_status(context.queue)
         response = response_for(message, Status.SUCCESSFUL_OK)
-        response.add_group(Tag.PRINTER, *self.printer.render(self.printer_status(), context.printer_uri, requested,
-                                                             uris=context.uris))  # fmt: skip
+        response.add_group(Tag.PRINTER, *self.printer.render(status, context.printer_uri, requested, uris=context.uris,
+                                                             overrides=self.queue_attributes(context, status)))
         return response
 
     def _require_admin(self, operation: AttributeGroup) -> str:
