@@ -620,7 +620,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                        reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
                        refuse_plain=basic and not allowed)  # fmt: skip
         site.queues = tuple(queue.name for queue in config.queues)
-        site.default_queue = "default" if "default" in site.queues else site.queues[0]
+        site.default_queue = config.default_queue
         return site
     identity = PrinterIdentity(
         name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
@@ -637,7 +637,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
                    refuse_plain=basic and not allowed)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
-    site.default_queue = "default" if "default" in site.queues else site.queues[0]
+    site.default_queue = config.default_queue
     if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
         # The device is an IPP printer: describe its paper path as it describes it itself.
         from spooler.delivery.ipp import IppBackend
