@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.config import QueueConfig, ServerConfig
-from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.health import DOWN, UP, HealthTracker
 from spooler.model import DeliveryError, Job, JobState, Mode, Route
 from spooler.router import Decision, mode, route
@@ -321,7 +321,9 @@ class Dispatcher:
             route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
         )
         self._store.update_job(job)  # journaled before the attempt
-        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)]
+        canceled = set(job.attributes.get("canceled_documents") or ())  # IPP Cancel-Document
+        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)
+                 if doc.number not in canceled]  # fmt: skip
         log.info(
             "Job {job_id} sending to {destination} (attempt {attempt})",
             spool_event="delivery_started", job_id=job.job_id, user=job.user, route=target.route.value,
@@ -333,12 +335,15 @@ class Dispatcher:
             entry = dict(stored.attributes.get("delivery") or {}) | {"remote_job_id": remote_job_id}
             self._store.update_job(stored.evolve(attributes=stored.attributes | {"delivery": entry}))
 
-        def deliver(found: DeliveryReceipt | None) -> Any:
-            if found is not None:
+        def deliver(found: DeliveryReceipt | PartialDelivery | None) -> Any:
+            if isinstance(found, DeliveryReceipt):
                 return found
+            # Some documents are at the peer already (one peer job per document): only the rest go.
+            resume: dict[str, Any] = {"resume": found} if isinstance(found, PartialDelivery) else {}
             if self.prepare_files is not None:
-                return self.prepare_files(job.job_id).addCallback(lambda _: target.backend.deliver(job, files, journal))
-            return target.backend.deliver(job, files, journal)
+                return self.prepare_files(job.job_id).addCallback(
+                    lambda _: target.backend.deliver(job, files, journal, **resume))
+            return target.backend.deliver(job, files, journal, **resume)
 
         if "remote_job_id" in journal_entry:
             # An earlier attempt got as far as the peer's own job: ask it before sending again.

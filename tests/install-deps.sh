@@ -8,10 +8,12 @@
 #   netcat-openbsd nc
 #   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
 #   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
+#   avahi-daemon, dbus  ippeveprinter (in cups-ipp-utils), CUPS' reference IPP printer, refuses to start
+#                  without DNS-SD: the tests run it as a device with its own dbus and avahi, limited to lo
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
 #                  which uses this system browser: never `playwright install`)
 set -eu
-packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils chromium"
+packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils avahi-daemon dbus chromium"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

@@ -375,7 +375,8 @@ class PrinterOperations:
         copies = _value(job_group, "copies", (Tag.INTEGER,))
         sides = _value(job_group, "sides", (Tag.KEYWORD,))
         ipp: dict[str, Any] = {}
-        for key in ("media", "print-color-mode", "print-quality", "output-bin", "orientation-requested"):
+        for key in ("media", "print-color-mode", "print-quality", "output-bin", "orientation-requested",
+                    "multiple-document-handling"):
             if job_group is not None and (attribute := job_group.get(key)) is not None and \
                     isinstance(attribute.first, (str, int)):
                 ipp[key] = attribute.first
