@@ -127,6 +127,14 @@ class JobService:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
         return self._clock.seconds()
 
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    @property
+    def run_in_thread(self) -> RunInThread:
+        """The injected helper that runs blocking work (file system) off the reactor thread."""
+        return self._run_in_thread
+
     # -- intake ----------------------------------------------------------------------------------
 
     def space_left(self) -> int:
@@ -428,7 +436,7 @@ class JobService:
         """The job if it still takes documents from this requester; raises JobNotFound, NotAuthorized
         or IllegalTransition (closed, canceled or aborted) otherwise."""
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.state != JobState.PENDING_HELD or job.reason != INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)
         return job
@@ -608,14 +616,14 @@ class JobService:
     def get(self, job_id: int) -> Job:
         return self.store.get(job_id)
 
-    def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
+    def authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
                 message: str, event: str) -> Job:  # fmt: skip
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)

@@ -281,6 +281,7 @@ class JobStore:
     def insert_jobs(self, entries: Iterable[tuple[Job, Iterable[Document], dict[int, bytes]]]) -> None:
         """Several new jobs in one transaction (group commit: one WAL fsync for all of them), each
         with its documents and the data of those stored inline (document number -> bytes)."""
+        entries = list(entries)
         placeholders = ", ".join("?" for _ in _JOB_COLUMNS)
         with self._transaction() as db:
             highest = 0
@@ -295,6 +296,7 @@ class JobStore:
                 highest = max(highest, job.job_id)
             db.execute("UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
                        (highest + 1,))  # fmt: skip
+        self.notify(*(job for job, _, _ in entries))
 
     def inline_data(self, job_id: int, number: int) -> bytes | None:
         """The data of a document stored inline, or None (it has a spool file of its own)."""

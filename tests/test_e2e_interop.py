@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import getpass
 import shutil
-import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from spooler.ipp.codec import Attribute, IppMessage
+from spooler.ipp.codec import Attribute
 from spooler.ipp.tags import Operation, Status
 from spooler_harness import IppEvePrinter, Spooler, free_port, require_tool, short_tempdir, wait_for
 from test_e2e_ipp import ipp_call, operation_message

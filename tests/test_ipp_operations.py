@@ -139,7 +139,7 @@ BAD_REQUESTS = [
      Status.CLIENT_ERROR_BAD_REQUEST),
     ("version 0.0", _raw(b"\x00\x00", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
      Status.SERVER_ERROR_VERSION_NOT_SUPPORTED),
-    ("version 2.1", _raw(b"\x02\x01", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
+    ("version 3.0", _raw(b"\x03\x00", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
      Status.SERVER_ERROR_VERSION_NOT_SUPPORTED),
     ("no operation attributes", _raw(b"\x01\x01", 0x0B, 1, b"\x01\x03"), Status.CLIENT_ERROR_BAD_REQUEST),
     ("charset only", _raw(b"\x01\x01", 0x0B, 1, b"\x01" + CHARSET + b"\x03"), Status.CLIENT_ERROR_BAD_REQUEST),
@@ -174,15 +174,16 @@ def test_malformed_requests_get_the_right_status_never_a_traceback(client: Clien
 
 
 def test_the_request_id_is_echoed_and_the_version_answered_in_kind(client: Client) -> None:
-    for version in ((1, 0), (1, 1), (2, 0)):
+    for version in ((1, 0), (1, 1), (2, 0), (2, 1), (2, 2)):
         response = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES, version=version, request_id=4242))
         assert (response.version, response.request_id, response.code) == (version, 4242, 0)
 
 
-def test_not_ipp_or_not_the_printer_is_an_http_error(client: Client) -> None:
+def test_not_ipp_is_an_http_error_and_ipp_is_answered_wherever_it_is_posted(client: Client) -> None:
     client.send(http_post(b"x", content_type="text/plain"))
-    client.send(http_post(encode_message(ipp_request(Operation.GET_JOBS)), path="/elsewhere"))
-    assert [status for status, _ in client.responses()] == [400, 404]
+    client.send(http_post(encode_message(ipp_request(Operation.GET_JOBS)), path="/admin/"))  # as cupsdisable does
+    [(text, _), (ipp, answer)] = client.responses()
+    assert (text, ipp) == (400, 200) and status_of(decode(answer)) == Status.SUCCESSFUL_OK
 
 
 # -- Print-Job and friends -------------------------------------------------------------------------
@@ -627,9 +628,11 @@ def test_each_configured_queue_is_a_printer_of_its_own(tmp_path: Path) -> None:
     assert printer["printer-name"].first == "color"  # type: ignore
     default = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES)).printer_attributes
     assert default["printer-name"].first == "Branch printer"  # type: ignore
-    client.send(http_post(encode_message(ipp_request(Operation.PRINT_JOB)) + PDF, path="/somewhere/else"))
-    assert client.responses()[-1][0] == 404
+    nowhere = ipp_request(Operation.PRINT_JOB, uri="ipp://localhost:8631/ipp/fax")
+    assert status_of(client.call(nowhere, PDF, path="/admin/")) == Status.CLIENT_ERROR_NOT_FOUND
     assert list(rig.config.incoming_dir.iterdir()) == [] and len(rig.store.list_jobs()) == 3
+    client.send(b"GET /somewhere/else HTTP/1.1\r\nHost: localhost:8631\r\n\r\n")
+    assert client.responses()[-1][0] == 404
 
 
 def test_the_queue_is_the_one_printer_uri_names_wherever_the_request_is_posted(tmp_path: Path) -> None:

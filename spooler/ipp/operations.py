@@ -29,19 +29,24 @@ from spooler.ipp.attributes import (
     printer_alerts,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
+from spooler.ipp.subscriptions import ipp_status
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobRequest, JobService
-from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
-    SpoolFull
+from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAccepting, \
+    NotAuthorized, NotPossible, SpoolFull
 from spooler.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
 
 CHARSETS = frozenset({"utf-8", "us-ascii"})
 DOCUMENT_OPERATIONS = frozenset({Operation.PRINT_JOB, Operation.SEND_DOCUMENT})
+#: Operations on one job, which a job-uri may address without a printer-uri (RFC 8011 4.1.5).
 JOB_OPERATIONS = frozenset({
     Operation.SEND_DOCUMENT, Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.HOLD_JOB,
-    Operation.RELEASE_JOB, Operation.CLOSE_JOB,
+    Operation.RELEASE_JOB, Operation.CLOSE_JOB, Operation.RESTART_JOB, Operation.SET_JOB_ATTRIBUTES,
+    Operation.REPROCESS_JOB, Operation.RESUME_JOB, Operation.PROMOTE_JOB, Operation.SCHEDULE_JOB_AFTER,
+    Operation.CANCEL_DOCUMENT, Operation.GET_DOCUMENT_ATTRIBUTES, Operation.GET_DOCUMENTS,
+    Operation.SET_DOCUMENT_ATTRIBUTES, Operation.RESUBMIT_JOB,
 })  # fmt: skip
 NOT_COMPLETED = (JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING, JobState.PROCESSING_STOPPED)
 
@@ -202,7 +207,24 @@ class PrinterOperations:
             Operation.CLOSE_JOB: self.close_job,
             Operation.IDENTIFY_PRINTER: self.identify_printer,
         }
+        # The IPP/2.1-2.2 operations live in modules of their own, which use this module's helpers.
+        from spooler.ipp.administration import AdministrationOperations
+        from spooler.ipp.notifications import SubscriptionOperations
+        from spooler.ipp.subscriptions import Subscriptions
+        from spooler.queue_admin import QueueAdministration
+
+        self.administration = QueueAdministration(jobs)
+        self.notifications = SubscriptionOperations(self, Subscriptions(clock_seconds))
+        self._handlers.update(self.notifications.handlers())
+        self._handlers.update(AdministrationOperations(self, self.administration).handlers())
         assert set(self._handlers) == set(OPERATIONS)
+        notifier = self.notifications.notifier
+        jobs.store.observers.append(notifier.job_changed)
+        self.administration.printer_changed.append(notifier.printer_changed)
+        jobs.dispatcher.server_listeners.append(lambda state: notifier.printer_changed(None, None))
+
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.jobs.config.queues]
 
     # -- request checks (RFC 8011 4.1) -------------------------------------------------------------
 
@@ -225,12 +247,11 @@ class PrinterOperations:
         if str(charset).lower() not in CHARSETS:
             raise IppError(Status.CLIENT_ERROR_CHARSET_NOT_SUPPORTED, f"charset {charset} is not supported",
                            [operation.attributes[0]])  # fmt: skip
-        seen: set[tuple[int, str]] = set()
-        for group in message.groups:
-            for attribute in group.attributes:
-                if (group.tag, attribute.name) in seen:
-                    raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{attribute.name} is given twice")
-                seen.add((group.tag, attribute.name))
+        for group in message.groups:  # several groups of one kind (subscription templates) may repeat names
+            names = [attribute.name for attribute in group.attributes]
+            if len(set(names)) != len(names):
+                twice = next(name for name in names if names.count(name) > 1)
+                raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{twice} is given twice")
         if message.code not in self._handlers:
             raise IppError(Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED,
                            f"operation {message.code:#06x} is not supported")  # fmt: skip
@@ -358,6 +379,12 @@ class PrinterOperations:
             status, text, unsupported = Status.SERVER_ERROR_BUSY, str(error), []
         elif isinstance(error, JobTooLarge):
             status, text, unsupported = Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, str(error), []
+        elif isinstance(error, NotPossible):
+            status, text, unsupported = Status.CLIENT_ERROR_NOT_POSSIBLE, str(error), []
+        elif isinstance(error, NotAccepting):
+            status, text, unsupported = Status.SERVER_ERROR_NOT_ACCEPTING_JOBS, str(error), []
+        elif (known := ipp_status(error)) is not None:
+            (status, text), unsupported = known, []
         else:
             log.failure("IPP operation {operation:#06x} failed", failure, spool_event="ipp_error",
                         operation=message.code)  # fmt: skip
@@ -390,12 +417,19 @@ class PrinterOperations:
         )  # fmt: skip
 
     def _job_response(self, message: IppMessage, context: RequestContext, job: Job,
-                      warnings: list[Attribute]) -> IppMessage:  # fmt: skip
+                      warnings: list[Attribute], *, subscribe: bool = False) -> IppMessage:  # fmt: skip
+        """The answer to a job-creating request; with `subscribe`, the subscriptions its subscription
+        groups ask for are made for the job and answered (RFC 3995 7.1)."""
+        subscriptions, failed = self.notifications.with_job(message, context, job) if subscribe else ([], 0)
         status = Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES if warnings else Status.SUCCESSFUL_OK
+        if failed:
+            status = Status.SUCCESSFUL_OK_IGNORED_SUBSCRIPTIONS
         response = response_for(message, status)
         if warnings:
             response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
         response.add_group(Tag.JOB, *job_summary(job, context.printer_uri))
+        for group in subscriptions:
+            response.add_group(Tag.SUBSCRIPTION, *group)
         return response
 
     # -- operations ------------------------------------------------------------------------------------
@@ -414,7 +448,7 @@ class PrinterOperations:
             yield document.discard()
             raise
         job = yield self.jobs.submit(document, request)
-        return self._job_response(message, context, job, plan.warnings)
+        return self._job_response(message, context, job, plan.warnings, subscribe=True)
 
     def validate_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
@@ -434,7 +468,7 @@ class PrinterOperations:
         document_format = self._document_format(operation) if "document-format" in operation else None
         warnings = self._job_template(message)
         job = self.jobs.create_job(self._job_request(message, context, document_format))
-        return self._job_response(message, context, job, warnings)
+        return self._job_response(message, context, job, warnings, subscribe=True)
 
     @inlineCallbacks
     def send_document(self, message: IppMessage, context: RequestContext, document: IncomingFile | None,
@@ -511,6 +545,8 @@ class PrinterOperations:
             states = NOT_COMPLETED
         elif which == "all":
             states = tuple(JobState)
+        elif which == "proof-print":
+            states = ()  # no job here is a proof print
         else:
             states = (JobState.from_keyword(str(which)),)
         jobs = [job for job in self.jobs.list_jobs(include_finished=True)
@@ -577,10 +613,12 @@ class PrinterOperations:
 
     def pause_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
         self.jobs.pause_printer(by=self._require_admin(_operation_attributes(message)))
+        self.notifications.notifier.printer_changed(None, None)
         return response_for(message, Status.SUCCESSFUL_OK)
 
     def resume_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
         self.jobs.resume_printer(by=self._require_admin(_operation_attributes(message)))
+        self.notifications.notifier.printer_changed(None, None)
         return response_for(message, Status.SUCCESSFUL_OK)
 
     def identify_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:

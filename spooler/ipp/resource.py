@@ -321,7 +321,7 @@ class IppRequest(Request):
 
 
 class PrinterResource(Resource):
-    """`/ipp/print`: POST application/ipp is an IPP request; GET shows a one-line page."""
+    """POST application/ipp is an IPP request; GET of a printer's path shows a one-line page."""
 
     isLeaf = True
 
@@ -369,11 +369,8 @@ class PrinterResource(Resource):
         return f"{refusal.reason}\n".encode()
 
     def render_POST(self, request: IppRequest) -> Any:  # type: ignore[override]
-        if self._site.printer_path(request.path) is None:
-            if request.intake is not None:
-                request.intake.abort()  # a document sent to no printer is dropped
-            request.setResponseCode(404)
-            return b"not found\n"
+        """An IPP request, wherever it is posted (`/`, `/admin/` as CUPS' admin tools do, a printer's
+        path): its printer-uri names the printer (IppSite.address)."""
         if request.intake is None:
             request.setResponseCode(400)
             request.setHeader(b"content-type", b"text/plain")
@@ -526,7 +523,10 @@ class IppSite(Site):
         for name in ("printer-uri", "job-uri"):
             attribute = operation.get(name) if operation is not None else None
             if attribute is not None and len(attribute.values) == 1 and attribute.values[0].tag == Tag.URI:
-                target = urlsplit(str(attribute.values[0].value)).path or "/"
+                try:
+                    target = urlsplit(str(attribute.values[0].value)).path or "/"
+                except ValueError:
+                    raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{name} is not a URI") from None
                 break
         printer = self.printer_path(target if target is not None else
                                     (request.path or getattr(request, "target_path", b"/")))
