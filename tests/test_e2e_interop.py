@@ -349,3 +349,62 @@ def test_mixed_formats_on_a_plain_socket_device_go_one_connection_each(spooler_f
     assert (tmp_path / "first.bin").read_bytes() == pdf.read_bytes()
     assert (tmp_path / "second.bin").read_bytes() == postscript.read_bytes()
     assert spooler.jobs()[0]["attributes"]["delivery"]["remote_job_id"] == "sent:2"
+
+
+# -- item 4: IPP 2.1/2.2 with real clients ------------------------------------------------------------------
+
+
+def test_ipptool_follows_a_job_through_event_notifications(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
+    """tests/notifications.test: Create-Printer-Subscriptions (ippget), a job printed, its job-created and
+    job-completed events with Get-Notifications, another user refused, Get-Subscriptions, Renew, Cancel."""
+    ipptool = require_tool("ipptool")
+    spooler = spooler_factory(spool__min_free_space=0).start()
+    document = tmp_path / "watched.txt"
+    document.write_text("watched\n")
+    suite = Path(__file__).resolve().parent / "notifications.test"
+    for path in ("/ipp/print", "/printers/default"):
+        result = subprocess.run([ipptool, "-t", "-f", str(document), f"ipp://127.0.0.1:{spooler.ipp_port}{path}",
+                                 str(suite)], capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stdout[-4000:]
+        print(f"notifications.test at {path}: {result.stdout.strip().splitlines()[-2]}")
+
+
+def test_cups_tools_administer_the_queue_and_its_jobs(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
+    """CUPS' own commands, talking straight to the spooler (-h, no cupsd): cupsdisable and cupsenable
+    (Pause-/Resume-Printer), cupsreject and cupsaccept, `lp -i ID -H hold|resume` and `lp -i ID -n 3`
+    (Set-Job-Attributes, with CUPS' /jobs/ID job URI)."""
+    user = getpass.getuser()
+    spooler = spooler_factory(spool__min_free_space=0, ipp__admin_users=[user]).start()
+    host = f"127.0.0.1:{spooler.ipp_port}"
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([require_tool(command[0]), *command[1:]], capture_output=True, text=True, timeout=60)
+
+    def printer(*names: str) -> dict[str, object]:
+        message = operation_message(spooler.ipp_port, Operation.GET_PRINTER_ATTRIBUTES, user,
+                                    Attribute.keyword("requested-attributes", *names))  # fmt: skip
+        answer = ipp_call(spooler.ipp_port, message).printer_attributes
+        assert answer is not None
+        return {attribute.name: attribute.first for attribute in answer.attributes}
+
+    assert run("cupsdisable", "-h", host, "default").returncode == 0
+    assert printer("printer-state")["printer-state"] == 5
+    document = tmp_path / "report.txt"
+    document.write_text("quarterly figures\n")
+    assert lp(spooler.ipp_port, "default", document).returncode == 0
+    assert run("lp", "-h", host, "-i", "default-1", "-H", "hold").returncode == 0
+    assert spooler.job(1)["state"] == "pending-held"
+    assert run("lp", "-h", host, "-i", "default-1", "-n", "3").returncode == 0
+    assert run("lp", "-h", host, "-i", "default-1", "-H", "resume").returncode == 0
+    assert (spooler.job(1)["state"], spooler.job(1)["copies"]) == ("pending", 3)
+
+    rejected = run("cupsreject", "-h", host, "-r", "Toner change", "default")
+    assert rejected.returncode == 0, rejected.stderr
+    shown = printer("printer-is-accepting-jobs", "printer-state-message")
+    assert shown["printer-is-accepting-jobs"] is False and "Toner change" in str(shown["printer-state-message"])
+    refused = lp(spooler.ipp_port, "default", document)
+    assert refused.returncode != 0 and "not accept" in refused.stderr.lower()
+    assert run("cupsaccept", "-h", host, "default").returncode == 0
+    assert run("cupsenable", "-h", host, "default").returncode == 0
+    [delivered] = spooler.wait_delivered(1)
+    assert spooler.sink_sidecar(delivered)["copies"] == 3 and len(spooler.jobs()) == 1

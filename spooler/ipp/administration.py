@@ -1,5 +1,6 @@
 """The IPP/2.1 and 2.2 operations for administrators and job owners (RFC 3380, PWG 5100.11, PWG 5100.5):
-Set-Printer-Attributes, Get-Printer-Supported-Values, Enable-/Disable-Printer, Hold-New-Jobs,
+Set-Printer-Attributes, Get-Printer-Supported-Values, Enable-/Disable-Printer (and CUPS' Accept-/
+Reject-Jobs, which cupsaccept and cupsreject send), Hold-New-Jobs,
 Release-Held-New-Jobs, Pause-Printer-After-Current-Job, Restart-/Shutdown-/Startup-Printer,
 Set-Job-Attributes, Restart-Job, Reprocess-Job, Resubmit-Job, Cancel-Current-Job, Suspend-Current-Job,
 Resume-Job, Promote-Job, Schedule-Job-After, Cancel-Jobs, Purge-Jobs, and the document operations
@@ -72,6 +73,8 @@ class AdministrationOperations:
             Operation.SET_DOCUMENT_ATTRIBUTES: self.set_document_attributes,
             Operation.CANCEL_JOBS: self.cancel_jobs,
             Operation.RESUBMIT_JOB: self.resubmit_job,
+            Operation.CUPS_ACCEPT_JOBS: self.enable_printer,  # cupsaccept: the same as Enable-Printer
+            Operation.CUPS_REJECT_JOBS: self.disable_printer,  # cupsreject -r REASON
         }
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -123,7 +126,10 @@ class AdministrationOperations:
         return self._ok(message)
 
     def disable_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.set_accepting(context.queue, False, by=self._admin(message))
+        by = self._admin(message)
+        reason = _value(_operation_attributes(message), "printer-state-message", _TEXT_TAGS)  # cupsreject -r
+        self.admin.set_accepting(context.queue, False, by=by,
+                                 reason=str(reason or ""))  # fmt: skip
         return self._ok(message)
 
     def hold_new_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:

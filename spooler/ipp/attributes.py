@@ -31,7 +31,8 @@ COMPRESSIONS = ("none", "deflate", "gzip")
 IPP_VERSIONS = ("1.0", "1.1", "2.0", "2.1", "2.2")
 SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)})
 
-#: Every operation the printer carries out (IPP/2.2, PWG 5100.12 section 6.4, plus Identify-Printer).
+#: Every operation the printer carries out (IPP/2.2, PWG 5100.12 section 6.4, plus Identify-Printer, and
+#: CUPS' accept/reject, which cupsaccept and cupsreject send).
 OPERATIONS = (
     Operation.PRINT_JOB, Operation.VALIDATE_JOB, Operation.CREATE_JOB, Operation.SEND_DOCUMENT,
     Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_PRINTER_ATTRIBUTES,
@@ -46,7 +47,7 @@ OPERATIONS = (
     Operation.RESUME_JOB, Operation.PROMOTE_JOB, Operation.SCHEDULE_JOB_AFTER, Operation.CANCEL_DOCUMENT,
     Operation.GET_DOCUMENT_ATTRIBUTES, Operation.GET_DOCUMENTS, Operation.SET_DOCUMENT_ATTRIBUTES,
     Operation.CANCEL_JOBS, Operation.CANCEL_MY_JOBS, Operation.RESUBMIT_JOB, Operation.CLOSE_JOB,
-    Operation.IDENTIFY_PRINTER,
+    Operation.IDENTIFY_PRINTER, Operation.CUPS_ACCEPT_JOBS, Operation.CUPS_REJECT_JOBS,
 )  # fmt: skip
 
 WHICH_JOBS = (

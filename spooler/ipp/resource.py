@@ -61,7 +61,7 @@ from spooler.ipp.operations import (
 from spooler.intake_limits import admit
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
-from spooler.model import JobTooLarge
+from spooler.model import Job, JobNotFound, JobTooLarge
 from spooler.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
@@ -530,6 +530,9 @@ class IppSite(Site):
                 break
         printer = self.printer_path(target if target is not None else
                                     (request.path or getattr(request, "target_path", b"/")))
+        if printer is None and target is not None and (job := self._cups_job(target)) is not None:
+            printer = (None if job.queue == self.default_queue else job.queue,
+                       PRINTER_PATH.decode() if job.queue == self.default_queue else f"/printers/{job.queue}")
         queue = self.queue_named(printer[0]) if printer is not None else None
         if printer is None or queue is None:
             raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"there is no printer at {(target or '')[:200]}")
@@ -538,6 +541,17 @@ class IppSite(Site):
         context.printer_name = self.printer_name(queue)
         context.printer_uri = self.printer_uri(request, path)
         context.uris = self.printer_uris(request, path)
+
+    def _cups_job(self, path: str) -> Job | None:
+        """The job a CUPS-style job URI path (`/jobs/ID`, as `lp -i` sends) names, if it exists."""
+        parts = [part for part in path.split("/") if part]
+        if len(parts) != 2 or parts[0] != "jobs" or not (parts[1].isascii() and parts[1].isdigit()) \
+                or len(parts[1]) > 10:
+            return None
+        try:
+            return self.jobs.get(int(parts[1]))
+        except JobNotFound:
+            return None
 
     def printer_uri(self, request: Request, path: str) -> str:
         host = (request.getHeader(b"host") or b"").decode("ascii", "replace").strip()

@@ -120,6 +120,8 @@ class Operation(enum.IntEnum):
     VALIDATE_DOCUMENT = 0x003D
     CUPS_GET_DEFAULT = 0x4001
     CUPS_GET_PRINTERS = 0x4002
+    CUPS_ACCEPT_JOBS = 0x4008
+    CUPS_REJECT_JOBS = 0x4009
 
 
 class Status(_Keyworded):
