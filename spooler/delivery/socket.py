@@ -10,6 +10,9 @@ With `socket://host:port?pjl=1` the job is wrapped in a PJL job (see `pjl_wrappe
 format has a PJL language), then UEL ``@PJL EOJ NAME="..."`` UEL. Printers show the name and user,
 switch language for each document, and accounting counts the job as one.
 
+For the central server's raw queue (`username`), a job of one PJL-framed document that names no user
+gets ``@PJL SET USERNAME`` where its own PJL starts; any other job the PJL wrapper, as with pjl=1.
+
 Without PJL, a job of several documents goes as one connection per document, in order: a raw
 stream has no way to tell the device where one document (and its language) ends. Each connection
 the device closed cleanly is journaled ("sent:N"), so that after a restart only the documents it has
@@ -32,7 +35,7 @@ from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery
 from spooler.model import DeliveryError, Job
-from spooler.pjl import UEL, parse_pjl_header
+from spooler.pjl import UEL, parse_pjl_header, username_insertion
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
 MAX_BACKCHANNEL = 64 * 1024
@@ -46,12 +49,14 @@ class DeviceResetAfterSend(DeliveryError):
 
 
 class _RawSender(Protocol):
-    """Writes `parts` in order (bytes as they are, files streamed), half-closes, and waits for the
-    device to close its side."""
+    """Writes `parts` in order (bytes as they are, files streamed; the first file from byte `skip`,
+    its start having gone, rewritten, in the bytes before it), half-closes, and waits for the device
+    to close its side."""
 
     def __init__(self, parts: Sequence[bytes | DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
-                 io_timeout: float, description: str) -> None:  # fmt: skip
+                 io_timeout: float, description: str, skip: int = 0) -> None:  # fmt: skip
         self._parts = list(parts)
+        self._skip = skip
         self._done = done
         self._clock = clock
         self._io_timeout = io_timeout
@@ -86,6 +91,9 @@ class _RawSender(Protocol):
         assert isinstance(delivery_file, DeliveryFile)
         try:
             self._current = open(delivery_file.path, "rb")
+            if self._skip:
+                self._current.seek(self._skip)
+                self._skip = 0
         except OSError as error:
             self._fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -165,6 +173,14 @@ def pjl_string(value: str) -> str:
     return kept.strip()[:PJL_STRING_LIMIT]
 
 
+def username_line(job: Job) -> bytes:
+    """The ``@PJL SET USERNAME`` line that tells the central server's raw queue who printed."""
+    user = pjl_string(job.user) or "anonymous"
+    if user.isascii():
+        return f'@PJL SET USERNAME="{user}"\r\n'.encode("ascii")
+    return f'@PJL SET STRINGCODESET=UTF8\r\n@PJL SET USERNAME="{user}"\r\n'.encode()
+
+
 def pjl_wrapper(job: Job, documents: Sequence[tuple[bytes, str]]) -> tuple[bytes, list[bytes], bytes]:
     """The PJL around a job's documents: (the job's header, what goes before each document, the
     job's end). `documents`: each document's first bytes and its format. Every document after the
@@ -197,10 +213,13 @@ class SocketBackend:
     """Delivers to `socket://host:port[?pjl=1]`."""
 
     def __init__(self, host: str, port: int, *, reactor: IReactorTCP, clock: IReactorTime,
-                 connect_timeout: float, io_timeout: float, pjl: bool = False) -> None:  # fmt: skip
+                 connect_timeout: float, io_timeout: float, pjl: bool = False, username: bool = False) -> None:  # fmt: skip
+        """`username`: make sure the job names its user in PJL (the central server's raw queue reads it
+        there): a job without a user line gets ``@PJL SET USERNAME``, one without PJL the PJL wrapper."""
         self.host = host
         self.port = port
         self.pjl = pjl
+        self.username = username
         self.uri = f"socket://{host}:{port}" + ("?pjl=1" if pjl else "")
         self._reactor = reactor
         self._clock = clock
@@ -233,24 +252,30 @@ class SocketBackend:
 
     def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None,
                 resume: PartialDelivery | None = None) -> Deferred[DeliveryReceipt]:  # fmt: skip
-        if len(files) > 1 and not self.pjl:
+        if len(files) > 1 and not (self.pjl or self.username):
             return Deferred.fromCoroutine(self._deliver_each(job, files, journal, resume))
-        if self.pjl and files:
-            try:
-                documents = []
-                for delivery_file in files:
-                    with open(delivery_file.path, "rb") as handle:
-                        documents.append((handle.read(PJL_SNIFF),
-                                          delivery_file.document.document_format or job.document_format))
-            except OSError as error:
-                return fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
-            header, before, end = pjl_wrapper(job, documents)
-            parts: list[bytes | DeliveryFile] = [header]
-            for section, delivery_file in zip(before, files):
-                parts += [section, delivery_file]
-            parts.append(end)
-            return self._send(job, parts)
-        return self._send(job, list(files))
+        if not (self.pjl or self.username) or not files:
+            return self._send(job, list(files))
+        try:
+            documents = []
+            for delivery_file in files:
+                with open(delivery_file.path, "rb") as handle:
+                    documents.append((handle.read(PJL_SNIFF),
+                                      delivery_file.document.document_format or job.document_format))
+        except OSError as error:
+            return fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
+        if not self.pjl and len(files) == 1:
+            # The central server's raw queue: a PJL job without a user gets one, in its own PJL.
+            inserted = username_insertion(documents[0][0], username_line(job))
+            if inserted is not None:
+                prefix, skip = inserted
+                return self._send(job, [prefix, files[0]], skip)
+        header, before, end = pjl_wrapper(job, documents)
+        parts: list[bytes | DeliveryFile] = [header]
+        for section, delivery_file in zip(before, files):
+            parts += [section, delivery_file]
+        parts.append(end)
+        return self._send(job, parts)
 
     async def _deliver_each(self, job: Job, files: list[DeliveryFile], journal: Journal | None,
                             resume: PartialDelivery | None) -> DeliveryReceipt:  # fmt: skip
@@ -265,8 +290,9 @@ class SocketBackend:
                 journal(f"{SENT_PREFIX}{number + 1}")
         return DeliveryReceipt(f"sent to {self.host}:{self.port}, one connection per document ({len(files)})")
 
-    def _send(self, job: Job, parts: list[bytes | DeliveryFile]) -> Deferred[DeliveryReceipt]:
-        """One connection: `parts` in order, then wait for the device to close."""
+    def _send(self, job: Job, parts: list[bytes | DeliveryFile], skip: int = 0) -> Deferred[DeliveryReceipt]:
+        """One connection: `parts` in order (the first file from byte `skip`), then wait for the device
+        to close."""
         transport_holder: list[object] = []
 
         def cancel(_: Deferred[DeliveryReceipt]) -> None:
@@ -282,7 +308,7 @@ class SocketBackend:
         tolerate_reset = job.uuid in self._reset_after_send
 
         def sender() -> _RawSender:
-            protocol = _RawSender(parts, done, self._clock, self._io_timeout, description)
+            protocol = _RawSender(parts, done, self._clock, self._io_timeout, description, skip)
             protocol.tolerate_reset = tolerate_reset
             return protocol
 
