@@ -214,14 +214,14 @@ def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str
     return header.encode() + body + b"\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"
 
 
-class RawDevice:
-    """A stand-in raw printer on 127.0.0.1: accepts connections, reads each job to EOF, then closes."""
+class LoopbackListener:
+    """A TCP listener on 127.0.0.1 served by a thread: `accepted(connection)` is called for each
+    connection, on that thread (one at a time, unless it hands the connection on). `close()` stops it."""
 
     def __init__(self, port: int | None = None) -> None:
         import threading
 
         self.port = port or free_port()
-        self.jobs: list[bytes] = []
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", self.port))
@@ -237,18 +237,32 @@ class RawDevice:
                 connection, _ = self._server.accept()
             except (TimeoutError, OSError):
                 continue
-            with connection:
-                connection.settimeout(10)
-                data = b""
-                while chunk := connection.recv(65536):
-                    data += chunk
-                if data:  # an empty connection (a probe) is not a job, as on a real printer
-                    self.jobs.append(data)
+            self.accepted(connection)
+
+    def accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
         self._server.close()
+
+
+class RawDevice(LoopbackListener):
+    """A stand-in raw printer on 127.0.0.1: accepts connections, reads each job to EOF, then closes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.jobs: list[bytes] = []
+        super().__init__(port)
+
+    def accepted(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(10)
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+            if data:  # an empty connection (a probe) is not a job, as on a real printer
+                self.jobs.append(data)
 
 
 class ScratchCups:

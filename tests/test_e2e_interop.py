@@ -17,7 +17,8 @@ import pytest
 
 from spooler.ipp.codec import Attribute
 from spooler.ipp.tags import Operation, Status
-from spooler_harness import IppEvePrinter, Spooler, free_port, require_tool, short_tempdir, wait_for
+from spooler_harness import IppEvePrinter, LoopbackListener, Spooler, free_port, require_tool, short_tempdir, \
+    wait_for
 from test_e2e_ipp import ipp_call, operation_message
 
 pytestmark = pytest.mark.e2e
@@ -175,32 +176,22 @@ def accounting_records(spooler: Spooler) -> list[int]:
         database.close()
 
 
-class TrappingProxy:
+class TrappingProxy(LoopbackListener):
     """A loopback TCP proxy to a device that holds the Nth IPP request of one operation: it never
     forwards it (the device never sees it) and sets `trapped`; every other connection is passed
     through both ways. The spooler's IPP client makes one connection per request."""
 
     def __init__(self, target_port: int, operation: int, nth: int) -> None:
-        self.port = free_port()
         self.target_port = target_port
         self.operation = operation
         self.nth = nth
         self.seen = 0
         self.trapped = threading.Event()
         self.held: list[socket.socket] = []
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._connection, args=(client,), daemon=True).start()
+    def accepted(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._connection, args=(connection,), daemon=True).start()
 
     def _connection(self, client: socket.socket) -> None:
         client.settimeout(30)
@@ -237,9 +228,7 @@ class TrappingProxy:
             pass
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._server.close()
+        super().close()
         for held in self.held:
             held.close()
 

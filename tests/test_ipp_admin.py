@@ -4,10 +4,6 @@ reordered, canceled and purged; documents listed, canceled and named. Who may do
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from inprocess import Rig
 from spooler.accounting import RecordMaker
 from spooler.ipp.codec import Attribute, IppMessage
@@ -15,18 +11,7 @@ from spooler.ipp.resource import build_ipp_site
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import JobState
 from test_ipp_operations import PDF, Client, ipp_request, job_id_of, print_job, status_of
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    rig = Rig(tmp_path, ipp={"admin_users": ["root"]})
-    rig.dispatcher.start()
-    return rig
-
-
-@pytest.fixture
-def client(rig: Rig) -> Client:
-    return Client(build_ipp_site(rig.service, rig.config, rig.clock))
+from test_ipp_operations import client, rig, site  # noqa: F401  (fixtures: root is an admin)
 
 
 def call(client: Client, operation: int, *extra: Attribute, user: str = "alice", job: list[Attribute] | None = None,

@@ -4,28 +4,12 @@ checked, bounds and lease expiry on the injected clock."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from inprocess import Rig
 from spooler.ipp.codec import Attribute, IppMessage
-from spooler.ipp.resource import build_ipp_site
 from spooler.ipp.subscriptions import GET_INTERVAL, MAX_SUBSCRIPTIONS
 from spooler.ipp.tags import Operation, Status, Tag
 from test_ipp_operations import PDF, Client, ipp_request, job_id_of, print_job, status_of
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Rig:
-    rig = Rig(tmp_path, ipp={"admin_users": ["root"]})
-    rig.dispatcher.start()
-    return rig
-
-
-@pytest.fixture
-def client(rig: Rig) -> Client:
-    return Client(build_ipp_site(rig.service, rig.config, rig.clock))
+from test_ipp_operations import client, rig, site  # noqa: F401  (fixtures: root is an admin)
 
 
 def subscribe(client: Client, *groups: list[Attribute], user: str = "alice", operation: int =

@@ -34,9 +34,16 @@ _JOB_TEMPLATE_KEPT = ("media", "print-color-mode", "print-quality", "output-bin"
                       "multiple-document-handling")  # fmt: skip
 
 
-def _not_settable(names: list[Attribute], what: str) -> IppError:
-    return IppError(Status.CLIENT_ERROR_ATTRIBUTES_NOT_SETTABLE, f"{what} cannot be set",
-                    [Attribute.out_of_band(a.name, Tag.NOT_SETTABLE) for a in names])  # fmt: skip
+def _to_set(group: AttributeGroup | None, settable: tuple[str, ...], what: str) -> AttributeGroup:
+    """The group of attributes a Set-xxx-Attributes request sets, if it has any and each is settable."""
+    if group is None or not group.attributes:
+        raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"no {what} attributes to set")
+    refused = [a for a in group.attributes if a.name not in settable]
+    if refused:
+        raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_NOT_SETTABLE,
+                       f"{', '.join(a.name for a in refused)} cannot be set",
+                       [Attribute.out_of_band(a.name, Tag.NOT_SETTABLE) for a in refused])  # fmt: skip
+    return group
 
 
 class AdministrationOperations:
@@ -47,23 +54,25 @@ class AdministrationOperations:
         self.admin = admin
 
     def handlers(self) -> dict[int, Callable[..., Any]]:
+        admin = self.admin
         return {
             Operation.RESTART_JOB: self.restart_job,
             Operation.PURGE_JOBS: self.purge_jobs,
             Operation.SET_PRINTER_ATTRIBUTES: self.set_printer_attributes,
             Operation.SET_JOB_ATTRIBUTES: self.set_job_attributes,
             Operation.GET_PRINTER_SUPPORTED_VALUES: self.get_printer_supported_values,
-            Operation.ENABLE_PRINTER: self.enable_printer,
+            Operation.ENABLE_PRINTER: self._for_admin(lambda queue, by: admin.set_accepting(queue, True, by=by)),
             Operation.DISABLE_PRINTER: self.disable_printer,
             Operation.PAUSE_PRINTER_AFTER_CURRENT_JOB: self.ops.pause_printer,  # pausing lets the current job end
-            Operation.HOLD_NEW_JOBS: self.hold_new_jobs,
-            Operation.RELEASE_HELD_NEW_JOBS: self.release_held_new_jobs,
-            Operation.RESTART_PRINTER: self.restart_printer,
-            Operation.SHUTDOWN_PRINTER: self.shutdown_printer,
-            Operation.STARTUP_PRINTER: self.startup_printer,
+            Operation.HOLD_NEW_JOBS: self._for_admin(lambda queue, by: admin.hold_new_jobs(queue, by=by)),
+            Operation.RELEASE_HELD_NEW_JOBS: self._for_admin(lambda queue, by: admin.release_held_new_jobs(queue,
+                                                                                                          by=by)),
+            Operation.RESTART_PRINTER: self._for_admin(lambda queue, by: admin.restart(by=by)),
+            Operation.SHUTDOWN_PRINTER: self._for_admin(lambda queue, by: admin.shutdown(by=by)),
+            Operation.STARTUP_PRINTER: self._for_admin(lambda queue, by: admin.startup(by=by)),
             Operation.REPROCESS_JOB: self.reprocess_job,
-            Operation.CANCEL_CURRENT_JOB: self.cancel_current_job,
-            Operation.SUSPEND_CURRENT_JOB: self.suspend_current_job,
+            Operation.CANCEL_CURRENT_JOB: self._for_admin(lambda queue, by: admin.cancel_current(queue, by=by)),
+            Operation.SUSPEND_CURRENT_JOB: self._for_admin(lambda queue, by: admin.suspend_current(queue, by=by)),
             Operation.RESUME_JOB: self.resume_job,
             Operation.PROMOTE_JOB: self.promote_job,
             Operation.SCHEDULE_JOB_AFTER: self.schedule_job_after,
@@ -73,8 +82,9 @@ class AdministrationOperations:
             Operation.SET_DOCUMENT_ATTRIBUTES: self.set_document_attributes,
             Operation.CANCEL_JOBS: self.cancel_jobs,
             Operation.RESUBMIT_JOB: self.resubmit_job,
-            Operation.CUPS_ACCEPT_JOBS: self.enable_printer,  # cupsaccept: the same as Enable-Printer
-            Operation.CUPS_REJECT_JOBS: self.disable_printer,  # cupsreject -r REASON
+            # cupsaccept and cupsreject (-r REASON): the same as Enable-Printer and Disable-Printer.
+            Operation.CUPS_ACCEPT_JOBS: self._for_admin(lambda queue, by: admin.set_accepting(queue, True, by=by)),
+            Operation.CUPS_REJECT_JOBS: self.disable_printer,
         }
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -90,16 +100,19 @@ class AdministrationOperations:
     def _ok(message: IppMessage) -> IppMessage:
         return response_for(message, Status.SUCCESSFUL_OK)
 
+    def _for_admin(self, action: Callable[[str, str], object]) -> Callable[[IppMessage, RequestContext], IppMessage]:
+        """An operation only an administrator may do: `action(queue addressed, administrator)`."""
+        def handler(message: IppMessage, context: RequestContext) -> IppMessage:
+            action(context.queue, self._admin(message))
+            return self._ok(message)
+
+        return handler
+
     # -- the printer ---------------------------------------------------------------------------------
 
     def set_printer_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
         by = self._admin(message)
-        group = message.printer_attributes
-        if group is None or not group.attributes:
-            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "no printer attributes to set")
-        refused = [a for a in group.attributes if a.name not in PRINTER_SETTABLE]
-        if refused:
-            raise _not_settable(refused, ", ".join(a.name for a in refused))
+        group = _to_set(message.printer_attributes, PRINTER_SETTABLE, "printer")
         wrong = [a for a in group.attributes if len(a.values) != 1 or a.values[0].tag not in _TEXT_TAGS]
         if wrong:
             raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED, "a printer text must be one text",
@@ -121,35 +134,11 @@ class AdministrationOperations:
         response.add_group(Tag.PRINTER, *(Attribute.out_of_band(name, Tag.ADMIN_DEFINE) for name in names))
         return response
 
-    def enable_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.set_accepting(context.queue, True, by=self._admin(message))
-        return self._ok(message)
-
     def disable_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
         by = self._admin(message)
         reason = _value(_operation_attributes(message), "printer-state-message", _TEXT_TAGS)  # cupsreject -r
         self.admin.set_accepting(context.queue, False, by=by,
                                  reason=str(reason or ""))  # fmt: skip
-        return self._ok(message)
-
-    def hold_new_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.hold_new_jobs(context.queue, by=self._admin(message))
-        return self._ok(message)
-
-    def release_held_new_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.release_held_new_jobs(context.queue, by=self._admin(message))
-        return self._ok(message)
-
-    def restart_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.restart(by=self._admin(message))
-        return self._ok(message)
-
-    def shutdown_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.shutdown(by=self._admin(message))
-        return self._ok(message)
-
-    def startup_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.startup(by=self._admin(message))
         return self._ok(message)
 
     # -- jobs ------------------------------------------------------------------------------------------
@@ -158,12 +147,7 @@ class AdministrationOperations:
         operation, user, admin = self._requester(message)
         job_id = self.ops._job_id(operation)
         self.ops.jobs.authorize(self.ops.jobs.get(job_id), user, admin)
-        group = message.job_attributes
-        if group is None or not group.attributes:
-            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "no job attributes to set")
-        refused = [a for a in group.attributes if a.name not in JOB_SETTABLE]
-        if refused:
-            raise _not_settable(refused, ", ".join(a.name for a in refused))
+        group = _to_set(message.job_attributes, JOB_SETTABLE, "job")
         template = [a for a in group.attributes if a.name != "job-name"]
         unsupported = check_job_template(template, self.ops.printer.job_template_checks)
         unsupported += [a for a in group.attributes if a.name == "job-name" and
@@ -220,14 +204,6 @@ class AdministrationOperations:
         if (name := _value(operation, "job-name", NAME_TAGS)) is not None:
             changes["name"] = str(name)[:255]
         return self._copy(message, context, changes, warnings)
-
-    def cancel_current_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.cancel_current(context.queue, by=self._admin(message))
-        return self._ok(message)
-
-    def suspend_current_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        self.admin.suspend_current(context.queue, by=self._admin(message))
-        return self._ok(message)
 
     def resume_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation, user, admin = self._requester(message)
@@ -331,12 +307,8 @@ class AdministrationOperations:
     def set_document_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation, user, admin = self._requester(message)
         groups = message.groups_of(Tag.DOCUMENT)
-        if not groups or not groups[0].attributes:
-            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "no document attributes to set")
-        refused = [a for a in groups[0].attributes if a.name not in DOCUMENT_SETTABLE]
-        if refused:
-            raise _not_settable(refused, ", ".join(a.name for a in refused))
-        name = _value(groups[0], "document-name", NAME_TAGS)
+        group = _to_set(groups[0] if groups else None, DOCUMENT_SETTABLE, "document")
+        name = _value(group, "document-name", NAME_TAGS)
         self.admin.name_document(self.ops._job_id(operation), self._document_number(operation), str(name),
                                  requester=user, admin=admin)  # fmt: skip
         return self._ok(message)
