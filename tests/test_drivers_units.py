@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 from pathlib import Path
+
+import pytest
 
 from drivers import DocumentStats, JobOptions, PageInfo, analyze_file, combine
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, detect, sniff
@@ -181,3 +184,23 @@ def test_walk_bitmap_matches_reference(page, trailer: bytes) -> None:
     end, colour = walk_bitmap(data + trailer, 0, height, width * unit, unit, False, check)
     assert end == len(data)
     assert colour == any(_is_colour(unit, p) for p in pixels)
+
+
+@pytest.mark.parametrize("numpy_installed", [True, False])
+def test_ascii85_content_streams_decode_with_and_without_numpy(monkeypatch: pytest.MonkeyPatch,
+                                                               numpy_installed: bool) -> None:  # fmt: skip
+    """PDF writers end ASCII85 streams with "~>", often without the "<~" start: both decoders take it
+    (numpy is optional; without it the standard library decodes, and used to refuse the end marker)."""
+    import base64
+    import importlib.util
+
+    from drivers.pdf import _a85
+
+    if numpy_installed and importlib.util.find_spec("numpy") is None:
+        pytest.skip("numpy is not installed")
+    if not numpy_installed:
+        monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy raises ImportError
+    text = b"BT /F1 12 Tf 72 720 Td (Hello) Tj ET\n" * 3
+    encoded = base64.a85encode(text, adobe=True, wrapcol=40)
+    for data in (encoded, encoded[2:], encoded[2:] + b"\n"):
+        assert _a85(data) == text
