@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from spooler.config import QueueConfig, ServerConfig
 from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.health import DOWN, UP, HealthTracker
-from spooler.model import DeliveryError, Job, JobState, Mode, Route
+from spooler.model import DeliveryError, Job, JobNotFound, JobState, Mode, Route
 from spooler.router import Decision, mode, route
 from spooler.states import transition
 from spooler.store import JobStore
@@ -360,8 +360,12 @@ class Dispatcher:
         self.wake(0, lane.name)
 
     def _fresh(self, job: Job) -> Job | None:
-        """The job as stored now, if it is still the one being delivered (it may have been canceled)."""
-        current = self._store.get(job.job_id)
+        """The job as stored now, if it is still the one being delivered (it may have been canceled,
+        or canceled and purged: IPP Purge-Jobs)."""
+        try:
+            current = self._store.get(job.job_id)
+        except JobNotFound:
+            return None
         return current if current.state == JobState.PROCESSING else None
 
     def _delivered(self, receipt: DeliveryReceipt, job: Job, target: _Target) -> None:

@@ -86,13 +86,16 @@ class QueueAdministration:
 
     def set_texts(self, queue: str, texts: dict[str, str], *, by: str) -> None:
         """Set-Printer-Attributes: printer-info, -location, -message-from-operator, -organization,
-        -organizational-unit (kept across restarts). An empty text clears it."""
+        -organizational-unit (kept across restarts). An empty text goes back to the configured one."""
         settings = self.jobs.settings.queue(queue)
         for name, value in texts.items():
             if name not in SETTABLE_TEXTS:
                 raise NotPossible(f"{name} cannot be set")
-            cleaned = "".join(ch for ch in value if ch.isprintable())[:SETTABLE_TEXTS[name]]
-            settings.texts[name] = cleaned
+            cleaned = "".join(ch for ch in value if ch.isprintable())[:SETTABLE_TEXTS[name]].strip()
+            if cleaned:
+                settings.texts[name] = cleaned
+            else:
+                settings.texts.pop(name, None)  # back to what the configuration says
         settings.config_changed_at = self._now()
         self.jobs.settings.save()
         log.info("Queue {queue}: {names} set by {by}", spool_event="printer_attributes_set", queue=queue, by=by,

@@ -85,6 +85,10 @@ def test_printer_texts_are_set_by_an_administrator_and_kept(rig: Rig, client: Cl
     assert supported is not None and supported["printer-location"].values[0].tag == Tag.ADMIN_DEFINE
     restarted = Client(build_ipp_site(Rig(rig.config.state_dir.parent).service, rig.config, rig.clock))
     assert printer(restarted, "printer-location")["printer-location"] == "Room 12, 2nd floor"
+    cleared = call(client, Operation.SET_PRINTER_ATTRIBUTES, user="root",
+                   group=(Tag.PRINTER, [Attribute.text("printer-location", "")]))  # fmt: skip
+    assert status_of(cleared) == Status.SUCCESSFUL_OK
+    assert printer(client, "printer-location")["printer-location"] == rig.config.ipp.location  # the configured one
 
 
 def test_shutdown_stops_everything_until_startup(rig: Rig, client: Client) -> None:
@@ -193,6 +197,9 @@ def test_cancel_jobs_and_purge_jobs(rig: Rig, client: Client) -> None:
     rig.store.record_maker = RecordMaker(device="d", spool_id=rig.store.spool_id)
     rig.service.pause_printer(by="test")
     jobs = [job_id_of(print_job(client)) for _ in range(3)]
+    rig.service.resume_printer(by="test")
+    rig.clock.advance(0)  # jobs[0] is being delivered
+    rig.service.pause_printer(by="test")
     call(client, Operation.CANCEL_JOBS, Attribute.integer("job-ids", jobs[0], jobs[1]), user="root")
     assert [rig.store.get(job).state for job in jobs] == [JobState.CANCELED, JobState.CANCELED, JobState.PENDING]
     again = call(client, Operation.CANCEL_JOBS, Attribute.integer("job-ids", jobs[0], jobs[2]), user="root")
@@ -200,6 +207,7 @@ def test_cancel_jobs_and_purge_jobs(rig: Rig, client: Client) -> None:
     files = [rig.config.spool_dir / d.file_name for job in jobs for d in rig.store.documents(job)]
     assert status_of(call(client, Operation.PURGE_JOBS, user="root")) == Status.SUCCESSFUL_OK
     assert rig.store.list_jobs() == [] and not any(path.exists() for path in files)
+    assert rig.backend.canceled == 1 and rig.dispatcher.busy_with is None  # the delivery was cut off
     assert [rig.store.record_of(job) is not None for job in jobs] == [True] * 3  # accounting keeps them
 
 

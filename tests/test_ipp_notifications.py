@@ -173,3 +173,16 @@ def test_printer_events_follow_the_administrator(rig: Rig, client: Client) -> No
     assert kinds == ["printer-stopped", "printer-state-changed", "printer-state-changed", "printer-config-changed"]
     accepting = [group["printer-is-accepting-jobs"].first for group in got.groups_of(Tag.EVENT_NOTIFICATION)]
     assert accepting == [True, True, False, False]
+
+
+def test_what_happened_while_nobody_subscribed_is_not_told_as_new(rig: Rig, client: Client) -> None:
+    """Once every subscription is gone the notifier forgets what it saw; the next subscriber's events
+    are still right: a job made in between is not announced as created when it changes."""
+    [first] = subscription_ids(subscribe(client, pull("job-state-changed"), user="root"))
+    client.call(ipp_request(Operation.CANCEL_SUBSCRIPTION, Attribute.integer("notify-subscription-id", first),
+                            user="root"))  # fmt: skip
+    rig.service.pause_printer(by="test")
+    job_id = job_id_of(print_job(client))  # nobody is subscribed
+    [second] = subscription_ids(subscribe(client, pull("job-state-changed")))
+    client.call(ipp_request(Operation.HOLD_JOB, Attribute.integer("job-id", job_id)))
+    assert events(notifications(client, second)) == [("job-state-changed", job_id, 4)]

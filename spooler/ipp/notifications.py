@@ -110,8 +110,16 @@ class Notifier:
             status = self._printer_status(queue)
             self._printers[queue] = (status.state, status.reasons, status.accepting)
 
+    def _idle(self) -> bool:
+        """Nobody subscribes: nothing to do, and what was seen is forgotten (primed again later)."""
+        if self.primed and not len(self.subscriptions):
+            self.primed = False
+            self._jobs.clear()
+            self._printers.clear()
+        return not self.primed
+
     def job_changed(self, job: Job) -> None:
-        if not self.primed or not len(self.subscriptions):
+        if self._idle():
             return
         before = self._jobs.get(job.job_id)
         mark = _mark(job)
@@ -140,7 +148,7 @@ class Notifier:
     def printer_changed(self, queue: str | None, kind: str | None) -> None:
         """A queue's printer (None: every queue) changed; `kind` is the event if the caller knows it,
         else printer-state-changed if its state, reasons or acceptance changed."""
-        if not self.primed or not len(self.subscriptions):
+        if self._idle():
             return
         for name in [queue] if queue is not None else self._queues():
             status = self._printer_status(name)
