@@ -197,7 +197,9 @@ class Spooler(ManagedProcess):
         path = self.state_dir / "log" / "spool.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # The daemon may be writing a line right now: only lines that end in a newline are whole.
+        whole = path.read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.log_records() if r["event"] == name]
