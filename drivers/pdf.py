@@ -487,22 +487,22 @@ _WHITESPACE = b" \t\r\n\f\x00"
 def _a85(data: bytes) -> bytes:
     """ASCII85 decoding, vectorised with numpy when it is installed (the standard library's is
     slow on many pages)."""
+    data = data.translate(None, _WHITESPACE)
+    if data.startswith(b"<~"):
+        data = data[2:]
+    end = data.find(b"~>")  # the end of the data (a PDF stream has it, without the opening "<~")
+    if end >= 0:
+        data = data[:end]
     try:
         import numpy
     except ImportError:
         import base64
 
         try:
-            return base64.a85decode(data.translate(None, _WHITESPACE), adobe=data.lstrip().startswith(b"<~"))
+            return base64.a85decode(data)
         except ValueError:
             raise AnalysisError("bad ASCII85 data in a content stream") from None
 
-    data = data.translate(None, _WHITESPACE)
-    if data.startswith(b"<~"):
-        data = data[2:]
-    end = data.find(b"~>")
-    if end >= 0:
-        data = data[:end]
     data = data.replace(b"z", b"!!!!!")
     pad = -len(data) % 5
     digits = numpy.frombuffer(data + b"u" * pad, numpy.uint8).astype(numpy.int64) - 33
