@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from spooler.centralapi import CentralApi, CentralApiError
 from spooler.config import Config
+from spooler.login.budget import FailureBudgets
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import is_revoked
 from spooler.login.keys import LoginKeys
@@ -64,17 +65,22 @@ def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
 
 class LoginRuntime(MultiService):
     def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None) -> None:  # fmt: skip
+                 server_known_down: Callable[[], bool] | None = None,
+                 budgets: FailureBudgets | None = None) -> None:  # fmt: skip
+        """`budgets`: the failure counts (opened on STATE/login.db here if not given)."""
         super().__init__()
         self.setName("login")
         self.config = config
         self.reactor = reactor
         self.cache = open_cache(config)
         self.cache.purge(reactor.seconds())
+        self._own_budgets = budgets is None
+        self.budgets = budgets or FailureBudgets.open(config.login_cache_path, reactor)
         api_url = config.server.api_url if config.server is not None else None
         self.api = CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
-                                    run_in_thread=run_in_thread, server_known_down=server_known_down)  # fmt: skip
+                                    run_in_thread=run_in_thread, server_known_down=server_known_down,
+                                    budgets=self.budgets)  # fmt: skip
         self.sync: UserSync | None = None
         if self.api is not None:
             self.sync = UserSync(reactor, self.cache, self.api, device=config.device.name,
@@ -98,6 +104,8 @@ class LoginRuntime(MultiService):
 
         def close(passthrough: object) -> object:
             self.cache.close()
+            if self._own_budgets:
+                self.budgets.close()
             return passthrough
 
         return maybeDeferred(lambda: result).addBoth(close)
@@ -122,6 +130,8 @@ class LoginRuntime(MultiService):
     def _rotate(self) -> dict[str, Any]:
         key_id = self.cache.rotate()
         log.info("Login cache key rotated", spool_event="login_key_rotated", key_id=key_id)
+        if self.sync is not None:
+            self.sync.scheduled()  # the synced PINs and cards get their index (made under the old key) back
         return {"key_id": key_id, "entries": len(self.cache.entries)}
 
     @staticmethod
