@@ -5,9 +5,9 @@ operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs)
 Private print (PWG 5100.11 job-password): Print-Job and Create-Job with `job-password` (octetString,
 job-password-encryption "none") make a job held until released with that key; Release-Job of a
 private job (from PJL HOLDKEY too) takes the key in the same `job-password` operation attribute.
-Job privacy (CUPS's JobPrivateValues default): with authentication on, Get-Jobs and
-Get-Job-Attributes leave out job-name and job-originating-user-name of jobs that are neither the
-authenticated requester's nor asked for by an admin."""
+Job privacy (CUPS's JobPrivateValues and JobPrivateAccess defaults): with authentication on,
+Get-Jobs and Get-Job-Attributes leave out job-name and job-originating-user-name of jobs that are
+neither the requester's nor asked for by an admin."""
 
 from __future__ import annotations
 
@@ -542,14 +542,16 @@ class PrinterOperations:
         requested = self._requested(operation)
         response = response_for(message, Status.SUCCESSFUL_OK)
         response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds(),
-                                                    hidden=self._hidden_from(job, context)))  # fmt: skip
+                                                    hidden=self._hidden_from(job, operation)))  # fmt: skip
         return response
 
-    def _hidden_from(self, job: Job, context: RequestContext) -> frozenset[str]:
-        """The private values of `job` that this requester does not see (none if it is theirs)."""
+    def _hidden_from(self, job: Job, operation: AttributeGroup) -> frozenset[str]:
+        """The private values of `job` that this requester does not see (none if it is theirs or
+        they are an admin). The requester is CUPS's: the authenticated user (who replaced
+        requesting-user-name), else the requesting-user-name of an anonymous request."""
         if not self.job_privacy:
             return frozenset()
-        requester = context.user  # with authentication on, requesting-user-name is only a claim
+        requester = self._user(operation)
         if requester is not None and (requester == job.user or requester in self.admin_users):
             return frozenset()
         return PRIVATE_JOB_VALUES
@@ -587,7 +589,7 @@ class PrinterOperations:
         response = response_for(message, Status.SUCCESSFUL_OK)
         for job in jobs:
             response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds(),
-                                                        hidden=self._hidden_from(job, context)))  # fmt: skip
+                                                        hidden=self._hidden_from(job, operation)))  # fmt: skip
         return response
 
     @staticmethod

@@ -45,16 +45,18 @@ def open_cache(config: Config) -> CredentialCache:
 
 
 def user_rows(cache: CredentialCache, now: float) -> list[dict[str, Any]]:
-    """Who can log in offline and until when (`spooler users list`)."""
+    """Who can log in offline and until when (`spooler users list`); `indexed`: the PINs and cards
+    found by one lookup (the others cost a scan of the verifiers not in the index)."""
     rows = []
     for name in sorted(cache.entries):
         entry = cache.entries[name]
         live = [c for c in entry.credentials.values() if not is_revoked(name, c, cache.revocations)]
         kinds = sorted({c.kind for c in live})
         state = "revoked" if not live else "expired" if entry.expires_at <= now else "ok"
+        indexed = sum(1 for c in live if c.kind != "password" and cache.is_indexed(c))
         rows.append({"user": name, "full_name": entry.profile.get("full_name", ""), "state": state,
                      "valid_until": entry.expires_at, "methods": kinds, "credentials": len(live),
-                     "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
+                     "indexed": indexed, "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
     return rows
 
 
