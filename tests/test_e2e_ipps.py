@@ -147,17 +147,27 @@ CANCEL_AS = """{{
 """
 
 
-def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
-    spooler_factory: SpoolerFactory, tmp_path: Path,
-) -> None:  # fmt: skip
-    # An unreachable device: the job stays pending, so cancelling it is possible.
-    spooler = ipps_spooler(spooler_factory, device__uri="socket://127.0.0.1:9", device__retry_initial="1h",
-                           device__retry_max="1h")  # fmt: skip
-    port = spooler.ipps_port  # type: ignore[attr-defined]
+def pending_spooler(factory: SpoolerFactory) -> Spooler:
+    """An ipps spooler with Basic auth whose device is unreachable: its jobs stay pending."""
+    return ipps_spooler(factory, device__uri="socket://127.0.0.1:9", device__retry_initial="1h",
+                        device__retry_max="1h")  # fmt: skip
+
+
+def print_test(tmp_path: Path, requester: str, job_name: str = "owned") -> Path:
+    """An ipptool test that prints a small text file as `requester`, named `job_name`."""
     document = tmp_path / "page.txt"
     document.write_text("hello over ipps\n")
     tests = tmp_path / "print.test"
-    tests.write_text(PRINT_AS.format(requester="bob", file=document))
+    tests.write_text(PRINT_AS.format(requester=requester, file=document).replace('"owned"', f'"{job_name}"'))
+    return tests
+
+
+def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
+    spooler_factory: SpoolerFactory, tmp_path: Path,
+) -> None:  # fmt: skip
+    spooler = pending_spooler(spooler_factory)  # the job stays pending, so cancelling it is possible
+    port = spooler.ipps_port  # type: ignore[attr-defined]
+    tests = print_test(tmp_path, "bob")
     alice = f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print"
     bob = f"ipps://bob:{PASSWORDS['bob']}@127.0.0.1:{port}/ipp/print"
 
@@ -220,13 +230,9 @@ def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
 def test_other_users_do_not_see_my_jobs_names_or_owner(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
     """Issue 14, finding 8: CUPS's JobPrivateValues/JobPrivateAccess defaults, seen with CUPS's own
     get-jobs.test (anonymous) and with Basic credentials."""
-    spooler = ipps_spooler(spooler_factory, device__uri="socket://127.0.0.1:9", device__retry_initial="1h",
-                           device__retry_max="1h")  # fmt: skip
+    spooler = pending_spooler(spooler_factory)
     port = spooler.ipps_port  # type: ignore[attr-defined]
-    document = tmp_path / "payslip.txt"
-    document.write_text("salary\n")
-    tests = tmp_path / "print.test"
-    tests.write_text(PRINT_AS.format(requester="alice", file=document).replace('"owned"', '"Payslip-Nov-Alice"'))
+    tests = print_test(tmp_path, "alice", "Payslip-Nov-Alice")
     output = ipptool(f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print", "-tv", str(tests))
     assert "[PASS]" in output, output[-2000:]
 

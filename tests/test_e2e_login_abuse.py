@@ -11,7 +11,6 @@ from many loopback addresses (127.0.0.x, as an attacker on the office LAN rotate
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
 from collections.abc import Iterator
@@ -19,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, free_port, wait_for
 from test_e2e_login import find_secrets
+from test_e2e_terminal import TerminalClient as Terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -32,41 +32,9 @@ USERS = {"users": [
 ], "revocations": []}  # fmt: skip
 
 
-class Terminal:
-    """A client of the terminal's JSON API from one source address, with its session cookie."""
-
-    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
-        self.port, self.source = port, source
-        self.cookie: str | None = None
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=(self.source, 0))
-        headers = {"Content-Type": "application/json"} if method == "POST" else {}
-        if self.cookie:
-            headers["Cookie"] = f"spooler_terminal={self.cookie}"
-        try:
-            connection.request(method, "/api/v1/" + path, json.dumps(body or {}) if method == "POST" else None, headers)
-            response = connection.getresponse()
-            data = response.read()
-            for name, value in response.getheaders():
-                if name.lower() == "set-cookie" and value.startswith("spooler_terminal="):
-                    self.cookie = value.split(";")[0].split("=", 1)[1] or None
-        finally:
-            connection.close()
-        return response.status, json.loads(data)
-
-    def login(self, secret: str, method: str = "pin", user: str | None = None) -> tuple[int, dict[str, Any]]:
-        body: dict[str, Any] = {"method": method, "secret": secret}
-        if user is not None:
-            body["user"] = user
-        return self.call("POST", "login", body)
-
-
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
+    server = RefServer.with_users(USERS)
     yield server.start()
     server.cleanup()
 

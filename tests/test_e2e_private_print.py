@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 from test_e2e_login import find_secrets
-from test_e2e_login_abuse import Terminal
+from test_e2e_terminal import TerminalClient as Terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -61,9 +61,7 @@ def release_over_ipp(spooler: Spooler, tmp_path: Path, job_id: int, user: str, p
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
+    server = RefServer.with_users(USERS)
     yield server.start()
     server.cleanup()
 

@@ -348,6 +348,7 @@
   $("logout").addEventListener("click", logout);
   $("refresh").addEventListener("click", () => { touch(); load(); });
   $("release-all").addEventListener("click", releaseAll);
+  $("key-keypad").replaceChildren(...Array.from($("keypad").children, (b) => b.cloneNode(true)));
   document.querySelectorAll("#key-keypad button").forEach((b) => b.addEventListener("click", () => keyPad(b.dataset.key)));
   $("key-entry").addEventListener("submit", (event) => { event.preventDefault(); sendKey(); });
   $("key-cancel").addEventListener("click", cancelKey);
