@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from spooler.central.base import CentralBackend
 from spooler.centralapi import CentralApi, CentralApiError
 from spooler.config import Config
 from spooler.login.budget import FailureBudgets
@@ -67,9 +68,10 @@ def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
 
 class LoginRuntime(MultiService):
     def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None,
+                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None,
                  budgets: FailureBudgets | None = None) -> None:  # fmt: skip
-        """`budgets`: the failure counts (opened on STATE/login.db here if not given)."""
+        """`backend`: the central server's (spooler.central.make_backend); by default the generic API of
+        [server] api_url. `budgets`: the failure counts (opened on STATE/login.db here if not given)."""
         super().__init__()
         self.setName("login")
         self.config = config
@@ -79,7 +81,7 @@ class LoginRuntime(MultiService):
         self._own_budgets = budgets is None
         self.budgets = budgets or FailureBudgets.open(config.login_cache_path, reactor)
         api_url = config.server.api_url if config.server is not None else None
-        self.api = CentralApi(reactor, api_url) if api_url else None
+        self.api: CentralBackend | None = backend if backend is not None else CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
                                     run_in_thread=run_in_thread, server_known_down=server_known_down,
                                     budgets=self.budgets)  # fmt: skip
