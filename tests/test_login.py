@@ -639,3 +639,14 @@ def test_a_fingerprint_counts_only_for_the_verifier_it_was_made_with(rig: Any) -
     rig.down[0] = True
     assert login(service, "1234").reason == "invalid"  # type: ignore[union-attr]
     assert login(service, "5678", terminal="t2").user == "alice"  # type: ignore[union-attr]
+
+
+def test_naming_each_user_in_turn_does_not_multiply_pin_guesses(rig: Any) -> None:
+    """A PIN login that names a user still counts for the device: 100 users named in turn would
+    otherwise give 100 budgets to PIN guesses."""
+    for number in range(12):
+        rig.cache.put(entry(f"user{number}", cred("pin-1", secret=f"{number:04d}99"), expires=rig.clock.seconds() + 60))
+    rig.down[0] = True
+    service = rig.service()
+    reasons = [login(service, "000000", user=f"user{n}", terminal=f"t{n}").reason for n in range(12)]  # type: ignore[union-attr]
+    assert reasons[:10] == ["invalid"] * 10 and reasons[10:] == ["locked", "locked"]

@@ -3,8 +3,9 @@
 LoginRefused with a machine reason and a sentence for the terminal.
 
 Guessing is bounded by failure budgets (spooler.login.budget), charged before a secret is checked:
-per terminal, per user for a login that names one, and per device for a PIN or card login (which
-names no user, so only the device as a whole can count its guesses). A success gives back only its
+per terminal, per user for a login that names one, and per device for every PIN or card login (one
+that names no user can only be counted by the device as a whole; one that names a user is counted
+there too, or guessers would name each user in turn). A success gives back only its
 own charge; a password login's success also clears its user's count.
 
 Finding the credential: a password is checked against its user's one verifier (or a dummy one of the
@@ -127,12 +128,13 @@ class LoginService:
         return self._login(method, secret, user or None, terminal)
 
     def scopes(self, method: str, user: str | None, terminal: str) -> list[tuple[str, BudgetPolicy]]:
-        """The failure budgets an attempt is charged to: its terminal, and its user if it names one,
-        else the device (per method: guessing PINs does not lock card logins)."""
+        """The failure budgets an attempt is charged to: its terminal; its user if it names one; and
+        for a PIN or card the device (per method: guessing PINs does not lock card logins), also when
+        a user is named, or naming each user in turn would give every user's budget to PIN guesses."""
         scopes = [(f"terminal:{terminal}", self.user_policy)]
         if user:
             scopes.append((f"user:{user}", self.user_policy))
-        else:
+        if method != "password":
             scopes.append((f"device:{method}", self.device_policy))
         return scopes
 
