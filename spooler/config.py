@@ -86,6 +86,8 @@ class LimitsConfig:
     max_job_size: int = 2 * 1024**3
     idle_timeout: float = 300.0
     max_connections: int = 100
+    max_connections_per_address: int = 32  # on the HTTP listeners (IPP, IPPS, terminal, login sharing)
+    header_timeout: float = 20.0  # an HTTP request's head must arrive within this, whatever trickles in
     max_compression_ratio: float = 100.0  # a gzip/deflate IPP document expands at most this much; 0: no limit
 
 
@@ -687,7 +689,8 @@ def config_from_mapping(
                                 "max_request_size", "multiple_operation_timeout", "authentication", "users_file",
                                 "allow_basic_without_tls", "tls_certificate", "tls_key"))  # fmt: skip
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
-    limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections", "max_compression_ratio"))
+    limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections", "max_connections_per_address",
+                                      "header_timeout", "max_compression_ratio"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
     device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket",))
@@ -772,6 +775,9 @@ def config_from_mapping(
             max_job_size=_get(limits, "limits", "max_job_size", parse_size, LimitsConfig.max_job_size),
             idle_timeout=_get(limits, "limits", "idle_timeout", _positive_duration, LimitsConfig.idle_timeout),
             max_connections=_get(limits, "limits", "max_connections", _positive_int, LimitsConfig.max_connections),
+            max_connections_per_address=_get(limits, "limits", "max_connections_per_address", _positive_int,
+                                             LimitsConfig.max_connections_per_address),
+            header_timeout=_get(limits, "limits", "header_timeout", _positive_duration, LimitsConfig.header_timeout),
             max_compression_ratio=_get(limits, "limits", "max_compression_ratio", _ratio,
                                        LimitsConfig.max_compression_ratio),
         ),

@@ -18,11 +18,10 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from spooler import __version__
 from spooler.accounting import RecordMaker
-from spooler.admin import AdminResource
+from spooler.admin import AdminResource, build_admin_site
 from spooler.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
@@ -35,6 +34,7 @@ from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
 from spooler.groupcommit import CommitThread
 from spooler.store import JobStore
+from spooler.web import HttpLimits
 
 log = Logger(namespace="spooler.service")
 
@@ -128,15 +128,6 @@ def thread_runner(reactor: Any) -> RunInThread:
     return run_in_thread
 
 
-class QuietSite(Site):
-    """The admin API's site: no access log lines (the spool log records what the requests change)."""
-
-    noisy = False
-
-    def log(self, request: object) -> None:
-        pass
-
-
 class SpoolerService(MultiService):
     def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None) -> None:
         super().__init__()
@@ -225,8 +216,8 @@ class SpoolerService(MultiService):
 
         self.central = make_backend(config, self.reactor, self.run_in_thread)  # a missing secret stops the start
         self._start_login()
-        admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
-        admin_site.displayTracebacks = False
+        admin_site = build_admin_site(AdminResource(self.jobs, self.status, login=self.login_runtime), self.reactor,
+                                      max_connections=config.limits.max_connections)  # fmt: skip
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
         retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
@@ -354,7 +345,7 @@ class SpoolerService(MultiService):
         settings = self.config.terminal
         resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
                                     session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
-        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
+        site = TerminalSite(resource, clock=self.reactor, limits=HttpLimits.from_config(self.config.limits, idle_timeout=60.0))
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _advertiser(self) -> Any:

@@ -6,12 +6,13 @@
 #   ghostscript    gs, to make the documents ipptool's suites print (PDF, PostScript, JPEG, PWG raster)
 #   cups-filters   pdftopdf & co., which CUPS runs for a driverless (-m everywhere) queue
 #   netcat-openbsd nc
+#   curl           sends the oversized and chunked bodies and holds the slow connections in test_e2e_web_limits
 #   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
 #   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
 #                  which uses this system browser: never `playwright install`)
 set -eu
-packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils chromium"
+packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd curl qpdf poppler-utils chromium"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

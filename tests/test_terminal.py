@@ -562,15 +562,19 @@ def test_bad_terminal_settings_are_named(tmp_path: Path, section: dict[str, Any]
     assert caught.value.key == key and words in caught.value.problem
 
 
-def test_connections_beyond_the_limit_are_closed(tmp_path: Path) -> None:
-    from twisted.internet.error import ConnectionDone
-    from twisted.python.failure import Failure
+def test_a_full_terminal_makes_room_by_closing_its_most_silent_connection(tmp_path: Path) -> None:
+    from spooler.web import HttpLimits
 
     made = Terminal(tmp_path)
-    site = TerminalSite(made.resource, clock=made.rig.clock, max_connections=2)
+    site = TerminalSite(made.resource, clock=made.rig.clock, limits=HttpLimits(max_connections=2))
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
-    first, second = site.buildProtocol(peer), site.buildProtocol(peer)
-    assert first is not None and second is not None and site.buildProtocol(peer) is None
-    first.makeConnection(StringTransport(peerAddress=peer))
-    first.connectionLost(Failure(ConnectionDone()))
-    assert site.connections == 1 and site.buildProtocol(peer) is not None
+    channels, transports = [], []
+    for _ in range(2):
+        channels.append(site.buildProtocol(peer))
+        transports.append(StringTransport(peerAddress=peer))
+        channels[-1].makeConnection(transports[-1])
+        made.tick(1)
+    channels[1].dataReceived(b"GET /api/v1/sess")  # has sent something: goes after the silent one
+    third = site.buildProtocol(peer)
+    assert third is not None and len(site.connections) == 1
+    assert transports[0].disconnected and not transports[1].disconnecting  # the silent one went
