@@ -426,15 +426,18 @@ def test_i_see_only_my_held_jobs_with_pages_colour_and_time(terminal: Terminal) 
     mine = terminal.held_job("alice", "Quarterly report", ANALYSED)
     terminal.held_job("bob", "Bob's secret plans")
     unknown = terminal.held_job("alice", "Scan", {"status": "unknown", "pages": 0})
+    no_colour = terminal.held_job("alice", "Fax", {"status": "ok", "pages": 2, "sheets": 2,
+                                                   "color_impressions": None, "mono_impressions": None})
     client = terminal.client()
     client.login("1234")
     jobs = client.jobs()
-    assert [job["id"] for job in jobs] == [mine, unknown]
+    assert [job["id"] for job in jobs] == [mine, unknown, no_colour]
     first = jobs[0]
     assert (first["name"], first["pages"], first["color"], first["held_offline"]) == ("Quarterly report", 3, "color",
                                                                                        True)  # fmt: skip
     assert first["time"] == terminal.rig.store.get(mine).created_at
     assert (jobs[1]["pages"], jobs[1]["color"]) == (None, None)  # not known: not guessed
+    assert (jobs[2]["pages"], jobs[2]["color"]) == (2, None)  # pages known, colour not: not "mono"
     status, _, body = client.request("GET", "/api/v1/jobs")
     assert body["user"] == "alice" and body["mode"] == "online"
 
