@@ -363,6 +363,13 @@ class RefServer(ManagedProcess):
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
 
+    @classmethod
+    def with_users(cls, users: dict[str, Any], **options: Any) -> RefServer:
+        """A server (not started) in a fresh short folder, serving the users file made of `users`."""
+        root = short_tempdir("rs")
+        (root / "users.json").write_text(json.dumps(users))
+        return cls(root, users=root / "users.json", **options)
+
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}/api/v1"
