@@ -242,8 +242,9 @@ class AdministrationOperations:
             raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "document-number is missing")
         return int(number)
 
-    def _document(self, job: Job, document: Document, context: RequestContext) -> list[Attribute]:
-        """A document's attributes (PWG 5100.5)."""
+    def _document(self, job: Job, document: Document, context: RequestContext,
+                  operation: AttributeGroup) -> list[Attribute]:  # fmt: skip
+        """A document's attributes (PWG 5100.5); its name is private as the job's name is."""
         canceled = document.number in (job.attributes.get("canceled_documents") or ())
         state = 7 if canceled else _DOCUMENT_STATES[job.state]
         reasons = "document-canceled-by-user" if canceled else {3: "queued", 5: "processing-to-stop-point", 6: "none",
@@ -260,7 +261,8 @@ class AdministrationOperations:
             Attribute.enum("document-state", state),
             Attribute.keyword("document-state-reasons", reasons),
             Attribute.mime("document-format", document.document_format),
-            Attribute.name("document-name", name[:255]),
+            *([] if "job-name" in self.ops._hidden_from(job, operation) else
+              [Attribute.name("document-name", name[:255])]),
             Attribute.integer("k-octets", min((document.size + 1023) // 1024, 0x7FFFFFFF)),
             Attribute.integer("time-at-creation", int(job.created_at)),
         ]
@@ -276,7 +278,7 @@ class AdministrationOperations:
         if document is None:
             raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"job {job.job_id} has no document {number}")
         requested = self.ops._requested(operation)
-        attributes = self._document(job, document, context)
+        attributes = self._document(job, document, context, operation)
         if requested is not None and "all" not in requested and "document-description" not in requested:
             attributes = [a for a in attributes if a.name in requested]
         response = self._ok(message)
@@ -292,7 +294,7 @@ class AdministrationOperations:
         requested = self.ops._requested(operation) or {"document-number"}
         response = self._ok(message)
         for document in documents:
-            attributes = self._document(job, document, context)
+            attributes = self._document(job, document, context, operation)
             if "all" not in requested and "document-description" not in requested:
                 attributes = [a for a in attributes if a.name in requested]
             response.add_group(Tag.DOCUMENT, *attributes)

@@ -139,7 +139,7 @@ class Notifier:
             self._jobs.pop(job.job_id, None)
         else:
             self._jobs[job.job_id] = mark
-        self.subscriptions.publish(kind, queue=job.queue, text=f"Job {job.job_id} {job.state.keyword}: {job.name}",
+        self.subscriptions.publish(kind, queue=job.queue, text=f"Job {job.job_id} {job.state.keyword}",
                                    job=_job_snapshot(job), printer=self._printer(job.queue))  # fmt: skip
         if job.state.is_final:
             self.subscriptions.job_ended(job.job_id)
@@ -167,7 +167,8 @@ class Notifier:
 
 def _job_snapshot(job: Job) -> dict[str, Any]:
     return {"job-id": job.job_id, "job-state": int(job.state), "job-state-reasons": job.reason or "none",
-            "job-name": job.name, "job-impressions-completed": int(job.attributes.get("impressions_reported") or 0)}
+            "job-name": job.name, "job-impressions-completed": int(job.attributes.get("impressions_reported") or 0),
+            "owner": job.user}
 
 
 def _printer_snapshot(status: PrinterStatus) -> dict[str, Any]:
@@ -388,6 +389,11 @@ class SubscriptionOperations:
         return response
 
     def _notification(self, subscription: Subscription, event: Event, context: RequestContext) -> list[Attribute]:
+        """One event notification. A job's name is private as in Get-Jobs (ipp job privacy): a
+        subscriber who is neither the job's owner nor an admin does not see it."""
+        private = event.job is not None and self.ops.job_privacy and subscription.owner != event.job["owner"] \
+            and subscription.owner not in self.ops.admin_users
+        text = event.text if event.job is None or private else f"{event.text}: {event.job['job-name']}"
         attributes = [
             Attribute.charset("notify-charset", subscription.charset),
             Attribute.language("notify-natural-language", subscription.language),
@@ -397,7 +403,7 @@ class SubscriptionOperations:
             Attribute.keyword("notify-subscribed-event", event.kind),
             Attribute.integer("printer-up-time", max(1, int(event.time))),
             Attribute.integer("notify-sequence-number", event.sequence),
-            Attribute.text("notify-text", event.text[:1023]),
+            Attribute.text("notify-text", text[:1023]),
         ]
         if subscription.user_data:
             attributes.append(Attribute.octets("notify-user-data", subscription.user_data))
@@ -406,7 +412,7 @@ class SubscriptionOperations:
                 Attribute.integer("job-id", event.job["job-id"]),
                 Attribute.enum("job-state", event.job["job-state"]),
                 Attribute.keyword("job-state-reasons", event.job["job-state-reasons"]),
-                Attribute.name("job-name", event.job["job-name"][:255]),
+                *([] if private else [Attribute.name("job-name", event.job["job-name"][:255])]),
                 Attribute.integer("job-impressions-completed", event.job["job-impressions-completed"]),
             ]
         if event.printer:
