@@ -713,7 +713,7 @@ class JobService:
 
     def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
         return job

@@ -186,3 +186,15 @@ def test_what_happened_while_nobody_subscribed_is_not_told_as_new(rig: Rig, clie
     [second] = subscription_ids(subscribe(client, pull("job-state-changed")))
     client.call(ipp_request(Operation.HOLD_JOB, Attribute.integer("job-id", job_id)))
     assert events(notifications(client, second)) == [("job-state-changed", job_id, 4)]
+
+
+def test_with_job_privacy_other_users_events_do_not_name_the_job(rig: Rig, client: Client, site: object) -> None:
+    """As Get-Jobs with IPP authentication: a subscriber sees the names of their own jobs only."""
+    site.operations.job_privacy = True  # type: ignore[attr-defined]  # on when [ipp] authentication is basic
+    [bob] = subscription_ids(subscribe(client, pull("job-created"), user="bob"))
+    [alice] = subscription_ids(subscribe(client, pull("job-created"), user="alice"))
+    print_job(client, user="alice")
+    [theirs] = notifications(client, bob, user="bob").groups_of(Tag.EVENT_NOTIFICATION)
+    [own] = notifications(client, alice).groups_of(Tag.EVENT_NOTIFICATION)
+    assert "job-name" not in theirs and "Quarterly report" not in str(theirs["notify-text"].first)
+    assert own["job-name"].first == "Quarterly report" and "Quarterly report" in str(own["notify-text"].first)
