@@ -24,10 +24,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.config import QueueConfig, ServerConfig
-from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.health import DOWN, UP, HealthTracker
-from spooler.model import DeliveryError, ForwardInDoubt, Job, JobState, Mode, Route
-from spooler.reconcile import Reconciler, interrupted_forward, new_forward_uuid
+from spooler.model import DeliveryError, ForwardInDoubt, Job, JobNotFound, JobState, Mode, Route
+from spooler.reconcile import Reconciler, interrupted_forward, is_split_journal, new_forward_uuid
 from spooler.router import Decision, mode, route
 from spooler.states import transition
 from spooler.store import JobStore
@@ -118,6 +118,7 @@ class Dispatcher:
                 "server", down_after=self._server_config.down_after, up_after=self._server_config.up_after
             )
         self._running = False
+        self._paused = False  # by pause(), also before start() (a printer paused before a restart)
         self._stopping = False
         self._probe_timer: IDelayedCall | None = None
         self._probing: Deferred[Any] | None = None
@@ -138,7 +139,7 @@ class Dispatcher:
     def start(self) -> None:
         for name in self._store.waiting_queues():
             self._lane(name)  # jobs of a queue no longer configured still leave
-        self._running = True
+        self._running = not self._paused
         if self._server is not None and self._probe_timer is None and not self._stopping:
             self._probe_timer = self._clock.callLater(0, self._probe)
         if self.reconciler is not None and not self._stopping:
@@ -171,17 +172,19 @@ class Dispatcher:
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
         print it twice)."""
+        self._paused = True
         self._running = False
         for lane in self._lanes.values():
             self._cancel_timer(lane)
 
     def resume(self) -> None:
+        self._paused = False
         self._running = True
         self.wake()
 
     @property
     def paused(self) -> bool:
-        return not self._running and not self._stopping
+        return self._paused and not self._stopping
 
     def wake(self, delay: float = 0.0, queue: str | None = None) -> None:
         """Look at the queues again after `delay` seconds (sooner if already scheduled sooner)."""
@@ -227,6 +230,11 @@ class Dispatcher:
     @property
     def busy_with(self) -> int | None:
         return next((lane.job_id for lane in self._lanes.values() if lane.job_id is not None), None)
+
+    def delivering(self, queue: str) -> int | None:
+        """The job of `queue` being delivered now, if any."""
+        lane = self._lanes.get(queue)
+        return lane.job_id if lane is not None else None
 
     @property
     def mode(self) -> Mode:
@@ -332,13 +340,19 @@ class Dispatcher:
             # left by earlier forwards are the in-doubt ones, settled before this one is sent.
             journal_entry["forward_uuid"] = new_forward_uuid()
             doubts = self.reconciler.open_forwards(job, target.backend.uri)
+            if is_split_journal(remote_jobs.get(target.backend.uri)):
+                # Sent as one server job per document (a server without multiple-document jobs): the
+                # backend's own recover knows which documents the server has (not kept in doubt).
+                journal_entry["remote_job_id"] = remote_jobs[target.backend.uri]
         elif remote_jobs.get(target.backend.uri):
             journal_entry["remote_job_id"] = remote_jobs[target.backend.uri]
         job = transition(job, JobState.PROCESSING, now=now, message=f"sending to {target.backend.uri}").evolve(
             route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
         )
         self._store.update_job(job)  # journaled before the attempt
-        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)]
+        canceled = set(job.attributes.get("canceled_documents") or ())  # IPP Cancel-Document
+        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)
+                 if doc.number not in canceled]  # fmt: skip
         log.info(
             "Job {job_id} sending to {destination} (attempt {attempt})",
             spool_event="delivery_started", job_id=job.job_id, user=job.user, route=target.route.value,
@@ -352,22 +366,28 @@ class Dispatcher:
 
         delivering = [False]  # whether the job itself went to the peer (not just a question)
 
-        def deliver(found: DeliveryReceipt | None) -> Any:
-            if found is not None:
+        def deliver(found: DeliveryReceipt | PartialDelivery | None) -> Any:
+            if isinstance(found, DeliveryReceipt):
                 return found
             delivering[0] = True
+            # Some documents are at the peer already (one peer job per document): only the rest go.
+            resume: dict[str, Any] = {"resume": found} if isinstance(found, PartialDelivery) else {}
             if self.prepare_files is not None:
-                return self.prepare_files(job.job_id).addCallback(lambda _: target.backend.deliver(job, files, journal))
-            return target.backend.deliver(job, files, journal)
+                return self.prepare_files(job.job_id).addCallback(
+                    lambda _: target.backend.deliver(job, files, journal, **resume))
+            return target.backend.deliver(job, files, journal, **resume)
+
+        def recover(found: DeliveryReceipt | None) -> Any:
+            if found is None and "remote_job_id" in journal_entry:
+                # An earlier attempt got as far as the peer's own job: ask it before sending again.
+                return maybeDeferred(target.backend.recover, job, journal_entry["remote_job_id"])
+            return found
 
         if doubts:
             assert self.reconciler is not None
-            attempt = self.reconciler.settle(job, doubts).addCallback(deliver)
-        elif "remote_job_id" in journal_entry:
-            # An earlier attempt got as far as the peer's own job: ask it before sending again.
-            attempt = maybeDeferred(target.backend.recover, job, journal_entry["remote_job_id"]).addCallback(deliver)
+            attempt = self.reconciler.settle(job, doubts).addCallback(recover).addCallback(deliver)
         else:
-            attempt = maybeDeferred(deliver, None)
+            attempt = maybeDeferred(recover, None).addCallback(deliver)
         lane.current, lane.job_id, lane.route = attempt, job.job_id, target.route
         attempt.addCallbacks(self._delivered, self._failed, callbackArgs=(job, target),
                              errbackArgs=(job, target, delivering))  # fmt: skip
@@ -379,8 +399,12 @@ class Dispatcher:
         self.wake(0, lane.name)
 
     def _fresh(self, job: Job) -> Job | None:
-        """The job as stored now, if it is still the one being delivered (it may have been canceled)."""
-        current = self._store.get(job.job_id)
+        """The job as stored now, if it is still the one being delivered (it may have been canceled,
+        or canceled and purged: IPP Purge-Jobs)."""
+        try:
+            current = self._store.get(job.job_id)
+        except JobNotFound:
+            return None
         return current if current.state == JobState.PROCESSING else None
 
     def _delivered(self, receipt: DeliveryReceipt, job: Job, target: _Target) -> None:

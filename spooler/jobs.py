@@ -1,12 +1,18 @@
 """The job service: where every front-end's job ends up. It accepts incoming documents, makes them
 durable jobs, and carries out what clients and admins ask (cancel, hold, release, flush), start-up
 recovery and retention. Protocols parse; this decides.
+
+Private print: a job whose first document carries a PJL release key (HOLDKEY, JOBPASSWORD), or whose
+IPP request gave a job-password, is held with a scrypt verifier of the key; the key itself is taken
+out of the document's head before it is stored (spooler.pjl.strip_hold_key, through the incoming
+file's head filter). Releasing it takes the key (`release_with_key`), checked against a failure
+budget per job; only the local admin may release it without (`release(..., without_key=True)`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +26,11 @@ from spooler.config import Config
 from spooler.groupcommit import GroupCommit
 from spooler.dispatch import Dispatcher
 from spooler.analysis import AnalysisRunner, job_analysis
-from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
-from spooler.pjl import parse_pjl_header
+from spooler.login.budget import BudgetPolicy, FailureBudgets
+from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobNotFound, JobState, NotAccepting,
+                           NotAuthorized, SpoolFull)  # fmt: skip
+from spooler.pjl import PjlHeader, parse_pjl_header, strip_hold_key
+from spooler.printer_settings import PrinterSettings
 from spooler.reconcile import interrupted_forward
 from spooler.spoolfiles import (
     INCOMING_SUFFIX,
@@ -36,18 +45,27 @@ from spooler.spoolfiles import (
 )
 from spooler.states import recover_after_restart, transition
 from spooler.store import JobStore, new_job_uuid, spool_file_name
-from spooler.verifiers import make_verifier
+from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
 DEFAULT_QUEUE = "default"
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
+#: job-state-reasons of a job held because its queue holds new jobs (IPP Hold-New-Jobs, PWG 5100.11).
+HELD_ON_CREATE = "job-held-on-create"
 #: Page figures that land within this many seconds are written in one transaction.
 FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
+#: The attribute the dispatcher honours: a job released at the device is printed on the device.
+RELEASE_TO_DEVICE = "release_to_device"
+#: A private job's key (PJL HOLDKEY, IPP job-password) is at most this long.
+MAX_HOLD_KEY = 255
+#: job-state-reasons of a private job waiting for its key (PWG 5100.11), and what it says.
+PRIVATE_REASON = "job-password-wait"
+PRIVATE_MESSAGE = "private print: held until released with its key"
 
 
 def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None:
@@ -72,6 +90,7 @@ class JobRequest:
     sides: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     hold: bool = False  # held until released (IPP job-hold-until=indefinite)
+    hold_key: str | None = field(default=None, repr=False)  # IPP job-password: held until released with it
 
 
 @dataclass(frozen=True)
@@ -97,8 +116,10 @@ class JobService:
         run_in_thread: RunInThread,
         analysis: AnalysisRunner | None = None,
         commit_thread: RunInThread | None = None,
+        budgets: FailureBudgets | None = None,
     ) -> None:
-        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`)."""
+        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`); `budgets`
+        counts wrong keys of private jobs (STATE/login.db in the daemon; in memory if None)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
@@ -106,22 +127,34 @@ class JobService:
         self._run_in_thread = run_in_thread
         self.analysis = analysis
         self.incoming_timeout = config.ipp.multiple_operation_timeout
-        self.paused = False
-        #: Every new job arrives held until released (a pull-print queue: the reference server's hold mode).
-        self.hold_new_jobs = False
+        #: What administrators set over IPP (paused, queues not accepting or holding new jobs, texts).
+        self.settings = PrinterSettings.load(store)
+        if self.settings.paused:
+            dispatcher.pause()  # paused before a restart: stays paused
         self._next_document: dict[int, int] = {}
-        self._condition: tuple[str, tuple[str, ...]] | None = None
-        self._condition_since = clock.seconds()
+        self._conditions: dict[str | None, tuple[tuple[str, tuple[str, ...]], float]] = {}
+        self._started_at = clock.seconds()
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
         dispatcher.prepare_files = self.document_files
         #: Page figures that have landed and wait to be written, by job id, with who waits for them:
         #: written together, one transaction per FIGURES_WRITE_DELAY (not one fsync per job).
         self._figures: dict[int, tuple[dict[str, Any], list[Deferred[Any]]]] = {}
         self._figures_write: IDelayedCall | None = None
+        self.key_budgets = budgets or FailureBudgets.open(":memory:", clock)
+        login = config.login
+        self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
         return self._clock.seconds()
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    @property
+    def run_in_thread(self) -> RunInThread:
+        """The injected helper that runs blocking work (file system) off the reactor thread."""
+        return self._run_in_thread
 
     # -- intake ----------------------------------------------------------------------------------
 
@@ -130,6 +163,21 @@ class JobService:
 
     def accepting(self) -> bool:
         return self.space_left() >= self.config.spool.min_free_space
+
+    @property
+    def paused(self) -> bool:
+        return self.settings.paused
+
+    def accepting_jobs(self, queue: str) -> bool:
+        """Whether `queue` takes new jobs as its administrators left it (the spool's room aside)."""
+        return self.settings.queue(queue).accepting and not self.settings.shut_down
+
+    def check_accepting(self, queue: str) -> None:
+        """Raises NotAccepting when an administrator set `queue` not to take jobs."""
+        if not self.accepting_jobs(queue):
+            why = self.settings.queue(queue).reason or ("the printer is shut down" if self.settings.shut_down
+                                                         else "an administrator disabled it")  # fmt: skip
+            raise NotAccepting(f"queue {queue} does not accept jobs: {why}")
 
     def open_incoming(self, *, on_pressure: Callable[[bool], None] = lambda paused: None) -> IncomingFile:
         """Start receiving a document. Raises SpoolFull below the free-space floor."""
@@ -144,6 +192,7 @@ class JobService:
             min_free_space=self.config.spool.min_free_space,
             on_pressure=on_pressure,
             inline_max=self.config.spool.inline_max,
+            head_filter=strip_hold_key,
         )
 
     @inlineCallbacks
@@ -158,8 +207,12 @@ class JobService:
         incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
         if not incoming:
             raise ValueError("a job needs at least one document")
-        if self.hold_new_jobs:
-            request = replace(request, hold=True)
+        try:
+            self.check_accepting(request.queue)
+        except NotAccepting:
+            for document in incoming:
+                yield document.discard()
+            raise
         committed: list[Path] = []
         file_names: list[str] = []
         inline: dict[int, bytes] = {}
@@ -190,6 +243,7 @@ class JobService:
             for path in committed:
                 remove_quietly(path)
             raise
+        self.store.notify(job)  # committed by the group commit's own connection: tell the observers here
         log.info(
             "Job {job_id} received from {user}@{host} over {protocol}: {name!r}, {size} bytes, {document_format}",
             spool_event="job_received", job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol,
@@ -278,8 +332,7 @@ class JobService:
         """Build the job from what the protocol said and what its first document says, and commit it
         under the next job id (given here, then handed to the group commit at once, which commits
         jobs in the order they were handed in: ids follow commit order)."""
-        head = bytes(incoming[0].head)
-        header = parse_pjl_header(head)
+        header = self._pjl_header(incoming[0])
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
                    for document in incoming]  # fmt: skip
         user = clean_text(request.user) or clean_text(header.user if header else None) or ANONYMOUS
@@ -302,13 +355,16 @@ class JobService:
             }
         if request.document_format:
             attributes["declared_format"] = request.document_format
-        held = (header is not None and header.private) or request.hold
+        key = request.hold_key or (header.hold_key if header is not None and header.private else None)
+        asked = (header is not None and header.private) or request.hold or key is not None
+        held_on_create = not asked and self.settings.queue(request.queue).holding_new_jobs  # Hold-New-Jobs
+        held = asked or held_on_create
         attributes["documents"] = len(incoming)
         if request.hold:
             attributes["hold"] = True
         verifier = None
-        if held and header is not None and header.hold_key:
-            verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        if key:
+            verifier = yield self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
         expected_route, expected_mode = self.dispatcher.expected(request.queue)
         job_id = self.store.allocate_job_id()
         job = Job(
@@ -326,8 +382,10 @@ class JobService:
             copies=max(1, min(copies, 9999)),
             sides=sides,
             state=JobState.PENDING_HELD if held else JobState.PENDING,
-            reason="job-hold-until-specified" if held else "job-queued",
-            message="private print: held until released" if held else "",
+            reason=PRIVATE_REASON if verifier else HELD_ON_CREATE if held_on_create else
+            "job-hold-until-specified" if held else "job-queued",
+            message=PRIVATE_MESSAGE if verifier else "held: the queue holds new jobs" if held_on_create else
+            "held until released" if held else "",
             created_at=self._now(),
             hold_key_verifier=verifier,
             attributes=attributes,
@@ -342,6 +400,13 @@ class JobService:
         return job
 
     @staticmethod
+    def _pjl_header(document: IncomingFile) -> PjlHeader | None:
+        """The PJL header of a document as it was received (with its key, which the stored head lacks)."""
+        if isinstance(document.head_facts, PjlHeader):
+            return document.head_facts
+        return parse_pjl_header(bytes(document.head))
+
+    @staticmethod
     def _detect_format(head: bytes, header: Any) -> str:
         if header is None:
             return sniff(head)
@@ -352,18 +417,26 @@ class JobService:
 
     # -- jobs whose documents come one by one (IPP Create-Job, Send-Document, Close-Job) -------------
 
-    def create_job(self, request: JobRequest) -> Job:
+    def hold_key_verifier(self, key: str) -> Deferred[str]:
+        """The verifier of a private job's key (scrypt, off the reactor thread), for create_job."""
+        return self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
+
+    def create_job(self, request: JobRequest, *, hold_key_verifier: str | None = None) -> Job:
         """A durable job without documents yet: pending-held with reason job-incoming, so the
-        dispatcher leaves it alone until its last document arrives (or it is aborted)."""
+        dispatcher leaves it alone until its last document arrives (or it is aborted). With a
+        `hold_key_verifier` (of the request's job-password) it stays held, as a private job, once
+        its documents are in."""
         if not self.accepting():
             raise SpoolFull(
                 f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
             )
-        if self.hold_new_jobs:
-            request = replace(request, hold=True)
+        self.check_accepting(request.queue)
+        verifier = hold_key_verifier
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
-        if request.hold:
+        if self.settings.queue(request.queue).holding_new_jobs:
+            attributes["held_on_create"] = True
+        if request.hold or verifier is not None:
             attributes["hold"] = True
         if request.document_format:
             attributes["declared_format"] = request.document_format
@@ -386,6 +459,7 @@ class JobService:
             reason=INCOMING,
             message="waiting for its documents",
             created_at=now,
+            hold_key_verifier=verifier,
             attributes=attributes,
         )
         self.store.insert_job(job, [])
@@ -400,7 +474,7 @@ class JobService:
         """The job if it still takes documents from this requester; raises JobNotFound, NotAuthorized
         or IllegalTransition (closed, canceled or aborted) otherwise."""
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.state != JobState.PENDING_HELD or job.reason != INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)
         return job
@@ -431,13 +505,19 @@ class JobService:
                 raise
             head = bytes(incoming.head)
             document_format = self._detect_format(head, parse_pjl_header(head))
+            header = self._pjl_header(incoming)
+            verifier = None
+            if number == 1 and header is not None and header.private and header.hold_key:
+                verifier = yield self._run_in_thread(make_verifier, header.hold_key[:MAX_HOLD_KEY])
             try:
                 job = self.incoming_job(job_id, requester=requester, admin=admin)  # canceled meanwhile?
                 count = int(job.attributes.get("documents", 0)) + 1
+                private = {"hold": True} if verifier is not None or (header is not None and header.private) else {}
                 job = job.evolve(
                     size=job.size + size,
                     document_format=document_format if count == 1 else job.document_format,
-                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()},
+                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()} | private,
+                    hold_key_verifier=job.hold_key_verifier or verifier,
                 )
                 self.store.add_document(job, Document(job_id, number, destination.name, size, document_format))
             except BaseException:
@@ -462,8 +542,12 @@ class JobService:
         if int(job.attributes.get("documents", 0)) == 0:
             closed = transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
                                 message="closed without any document")  # fmt: skip
+        elif job.hold_key_verifier is not None:
+            closed = job.evolve(reason=PRIVATE_REASON, message=PRIVATE_MESSAGE)
         elif job.attributes.get("hold"):
             closed = job.evolve(reason="job-hold-until-specified", message="held until released")
+        elif job.attributes.get("held_on_create"):
+            closed = job.evolve(reason=HELD_ON_CREATE, message="held: the queue holds new jobs")
         else:
             closed = transition(job, JobState.PENDING, now=now, reason="job-queued", message="")
         self.store.update_job(closed)
@@ -498,34 +582,49 @@ class JobService:
 
     def pause_printer(self, *, by: str | None) -> None:
         """Stop sending jobs to the device. A delivery under way is let finish (cutting it could print
-        it twice); no new one starts until resume_printer."""
-        if not self.paused:
-            self.paused = True
+        it twice); no new one starts until resume_printer. Kept across restarts."""
+        if not self.settings.paused:
+            self.settings.paused = True
+            self.settings.save()
             self.dispatcher.pause()
             log.info("Printer paused by {by}", spool_event="printer_paused", by=by or "admin",
                      delivering=self.dispatcher.busy_with)  # fmt: skip
 
     def resume_printer(self, *, by: str | None) -> None:
-        if self.paused:
-            self.paused = False
+        if self.settings.paused:
+            self.settings.paused = False
+            self.settings.save()
             self.dispatcher.resume()
             log.info("Printer resumed by {by}", spool_event="printer_resumed", by=by or "admin")
 
-    def printer_condition(self) -> PrinterCondition:
-        counts = self.store.count_by_state()
+    def printer_condition(self, queue: str | None = None) -> PrinterCondition:
+        """The printer's state as IPP reports it: of one queue (its jobs, its delivery, whether it
+        accepts jobs, its offline policy), or of the whole spooler (queue None)."""
+        counts = self.store.count_by_state(queue)
         queued = sum(counts.get(state, 0) for state in (JobState.PENDING, JobState.PENDING_HELD,
                                                          JobState.PROCESSING, JobState.PROCESSING_STOPPED))  # fmt: skip
         waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
         device = self.dispatcher.device
-        busy = self.dispatcher.busy_with is not None
-        accepting = self.accepting()
+        busy = (self.dispatcher.busy_with if queue is None else self.dispatcher.delivering(queue)) is not None
+        room = self.accepting()
+        accepting = room and (self.accepting_jobs(queue) if queue is not None else not self.settings.shut_down)
         reasons: list[str] = []
         messages: list[str] = []
         state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
-        if self.paused:
+        if self.settings.shut_down:
+            state = "stopped"
+            reasons.append("shutdown")
+            messages.append("Shut down by an administrator.")
+        elif self.paused:
             state = "stopped"
             reasons.append("moving-to-paused" if busy else "paused")
             messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
+        if queue is not None and not self.settings.shut_down and not self.accepting_jobs(queue):
+            settings = self.settings.queue(queue)
+            messages.append("Not accepting jobs" + (f": {settings.reason}." if settings.reason else "."))
+        if queue is not None and self.settings.queue(queue).holding_new_jobs:
+            reasons.append("hold-new-jobs")
+            messages.append("New jobs are held until released.")
         if device.state == "unreachable":
             reasons.append("offline-report")
             if waiting:
@@ -541,35 +640,36 @@ class JobService:
                 "hold": "jobs are held until their owner releases them at the device",
                 "queue": "jobs wait here, in order, until it is back",
             }
-            policies = sorted({self.dispatcher.offline_policy(queue.name) for queue in self.config.queues})
+            names = [queue] if queue is not None else [q.name for q in self.config.queues]
+            policies = sorted({self.dispatcher.offline_policy(name) for name in names})
             reasons.append("other-report")
             messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
                             + "; ".join(policy_note[p] for p in policies) + ".")  # fmt: skip
-        if not accepting:
+        if not room:
             reasons.append("spool-area-full")
             messages.append("The spool is full: new jobs are refused.")
         if not messages:
             messages.append("Printing." if state == "processing" else "Idle.")
         condition = (state, tuple(reasons))
-        if condition != self._condition:
-            if self._condition is not None:
-                self._condition_since = self._now()
-            self._condition = condition
-        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, self._condition_since, queued)
+        previous = self._conditions.get(queue)
+        since = self._now() if previous is not None and previous[0] != condition else (
+            previous[1] if previous is not None else self._started_at)  # fmt: skip
+        self._conditions[queue] = (condition, since)
+        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, since, queued)
 
     # -- what clients and admins ask ---------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
         return self.store.get(job_id)
 
-    def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
+    def authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
                 message: str, event: str) -> Job:  # fmt: skip
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)
@@ -592,12 +692,14 @@ class JobService:
                             reason="job-hold-until-specified", message=f"held by {requester or 'admin'}",
                             event="job_held")  # fmt: skip
 
-    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False,
+                 to_device: bool = False) -> Job:  # fmt: skip
         job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
                            message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
-        if job.attributes.get("held_offline"):
-            # Held because the server was down (offline pull print): released at the device, it prints there.
-            job = job.evolve(attributes=job.attributes | {"release_to_device": True})
+        if job.attributes.get("held_offline") or to_device:
+            # Held because the server was down (offline pull print), or released at the device's
+            # terminal: it prints there. Written before the dispatcher is woken (same reactor turn).
+            job = job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True})
             self.store.update_job(job)
         self.dispatcher.wake(queue=job.queue)
         return job
@@ -610,11 +712,49 @@ class JobService:
                 canceled.append(self.cancel(job.job_id, requester=requester))
         return canceled
 
-    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
+        self.authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
-        return self._release(job_id, requester=requester, admin=admin)
+        return job
+
+    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False, without_key: bool = False,
+                to_device: bool = False) -> Job:  # fmt: skip
+        """Release a held job. A private job needs its key (HoldKeyRefused "key-required": use
+        release_with_key), unless an admin releases it `without_key` (logged as such)."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            if not without_key:
+                raise HoldKeyRefused(job_id, "key-required")
+            if not admin:
+                raise NotAuthorized(f"only an admin may release the private job {job_id} without its key")
+            log.warn("Private job {job_id} released by the admin without its key", spool_event="job_key_override",
+                     job_id=job_id, user=job.user)  # fmt: skip
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
+
+    @inlineCallbacks
+    def release_with_key(self, job_id: int, key: str, *, requester: str | None = None, admin: bool = False,
+                         to_device: bool = False) -> Any:  # fmt: skip
+        """Release a held job, giving its key: checked (off the reactor thread) against the job's
+        verifier, within the job's failure budget (wrong keys lock it as wrong PINs lock a login).
+        A job that has no key is released as by `release`. Fires with the Job, or fails with
+        HoldKeyRefused ("wrong-key", "locked"), NotAuthorized, JobNotFound or IllegalTransition."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            scope = f"holdkey:{job.uuid}"
+            wait = self.key_budgets.wait(scope, self.key_policy)
+            if wait is not None:
+                raise HoldKeyRefused(job_id, "locked", retry_after=wait)
+            charge = self.key_budgets.charge(scope, self.key_policy)
+            right = isinstance(key, str) and 0 < len(key) <= MAX_HOLD_KEY and \
+                (yield self._run_in_thread(check_verifier, key, job.hold_key_verifier))  # fmt: skip
+            if not right:
+                log.warn("Private job {job_id}: a wrong key was given by {by}", spool_event="job_key_refused",
+                         job_id=job_id, user=job.user, by=requester or "admin")  # fmt: skip
+                raise HoldKeyRefused(job_id, "wrong-key")
+            self.key_budgets.refund(charge)
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
 
     def wake(self) -> None:
         """Look at the queue again now (LPD's "print waiting jobs" command)."""

@@ -39,6 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryReceipt, RemoteCopy
+from spooler.delivery.ipp import split_job_ids
 from spooler.model import DeliveryError, ForwardInDoubt, Job, JobState, Route
 from spooler.states import transition
 from spooler.store import JobStore
@@ -122,11 +123,19 @@ def decide(stage: str, here: str) -> tuple[str, str | None]:
     return CANCEL, CANCELED
 
 
+def is_split_journal(remote_job_id: Any) -> bool:
+    """Whether a journaled peer job id is the IPP backend's list of one peer job per document."""
+    return isinstance(remote_job_id, str) and bool(split_job_ids(remote_job_id))
+
+
 def interrupted_forward(job: Job, *, now: float, cause: str) -> ForwardInDoubt | None:
     """The in-doubt forward a job's delivery journal describes (a forward to the server that was under
-    way and did not end in a receipt), or None if the journaled attempt was no forward."""
+    way and did not end in a receipt), or None if the journaled attempt was no forward. A forward sent
+    as one server job per document is not: the backend's recover resumes it (see spooler.delivery.ipp)."""
     entry = job.attributes.get("delivery")
     if not isinstance(entry, dict) or entry.get("route") != "server" or entry.get("completed_at") is not None:
+        return None
+    if is_split_journal(entry.get("remote_job_id")):
         return None
     return ForwardInDoubt(
         job_id=job.job_id, uri=str(entry.get("uri", "")), started_at=float(entry.get("started_at") or now),

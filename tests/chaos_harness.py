@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from spooler_harness import RefServer, Spooler, SwitchedListener, pjl_job, wait_for
+from spooler_harness import LoopbackListener, RefServer, Spooler, pjl_job, wait_for
 
 # -- payloads ---------------------------------------------------------------------------------------
 
@@ -97,18 +97,17 @@ class Arrival:
     cut: bool = False  # switched off before the end of the stream
 
 
-class ChaosDevice(SwitchedListener):
+class ChaosDevice(LoopbackListener):
     """A raw (AppSocket) printer on 127.0.0.1 that records every connection and can go down and up
     (down: stop listening and reset the connections under way, as a printer switched off)."""
 
     backlog = 64
 
     def __init__(self, port: int | None = None) -> None:
-        super().__init__(port)
         self.arrivals: list[Arrival] = []
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, Arrival] = {}
-        self.up()
+        super().__init__(port)
 
     def switched_off(self) -> None:
         with self._lock:
@@ -363,23 +362,18 @@ class ChaosRun:
         self.log(f"{time.strftime('%H:%M:%S')} {what}")
 
     def _chaos(self, rng: random.Random) -> None:
-        """Acts of chaos at random moments (mean `pace` seconds apart) until the time is up: random
-        ones; or, when a `script` is given, its acts in turn until all were played and the time is up
-        (on a loaded machine a restart of the spooler takes seconds: the script is not cut short)."""
+        """Acts of chaos at random moments (mean `pace` seconds apart): random ones until the time is
+        up, or, when `script` is given, every act of the script in turn (however long the acts take on a
+        loaded machine: a restart waits for the spooler to listen), then quiet until the time is up."""
         deadline = time.monotonic() + self.seconds
         script = list(self.script or [])
-        while time.monotonic() < deadline or script:
-            remaining = deadline - time.monotonic()
-            time.sleep(min(rng.expovariate(1 / self.pace), remaining if remaining > 0 else self.pace if script else 0.0))
-            if time.monotonic() >= deadline and not script:
-                break
-            if self.script is not None:
-                if not script:
-                    continue
-                act = script.pop(0)
-            else:
-                act = rng.choices(["spooler", "server", "device"], weights=[4, 3, 2])[0]
-            self.act(act, rng)
+        while script or time.monotonic() < deadline:
+            wait = rng.expovariate(1 / self.pace)
+            time.sleep(wait if script else min(wait, max(0.0, deadline - time.monotonic())))
+            if script:
+                self.act(script.pop(0), rng)
+            elif self.script is None and time.monotonic() < deadline:
+                self.act(rng.choices(["spooler", "server", "device"], weights=[4, 3, 2])[0], rng)
 
     def act(self, act: str, rng: random.Random) -> None:
         """One act: "spooler" (kill -9, restart), "server" or "device" (down if up, up if down)."""

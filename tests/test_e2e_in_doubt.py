@@ -86,7 +86,7 @@ def test_a_held_whole_copy_and_an_empty_create_job_at_the_reference_server_are_c
         whole = print_while_the_answer_is_lost(spooler, proxy, Operation.SEND_DOCUMENT, "whole, answer lost")
         assert whole["remote_job_id"] is not None
         [held] = [job for job in held_central.queue_jobs() if str(job["job_id"]) == whole["remote_job_id"]]
-        assert (held["state"], held["reason"], held["user"]) == ("pending-held", "job-hold-until-specified", "alice")
+        assert (held["state"], held["reason"], held["user"]) == ("pending-held", "job-held-on-create", "alice")
         assert held["attributes"]["client_job_uuid"] == whole["forward_uuid"]  # the forward's own job-uuid
         proxy.up()
         wait_for(lambda: forwards_of(spooler, whole["job"]["job_id"])[0]["outcome"] == "canceled", timeout=30,

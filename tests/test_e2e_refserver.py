@@ -260,7 +260,7 @@ def test_the_held_queue_holds_jobs_until_released(document: Path, tmp_path: Path
                                 text=True, timeout=30)  # fmt: skip
         assert listed.returncode == 0, listed.stdout + listed.stderr
         rows = [line.split(",") for line in listed.stdout.splitlines()[1:] if line.strip()]
-        assert [(state, reasons) for _, state, reasons in rows] == [("pending-held", "job-hold-until-specified")] * 2
+        assert [(state, reasons) for _, state, reasons in rows] == [("pending-held", "job-held-on-create")] * 2
         assert held.status()["hold"] == {"hold": True, "release_after": None, "held_jobs": 2}
         assert "held        2 jobs, released by ctl release" in held.ctl("status").stdout
         ipp_job, lpd_job = (int(row[0]) for row in rows)

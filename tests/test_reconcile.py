@@ -377,3 +377,16 @@ def test_show_and_status_tell_the_in_doubt_forwards(tmp_path: Path) -> None:
     [forward] = detail["forwards_in_doubt"]
     assert (forward["remote_job_id"], forward["outcome"], forward["uri"]) == ("46", None, "test://server")
     assert r.dispatcher.status()["forwards_in_doubt"]["open"] == 1
+
+
+def test_a_forward_sent_as_one_server_job_per_document_is_left_to_the_backends_recover(tmp_path: Path) -> None:
+    """A server without multiple-document jobs gets one job per document (spooler.delivery.ipp); its
+    journal ("jobs:12,13") says which documents it has, and the backend's recover resumes from there."""
+    r = rig(tmp_path)
+    r.submit(b"two documents", user="ann")
+    tick(r)
+    server(r).journals[0]("jobs:12,13")
+    server(r).fail(DeliveryError("Send-Document: no answer within 5s", retryable=True))
+    assert r.store.forwards_of_job(1) == []  # not kept in doubt
+    tick(r, 5)
+    assert server(r).recovered == [(1, "jobs:12,13")]  # asked by the backend's own journal

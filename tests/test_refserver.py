@@ -329,7 +329,7 @@ def test_the_held_queue_holds_every_job_and_releases_after_working_time_only(tmp
     hold.start()
     first = rig.submit(b"first", user="ann")
     created = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="ann", name="documents to come"))
-    assert (first.state, first.reason) == (JobState.PENDING_HELD, "job-hold-until-specified")
+    assert (first.state, first.reason) == (JobState.PENDING_HELD, "job-held-on-create")
     assert [job.job_id for job in hold.held()] == [first.job_id]  # an incoming job is not whole yet
     rig.clock.pump([1] * 6)
     controller.set("hang")  # nobody can release anything while the server fails

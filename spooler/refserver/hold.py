@@ -1,7 +1,8 @@
 """The pull-print hold of the reference server's queue (`serve --hold`), as MyQ and PaperCut hold jobs
-until their owner releases them at a printer: every job the queue receives (IPP, LPD, raw) is
-pending-held (job-hold-until-specified), visible to IPP Get-Jobs and Get-Job-Attributes and
-cancellable with Cancel-Job by its owner, and prints (into DIR/received) only once released:
+until their owner releases them at a printer: the queue holds its new jobs (IPP Hold-New-Jobs, kept
+by spooler.queue_admin's settings), so every job it receives (IPP, LPD, raw) is pending-held
+(job-held-on-create), visible to IPP Get-Jobs and Get-Job-Attributes and cancellable with
+Cancel-Job by its owner, and prints (into DIR/received) only once released:
 
 * by `spooler-refserver ctl release [JOB_ID ...]` (all held jobs when none is named), or
 * on its own `release_after` seconds after it arrived, counting only time in which the server
@@ -32,11 +33,22 @@ WORKING_MODES = ("normal", "slow")
 TICK_MAX = 0.25
 
 
+def hold_new_jobs(jobs: JobService, queues: Iterable[str], holding: bool) -> None:
+    """Make `queues` hold their new jobs or not (as --hold says: a setting a former run left is undone)."""
+    changed = False
+    for name in queues:
+        settings = jobs.settings.queue(name)
+        if settings.holding_new_jobs != holding:
+            settings.holding_new_jobs, changed = holding, True
+    if changed:
+        jobs.settings.save()
+
+
 class HeldQueue:
-    """Holds every new job of `jobs` and releases held ones on request or after `release_after`."""
+    """Holds every new job of `jobs`' `queues` and releases held ones on request or after `release_after`."""
 
     def __init__(self, jobs: JobService, controller: ModeController, clock: IReactorTime,
-                 release_after: float | None) -> None:  # fmt: skip
+                 release_after: float | None, queues: Iterable[str] = ("default",)) -> None:  # fmt: skip
         self.jobs = jobs
         self.controller = controller
         self.clock = clock
@@ -44,7 +56,7 @@ class HeldQueue:
         self._working_since = clock.seconds()
         self._was_working = True
         self._timer: IDelayedCall | None = None
-        jobs.hold_new_jobs = True
+        hold_new_jobs(jobs, queues, True)
 
     def start(self) -> None:
         if self.release_after is not None:

@@ -20,7 +20,7 @@ from spooler.config import Config, config_from_mapping
 from spooler.model import ConfigError
 from spooler.model import JobNotFound
 from spooler.refserver.api import ApiError, CentralApi, build_api_site, build_control_site
-from spooler.refserver.hold import HeldQueue
+from spooler.refserver.hold import HeldQueue, hold_new_jobs
 from spooler.refserver.modes import (
     DEFAULT_DELAY,
     FailureModeFactory,
@@ -158,10 +158,13 @@ class RefServerService(MultiService):
                                            self.release)).setServiceParent(self)  # fmt: skip
         self.controller.on_listening.append(self._listen)
         super().startService()
+        assert self.queue.jobs is not None
+        queues = [queue.name for queue in self.queue.config.queues]
         if options.hold:
-            assert self.queue.jobs is not None
-            self.hold = HeldQueue(self.queue.jobs, self.controller, self.reactor, options.release_after)
+            self.hold = HeldQueue(self.queue.jobs, self.controller, self.reactor, options.release_after, queues)
             self.hold.start()
+        else:
+            hold_new_jobs(self.queue.jobs, queues, False)
         if self.controller.mode == "refuse":
             self._listen(False)
         log.info("Reference central server {version} started: state {state}, mode {mode}, listening {listeners}",
