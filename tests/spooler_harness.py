@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,34 @@ def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str
         f"@PJL ENTER LANGUAGE = {language}\r\n"
     )
     return header.encode() + body + b"\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"
+
+
+def ipptool_get_jobs(uri: str, folder: Path, attributes: Sequence[str], *, which: str = "all",
+                     user: str = "alice") -> list[dict[str, str]]:  # fmt: skip
+    """Get-Jobs with ipptool (its .test file written into `folder`) as `user`: one dict per job, of
+    `attributes` as ipptool displays them (its CSV output, -c; several values joined by commas)."""
+    lines = "\n".join(f"  DISPLAY {name}" for name in attributes)
+    test = folder / f"get-jobs-{which}.test"
+    test.write_text(f"""{{
+  NAME "Get-Jobs {which}"
+  OPERATION Get-Jobs
+  GROUP operation-attributes-tag
+  ATTR charset attributes-charset utf-8
+  ATTR language attributes-natural-language en
+  ATTR uri printer-uri $uri
+  ATTR name requesting-user-name {user}
+  ATTR keyword which-jobs {which}
+  ATTR keyword requested-attributes {",".join(attributes)}
+  STATUS successful-ok
+{lines}
+}}
+""")
+    result = subprocess.run([require_tool("ipptool"), "-c", uri, str(test)], capture_output=True, text=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.strip()]
+    header = rows[0].split(",")
+    return [dict(zip(header, row.split(",", len(header) - 1))) for row in rows[1:]]
 
 
 class LoopbackListener:

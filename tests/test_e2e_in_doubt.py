@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from spooler_harness import (
     RefServer,
     ScratchCups,
     Spooler,
+    ipptool_get_jobs,
     pjl_job,
     require_tool,
     send_raw,
@@ -152,35 +152,9 @@ def test_a_forward_whose_answer_was_lost_is_not_sent_twice_when_the_server_retur
 
 # -- cupsd as the central server's queue ----------------------------------------------------------------
 
-GET_JOBS_TEST = """{
-  NAME "Get every job with its uuid"
-  OPERATION Get-Jobs
-  GROUP operation-attributes-tag
-  ATTR charset attributes-charset utf-8
-  ATTR language attributes-natural-language en
-  ATTR uri printer-uri $uri
-  ATTR name requesting-user-name alice
-  ATTR keyword which-jobs all
-  ATTR keyword requested-attributes job-id,job-uuid,job-state,job-state-reasons
-  STATUS successful-ok
-  DISPLAY job-id
-  DISPLAY job-uuid
-  DISPLAY job-state
-  DISPLAY job-state-reasons
-}
-"""
-
-
-def cups_jobs(cups: ScratchCups, uri: str, work: Path) -> dict[str, dict[str, str]]:
-    """Every job of the queue, by job-uuid, as ipptool reads them from cupsd (CSV of the DISPLAYed attributes)."""
-    test = work / "get-jobs-uuid.test"
-    test.write_text(GET_JOBS_TEST)
-    result = subprocess.run([require_tool("ipptool"), "-c", uri, str(test)], capture_output=True, text=True,
-                            timeout=30)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
-    header = lines[0].split(",")
-    jobs = [dict(zip(header, line.split(",", len(header) - 1))) for line in lines[1:]]
+def cups_jobs(uri: str, work: Path) -> dict[str, dict[str, str]]:
+    """Every job of the queue, by job-uuid, as ipptool reads them from cupsd."""
+    jobs = ipptool_get_jobs(uri, work, ["job-id", "job-uuid", "job-state", "job-state-reasons"])
     return {job["job-uuid"].strip('"'): job for job in jobs}
 
 
@@ -199,7 +173,7 @@ def test_cupsd_holding_jobs_gets_its_copies_canceled(spooler_factory: SpoolerFac
 
         whole = print_while_the_answer_is_lost(spooler, proxy, Operation.SEND_DOCUMENT, "cups whole")
         empty_forward: dict[str, Any] | None = None
-        at_cups = cups_jobs(cups, direct, work)
+        at_cups = cups_jobs(direct, work)
         held = at_cups[f"urn:uuid:{whole['forward_uuid']}"]  # cupsd kept the job-uuid the forward gave
         assert held["job-id"] == whole["remote_job_id"]
         assert (held["job-state"], held["job-state-reasons"]) == ("pending-held", "job-hold-until-specified")
@@ -207,19 +181,19 @@ def test_cupsd_holding_jobs_gets_its_copies_canceled(spooler_factory: SpoolerFac
         proxy.up()
         wait_for(lambda: forwards_of(spooler, whole["job"]["job_id"])[0]["outcome"] == "canceled", timeout=30,
                  what=f"the held copy canceled: {cups.error_log()[-2000:]}")  # fmt: skip
-        assert cups_jobs(cups, direct, work)[f"urn:uuid:{whole['forward_uuid']}"]["job-state"] == "canceled"
+        assert cups_jobs(direct, work)[f"urn:uuid:{whole['forward_uuid']}"]["job-state"] == "canceled"
         assert f"held-{held['job-id']}" not in cups.run("lpstat", "-o", "held").stdout
 
         # A Create-Job whose answer was lost: cupsd keeps an empty pending-held job until its
         # MultipleOperationTimeout (15 min by default) aborts it; reconciliation cancels it first.
         empty_forward = print_while_the_answer_is_lost(spooler, proxy, Operation.CREATE_JOB, "cups empty")
-        incoming = cups_jobs(cups, direct, work)[f"urn:uuid:{empty_forward['forward_uuid']}"]
+        incoming = cups_jobs(direct, work)[f"urn:uuid:{empty_forward['forward_uuid']}"]
         # (held like every job of this queue: only its number-of-documents, 0, says it is empty)
         assert (incoming["job-state"], incoming["job-state-reasons"]) == ("pending-held", "job-hold-until-specified")
         proxy.up()
         wait_for(lambda: forwards_of(spooler, empty_forward["job"]["job_id"])[0]["outcome"] == "canceled",
                  timeout=30, what="the empty copy canceled")  # fmt: skip
-        assert cups_jobs(cups, direct, work)[f"urn:uuid:{empty_forward['forward_uuid']}"]["job-state"] == "canceled"
+        assert cups_jobs(direct, work)[f"urn:uuid:{empty_forward['forward_uuid']}"]["job-state"] == "canceled"
         assert cups.run("lpstat", "-o", "held").stdout.strip() == ""  # nothing left to print at the server
     finally:
         if proxy is not None:

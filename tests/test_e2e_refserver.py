@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, ipptool_get_jobs, pjl_job, require_tool, send_raw, short_tempdir, \
+    wait_for
 
 pytestmark = pytest.mark.e2e
 CUPS_LPD_BACKEND = "/usr/lib/cups/backend/lpd"
@@ -216,21 +217,6 @@ def test_a_spooler_forwarding_to_the_central_queue_waits_out_an_outage(spooler_f
         central.cleanup()
 
 
-GET_JOBS_TEST = """{
-  NAME "Get the held jobs"
-  OPERATION Get-Jobs
-  GROUP operation-attributes-tag
-  ATTR charset attributes-charset utf-8
-  ATTR language attributes-natural-language en
-  ATTR uri printer-uri $uri
-  ATTR keyword which-jobs not-completed
-  ATTR keyword requested-attributes job-id,job-state,job-state-reasons,job-originating-user-name
-  STATUS successful-ok
-  DISPLAY job-id
-  DISPLAY job-state
-  DISPLAY job-state-reasons
-}
-"""
 CANCEL_JOB_TEST = """{
   NAME "Cancel a held job as its owner"
   OPERATION Cancel-Job
@@ -249,21 +235,19 @@ def test_the_held_queue_holds_jobs_until_released(document: Path, tmp_path: Path
     """--hold: jobs wait pending-held (seen with ipptool's Get-Jobs), their owner can cancel them with
     Cancel-Job, and they print only when `ctl release` lets them (or on their own with --release-after)."""
     ipptool = require_tool("ipptool")
-    (tmp_path / "get-jobs.test").write_text(GET_JOBS_TEST)
     (tmp_path / "cancel-job.test").write_text(CANCEL_JOB_TEST)
     held = RefServer(short_tempdir("rs"), hold=True)
     try:
         held.start()
         assert ipp_print(held, document).returncode == 0
         assert lpd_print(held, document, user="alice").returncode == 0
-        listed = subprocess.run([ipptool, "-c", held.ipp_uri, str(tmp_path / "get-jobs.test")], capture_output=True,
-                                text=True, timeout=30)  # fmt: skip
-        assert listed.returncode == 0, listed.stdout + listed.stderr
-        rows = [line.split(",") for line in listed.stdout.splitlines()[1:] if line.strip()]
-        assert [(state, reasons) for _, state, reasons in rows] == [("pending-held", "job-held-on-create")] * 2
+        rows = ipptool_get_jobs(held.ipp_uri, tmp_path, ["job-id", "job-state", "job-state-reasons"],
+                                which="not-completed")  # fmt: skip
+        assert [(row["job-state"], row["job-state-reasons"]) for row in rows] == [("pending-held",
+                                                                                  "job-held-on-create")] * 2
         assert held.status()["hold"] == {"hold": True, "release_after": None, "held_jobs": 2}
         assert "held        2 jobs, released by ctl release" in held.ctl("status").stdout
-        ipp_job, lpd_job = (int(row[0]) for row in rows)
+        ipp_job, lpd_job = (int(row["job-id"]) for row in rows)
         canceled = subprocess.run([ipptool, "-t", "-d", f"job-id={lpd_job}", "-d", "owner=alice", held.ipp_uri,
                                    str(tmp_path / "cancel-job.test")], capture_output=True, text=True, timeout=30)
         assert canceled.returncode == 0, canceled.stdout + canceled.stderr

@@ -104,15 +104,23 @@ def server(r: Rig) -> ScriptedBackend:
     return r.server
 
 
-def forward_lost_then_printed_on_the_device(r: Rig, *, remote_job_id: str | None = None) -> str:
-    """Job 1's forward goes out and its answer never comes (with the server's job id or without); the
-    server goes down and the job prints on the device. Returns the job-uuid the forward carried."""
+def lose_a_forward(r: Rig, message: str = "Send-Document: no answer within 5s", *,
+                   remote_job_id: str | None = None) -> str:  # fmt: skip
+    """A new job 1 is forwarded, and the forward's answer never comes (with the server's job id or
+    without). Returns the job-uuid the forward carried."""
     r.submit(b"once", user="ann")
     tick(r)
     forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
     if remote_job_id is not None:
         server(r).journals[0](remote_job_id)
-    server(r).fail(DeliveryError("Send-Document: no answer within 5s", retryable=True, sent=True))
+    server(r).fail(DeliveryError(message, retryable=True, sent=True))
+    return str(forward_uuid)
+
+
+def forward_lost_then_printed_on_the_device(r: Rig, *, remote_job_id: str | None = None) -> str:
+    """Job 1's forward is lost (lose_a_forward); the server goes down and the job prints on the
+    device. Returns the job-uuid the forward carried."""
+    forward_uuid = lose_a_forward(r, remote_job_id=remote_job_id)
     take_down(r)
     tick(r, 1)
     r.backend.succeed()
@@ -154,10 +162,7 @@ def test_a_copy_the_server_printed_meanwhile_is_reported_not_canceled(tmp_path: 
 
 def test_an_empty_copy_in_a_queue_that_holds_every_job_is_not_taken_for_the_delivery(tmp_path: Path) -> None:
     r = rig(tmp_path, queues={"default": {"offline_policy": "queue"}})
-    r.submit(b"once", user="ann")
-    tick(r)
-    first_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("Create-Job: no answer within 5s", retryable=True, sent=True))
+    first_uuid = lose_a_forward(r, "Create-Job: no answer within 5s")
     server(r).copies[first_uuid] = RemoteCopy("47", 4, HELD, 0)  # held, but without its document
     tick(r, 5)
     assert server(r).canceled_copies == ["47"] and len(server(r).attempts) == 2  # canceled, and sent again
@@ -219,10 +224,7 @@ def test_a_whole_copy_is_the_delivery_when_the_job_has_not_printed_yet(tmp_path:
     # The device is down too: the job waits; when the server is back it is asked before the job is
     # sent again, and its held copy is taken as the delivery.
     r = rig(tmp_path, device={"retry_initial": "1s", "retry_max": "1s"})
-    r.submit(b"once", user="ann")
-    tick(r)
-    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("Send-Document: the answer was cut off", retryable=True, sent=True))
+    forward_uuid = lose_a_forward(r, "Send-Document: the answer was cut off")
     take_down(r)
     tick(r, 1)
     r.backend.fail(DeliveryError("connection refused", retryable=True))
@@ -240,10 +242,7 @@ def test_a_whole_copy_is_the_delivery_when_the_job_has_not_printed_yet(tmp_path:
 
 def test_an_empty_copy_is_canceled_before_the_job_is_sent_again(tmp_path: Path) -> None:
     r = rig(tmp_path, queues={"default": {"offline_policy": "queue"}})
-    r.submit(b"once", user="ann")
-    tick(r)
-    first_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("Create-Job: no answer within 5s", retryable=True, sent=True))
+    first_uuid = lose_a_forward(r, "Create-Job: no answer within 5s")
     server(r).copies[first_uuid] = RemoteCopy("41", 4, ("job-incoming",), 0)
     tick(r, 5)  # the server is still usable: the job is retried there, the empty copy canceled first
     assert server(r).canceled_copies == ["41"] and len(server(r).attempts) == 2
@@ -256,10 +255,7 @@ def test_an_empty_copy_is_canceled_before_the_job_is_sent_again(tmp_path: Path) 
 
 def test_a_whole_copy_left_by_a_job_aborted_here_is_kept(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    r.submit(b"once", user="ann")
-    tick(r)
-    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("no answer", retryable=True, sent=True))
+    forward_uuid = lose_a_forward(r, "no answer")
     take_down(r)
     tick(r, 1)
     r.backend.fail(DeliveryError("the device refused the document", retryable=False))
@@ -274,10 +270,7 @@ def test_a_job_held_here_is_completed_when_the_server_prints_its_copy(tmp_path: 
     """Queue policy hold: the job waits here for its owner; the server's whole copy is watched, and once
     the server prints it the held job is completed here, never printed at the device as well."""
     r = rig(tmp_path, queues={"default": {"offline_policy": "hold"}})
-    r.submit(b"once", user="ann")
-    tick(r)
-    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("Send-Document: no answer within 5s", retryable=True, sent=True))
+    forward_uuid = lose_a_forward(r, "Send-Document: no answer within 5s")
     take_down(r)
     tick(r, 1)
     assert r.store.get(1).state == JobState.PENDING_HELD and r.backend.attempts == []
@@ -297,10 +290,7 @@ def test_a_job_held_here_is_completed_when_the_server_prints_its_copy(tmp_path: 
 
 def test_an_empty_copy_of_a_held_job_is_canceled_and_the_job_stays_held(tmp_path: Path) -> None:
     r = rig(tmp_path, queues={"default": {"offline_policy": "hold"}})
-    r.submit(b"once", user="ann")
-    tick(r)
-    forward_uuid = r.store.get(1).attributes["delivery"]["forward_uuid"]
-    server(r).fail(DeliveryError("Create-Job: no answer within 5s", retryable=True, sent=True))
+    forward_uuid = lose_a_forward(r, "Create-Job: no answer within 5s")
     take_down(r)
     tick(r, 1)
     server(r).copies[forward_uuid] = RemoteCopy("51", 4, ("job-incoming",), 0)
