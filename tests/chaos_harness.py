@@ -20,8 +20,11 @@ whole or not. What the checker reports (`check`):
   reference server with --hold, as MyQ and PaperCut pull print) and can be asked (IPP), the spooler
   cancels the held copy when the server returns, so such a duplicate is a failure; where the server
   prints at once ("ipp") or cannot be asked ("lpd", "raw") it stays "unavoidable, server died
-  mid-forward". Only copies the server released (printed into its received/ folder) count. Every
-  other duplicate is a bug (the spooler had recorded the delivery, or the peer could be asked);
+  mid-forward"; and an LPD or raw queue, which cannot be asked, may also get a forward twice when the
+  first one's end was lost to an outage or a kill ("sent again to a server queue that cannot be
+  asked", unavoidable there). Only copies the server released (printed into its received/ folder)
+  count. Every other duplicate is a bug (the spooler had recorded the delivery, or the peer could be
+  asked);
 * in-doubt forwards: how many, and what reconciliation did (canceled at the server, found printed
   there, found delivered, not there, left unresolved), from the spooler's own record;
 * out of order, per queue: if job A was acknowledged before job B's client started sending B, and
@@ -535,6 +538,7 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
     device_off = [at for at, what in events if what == "device down"]
     duplicates: dict[str, list[str]] = {"raw_kill_unavoidable": [], "raw_device_off_unavoidable": [],
                                         "server_died_mid_forward": [], "held_copy_not_canceled": [],
+                                        "server_cannot_be_asked": [],
                                         "bug": []}  # fmt: skip
     # A held copy at a server that can be asked is canceled by reconciliation: never printed twice.
     reconcilable = server_queue == "ipp-held"
@@ -559,6 +563,11 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
             elif first.where == "server" and second.where == "device":
                 died = any(first.at - 5 <= d <= second.at for d in server_down)
                 kind = ("held_copy_not_canceled" if reconcilable else "server_died_mid_forward") if died else "bug"
+            elif server_queue in ("lpd", "raw"):
+                # An LPD or raw queue cannot be asked what it kept: a forward whose last acknowledgement
+                # (or the end of the connection) was lost to an outage or a kill is sent again.
+                cut = any(first.at - 5 <= t <= second.at for t in server_down + kills)
+                kind = "server_cannot_be_asked" if cut else "bug"
             else:
                 kind = "bug"  # the server can be asked (IPP Get-Job-Attributes): never twice there
             duplicates[kind].append(token)
@@ -677,7 +686,9 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"duplicates: bugs {d['bug']}; held copies at the server not canceled {d['held_copy_not_canceled']}; "
         f"unavoidable: raw device, spooler killed before recording the delivery "
         f"{d['raw_kill_unavoidable']}; raw device switched off after reading the job, before closing "
-        f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}",
+        f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}"
+        + (f"; sent again to a server queue that cannot be asked {d['server_cannot_be_asked']}"
+           if report.get("server_queue") in ("lpd", "raw") else ""),
         in_doubt_line(report),
         f"out of order {report['out_of_order']}",
         f"not acknowledged: {n['refused_at_connect']} refused at connect (spooler down); "

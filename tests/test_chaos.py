@@ -59,7 +59,8 @@ def test_a_raw_duplicate_across_a_kill_is_unavoidable_unless_the_delivery_was_re
     killed = [(2.05, "spooler killed")]
     report = check(subs, copies, killed, jobs_for("a"), [])
     assert report["duplicates"] == {"raw_kill_unavoidable": 1, "raw_device_off_unavoidable": 0,
-                                    "server_died_mid_forward": 0, "held_copy_not_canceled": 0, "bug": 0}  # fmt: skip
+                                    "server_died_mid_forward": 0, "held_copy_not_canceled": 0,
+                                    "server_cannot_be_asked": 0, "bug": 0}  # fmt: skip
     assert report["failures"] == 0
     recorded = [{"job_id": 1, "time": "1970-01-01T00:00:02.080+00:00"}]  # completed, then sent again
     assert check(subs, copies, [(2.5, "spooler killed")], jobs_for("a"), recorded)["duplicates"]["bug"] == 1
@@ -80,6 +81,19 @@ def test_a_server_copy_then_a_device_copy_is_a_failure_only_where_the_server_hol
     for queue in ("ipp", "lpd", "raw"):
         report = check(subs, copies, died, jobs_for("a"), [], server_queue=queue)
         assert report["duplicates"]["server_died_mid_forward"] == 1 and report["failures"] == 0
+
+
+def test_twice_at_an_lpd_or_raw_server_queue_is_unavoidable_only_across_an_outage_or_a_kill() -> None:
+    subs = [submission("a", 0, 1)]
+    copies = [Copy("a", True, "server", 2.0, 2.1), Copy("a", True, "server", 4.0, 4.1)]
+    for queue in ("lpd", "raw"):
+        cut = check(subs, copies, [(2.05, "server down (killed)")], jobs_for("a"), [], server_queue=queue)
+        assert cut["duplicates"]["server_cannot_be_asked"] == 1 and cut["failures"] == 0
+        assert "sent again to a server queue that cannot be asked 1" in summary(cut, 60)
+        calm = check(subs, copies, [], jobs_for("a"), [], server_queue=queue)
+        assert calm["duplicates"]["bug"] == 1 and calm["failures"] == 1
+    ipp = check(subs, copies, [(2.05, "server down (killed)")], jobs_for("a"), [], server_queue="ipp-held")
+    assert ipp["duplicates"]["bug"] == 1  # an IPP server is asked: never twice there
 
 
 def test_the_in_doubt_line_and_empty_jobs_left_at_a_holding_server() -> None:
