@@ -192,6 +192,9 @@ class ServerConfig:
     connect_timeout: float = 2.0
     io_timeout: float = 30.0
     api_url: str | None = None  # the HTTP JSON API (docs/central-api.md): logins, user sync, accounting
+    #: The API's grant-signing public key ("ed25519:BASE64", `spooler-refserver key`), pinned here: logins are
+    #: cached only with a valid server grant, and a peer's entry or revocation counts only when the server signed it.
+    signing_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,9 +263,9 @@ class LoginConfig:
     sync_interval: float = 3600.0  # pull the device's users and the revocations this often; 0: only on demand
     max_failures: int = 5  # failures in a row that lock a user or a terminal ...
     lockout: float = 300.0  # ... for this long
-    peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints
-    share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with a fleet key
-    fleet_key_file: Path | None = None  # the key every spooler of the fleet holds; None: no sharing
+    share: bool = False  # share entries with the enrolled peers (spooler peers add)
+    peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints (their keys must be enrolled)
+    share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with share = true
     share_interval: float = 300.0  # pull the peers' entries this often
     discover: bool = False  # also find peers by DNS-SD (_spooler-login._tcp)
 
@@ -324,6 +327,16 @@ class Config:
     @property
     def login_key_path(self) -> Path:
         return self.state_dir / "keys" / "login.key"
+
+    @property
+    def peer_key_path(self) -> Path:
+        """This spooler's own key pair (spooler.login.peers)."""
+        return self.state_dir / "keys" / "peer.key"
+
+    @property
+    def peers_path(self) -> Path:
+        """The peers enrolled by public key (`spooler peers add`)."""
+        return self.state_dir / "keys" / "peers.json"
 
     @property
     def lock_path(self) -> Path:
@@ -530,7 +543,17 @@ def _server(section: dict[str, Any]) -> ServerConfig | None:
         connect_timeout=_get(section, "server", "connect_timeout", _positive_duration, defaults.connect_timeout),
         io_timeout=_get(section, "server", "io_timeout", _positive_duration, defaults.io_timeout),
         api_url=_get(section, "server", "api_url", _api_url, defaults.api_url),
+        signing_key=_get(section, "server", "signing_key", _signing_key, defaults.signing_key),
     )
+
+
+def _signing_key(key: str, value: Any) -> str:
+    from spooler.signing import SignatureError, canonical_key
+
+    try:
+        return canonical_key(value)
+    except SignatureError as error:
+        raise ConfigError(key, f"{error} (the central API's key: `spooler-refserver key`, or GET signing-key)") from None
 
 
 def _api_url(key: str, value: Any) -> str:
@@ -576,17 +599,26 @@ def _hours(key: str, value: Any) -> float:
     return float(value)
 
 
-def _login(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> LoginConfig:
+FLEET_KEY_GONE = (
+    "is no longer used: login sharing is no longer authenticated by a shared fleet key (whoever held it could "
+    "impersonate anyone). Each spooler now has its own key pair: run `spooler peers self` on each spooler, "
+    "`spooler peers add NAME KEY` on the others, set `share = true`, and remove fleet_key_file (and the key file)"
+)
+
+
+def _login(section: dict[str, Any]) -> LoginConfig:
     d = LoginConfig()
+    if "fleet_key_file" in section:
+        raise ConfigError("login.fleet_key_file", FLEET_KEY_GONE)
     return LoginConfig(
         validity_hours=_get(section, "login", "validity_hours", _hours, d.validity_hours),
         offline_enabled=_get(section, "login", "offline_enabled", _boolean, d.offline_enabled),
         sync_interval=_get(section, "login", "sync_interval", parse_duration, d.sync_interval),
         max_failures=_get(section, "login", "max_failures", _positive_int, d.max_failures),
         lockout=_get(section, "login", "lockout", _positive_duration, d.lockout),
+        share=_get(section, "login", "share", _boolean, d.share),
         peers=_get(section, "login", "peers", _peer_address, d.peers),
         share_listen=_get(section, "login", "share_listen", _endpoint, d.share_listen),
-        fleet_key_file=_get(section, "login", "fleet_key_file", resolve, d.fleet_key_file),
         share_interval=_get(section, "login", "share_interval", _positive_duration, d.share_interval),
         discover=_get(section, "login", "discover", _boolean, d.discover),
     )
@@ -670,17 +702,19 @@ def config_from_mapping(
         page_cap=_get(analysis, "analysis", "page_cap", _positive_int, AnalysisConfig.page_cap),
     )
     server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
-                                                     "up_after", "connect_timeout", "io_timeout", "api_url")))  # fmt: skip
+                                                     "up_after", "connect_timeout", "io_timeout", "api_url",
+                                                     "signing_key")))  # fmt: skip
 
     accounting = _accounting(_section(raw, "accounting", ("batch_size", "max_age", "interval", "retry_initial",
                                                           "retry_max", "analysis_wait")))  # fmt: skip
 
     login = _section(raw, "login", ("validity_hours", "offline_enabled", "sync_interval", "max_failures", "lockout",
-                                    "peers", "share_listen", "fleet_key_file", "share_interval", "discover"))
+                                    "share", "peers", "share_listen", "fleet_key_file", "share_interval",
+                                    "discover"))  # fmt: skip
     return Config(
         state_dir=state_dir,
         accounting=accounting,
-        login=_login(login, resolve),
+        login=_login(login),
         queues=queues,
         server=server_config,
         analysis=analysis_config,

@@ -330,7 +330,7 @@ class RefServer(ManagedProcess):
     and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
 
     def __init__(self, root: Path, *, users: Path | None = None, mode: str = "normal", delay: float | None = None,
-                 verifier_cost: int = 1024, raw: bool = False) -> None:  # fmt: skip
+                 verifier_cost: int = 1024, raw: bool = False, sign: bool = True) -> None:  # fmt: skip
         self.root = root
         self.state_dir = root / "state"
         self.received_dir = self.state_dir / "received"
@@ -343,6 +343,7 @@ class RefServer(ManagedProcess):
         self.initial_mode = mode
         self.initial_delay = delay
         self.verifier_cost = verifier_cost
+        self.sign = sign
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
 
@@ -370,7 +371,15 @@ class RefServer(ManagedProcess):
             command += ["--users", str(self.users)]
         if self.initial_delay is not None:
             command += ["--delay", str(self.initial_delay)]
+        if not self.sign:
+            command.append("--no-sign")
         return command
+
+    def signing_key(self) -> str:
+        """The public key spoolers pin as [server] signing_key (`spooler-refserver key`; made if new)."""
+        command = [sys.executable, "-m", "spooler.refserver", "key", "--state", str(self.state_dir)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=self._env(), check=True)
+        return result.stdout.strip()
 
     @staticmethod
     def _env() -> dict[str, str]:

@@ -73,7 +73,7 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
                    "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy", "analysis.enabled",
                    "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "login.validity_hours",
                    "login.offline_enabled", "login.sync_interval", "login.max_failures", "login.lockout",
-                   "login.peers", "login.share_listen", "login.fleet_key_file", "login.share_interval",
+                   "login.peers", "login.share_listen", "login.share", "login.share_interval", "server.signing_key",
                    "login.discover", "listen.ipps", "ipp.authentication", "ipp.users_file",
                    "ipp.allow_basic_without_tls", "ipp.tls_certificate", "ipp.tls_key"):  # fmt: skip
         key = dotted.split(".")[-1]

@@ -94,7 +94,8 @@ def spoolers() -> Iterator[list[Spooler]]:
 
 def make_spooler(spoolers: list[Spooler], central: RefServer, **settings: Any) -> Spooler:
     defaults = {"server__queue_uri": central.ipp_uri, "server__api_url": central.api_url,
-                "device__name": "branch-1", "login__sync_interval": 0, "login__share_listen": ""}  # fmt: skip
+                "server__signing_key": central.signing_key(), "device__name": "branch-1", "login__sync_interval": 0,
+                "login__share_listen": ""}  # fmt: skip
     spooler = Spooler(short_tempdir(), **{**defaults, **settings})
     spoolers.append(spooler)
     return spooler
@@ -224,22 +225,28 @@ def test_users_sync_without_a_server_api(spoolers: list[Spooler]) -> None:
     assert (status, refused["reason"]) == (403, "invalid")
 
 
+def enroll(*spoolers: Spooler) -> None:
+    """Every spooler enrolls every other by the key `spooler peers self` prints (daemons down or up)."""
+    keys = {spooler: spooler.cli("peers", "self").stdout.strip() for spooler in spoolers}
+    for spooler in spoolers:
+        for other in spoolers:
+            if other is not spooler:
+                spooler.cli("peers", "add", other.settings["device__name"], keys[other])
+
+
 def users_of(spooler: Spooler) -> dict[str, str]:
     status, body = admin(spooler, "GET", "/v1/users")
     assert status == 200, body
     return {row["user"]: row["state"] for row in body["users"]}
 
 
-def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler],
-                                                          tmp_path: Path) -> None:  # fmt: skip
-    fleet_key = tmp_path / "fleet.key"
+def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler]) -> None:
     port_a, port_b = free_port(), free_port()
-    a = make_spooler(spoolers, central, device__name="branch-1", login__fleet_key_file=str(fleet_key),
+    a = make_spooler(spoolers, central, device__name="branch-1", login__share=True,
                      login__share_listen=f"tcp:{port_a}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_b}"])
-    b = make_spooler(spoolers, central, device__name="branch-2", login__fleet_key_file=str(fleet_key),
+    b = make_spooler(spoolers, central, device__name="branch-2", login__share=True,
                      login__share_listen=f"tcp:{port_b}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_a}"])
-    a.cli("keys", "new-fleet-key", str(fleet_key))
-    assert a.cli("keys", "new-fleet-key", str(fleet_key), check=False).returncode == 1  # never overwritten
+    enroll(a, b)
     a.start()
 
     # Pull: logins at A while B is down (A's push fails); B pulls A's entries when it starts.
@@ -247,7 +254,7 @@ def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, sp
     assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob
     b.start()
     wait_for(lambda: users_of(b) == {"alice": "ok", "bob": "ok"}, timeout=20, what="B to pull alice and bob")
-    for body in (b"{}", b"not json", json.dumps({"v": 1, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
+    for body in (b"{}", b"not json", json.dumps({"v": 2, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
                                                  "ct": "AAAAAAAAAAAAAAAAAAAAAAAA"}).encode()):  # fmt: skip
         connection = http.client.HTTPConnection("127.0.0.1", port_b, timeout=10)
         connection.request("POST", "/v1/share/push", body=body)

@@ -181,9 +181,10 @@ class CredentialCache:
         self._db.execute("INSERT OR REPLACE INTO sealed (kind, slot, key_id, blob) VALUES ('meta', ?, ?, ?)",
                          (slot, key_id, blob))  # fmt: skip
 
-    def purge(self, now: float) -> list[str]:
-        """Remove entries expired for longer than KEEP_EXPIRED; the users removed."""
-        gone = [user for user, entry in self.entries.items() if entry.expires_at + KEEP_EXPIRED < now]
+    def purge(self, now: float, validity: float) -> list[str]:
+        """Remove entries expired (under `validity`, the setting of now) for longer than KEEP_EXPIRED;
+        the users removed."""
+        gone = [user for user, entry in self.entries.items() if entry.valid_until(validity) + KEEP_EXPIRED < now]
         for user in gone:
             self.remove(user)
         return gone
