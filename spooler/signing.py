@@ -49,9 +49,9 @@ def parse_public_key(text: Any) -> Ed25519PublicKey:
     try:
         raw = base64.b64decode(text[len(KEY_PREFIX):], validate=True)
     except (binascii.Error, ValueError):
-        raise SignatureError("the public key is not base64") from None
+        raise SignatureError("the public key is not base64 (expected ed25519:BASE64)") from None
     if len(raw) != 32:
-        raise SignatureError("an Ed25519 public key is 32 bytes")
+        raise SignatureError("an Ed25519 public key is 32 bytes (ed25519: and 44 base64 characters)")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, admin, enroll, free_port, login, short_tempdir, users_of, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,30 +33,6 @@ USERS = {
 }
 SECRETS = [secret for user in USERS["users"] for secret in [user["password"], *user["pins"], *user.get("cards", [])]]
 WRONG = ["111111", "222222", "333333", "444444", "555555", "666666", "777777"]
-
-
-def admin(spooler: Spooler, method: str, path: str, body: Any = None, timeout: float = 60) -> tuple[int, Any]:
-    """One admin API request over the spooler's socket: (status, decoded body)."""
-
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(str(spooler.state_dir / "admin.sock"))
-
-    connection = Connection("localhost", timeout=timeout)
-    try:
-        connection.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                           headers={"content-type": "application/json"})  # fmt: skip
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def login(spooler: Spooler, secret: str, *, method: str = "pin", user: str | None = None,
-          terminal: str = "panel-1") -> tuple[int, dict[str, Any]]:  # fmt: skip
-    return admin(spooler, "POST", "/v1/login", {"method": method, "secret": secret, "user": user, "terminal": terminal})
 
 
 def find_secrets(roots: list[Path], secrets: list[str]) -> list[str]:
@@ -223,21 +198,6 @@ def test_users_sync_without_a_server_api(spoolers: list[Spooler]) -> None:
     assert result.returncode == 1 and "api_url" in result.stderr
     status, refused = login(spooler, "735194")  # offline only, and nobody is cached
     assert (status, refused["reason"]) == (403, "invalid")
-
-
-def enroll(*spoolers: Spooler) -> None:
-    """Every spooler enrolls every other by the key `spooler peers self` prints (daemons down or up)."""
-    keys = {spooler: spooler.cli("peers", "self").stdout.strip() for spooler in spoolers}
-    for spooler in spoolers:
-        for other in spoolers:
-            if other is not spooler:
-                spooler.cli("peers", "add", other.settings["device__name"], keys[other])
-
-
-def users_of(spooler: Spooler) -> dict[str, str]:
-    status, body = admin(spooler, "GET", "/v1/users")
-    assert status == 200, body
-    return {row["user"]: row["state"] for row in body["users"]}
 
 
 def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler]) -> None:

@@ -295,14 +295,14 @@ def merge_shared(local: UserEntry | None, shared: SharedCredential, *, now: floa
                  usable: Callable[[Credential], bool]) -> UserEntry | None:
     """The entry after a peer's credential is taken in, or None when it changes nothing (pure).
 
-    Per credential id: a credential learned here from the server stays, unless the peer's is newer and
-    signed by the server; a peer's credential is replaced by a newer one, or by any when it no longer
+    Per credential id: a credential learned here from the server stays, unless the peer's is newer,
+    signed by the server and another verifier (the secret changed); a peer's credential is replaced by a newer one, or by any when it no longer
     counts (its issuer was removed). Our fingerprint stays as the hint."""
     incoming = shared.credential
     ours = local.credentials.get(incoming.id) if local is not None else None
     if ours is not None:
         if ours.source != "peer":
-            if incoming.grant is None or incoming.verified_at <= ours.verified_at:
+            if incoming.grant is None or incoming.verified_at <= ours.verified_at or incoming.verifier == ours.verifier:
                 return None
         elif usable(ours) and incoming.verified_at <= ours.verified_at:
             return None
