@@ -313,3 +313,45 @@ def test_the_exchange_answers_hello_and_refuses_strangers(tmp_path: Path, clock:
     body, _, _ = stranger.sealer.seal_request(stranger.contact_of(b), "pull", {})
     status, answer = exchange.answer("pull", body, "127.0.0.1")
     assert status == 401 and "not an enrolled peer" in json.loads(answer)["error"]
+
+
+# -- the key pair and the enrolled peers on disk ---------------------------------------------------
+
+
+def test_the_key_pair_is_made_once_and_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "keys" / "peer.key"
+    first = PeerIdentity.open_or_create(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert PeerIdentity.open_or_create(path).key == first.key
+    path.write_text("{}")
+    with pytest.raises(Exception, match="not a usable peer key file"):
+        PeerIdentity.open_or_create(path)
+
+
+def test_enrolled_peers_persist_and_refuse_nonsense(tmp_path: Path) -> None:
+    from spooler.login.peers import PeerError
+    from spooler.signing import SignatureError
+
+    path = tmp_path / "keys" / "peers.json"
+    peers = EnrolledPeers.load(path)
+    own, other = PeerIdentity.generate().key, PeerIdentity.generate().key
+    peers.add(make_peer("branch-2", other, "192.0.2.11:8640"))
+    assert [p.to_dict() for p in EnrolledPeers.load(path)] == [{"name": "branch-2", "key": other,
+                                                                "address": "192.0.2.11:8640"}]  # fmt: skip
+    with pytest.raises(PeerError, match="enrolled already, as branch-2"):
+        peers.add(make_peer("again", other))
+    with pytest.raises(PeerError, match="own key"):
+        peers.add(make_peer("me", own), own_key=own)
+    for name, key, address in (("../x", other, None), ("b3", other, "nohost"), ("b3", other, "h:70000")):
+        with pytest.raises(PeerError):
+            make_peer(name, key, address)
+    with pytest.raises(SignatureError):
+        make_peer("b3", "ed25519:" + "A" * 43)
+    assert peers.remove(other).name == "branch-2"  # by key, too
+    assert len(EnrolledPeers.load(path)) == 0
+    path.write_text("[]")
+    with pytest.raises(Exception, match="not a file of enrolled peers"):
+        EnrolledPeers.load(path)
