@@ -83,16 +83,22 @@ class Credential:
         fingerprint = raw.get("fingerprint")
         issuer = raw.get("issuer")
         grant_until = raw.get("grant_until")
-        try:
-            record = from_json(raw["record"]) if raw.get("record") is not None else None
-            grant = from_json(raw["grant"]) if raw.get("grant") is not None else None
-        except SignatureError as error:
-            raise ValueError(str(error)) from None
+        record, grant = _statement(raw, "record"), _statement(raw, "grant")
         return cls(credential_id, kind, verifier, float(raw.get("verified_at", 0.0)),
                    origin if origin in ORIGINS else "login", source if source in SOURCES else "peer",
                    fingerprint if isinstance(fingerprint, str) else None, parse_devices(raw.get("devices", [])),
                    issuer if isinstance(issuer, str) else None, record, grant,
                    float(grant_until) if isinstance(grant_until, (int, float)) and grant is not None else None)  # fmt: skip
+
+
+def _statement(raw: dict[str, Any], key: str) -> Statement | None:
+    """A signed statement stored under `key` (None when absent); ValueError if it is not one."""
+    if raw.get(key) is None:
+        return None
+    try:
+        return from_json(raw[key])
+    except SignatureError as error:
+        raise ValueError(str(error)) from None
 
 
 def parse_devices(raw: Any) -> tuple[str, ...]:
@@ -190,11 +196,7 @@ class Revocation:
         if credential is not None and not isinstance(credential, str):
             raise ValueError("a revocation's credential is an id or null")
         issuer = raw.get("issuer")
-        try:
-            record = from_json(raw["record"]) if raw.get("record") is not None else None
-            signed = from_json(raw["signed"]) if raw.get("signed") is not None else None
-        except SignatureError as error:
-            raise ValueError(str(error)) from None
+        record, signed = _statement(raw, "record"), _statement(raw, "signed")
         return cls(raw["user"], kind, credential, float(raw["revoked_at"]), issuer if isinstance(issuer, str) else None,
                    record, signed, raw.get("refusal") is True)  # fmt: skip
 

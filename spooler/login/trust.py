@@ -16,6 +16,7 @@ The rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -205,8 +206,6 @@ class Trust:
         return self._sign(payload)
 
     def _sign(self, payload: dict[str, Any]) -> Statement:
-        import json
-
         assert self.identity is not None
         memo = json.dumps(payload, sort_keys=True)
         if memo not in self._signed:

@@ -118,22 +118,21 @@ def cmd_key(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
-def _hours(text: str) -> float:
+def _number(text: str, unit: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
-    if not 0 < value <= 24 * 3650:
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+
+
+def _hours(text: str) -> float:
+    if not 0 < (value := _number(text, "hours")) <= 24 * 3650:
         raise argparse.ArgumentTypeError("expected a number of hours above zero")
     return value
 
 
 def _delay(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
+    if not 0 <= (value := _number(text, "seconds")) <= 3600:
         raise argparse.ArgumentTypeError("the delay must be between 0 and 3600 seconds")
     return value
 
