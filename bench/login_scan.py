@@ -45,7 +45,7 @@ def build_cache(folder: Path, users: int, pins: int) -> CredentialCache:
         credentials = {f"pin-{k + 1}": Credential(f"pin-{k + 1}", "pin", verifiers[user * pins + k], now, "sync", "sync")
                        for k in range(pins)}  # fmt: skip
         cache.put(UserEntry(f"user{user:03d}", {"full_name": "", "email": "", "groups": []}, credentials,
-                            now + 86400, now, "sync"))  # fmt: skip
+                            now, now, "sync"))  # fmt: skip
     return cache
 
 
