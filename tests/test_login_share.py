@@ -355,3 +355,14 @@ def test_enrolled_peers_persist_and_refuse_nonsense(tmp_path: Path) -> None:
     path.write_text("[]")
     with pytest.raises(Exception, match="not a file of enrolled peers"):
         EnrolledPeers.load(path)
+
+
+def test_with_a_server_key_only_granted_credentials_are_shared(tmp_path: Path, clock: Clock) -> None:
+    a, _ = pair(clock)
+    server = Ed25519PrivateKey.generate()
+    now = clock.seconds()
+    at_a = cache_at(tmp_path)
+    at_a.put(learned("alice", now - 10, grant=server_grant(server, "alice", now - 10)))
+    at_a.put(learned("before-the-key", now - 10))  # learned before [server] signing_key was set
+    shared = shared_payload(at_a, trust_of(a, "branch-1", server))["entries"]
+    assert [json.loads(base64.b64decode(r["payload"]))["user"] for r in shared] == ["alice"]

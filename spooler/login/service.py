@@ -236,7 +236,8 @@ class LoginService:
         if entry is None or credential.id not in entry.credentials:
             return
         now = self._reactor.seconds()
-        self.cache.add_revocations([Revocation(name, credential.kind, credential.id, now, refusal=True)])
+        refused_at = max(now, credential.verified_at)  # covers this copy and every older one, whatever the clocks
+        self.cache.add_revocations([Revocation(name, credential.kind, credential.id, refused_at, refusal=True)])
         kept = {cid: c for cid, c in entry.credentials.items() if cid != credential.id}
         if kept:
             self.cache.put(replace(entry, credentials=kept, updated_at=now))

@@ -160,15 +160,17 @@ class Trust:
 
     def outgoing_credentials(self, entries: Iterable[UserEntry]) -> list[dict[str, str]]:
         """Signed records of the credentials peers may learn: those learned here at a login (never a
-        synced user's: they belong to the device the server assigned them to) and those of enrolled
-        peers, passed on as their issuer signed them. Never a fingerprint."""
+        synced user's: they belong to the device the server assigned them to; never one valid on this
+        device only; with the server's key pinned, only with its grant) and those of enrolled peers,
+        passed on as their issuer signed them. Never a fingerprint."""
         out: list[dict[str, str]] = []
         for entry in entries:
             for credential in entry.credentials.values():
                 if credential.source == "peer":
                     if credential.record is not None and self.usable(credential):
                         out.append(as_json(credential.record))
-                elif credential.origin == "login" and credential.devices not in ((), (self.device,)):
+                elif credential.origin == "login" and credential.devices not in ((), (self.device,)) \
+                        and (self.server_key is None or credential.grant is not None):  # fmt: skip
                     record = self._own_credential_record(entry, credential)
                     if record is not None:
                         out.append(as_json(record))
