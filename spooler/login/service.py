@@ -231,7 +231,7 @@ class LoginService:
             return
         if found is None:
             return
-        name, credential = found
+        name, credential = found[0], found[1]
         entry = self.cache.entries.get(name)
         if entry is None or credential.id not in entry.credentials:
             return

@@ -395,11 +395,6 @@ class Sharing(MultiService):
             configured += self._peers()
         return list(dict.fromkeys(configured))
 
-    def is_peer_address(self, host: str) -> bool:
-        """Whether a client address is the host of a peer this spooler exchanges with (configured, enrolled
-        or discovered): for a transport that wants to refuse strangers before reading anything."""
-        return any(address.rpartition(":")[0].strip("[]") == host for address in self.peers())
-
     def _post(self, peer: str, path: str, body: bytes) -> Deferred[Any]:
         agent = Agent(self._reactor, connectTimeout=PEER_TIMEOUT)
         headers = Headers({b"content-type": [b"application/json"], PEER_HEADER: [self.sealer.identity.key.encode()]})
