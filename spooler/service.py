@@ -18,11 +18,10 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from spooler import __version__
 from spooler.accounting import RecordMaker
-from spooler.admin import AdminResource
+from spooler.admin import AdminResource, build_admin_site
 from spooler.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
@@ -35,6 +34,7 @@ from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
 from spooler.groupcommit import CommitThread
 from spooler.store import JobStore
+from spooler.web import HttpLimits
 
 log = Logger(namespace="spooler.service")
 
@@ -128,15 +128,6 @@ def thread_runner(reactor: Any) -> RunInThread:
     return run_in_thread
 
 
-class QuietSite(Site):
-    """The admin API's site: no access log lines (the spool log records what the requests change)."""
-
-    noisy = False
-
-    def log(self, request: object) -> None:
-        pass
-
-
 class SpoolerService(MultiService):
     def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None) -> None:
         super().__init__()
@@ -154,6 +145,7 @@ class SpoolerService(MultiService):
         self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
+        self.central: Any = None  # spooler.central backend of [server] api_url (kind generic, papercut, myq)
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -189,6 +181,7 @@ class SpoolerService(MultiService):
                 config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
+                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
             )  # fmt: skip
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
@@ -214,9 +207,12 @@ class SpoolerService(MultiService):
             self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
+        from spooler.central import make_backend
+
+        self.central = make_backend(config, self.reactor, self.run_in_thread)  # a missing secret stops the start
         self._start_login()
-        admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
-        admin_site.displayTracebacks = False
+        admin_site = build_admin_site(AdminResource(self.jobs, self.status, login=self.login_runtime), self.reactor,
+                                      max_connections=config.limits.max_connections)  # fmt: skip
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
         retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
@@ -239,11 +235,15 @@ class SpoolerService(MultiService):
         config = self.config
         if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
             return
-        from spooler.centralapi import CentralApi
+        from spooler.central import capabilities_of
         from spooler.outbox import Outbox
 
+        if self.central is None or capabilities_of(self.central).accounting_import == "none":
+            log.info("Accounting records stay local: the central server ({kind}) has no accounting import",
+                     spool_event="outbox_not_started", kind=config.server.kind)  # fmt: skip
+            return
         health = self.dispatcher.server_health
-        self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
+        self.outbox = Outbox(store=self.store, api=self.central, clock=self.reactor,
                              config=config.accounting, server_usable=lambda: health is None or health.usable)  # fmt: skip
         outbox = self.outbox
         self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
@@ -258,7 +258,8 @@ class SpoolerService(MultiService):
             health = self.dispatcher.server_health if self.dispatcher is not None else None
             return health is not None and health.state == DOWN
 
-        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down)
+        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down,
+                                          backend=self.central)  # fmt: skip
         self.login_runtime.setServiceParent(self)
         self.login = self.login_runtime.service
 
@@ -339,7 +340,7 @@ class SpoolerService(MultiService):
         settings = self.config.terminal
         resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
                                     session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
-        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
+        site = TerminalSite(resource, clock=self.reactor, limits=HttpLimits.from_config(self.config.limits, idle_timeout=60.0))
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _advertiser(self) -> Any:
@@ -421,11 +422,24 @@ class SpoolerService(MultiService):
                 "accepting": free >= self.config.spool.min_free_space,
             },
             "accounting": self.accounting_status(),
+            "central": self.central_status(),
         }
+
+    def central_status(self) -> dict[str, Any] | None:
+        """The central API's kind and what it can and cannot do (no secret)."""
+        server = self.config.server
+        if self.central is None or server is None:
+            return None
+        from spooler.central import capabilities_of
+
+        return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
 
     def accounting_status(self) -> dict[str, Any]:
         if self.outbox is not None:
             return dict(self.outbox.status())
         assert self.store is not None
         counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
+        server = self.config.server
+        if server is not None and server.api_url:
+            return counts | {"state": f"local only (the {server.kind} server has no accounting import)"}
         return counts | {"state": "local only (no [server] api_url)"}

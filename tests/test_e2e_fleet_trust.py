@@ -169,8 +169,8 @@ def test_an_online_refusal_removes_the_cached_credential(made: list[Any], tmp_pa
     assert events(b, "login_cache_refused") and "bob" not in users_of(b)  # ... and gone from its cache
     # branch-1 still shares its (older) entry of bob: branch-2 takes it in at its next pull, but the
     # refusal it saw covers it.
-    pulled = len(events(b, "share_received"))
-    wait_for(lambda: len(events(b, "share_received")) > pulled, timeout=20, what="branch-2 to pull bob again")
+    pulled = len(events(b, "share_pulled"))
+    wait_for(lambda: len(events(b, "share_pulled")) > pulled, timeout=20, what="branch-2 to pull bob again")
     assert users_of(b).get("bob") == "revoked"
 
     central.stop()

@@ -11,6 +11,12 @@ Trust comes from each spooler's own key pair (spooler.login.peers), never from a
 A request carries its time and a random nonce in the associated data with the path and both keys; a
 receiver refuses a time more than WINDOW seconds away from its clock and a nonce it has seen within
 the window (replay). An answer is bound to the request's nonce.
+
+The HTTP layer (`build_share_site`, spooler.web) comes first: a connection from an address that
+`Sharing.is_peer` does not accept (not the address of a configured, enrolled or discovered peer) is
+closed before a byte is read, a body over MAX_BODY is refused with 413 before it is read, and
+connections are capped per listener and per address with the header deadline of every HTTP listener.
+A request names its sender's key in the X-Spooler-Peer header (`ShareExchange.is_enrolled_peer`).
 """
 
 from __future__ import annotations
@@ -31,10 +37,9 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
-from twisted.web.client import Agent, readBody
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from spooler.centralapi import BytesProducer
 from spooler.config import Config
@@ -44,6 +49,8 @@ from spooler.login.peers import EnrolledPeers, PeerIdentity, open_certificate
 from spooler.login.trust import NotHere, OwnRecord, Refused, Trust, merge_shared
 from spooler.model import SpoolerError
 from spooler.signing import SignatureError
+from spooler.web import AnswerTooLarge, ApiError, HttpLimits, JsonResource, LimitedSite, read_capped, request_body
+from spooler.web.channel import is_address, normal_host
 
 log = Logger(namespace="spooler.login.share")
 
@@ -54,6 +61,8 @@ MAX_REVOCATIONS = 10_000
 #: A request's time may differ from the receiver's clock by this much (and its nonce is remembered as long).
 WINDOW = 60.0
 PEER_TIMEOUT = 5.0
+#: An idle peer connection is closed after this many seconds.
+IDLE_TIMEOUT = 30.0
 PATHS = ("hello", "push", "pull")
 #: The request header naming the sender's key, so that a stranger can be refused before its body is read.
 PEER_HEADER = b"x-spooler-peer"
@@ -273,7 +282,7 @@ class ShareExchange:
                 counts = receive(self.cache, payload, self.trust, now=self._clock.seconds())
             except ValueError as error:
                 return 400, _error(str(error))
-            _log_received("Received", name, counts)
+            _log_received(True, name, counts)
             answer: Any = counts
         else:
             answer = shared_payload(self.cache, self.trust)
@@ -289,16 +298,18 @@ def _peer_name(trust: Trust, key: str) -> str:
     return peer.name if peer is not None else key
 
 
-def _log_received(verb: str, peer: str, counts: dict[str, Any]) -> None:
-    """What a push or pull brought. Credentials for other devices are said at info level when pushed
-    (once per login elsewhere), at debug level when pulled (every share_interval)."""
+def _log_received(pushed: bool, peer: str, counts: dict[str, Any]) -> None:
+    """What a push (`share_received`) or a pull (`share_pulled`) brought. Credentials for other devices
+    are said at info level when pushed (once per login elsewhere), at debug level when pulled (every
+    share_interval)."""
     if counts["entries"] or counts["revocations"]:
-        log.info(verb + " {entries} entries and {revocations} revocations from {peer}", spool_event="share_received",
-                 peer=peer, entries=counts["entries"], revocations=counts["revocations"])  # fmt: skip
+        log.info(("Received" if pushed else "Pulled") + " {entries} entries and {revocations} revocations from {peer}",
+                 spool_event="share_received" if pushed else "share_pulled", peer=peer, entries=counts["entries"],
+                 revocations=counts["revocations"])  # fmt: skip
     if counts["not_here"]:
-        level = log.info if verb == "Received" else log.debug
-        level("Left out {count} credential(s) from {peer}: the server does not allow their users on this device",
-              spool_event="share_not_here", peer=peer, count=counts["not_here"])  # fmt: skip
+        (log.info if pushed else log.debug)(
+            "Left out {count} credential(s) from {peer}: the server does not allow their users on this device",
+            spool_event="share_not_here", peer=peer, count=counts["not_here"])  # fmt: skip
     for reason, count in sorted(counts.get("refused", {}).items()):
         log.warn("Refused {count} record(s) from {peer}: {reason}", spool_event="share_record_refused", peer=peer,
                  count=count, reason=reason)  # fmt: skip
@@ -307,41 +318,38 @@ def _log_received(verb: str, peer: str, counts: dict[str, Any]) -> None:
 # -- the endpoint ----------------------------------------------------------------------------------
 
 
-class ShareResource(Resource):
-    isLeaf = True
+class ShareResource(JsonResource):
+    """`POST /v1/share/hello|push|pull` (its site, `build_share_site`, admits only peers and caps bodies)."""
+
+    name = "share"
 
     def __init__(self, exchange: ShareExchange) -> None:
         super().__init__()
         self.exchange = exchange
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        request.setResponseCode(405)
-        return _error("use POST")
-
-    def render_POST(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
+    def dispatch(self, request: Request) -> Any:
+        if request.method != b"POST":
+            raise ApiError(405, "method-not-allowed", "use POST")
         path = [part.decode("utf-8", "replace") for part in request.postpath or []]
         if len(path) != 3 or path[:2] != ["v1", "share"] or path[2] not in PATHS:
-            request.setResponseCode(404)
-            return _error("not found")
-        assert request.content is not None
-        body = request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            request.setResponseCode(413)
-            return _error("too large")
+            raise ApiError(404, "not-found", "not found")
         peer = request.getClientAddress()
-        status, answer = self.exchange.answer(path[2], body, str(getattr(peer, "host", peer)))
-        request.setResponseCode(status)
+        status, answer = self.exchange.answer(path[2], request_body(request), str(getattr(peer, "host", peer)))
+        if status != 200:
+            raise ApiError(status, _ERROR_CODES.get(status, "bad-request"), json.loads(answer)["error"])
         return answer
 
 
-class QuietSite(Site):
-    noisy = False
-    timeOut = 30  # an idle peer connection is closed after this many seconds
+_ERROR_CODES = {400: "bad-request", 401: "not-authenticated"}
 
-    def log(self, request: object) -> None:
-        pass
+
+def build_share_site(resource: ShareResource, reactor: Any, limits: Any,
+                     peer_allowed: Callable[[str], bool]) -> LimitedSite:  # fmt: skip
+    """The share endpoint's site (spooler.web): a client that `peer_allowed` refuses is closed before
+    anything is read; bodies over MAX_BODY are refused with 413 before they are read; `[limits]`
+    connection, per-address and header limits; idle connections closed after IDLE_TIMEOUT."""
+    return LimitedSite(resource, reactor=reactor, name="share", max_body=MAX_BODY, peer_allowed=peer_allowed,
+                       limits=HttpLimits.from_config(limits, idle_timeout=IDLE_TIMEOUT))  # fmt: skip
 
 
 # -- the client and the service ----------------------------------------------------------------------
@@ -365,14 +373,14 @@ class Sharing(MultiService):
         self.discovered: set[str] = set()
         self._contacts: dict[str, PeerContact] = {}  # by address, from its hello
         self._peers = peers
+        self._resolved: dict[str, set[str]] = {}  # peer names -> their addresses (is_peer)
         self.listener: Any = None
         if config.login.share_listen:
             from twisted.internet.endpoints import serverFromString
 
             from spooler.service import ListenerService
 
-            site = QuietSite(ShareResource(self.exchange))
-            site.displayTracebacks = False
+            site = build_share_site(ShareResource(self.exchange), reactor, config.limits, self.is_peer)
             self.listener = ListenerService("share", serverFromString(reactor, config.login.share_listen), site)
             self.listener.setServiceParent(self)
         if config.login.discover and self.listener is not None and run_in_thread is not None:
@@ -395,6 +403,41 @@ class Sharing(MultiService):
             configured += self._peers()
         return list(dict.fromkeys(configured))
 
+    def is_peer(self, host: str) -> bool:
+        """Whether a connection from `host` may reach the share endpoint at all, asked by the HTTP layer
+        before anything is read: the address of a configured, enrolled or discovered peer (a peer
+        configured by name counts by the address the name last resolved to). Every message is still
+        authenticated; this keeps everyone else from costing the endpoint a byte of buffer."""
+        return host in self.peer_hosts()
+
+    def peer_hosts(self) -> set[str]:
+        hosts: set[str] = set()
+        for peer in self.peers():
+            host = normal_host(peer.rpartition(":")[0])
+            hosts.update(self._resolved.get(host, {host}))
+        return hosts
+
+    def startService(self) -> None:
+        super().startService()
+        self._resolve_peer_names()
+
+    def _resolve_peer_names(self) -> None:
+        """Look up the peers configured by name (at start and before each pull), for `is_peer`."""
+        resolve = getattr(self._reactor, "resolve", None)
+        if resolve is None:
+            return
+        for peer in self.peers():
+            host = normal_host(peer.rpartition(":")[0])
+            if is_address(host):
+                continue
+
+            def resolved(address: str, host: str = host) -> None:
+                self._resolved[host] = {normal_host(address)}
+
+            resolve(host).addCallbacks(resolved, lambda failure, host=host: log.info(
+                "Cannot resolve the peer {peer}: {detail}", spool_event="share_failed", what="resolve", peer=host,
+                detail=failure.getErrorMessage()))  # fmt: skip
+
     def _post(self, peer: str, path: str, body: bytes) -> Deferred[Any]:
         agent = Agent(self._reactor, connectTimeout=PEER_TIMEOUT)
         headers = Headers({b"content-type": [b"application/json"], PEER_HEADER: [self.sealer.identity.key.encode()]})
@@ -404,11 +447,12 @@ class Sharing(MultiService):
 
     @inlineCallbacks
     def _read(self, peer: str, response: Any) -> Any:
-        if isinstance(response.length, int) and response.length > MAX_BODY:
-            raise PeerAuthError(f"the answer of {peer} is too large")
-        reading = readBody(response)
+        reading = read_capped(response, MAX_BODY)
         reading.addTimeout(PEER_TIMEOUT, self._reactor)
-        data = yield reading
+        try:
+            data = yield reading
+        except AnswerTooLarge:
+            raise PeerAuthError(f"the answer of {peer} is too large") from None
         if response.code != 200:
             raise PeerAuthError(f"{peer} answered {response.code}: {data[:200]!r}")
         return data
@@ -460,6 +504,7 @@ class Sharing(MultiService):
     def pull_all(self) -> Deferred[Any]:
         from twisted.internet.defer import DeferredList
 
+        self._resolve_peer_names()
         calls = []
         for peer in self.peers():
             call = self._call(peer, "pull", {})
@@ -470,7 +515,7 @@ class Sharing(MultiService):
 
     def _pulled(self, answer: Any, peer: str) -> dict[str, Any]:
         counts = receive(self.cache, answer, self.trust, now=self._reactor.seconds())
-        _log_received("Pulled", peer, counts)
+        _log_received(False, peer, counts)
         return counts
 
     @staticmethod
