@@ -11,6 +11,7 @@ import pytest
 from spooler.cli import main
 from spooler.config import config_from_mapping, load_config, parse_duration, parse_size
 from spooler.model import ConfigError
+from spooler.login.peers import PeerIdentity
 
 
 def build(raw: dict[str, Any], tmp_path: Path) -> Any:
@@ -92,6 +93,8 @@ BAD = [
     ({"login": {"share": "yes"}}, "login.share", "true or false"),
     ({"server": {"queue_uri": "ipp://h/p", "signing_key": "ed25519:AAAA"}}, "server.signing_key", "32 bytes"),
     ({"server": {"queue_uri": "ipp://h/p", "signing_key": "rsa:AAAA"}}, "server.signing_key", "ed25519:BASE64"),
+    ({"server": {"queue_uri": "ipp://h/p", "api_url": "http://h:9191/", "kind": "papercut", "auth_token_env": "T",
+                 "signing_key": PeerIdentity.generate().key}}, "server.signing_key", "does not sign"),
     ({"listen": {"ipp6": "tcp:1"}}, "listen.ipp6", "unknown key"),
     ({"listen": "tcp:9100"}, "listen", "must be a table"),
     ({"listen": {"raw": "9100"}}, "listen.raw", "endpoint"),
