@@ -1,16 +1,14 @@
 """Offline login core: the encrypted cache (tamper, wrong key, rotation), the throttle (Clock), the
-merge rules (newest wins, revocation wins) and the login decisions with a scripted central API."""
+revocation and sync rules, and the login decisions with a scripted central API (validity computed at
+the check, devices, online refusals, the server's signed grants)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
-
-from dataclasses import replace
 
 import pytest
 from twisted.internet.defer import fail, succeed
