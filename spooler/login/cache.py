@@ -14,6 +14,8 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,17 @@ class CredentialCache:
         return list(self._index.get(fp, []))
 
     # -- changes -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many changes in one durable commit (a peer's pull brings up to a thousand entries at once)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def put(self, entry: UserEntry) -> None:
         slot = self._slots.get(entry.user) or secrets.token_hex(12)

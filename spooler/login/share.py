@@ -224,6 +224,12 @@ def receive(cache: CredentialCache, payload: Any, trust: Trust, *, now: float) -
         raise ValueError("entries and revocations must be lists")
     if len(entries) > MAX_ENTRIES or len(revocations) > MAX_REVOCATIONS:
         raise ValueError("too many entries or revocations")
+    with cache.transaction():
+        return _receive(cache, entries, revocations, trust, now)
+
+
+def _receive(cache: CredentialCache, entries: list[Any], revocations: list[Any], trust: Trust,
+             now: float) -> dict[str, Any]:  # fmt: skip
     refused: dict[str, int] = {}
     changed = not_here = 0
     for raw in entries:

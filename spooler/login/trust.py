@@ -27,10 +27,12 @@ from spooler.login.entries import (METHODS, Credential, Revocation, UserEntry, c
                                    parse_server_time)  # fmt: skip
 from spooler.login.peers import EnrolledPeers, PeerIdentity
 from spooler.signing import (GRANT, PEER_RECORD, REVOCATION, SignatureError, Statement, as_json, from_json,
-                             parse_public_key, sign, unverified_payload, verify)  # fmt: skip
+                             parse_public_key, public_key_text, sign, unverified_payload, verify)  # fmt: skip
 
 #: Credentials one entry holds at most (spooler.login.entries.UserEntry.from_dict refuses more).
 MAX_CREDENTIALS = 16
+#: Own signed records and verified statements remembered at most (then forgotten all at once).
+MAX_REMEMBERED = 20_000
 
 
 class Refused(Exception):
@@ -63,8 +65,9 @@ class Grant:
     statement: Statement
 
 
-def open_grant(server_key: Ed25519PublicKey, statement: Statement) -> Grant:
-    payload = verify(server_key, GRANT, statement)
+def open_grant(server_key: Ed25519PublicKey, statement: Statement, *, verified: dict[str, Any] | None = None) -> Grant:
+    """The grant a statement signed by the server says (`verified`: its payload, already verified)."""
+    payload = verified if verified is not None else verify(server_key, GRANT, statement)
     try:
         kind, verifier = payload["kind"], payload["verifier"]
         if kind not in METHODS or not isinstance(verifier, str) or not verifier.startswith("scrypt$"):
@@ -79,8 +82,10 @@ def open_grant(server_key: Ed25519PublicKey, statement: Statement) -> Grant:
         raise SignatureError("the server's grant is signed but not as documented") from None
 
 
-def open_server_revocation(server_key: Ed25519PublicKey, statement: Statement) -> Revocation:
-    payload = verify(server_key, REVOCATION, statement)
+def open_server_revocation(server_key: Ed25519PublicKey, statement: Statement, *,
+                           verified: dict[str, Any] | None = None) -> Revocation:  # fmt: skip
+    """The revocation a statement signed by the server says (`verified`: its payload, already verified)."""
+    payload = verified if verified is not None else verify(server_key, REVOCATION, statement)
     try:
         revoked_at = parse_server_time(payload["revoked_at"], float("nan"))
         if revoked_at != revoked_at:
@@ -114,7 +119,11 @@ class Trust:
         self.identity = identity
         self.own_key = identity.key if identity is not None else None
         self.server_key = server_key
+        self._server_key_text = public_key_text(server_key) if server_key is not None else ""
         self._signed: dict[str, Statement] = {}  # our own records, by what they say (signing is not free)
+        # Statements whose signature verified, with what they say: a pull brings the same records again
+        # every share_interval, and a signature check costs more than everything else about a record.
+        self._verified: dict[tuple[str, Statement], dict[str, Any]] = {}
 
     # -- at a login ----------------------------------------------------------------------------------
 
@@ -135,7 +144,7 @@ class Trust:
         if credential.grant is None:
             return False
         try:
-            grant = open_grant(self.server_key, credential.grant)
+            grant = self._open_grant(credential.grant)
         except SignatureError:
             return False
         return _matches(grant, user, credential)
@@ -207,11 +216,26 @@ class Trust:
                    "signed": as_json(revocation.signed) if revocation.signed is not None else None}  # fmt: skip
         return self._sign(payload)
 
+    def _verify(self, key: str, domain: str, statement: Statement) -> dict[str, Any]:
+        """`signing.verify` of a statement by `key` (an ed25519: text), remembered once it verified."""
+        memo = (domain + "\0" + key, statement)
+        payload = self._verified.get(memo)
+        if payload is None:
+            payload = verify(parse_public_key(key), domain, statement)
+            if len(self._verified) > MAX_REMEMBERED:
+                self._verified.clear()
+            self._verified[memo] = payload
+        return payload
+
+    def _open_grant(self, statement: Statement) -> Grant:
+        assert self.server_key is not None
+        return open_grant(self.server_key, statement, verified=self._verify(self._server_key_text, GRANT, statement))
+
     def _sign(self, payload: dict[str, Any]) -> Statement:
         assert self.identity is not None
         memo = json.dumps(payload, sort_keys=True)
         if memo not in self._signed:
-            if len(self._signed) > 20_000:
+            if len(self._signed) > MAX_REMEMBERED:
                 self._signed.clear()
             self._signed[memo] = sign(self.identity.signing, PEER_RECORD, payload)
         return self._signed[memo]
@@ -229,7 +253,7 @@ class Trust:
         if not isinstance(issuer, str) or not self.peers.is_enrolled(issuer):
             raise Refused("its issuer is not an enrolled peer")
         try:
-            payload = verify(parse_public_key(issuer), PEER_RECORD, statement)
+            payload = self._verify(issuer, PEER_RECORD, statement)
         except SignatureError:
             raise Refused("its issuer's signature does not verify") from None
         return dict(payload, _statement=statement)
@@ -253,7 +277,7 @@ class Trust:
         verified_at, grant_until = min(credential.verified_at, now), None
         if self.server_key is not None:
             try:
-                grant = open_grant(self.server_key, from_json(payload.get("grant")))
+                grant = self._open_grant(from_json(payload.get("grant")))
             except SignatureError as error:
                 raise Refused(f"no valid server signature ({error})") from None
             if not _matches(grant, user, credential):
@@ -277,12 +301,14 @@ class Trust:
         revoked_at = min(claimed.revoked_at, now)  # a peer cannot withdraw what the server grants later
         if self.server_key is not None:
             try:
-                server = open_server_revocation(self.server_key, from_json(payload.get("signed")))
+                signed = from_json(payload.get("signed"))
+                server = open_server_revocation(self.server_key, signed,
+                                                verified=self._verify(self._server_key_text, REVOCATION, signed))
             except SignatureError as error:
                 raise Refused(f"no valid server signature ({error})") from None
             if (server.user, server.kind, server.credential) != (claimed.user, claimed.kind, claimed.credential):
                 raise Refused("the server's signature is for another revocation")
-            signed, revoked_at = from_json(payload["signed"]), server.revoked_at
+            revoked_at = server.revoked_at
         return replace(claimed, revoked_at=revoked_at, issuer=payload["issuer"], record=payload["_statement"],
                        signed=signed)  # fmt: skip
 
