@@ -40,7 +40,7 @@ class Credential:
     verified_at: float
     origin: str = "login"
     source: str = "login"
-    fingerprint: str | None = None  # HMAC of the secret under this spooler's key; never shared
+    fingerprint: str | None = None  # this spooler's index of the secret (spooler.login.cache); never shared
     devices: tuple[str, ...] = ()
     issuer: str | None = None  # the enrolled peer's key (source "peer")
     record: Statement | None = None  # that peer's signed record of it, passed on to other peers as it is
@@ -217,7 +217,8 @@ def apply_sync(local: UserEntry | None, synced: UserEntry) -> UserEntry:
     """A user as the server's sync lists them now: the synced credentials replace the ones learned by
     an earlier sync (a salt changes when the server restarts; a credential not listed is gone); those
     learned from a login stay until they expire or are revoked. A credential id seen at a login keeps
-    its origin and its fingerprint, with the synced verifier."""
+    its origin, with the synced verifier and the synced fingerprint (if the server sent a lookup; else
+    ours, which stops counting if the verifier changed)."""
     if local is None:
         return synced
     credentials = {cid: c for cid, c in local.credentials.items() if c.origin != "sync" and cid not in synced.credentials}
@@ -226,7 +227,10 @@ def apply_sync(local: UserEntry | None, synced: UserEntry) -> UserEntry:
         if ours is None:
             credentials[credential_id] = theirs
         else:  # seen at a login here: it stays a login credential (kept when the sync drops the user)
-            credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint, origin=ours.origin)
+            same = ours.verifier == theirs.verifier  # the server's grant of it still holds
+            credentials[credential_id] = replace(theirs, fingerprint=theirs.fingerprint or ours.fingerprint,
+                                                 origin=ours.origin, grant=ours.grant if same else None,
+                                                 grant_until=ours.grant_until if same else None)  # fmt: skip
     return UserEntry(local.user, synced.profile, credentials, max(local.renewed_at, synced.renewed_at),
                      synced.updated_at, "sync")  # fmt: skip
 

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from spooler.central.base import CentralBackend
 from spooler.centralapi import CentralApi, CentralApiError
 from spooler.config import Config
+from spooler.login.budget import FailureBudgets
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import is_revoked
 from spooler.login.keys import LoginKeys
@@ -56,7 +57,8 @@ def open_trust(config: Config) -> Trust:
 
 def user_rows(cache: CredentialCache, now: float, trust: Trust, validity: float) -> list[dict[str, Any]]:
     """Who can log in offline here and until when (`spooler users list`): only credentials that count on
-    this device (spooler.login.trust), under the validity configured now."""
+    this device (spooler.login.trust), under the validity configured now; `indexed`: the PINs and cards
+    found by one lookup (the others cost a scan of the verifiers not in the index)."""
     rows = []
     revocations = trust.counting(cache.revocations)
     for name in sorted(cache.entries):
@@ -68,9 +70,10 @@ def user_rows(cache: CredentialCache, now: float, trust: Trust, validity: float)
         kinds = sorted({c.kind for c in live})
         valid_until = entry.valid_until(validity)
         state = "revoked" if not live else "expired" if valid_until <= now else "ok"
+        indexed = sum(1 for c in live if c.kind != "password" and cache.is_indexed(c))
         rows.append({"user": name, "full_name": entry.profile.get("full_name", ""), "state": state,
                      "valid_until": valid_until, "methods": kinds, "credentials": len(live),
-                     "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
+                     "indexed": indexed, "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
     return rows
 
 
@@ -86,9 +89,10 @@ def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
 
 class LoginRuntime(MultiService):
     def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None) -> None:  # fmt: skip
+                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None,
+                 budgets: FailureBudgets | None = None) -> None:  # fmt: skip
         """`backend`: the central server's (spooler.central.make_backend); by default the generic API of
-        [server] api_url."""
+        [server] api_url. `budgets`: the failure counts (opened on STATE/login.db here if not given)."""
         super().__init__()
         self.setName("login")
         self.config = config
@@ -96,11 +100,13 @@ class LoginRuntime(MultiService):
         self.cache = open_cache(config)
         self.trust = open_trust(config)
         self.cache.purge(reactor.seconds(), config.login.validity_hours * 3600.0)
+        self._own_budgets = budgets is None
+        self.budgets = budgets or FailureBudgets.open(config.login_cache_path, reactor)
         api_url = config.server.api_url if config.server is not None else None
         self.api: CentralBackend | None = backend if backend is not None else CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
                                     run_in_thread=run_in_thread, server_known_down=server_known_down,
-                                    trust=self.trust)  # fmt: skip
+                                    budgets=self.budgets, trust=self.trust)  # fmt: skip
         self.sync: UserSync | None = None
         if self.api is not None:
             self.sync = UserSync(reactor, self.cache, self.api, device=config.device.name,
@@ -128,6 +134,8 @@ class LoginRuntime(MultiService):
 
         def close(passthrough: object) -> object:
             self.cache.close()
+            if self._own_budgets:
+                self.budgets.close()
             return passthrough
 
         return maybeDeferred(lambda: result).addBoth(close)
@@ -177,6 +185,8 @@ class LoginRuntime(MultiService):
     def _rotate(self) -> dict[str, Any]:
         key_id = self.cache.rotate()
         log.info("Login cache key rotated", spool_event="login_key_rotated", key_id=key_id)
+        if self.sync is not None:
+            self.sync.scheduled()  # the synced PINs and cards get their index (made under the old key) back
         return {"key_id": key_id, "entries": len(self.cache.entries)}
 
     @staticmethod
