@@ -275,3 +275,22 @@ def test_the_held_queue_holds_jobs_until_released(document: Path, tmp_path: Path
         timed.wait_received(1, timeout=20)  # released on its own a second after it arrived
     finally:
         timed.cleanup()
+
+
+def test_hang_mode_keeps_a_half_closed_raw_connection_open() -> None:
+    """A raw client half-closes after its job; a hung server must not answer that with a close (which
+    a raw client takes for "printed")."""
+    server = RefServer(short_tempdir("rs"), raw=True)
+    try:
+        server.start()
+        assert server.raw_port is not None
+        server.mode("hang")
+        with socket.create_connection(("127.0.0.1", server.raw_port), timeout=5) as sock:
+            sock.sendall(b"\x1b%-12345X@PJL\r\nswallowed")
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(HANG_TIMEOUT)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # neither data nor the end of the connection
+        assert server.received_files() == []
+    finally:
+        server.cleanup()
