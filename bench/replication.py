@@ -39,10 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from spooler.accounting import RecordMaker  # noqa: E402
+from spooler.accounting.records import RecordMaker  # noqa: E402
 from spooler.config import AccountingConfig  # noqa: E402
 from spooler.model import Document, Job, JobState, Mode, Route  # noqa: E402
-from spooler.store import JobStore  # noqa: E402
+from spooler.store.database import JobStore  # noqa: E402
 from spooler_harness import RefServer, Spooler, wait_for  # noqa: E402
 
 POLL = 0.02

@@ -147,7 +147,7 @@ def ipp_request(data: bytes) -> None:
     from twisted.internet.testing import StringTransport
 
     from spooler.ipp.codec import decode
-    from spooler.ipp.resource import build_ipp_site
+    from spooler.ipp.server.resource import build_ipp_site
     from spooler.ipp.tags import Status
 
     rig = _ipp.get(lambda rig: build_ipp_site(rig.service, rig.config, rig.clock))
@@ -180,7 +180,7 @@ def ipp_request(data: bytes) -> None:
 
 def lpd_control(data: bytes) -> None:
     """parse_control_file, then job_request on what it accepted (what the protocol does with it)."""
-    from spooler.lpd import LpdProtocolError, job_request, parse_control_file
+    from spooler.intake.lpd import LpdProtocolError, job_request, parse_control_file
 
     try:
         control = parse_control_file(data, max_line_length=1024)
@@ -209,7 +209,7 @@ def lpd_session(data: bytes) -> None:
     from twisted.internet.protocol import connectionDone
     from twisted.python.failure import Failure
 
-    from spooler.lpd import LpdFactory, LpdProtocol
+    from spooler.intake.lpd import LpdFactory, LpdProtocol
 
     rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, idle_timeout=30, max_connections=10))
     factory = _lpd.extra
@@ -243,7 +243,7 @@ def lpd_session(data: bytes) -> None:
 def pjl(data: bytes) -> None:
     """The PJL header parser without its defensive catch-all (parse_pjl_header hides internal errors
     as the problem "internal error while parsing"; here they surface)."""
-    from spooler import pjl as module
+    from drivers import pjl as module
 
     head = data[:module.PJL_HEADER_LIMIT]
     header = module._parse(head, len(head) >= module.PJL_HEADER_LIMIT)

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.model import IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
 
 log = Logger(namespace="spooler.admin")

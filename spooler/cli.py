@@ -88,7 +88,7 @@ def admin_request(config: Config, method: str, path: str, body: dict[str, Any] |
 
 
 def open_store(config: Config) -> Any:
-    from spooler.store import JobStore
+    from spooler.store.database import JobStore
 
     try:
         return JobStore.open_readonly(config.database_path)
@@ -328,7 +328,7 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 
 def _offline_status(config: Config, why: str) -> dict[str, Any]:
-    from spooler.spoolfiles import free_space
+    from spooler.store.spoolfiles import free_space
 
     running = daemon_running(config)
     store = open_store(config)
@@ -402,7 +402,7 @@ def _accounting_store(config: Config) -> Any:
 
 
 def _period(args: argparse.Namespace) -> tuple[float | None, float | None, str]:
-    from spooler.report import BadPeriod, parse_moment
+    from spooler.accounting.report import BadPeriod, parse_moment
 
     try:
         since = parse_moment(args.since) if args.since else None
@@ -426,7 +426,7 @@ def _records(config: Config, args: argparse.Namespace) -> tuple[list[dict[str, A
 
 def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Usage from the accounting records (works with the daemon down: read-only)."""
-    from spooler.report import GROUPS, as_csv, as_table, headers, summarize
+    from spooler.accounting.report import GROUPS, as_csv, as_table, headers, summarize
 
     by = [group.strip() for group in args.by.split(",") if group.strip()]
     unknown = [group for group in by if group not in GROUPS]
@@ -449,7 +449,7 @@ def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
 
 
 def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from spooler.report import render_pdf
+    from spooler.accounting.report import render_pdf
 
     records, period = _records(config, args)
     target = args.pdf
@@ -601,7 +601,7 @@ def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: 
 def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """`ipp-user add NAME` (password prompted twice, or one line on stdin with --stdin) and
     `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only."""
-    from spooler.ipp.auth import valid_user_name, write_user
+    from spooler.ipp.server.auth import valid_user_name, write_user
 
     path = config.ipp.users_file
     assert path is not None

@@ -196,7 +196,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Page statistics of every job, in child processes with limits (see spooler.analysis)."""
+    """Page statistics of every job, in child processes with limits (see spooler.jobs.analysis)."""
 
     enabled: bool = True
     workers: int = 1
@@ -206,7 +206,7 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class AccountingConfig:
-    """The outbox of accounting records (spooler.outbox): how they go up to [server] api_url."""
+    """The outbox of accounting records (spooler.accounting.outbox): how they go up to [server] api_url."""
 
     batch_size: int = 1000  # records per upload, at most 1000 (the API's limit)
     max_age: float = 30 * 86400.0  # unsent records older than this stay local and are never sent

@@ -21,20 +21,20 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from spooler import __version__
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.admin import AdminResource
-from spooler.analysis import AnalysisRunner
+from spooler.jobs.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
-from spooler.dispatch import Dispatcher
-from spooler.ipp.resource import build_ipp_site
-from spooler.jobs import JobService
-from spooler.lpd import LpdFactory
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.ipp.server.resource import build_ipp_site
+from spooler.jobs.service import JobService
+from spooler.intake.lpd import LpdFactory
 from spooler.model import ConfigError, JobState, StateDirLocked
-from spooler.raw import RawJobFactory
-from spooler.spoolfiles import RunInThread, ensure_private_dir
-from spooler.groupcommit import CommitThread
-from spooler.store import JobStore
+from spooler.intake.raw import RawJobFactory
+from spooler.store.spoolfiles import RunInThread, ensure_private_dir
+from spooler.store.groupcommit import CommitThread
+from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.service")
 
@@ -151,7 +151,7 @@ class SpoolerService(MultiService):
         self.dispatcher: Dispatcher | None = None
         self.intake: dict[str, Any] = {}
         self.analysis: AnalysisRunner | None = None
-        self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
+        self.outbox: Any = None  # spooler.accounting.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
         self.started_at: float | None = None
@@ -240,7 +240,7 @@ class SpoolerService(MultiService):
         if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
             return
         from spooler.centralapi import CentralApi
-        from spooler.outbox import Outbox
+        from spooler.accounting.outbox import Outbox
 
         health = self.dispatcher.server_health
         self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
@@ -251,7 +251,7 @@ class SpoolerService(MultiService):
 
     def _start_login(self) -> None:
         """The credential cache, the login service, user sync and sharing (spooler.login)."""
-        from spooler.health import DOWN
+        from spooler.dispatch.health import DOWN
         from spooler.login.runtime import LoginRuntime
 
         def server_known_down() -> bool:
@@ -291,7 +291,7 @@ class SpoolerService(MultiService):
         if self.config.ipp.authentication != "basic":
             return None
         if getattr(self, "_authenticator", None) is None:
-            from spooler.ipp.auth import BasicAuthenticator
+            from spooler.ipp.server.auth import BasicAuthenticator
 
             assert self.config.ipp.users_file is not None
             self._authenticator = BasicAuthenticator(self.config.ipp.users_file, realm=self.config.ipp.name,
@@ -301,8 +301,8 @@ class SpoolerService(MultiService):
     def _ipps_factory(self, plain: Any) -> Any:
         """listen.ipps: the IPP printer (the same operations as listen.ipp's) behind TLS, with the
         configured certificate or a self-signed one made in STATE/keys on first start."""
-        from spooler.ipp.auth import ensure_self_signed, tls_options
-        from spooler.ipp.resource import TlsIppFactory
+        from spooler.ipp.server.auth import ensure_self_signed, tls_options
+        from spooler.ipp.server.resource import TlsIppFactory
 
         assert self.jobs is not None
         config = self.config
@@ -344,7 +344,7 @@ class SpoolerService(MultiService):
 
     def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
-        from spooler.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
+        from spooler.ipp.server.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
 
         listener = self.getServiceNamed("ipp")
 

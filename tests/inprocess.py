@@ -13,10 +13,10 @@ from twisted.internet.task import Clock
 from conftest import run_synchronously
 from spooler.config import Config, config_from_mapping
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt
-from spooler.dispatch import Dispatcher
-from spooler.jobs import JobService
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.jobs.service import JobService
 from spooler.model import DeliveryError, Job
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Rig:
         self.service.recover()
 
     def submit(self, data: bytes, **request: Any) -> Job:
-        from spooler.jobs import JobRequest
+        from spooler.jobs.service import JobRequest
 
         incoming = self.service.open_incoming()
         incoming.write(data)

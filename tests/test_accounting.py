@@ -13,14 +13,14 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from inprocess import Rig
-from spooler.accounting import OFFLINE_LIMITS, RecordMaker, build_record, record_id
+from spooler.accounting.records import OFFLINE_LIMITS, RecordMaker, build_record, record_id
 from spooler.centralapi import CentralApiDown, CentralApiRefused
 from spooler.config import AccountingConfig, config_from_mapping
 from spooler.delivery.base import DeliveryReceipt
 from spooler.model import ConfigError, Document, Job, JobState, Mode, Route
-from spooler.outbox import Outbox, retry_delay
+from spooler.accounting.outbox import Outbox, retry_delay
 from spooler.states import transition
-from spooler.store import _SCHEMA, JobStore
+from spooler.store.database import _SCHEMA, JobStore
 
 T0 = 1_700_000_000.0
 
@@ -147,7 +147,7 @@ def test_cancel_and_abort_write_records_too(tmp_path: Path) -> None:
     rig.dispatcher.pause()
     first = rig.submit(b"one", user="carol")
     rig.service.cancel(first.job_id, requester="carol")
-    created = rig.service.create_job(__import__("spooler.jobs", fromlist=["JobRequest"]).JobRequest(
+    created = rig.service.create_job(__import__("spooler.jobs.service", fromlist=["JobRequest"]).JobRequest(
         protocol="ipp", host="h", user="dave"))  # fmt: skip
     rig.service.close_job(created.job_id, requester="dave")  # no document: aborted
     outcomes = {r["job_id"]: r["outcome"] for r in rig.store.accounting_records()}

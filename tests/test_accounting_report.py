@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.cli import main
 from spooler.model import Document, Job, JobState, Mode, Route
-from spooler.report import BadPeriod, parse_moment, summarize
-from spooler.store import JobStore
+from spooler.accounting.report import BadPeriod, parse_moment, summarize
+from spooler.store.database import JobStore
 from spooler_harness import require_tool
 
 DAY1 = datetime(2026, 3, 2, 10, 0).timestamp()
@@ -157,7 +157,7 @@ def test_stats_without_a_spool_or_from_before_accounting(tmp_path: Path) -> None
     assert code == 1 and "no spool database" in err
     import sqlite3
 
-    from spooler.store import _SCHEMA
+    from spooler.store.database import _SCHEMA
 
     (tmp_path / "old").mkdir()
     old = sqlite3.connect(tmp_path / "old" / "spooler.db")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inprocess import Rig
-from spooler.dispatch import backoff_delay
+from spooler.dispatch.dispatcher import backoff_delay
 from spooler.model import DeliveryError, JobState
 
 
@@ -182,8 +182,8 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
     would be delivered before a job (A) whose id is lower but whose row does not exist yet."""
     from twisted.internet.defer import Deferred
 
-    from spooler.jobs import JobRequest
-    from spooler.spoolfiles import IncomingFile
+    from spooler.jobs.service import JobRequest
+    from spooler.store.spoolfiles import IncomingFile
 
     rig = Rig(tmp_path)
     held: list[tuple[Deferred[object], object, tuple[object, ...]]] = []

@@ -194,7 +194,7 @@ def test_connections_over_the_limit_are_refused(spooler_factory: SpoolerFactory)
     spooler = spooler_factory(limits__max_connections=20).start()
     held = [socket.create_connection(("127.0.0.1", spooler.lpd_port), timeout=10) for _ in range(30)]
     try:
-        # Over the limit, each newcomer takes the slot of the idlest connection (spooler.intake_limits).
+        # Over the limit, each newcomer takes the slot of the idlest connection (spooler.intake.limits).
         wait_for(lambda: len(spooler.events("connection_evicted")) >= 10, what="10 idle connections evicted")
         assert json.loads(spooler.cli("status", "--json").stdout)["connections"]["lpd"] <= 20
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from spooler.config import config_from_mapping
-from spooler.ipp.attributes import (
+from spooler.ipp.server.attributes import (
     PrinterAttributes,
     PrinterIdentity,
     PrinterStatus,

@@ -11,9 +11,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from inprocess import Rig
-from spooler.groupcommit import GroupCommit
+from spooler.store.groupcommit import GroupCommit
 from spooler.model import Document, Job, JobState
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 
 def inline_rows(rig: Rig) -> list[tuple[int, int, bytes]]:
@@ -82,7 +82,7 @@ def test_retention_removes_inline_data_with_the_files(tmp_path: Path) -> None:
 
 
 def test_send_document_data_always_goes_to_a_spool_file(tmp_path: Path) -> None:
-    from spooler.jobs import JobRequest
+    from spooler.jobs.service import JobRequest
 
     rig = Rig(tmp_path, spool={"inline_max": 1000})
     job = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="kim"))
@@ -158,7 +158,7 @@ def test_a_document_stays_inline_up_to_the_limit_and_spills_whole_beyond_it(tmp_
     import random
 
     from conftest import run_synchronously
-    from spooler.spoolfiles import IncomingFile
+    from spooler.store.spoolfiles import IncomingFile
 
     limit = 1000
     rng = random.Random(7)

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from inprocess import Rig, http_responses
 from spooler.ipp.codec import Attribute, IppMessage, decode, encode_message
-from spooler.ipp.resource import IppSite, build_ipp_site
+from spooler.ipp.server.resource import IppSite, build_ipp_site
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import JobState
 
@@ -561,7 +561,7 @@ def test_over_the_limit_an_idle_connection_makes_room(tmp_path: Path) -> None:
     site = build_ipp_site(rig.service, rig.config, rig.clock)
     idle = Client(site)
     rig.clock.advance(5)
-    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is not None  # spooler.intake_limits
+    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is not None  # spooler.intake.limits
     assert idle.transport.disconnecting and idle.channel not in site.connections
 
 

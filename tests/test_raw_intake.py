@@ -12,8 +12,8 @@ from twisted.internet.error import ConnectionLost
 
 from inprocess import Rig
 from spooler.model import JobState, NotAuthorized, SpoolFull
-from spooler.raw import RawJobFactory, RawJobProtocol
-from spooler.spoolfiles import CHUNK_SIZE
+from spooler.intake.raw import RawJobFactory, RawJobProtocol
+from spooler.store.spoolfiles import CHUNK_SIZE
 from spooler.verifiers import check_verifier
 from spooler_harness import pjl_job
 
@@ -102,7 +102,7 @@ def test_over_the_limit_a_newcomer_takes_the_slot_of_the_idlest_connection(tmp_p
     sending, sending_transport = connect_to(factory)
     sending.dataReceived(b"part of a job")
     rig.clock.advance(5)
-    # Full: the connection that never sent a byte makes room (spooler.intake_limits).
+    # Full: the connection that never sent a byte makes room (spooler.intake.limits).
     third, third_transport = connect_to(factory)
     assert silent_transport.disconnecting and not sending_transport.disconnecting
     assert factory.connections == {sending, third}
@@ -204,7 +204,7 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
 
 def test_a_job_of_several_documents(tmp_path: Path) -> None:
     """LPD (several data files per control file) and IPP (Send-Document) make such jobs."""
-    from spooler.jobs import JobRequest
+    from spooler.jobs.service import JobRequest
 
     rig = Rig(tmp_path)
     documents = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spooler.health import DOWN, UNKNOWN, UP, HealthTracker
+from spooler.dispatch.health import DOWN, UNKNOWN, UP, HealthTracker
 from spooler.model import Mode
-from spooler.router import Decision, mode, route
+from spooler.dispatch.router import Decision, mode, route
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from spooler.model import Document, Job, JobNotFound, JobState
-from spooler.store import JobStore, spool_file_name
+from spooler.store.database import JobStore, spool_file_name
 
 
 def make_job(job_id: int, state: JobState = JobState.PENDING, **extra: object) -> Job:

@@ -1,7 +1,7 @@
 """The accounting outbox: sends the stored accounting records to the central server (`POST accounting`,
 docs/central-api.md) in batches, oldest first, and keeps the audit of every upload.
 
-Exactly once at the server: a record's id is stable (spooler.accounting.record_id) and the server
+Exactly once at the server: a record's id is stable (spooler.accounting.records.record_id) and the server
 stores each id once, so a batch cut off (crash, timeout, reset) is simply sent again; a record is
 marked sent only in the transaction that records the server's 200. Records older than
 `[accounting] max_age` that were never sent stay local (reported by `spooler status` and
@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from spooler.centralapi import ACCOUNTING, CentralApiDown, CentralApiRefused
 from spooler.config import AccountingConfig
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.outbox")
 

@@ -2,7 +2,7 @@
 printed), built by a pure function from the job, its documents and its analysis. Pure: no I/O.
 
 The store writes the record in the same transaction as the job's final state (JobStore.update_job
-with a `RecordMaker`); spooler.outbox sends it to the central server; spooler.report sums it up.
+with a `RecordMaker`); spooler.accounting.outbox sends it to the central server; spooler.accounting.report sums it up.
 
 Figures the analysis could not establish are `None` with `"analysis": "unknown"` (or `"pending"`
 while it runs): a record never carries a guessed figure.

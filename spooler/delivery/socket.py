@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
-from spooler.pjl import UEL, parse_pjl_header
+from drivers.pjl import UEL, parse_pjl_header
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
 MAX_BACKCHANNEL = 64 * 1024

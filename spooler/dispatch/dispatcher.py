@@ -1,6 +1,6 @@
 """The dispatcher: takes each queue's jobs one at a time, in arrival order, routes each when it
 reaches the head of its queue (forward to the central server, print on the device, hold, or wait:
-see spooler.router), delivers it, and retries with capped backoff when nothing can take it.
+see spooler.dispatch.router), delivers it, and retries with capped backoff when nothing can take it.
 
 It keeps the health of the central server (probes on a short interval plus the outcome of every
 real forwarding attempt, with hysteresis) and of the device, tells every change of mode to the
@@ -23,11 +23,11 @@ from twisted.python.failure import Failure
 
 from spooler.config import QueueConfig, ServerConfig
 from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt
-from spooler.health import DOWN, UP, HealthTracker
+from spooler.dispatch.health import DOWN, UP, HealthTracker
 from spooler.model import DeliveryError, Job, JobState, Mode, Route
-from spooler.router import Decision, mode, route
+from spooler.dispatch.router import Decision, mode, route
 from spooler.states import transition
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.dispatch")
 

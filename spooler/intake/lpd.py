@@ -63,13 +63,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from spooler.config import QUEUE_NAME, Config
-from spooler.intake_limits import admit
-from spooler.jobs import JobRequest, JobService
+from spooler.intake.limits import admit
+from spooler.jobs.service import JobRequest, JobService
 from spooler.model import (
     IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, SpoolerError, SpoolFull,
 )  # fmt: skip
-from spooler.raw import RECEIVE_SIZE, peer_host, set_reset_on_close
-from spooler.spoolfiles import IncomingFile
+from spooler.intake.raw import RECEIVE_SIZE, peer_host, set_reset_on_close
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.lpd")
 
@@ -333,7 +333,7 @@ class LpdProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.factory.idle_timeout)
 
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        """For the connection limit (spooler.intake.limits): a job being committed is never cut."""
         return None if self.mode in (COMMITTING, CLOSED) else (self.received_any, self.last_activity)
 
     def evict(self) -> None:

@@ -25,10 +25,10 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spooler.intake_limits import admit
-from spooler.jobs import JobRequest, JobService
+from spooler.intake.limits import admit
+from spooler.jobs.service import JobRequest, JobService
 from spooler.model import JobTooLarge, SpoolFull
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.raw")
 
@@ -130,7 +130,7 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        """For the connection limit (spooler.intake.limits): a job being committed is never cut."""
         return None if self.submitted else (self.received_any, self.last_activity)
 
     def evict(self) -> None:

@@ -17,12 +17,12 @@ from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
 from spooler.config import Config
-from spooler.groupcommit import GroupCommit
-from spooler.dispatch import Dispatcher
-from spooler.analysis import AnalysisRunner, job_analysis
+from spooler.store.groupcommit import GroupCommit
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.jobs.analysis import AnalysisRunner, job_analysis
 from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
-from spooler.pjl import parse_pjl_header
-from spooler.spoolfiles import (
+from drivers.pjl import parse_pjl_header
+from spooler.store.spoolfiles import (
     INCOMING_SUFFIX,
     IncomingFile,
     RunInThread,
@@ -34,7 +34,7 @@ from spooler.spoolfiles import (
     write_copy,
 )
 from spooler.states import recover_after_restart, transition
-from spooler.store import JobStore, new_job_uuid, spool_file_name
+from spooler.store.database import JobStore, new_job_uuid, spool_file_name
 from spooler.verifiers import make_verifier
 
 log = Logger(namespace="spooler.jobs")

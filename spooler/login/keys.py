@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spooler.model import SpoolerError
-from spooler.spoolfiles import fsync_directory
+from spooler.store.spoolfiles import fsync_directory
 
 KEY_BYTES = 32
 

@@ -19,7 +19,7 @@ from spooler.login.entries import is_revoked
 from spooler.login.keys import LoginKeys
 from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 
 log = Logger(namespace="spooler.login")
 

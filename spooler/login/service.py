@@ -23,7 +23,7 @@ from spooler.login.cache import CredentialCache
 from spooler.login.entries import METHODS, Credential, UserEntry, clean_profile, is_revoked, parse_server_time
 from spooler.login.throttle import Throttle
 from spooler.model import SpoolerError
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.login")

@@ -29,7 +29,7 @@ from spooler.refserver.modes import (
 from spooler.refserver.store import CentralStore
 from spooler.refserver.users import UserDirectory
 from spooler.service import ListenerService, SpoolerService
-from spooler.spoolfiles import ensure_private_dir
+from spooler.store.spoolfiles import ensure_private_dir
 from spooler.verifiers import SCRYPT_N
 
 log = Logger(namespace="spooler.refserver")

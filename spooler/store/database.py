@@ -1,7 +1,7 @@
 """The job store: the SQLite database of jobs and documents (WAL, synchronous=FULL) and the job-id counter.
 
 Synchronous and short: every method is one small transaction, called on the reactor thread. The
-spool files themselves belong to `spooler.spoolfiles`; this module only records their names.
+spool files themselves belong to `spooler.store.spoolfiles`; this module only records their names.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
 
 if TYPE_CHECKING:
-    from spooler.accounting import Entry
+    from spooler.accounting.records import Entry
 
-#: Makes a finished job's accounting record (spooler.accounting.RecordMaker); pure.
+#: Makes a finished job's accounting record (spooler.accounting.records.RecordMaker); pure.
 RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
 
 SCHEMA_VERSION = 2
@@ -64,8 +64,8 @@ _SCHEMA = [
         PRIMARY KEY (job_id, number)
     );
     """,
-    # version 2: accounting records, one per finished job (spooler.accounting), and the audit of their
-    # uploads (spooler.outbox). No foreign key: a record outlives its job's row (retention).
+    # version 2: accounting records, one per finished job (spooler.accounting.records), and the audit of their
+    # uploads (spooler.accounting.outbox). No foreign key: a record outlives its job's row (retention).
     """
     CREATE TABLE accounting (
         job_id INTEGER PRIMARY KEY,
@@ -394,7 +394,7 @@ class JobStore:
         )
         return {row[0] for row in rows}
 
-    # -- accounting records (spooler.accounting, spooler.outbox, spooler.report) -------------------
+    # -- accounting records (spooler.accounting.records, spooler.accounting.outbox, spooler.accounting.report) -------------------
 
     def _write_record(self, db: sqlite3.Connection, job: Job) -> None:
         assert self.record_maker is not None

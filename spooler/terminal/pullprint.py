@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spooler.jobs import INCOMING, JobService
+from spooler.jobs.service import INCOMING, JobService
 from spooler.model import IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolerError
 
 #: The attribute the dispatcher honours: a job released at the device is printed on the device.

@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.login.service import LoginOutcome, LoginRefused
 from spooler.model import IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view

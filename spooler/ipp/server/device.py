@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spooler.ipp.attributes import DEVICE_ATTRIBUTES, PrinterAttributes, device_description
+from spooler.ipp.server.attributes import DEVICE_ATTRIBUTES, PrinterAttributes, device_description
 
 log = Logger(namespace="spooler.ipp.device")
 

@@ -1,6 +1,6 @@
 """IPP printer operations: turns decoded requests into calls on the JobService and answers with IPP
 responses. Request checks (RFC 8011 4.1), status mapping of the service's typed errors, and the
-operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs)."""
+operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs.service)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spooler.ipp.attributes import (
+from spooler.ipp.server.attributes import (
     COMPRESSIONS,
     DEFAULT_FORMAT,
     JOB_DESCRIPTION_DEFAULT,
@@ -28,10 +28,10 @@ from spooler.ipp.attributes import (
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs import JobRequest, JobService
+from spooler.jobs.service import JobRequest, JobService
 from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
     SpoolFull
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
 

@@ -14,7 +14,7 @@ time (bad request, unsupported format, unknown job, spool full, too large) has t
 read and dropped, and is answered when the body ends. The response to a job-creating request is
 written only after the JobService made the job durable.
 
-Authentication (`[ipp] authentication = "basic"`, spooler.ipp.auth): the Authorization header is
+Authentication (`[ipp] authentication = "basic"`, spooler.ipp.server.auth): the Authorization header is
 checked as soon as the headers are in, before any of the body is accepted; while scrypt runs in a
 thread the socket is paused and the little already read is held. A request with wrong credentials
 gets HTTP 401 with a Basic challenge (its body is dropped). A request without any may only read
@@ -44,11 +44,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from spooler.config import Config
-from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
-from spooler.ipp.auth import AuthRefused, BasicAuthenticator
+from spooler.ipp.server.attributes import PrinterAttributes, PrinterIdentity
+from spooler.ipp.server.auth import AuthRefused, BasicAuthenticator
 from spooler.ipp.codec import Attribute, IppParseError, decode_message, encode_message, find_data_offset
-from spooler.ipp.device import DeviceDescriber
-from spooler.ipp.operations import (
+from spooler.ipp.server.device import DeviceDescriber
+from spooler.ipp.server.operations import (
     DOCUMENT_OPERATIONS,
     Decompressor,
     DocumentPlan,
@@ -57,11 +57,11 @@ from spooler.ipp.operations import (
     RequestContext,
     bad_request,
 )
-from spooler.intake_limits import admit
+from spooler.intake.limits import admit
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.model import JobTooLarge
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
 
@@ -424,7 +424,7 @@ class IppChannel(HTTPChannel):
         super().dataReceived(data)
 
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a request received whole is being
+        """For the connection limit (spooler.intake.limits): a request received whole is being
         answered (its job may be being made durable) and is never cut; an idle keep-alive connection,
         or one whose request is still arriving, may be."""
         if any(getattr(r, "_body_over", False) for r in self.requests):
