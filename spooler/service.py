@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from spooler import __version__
@@ -34,6 +32,7 @@ from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.intake.raw import RawJobFactory
 from spooler.store.spoolfiles import RunInThread, ensure_private_dir
 from spooler.store.groupcommit import CommitThread
+from spooler.listeners import ListenerService
 from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.service")
@@ -83,42 +82,6 @@ class StateDirLock:
         finally:
             os.close(fd)
         return False
-
-
-class ListenerService(Service):
-    """Listens on one endpoint; fails at start-up (not later, in a log line) if it cannot."""
-
-    def __init__(self, name: str, endpoint: Any, factory: IProtocolFactory) -> None:
-        self.setName(name)
-        self._endpoint = endpoint
-        self._factory = factory
-        self.port: IListeningPort | None = None
-
-    def startService(self) -> None:
-        outcome: list[Any] = []
-        self._endpoint.listen(self._factory).addBoth(outcome.append)
-        if not outcome:
-            raise RuntimeError(f"listener {self.name} did not start synchronously")
-        if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        self.port = outcome[0]
-        super().startService()
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return maybeDeferred(port.stopListening)
-        return None
-
-    @property
-    def address(self) -> str:
-        if self.port is None:
-            return ""
-        host = self.port.getHost()
-        if hasattr(host, "port"):
-            return f"{host.host}:{host.port}"
-        return str(getattr(host, "name", host))
 
 
 def thread_runner(reactor: Any) -> RunInThread:

@@ -260,7 +260,7 @@ class Sharing(MultiService):
         if config.login.share_listen:
             from twisted.internet.endpoints import serverFromString
 
-            from spooler.service import ListenerService
+            from spooler.listeners import ListenerService
 
             site = QuietSite(ShareResource(self.sealer, cache, reactor, self.validity))
             site.displayTracebacks = False

@@ -28,7 +28,8 @@ from spooler.refserver.modes import (
 )
 from spooler.refserver.store import CentralStore
 from spooler.refserver.users import UserDirectory
-from spooler.service import ListenerService, SpoolerService
+from spooler.listeners import ListenerService
+from spooler.service import SpoolerService
 from spooler.store.spoolfiles import ensure_private_dir
 from spooler.verifiers import SCRYPT_N
 
