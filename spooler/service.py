@@ -133,10 +133,9 @@ class SpoolerService(MultiService):
 
     def _start(self) -> None:
         config = self.config
-        self.store = JobStore.open(config.database_path)
         # Every job's final state is written with its accounting record, in one transaction.
-        self.store.record_maker = RecordMaker(device=config.device.name, spool_id=self.store.spool_id,
-                                              analysis_enabled=config.analysis.enabled)  # fmt: skip
+        self.store = JobStore.open(config.database_path, record_maker=RecordMaker(
+            device=config.device.name, analysis_enabled=config.analysis.enabled))  # fmt: skip
         for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
             if not self.store.record_missing():
                 break

@@ -16,7 +16,7 @@ from spooler.delivery.base import DeliveryFile, DeliveryReceipt
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.jobs.service import JobService
 from spooler.model import DeliveryError, Job
-from spooler.store.database import JobStore
+from spooler.store.database import JobStore, RecordMakerType
 
 
 @dataclass
@@ -68,7 +68,7 @@ class ScriptedBackend:
 class Rig:
     """A JobService, its store and dispatcher, on a temporary folder, driven by a Clock."""
 
-    def __init__(self, root: Path, **raw_config: Any) -> None:
+    def __init__(self, root: Path, *, record_maker: RecordMakerType | None = None, **raw_config: Any) -> None:
         raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
         # Unit tests read spool files directly: every document gets one unless a test asks for
         # inline storage (tests/test_ipp_inline.py does; the daemon's default is 64 KiB).
@@ -79,7 +79,7 @@ class Rig:
         self.clock.advance(1_700_000_000)
         self.backend = ScriptedBackend()
         self.server = ScriptedBackend(uri="test://server") if self.config.server is not None else None
-        self.store = JobStore.open(self.config.database_path)
+        self.store = JobStore.open(self.config.database_path, record_maker=record_maker)
         self.dispatcher = Dispatcher(
             store=self.store, backend=self.backend, clock=self.clock, spool_dir=self.config.spool_dir,
             retry_initial=self.config.device.retry_initial, retry_max=self.config.device.retry_max,

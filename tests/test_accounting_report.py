@@ -95,8 +95,7 @@ def test_parse_moment_refuses_nonsense() -> None:
 
 def populate(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore.open(state_dir / "spooler.db")
-    store.record_maker = RecordMaker(device="branch-1", spool_id=store.spool_id)
+    store = JobStore.open(state_dir / "spooler.db", record_maker=RecordMaker(device="branch-1"))
     for job_id, (user, when, pages, color, mode, state) in enumerate([
         ("alice", DAY1, 3, 1, Mode.OFFLINE, JobState.COMPLETED),
         ("alice", DAY2, 10, 0, Mode.ONLINE, JobState.COMPLETED),

@@ -2,7 +2,7 @@
 printed), built by a pure function from the job, its documents and its analysis. Pure: no I/O.
 
 The store writes the record in the same transaction as the job's final state (JobStore.update_job
-with a `RecordMaker`); spooler.accounting.outbox sends it to the central server; spooler.accounting.report sums it up.
+of a store opened with a `RecordMaker`); spooler.accounting.outbox sends it to the central server; spooler.accounting.report sums it up.
 
 Figures the analysis could not establish are `None` with `"analysis": "unknown"` (or `"pending"`
 while it runs): a record never carries a guessed figure.
@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spooler.model import Document, Job, JobState, Mode
+from spooler.store.database import Entry
 
 #: Written in every record made while the central server was unreachable: none of these were applied
 #: to the job (the server reconciles when the record arrives). Offline login refers to this field.
@@ -50,17 +51,6 @@ def record_id(spool_id: str, job_id: int) -> str:
     """Globally unique and stable: the same job always gets the same id, so that a retry after a
     crash (or a cut in the middle of an upload) can never make a second record at the server."""
     return f"{spool_id}:{job_id}"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A record as the store keeps it: its body plus the columns the outbox and reports select on."""
-
-    job_id: int
-    record_id: str
-    finished_at: float
-    analysis_pending: bool
-    body: dict[str, Any]
 
 
 def analysis_pending(job: Job, documents: Sequence[Document], *, analysis_enabled: bool) -> bool:
@@ -173,12 +163,12 @@ def build_record(
 
 @dataclass(frozen=True)
 class RecordMaker:
-    """What the store calls to make a finished job's record (the daemon's device name, its spool id)."""
+    """What the store calls to make a finished job's record (with the daemon's device name; the
+    store gives its own spool id): `JobStore.open(path, record_maker=RecordMaker(...))`."""
 
     device: str
-    spool_id: str
     analysis_enabled: bool = True
 
-    def __call__(self, job: Job, documents: Sequence[Document]) -> Entry:
-        return build_record(job, documents, spool_id=self.spool_id, device=self.device,
+    def __call__(self, job: Job, documents: Sequence[Document], spool_id: str) -> Entry:
+        return build_record(job, documents, spool_id=spool_id, device=self.device,
                             analysis_enabled=self.analysis_enabled)  # fmt: skip

@@ -11,16 +11,28 @@ import sqlite3
 import uuid as uuid_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
 
-if TYPE_CHECKING:
-    from spooler.accounting.records import Entry
 
-#: Makes a finished job's accounting record (spooler.accounting.records.RecordMaker); pure.
-RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
+@dataclass(frozen=True)
+class Entry:
+    """An accounting record as the store keeps it: its body plus the columns the outbox and reports
+    select on (made by spooler.accounting.records)."""
+
+    job_id: int
+    record_id: str
+    finished_at: float
+    analysis_pending: bool
+    body: dict[str, Any]
+
+
+#: Makes a finished job's accounting record from the job, its documents and this spool's id
+#: (spooler.accounting.records.RecordMaker); pure.
+RecordMakerType = Callable[[Job, Sequence[Document], str], Entry]
 
 SCHEMA_VERSION = 2
 
@@ -155,23 +167,24 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 class JobStore:
     """Jobs and their documents in SQLite. Open with `JobStore.open` (daemon) or `open_readonly` (CLI)."""
 
-    def __init__(self, connection: sqlite3.Connection, *, readonly: bool = False) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, readonly: bool = False,
+                 record_maker: RecordMakerType | None = None) -> None:  # fmt: skip
+        """With a `record_maker`, every write of a job in a final state also writes its accounting
+        record, in the same transaction (see update_job)."""
         self._db = connection
         self._db.row_factory = sqlite3.Row
         self.readonly = readonly
         self._next_job_id: int | None = None
-        #: When set, every write of a job in a final state also writes its accounting record, in the
-        #: same transaction (see update_job).
-        self.record_maker: RecordMakerType | None = None
+        self._record_maker = record_maker
 
     @classmethod
-    def open(cls, path: Path) -> JobStore:
+    def open(cls, path: Path, *, record_maker: RecordMakerType | None = None) -> JobStore:
         connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=5000")
-        store = cls(connection)
+        store = cls(connection, record_maker=record_maker)
         store._migrate()
         store._ensure_inline_table()
         return store
@@ -307,7 +320,7 @@ class JobStore:
         with self._transaction() as db:
             for job in jobs:
                 self._update_row(db, job)
-                if self.record_maker is not None and job.state.is_final:
+                if self._record_maker is not None and job.state.is_final:
                     self._write_record(db, job)
 
     def add_document(self, job: Job, document: Document) -> None:
@@ -397,13 +410,13 @@ class JobStore:
     # -- accounting records (spooler.accounting.records, spooler.accounting.outbox, spooler.accounting.report) -------------------
 
     def _write_record(self, db: sqlite3.Connection, job: Job) -> None:
-        assert self.record_maker is not None
+        assert self._record_maker is not None
         existing = db.execute(
             "SELECT analysis_pending, sent_at FROM accounting WHERE job_id = ?", (job.job_id,)
         ).fetchone()
         if existing is not None and not (existing["analysis_pending"] and existing["sent_at"] is None):
             return  # one record per job; a record sent (or complete) is never rewritten
-        entry = self.record_maker(job, self.documents(job.job_id))
+        entry = self._record_maker(job, self.documents(job.job_id), self.spool_id)
         if existing is not None and entry.analysis_pending:
             return  # still waiting for the figures
         db.execute(
@@ -416,7 +429,7 @@ class JobStore:
     def record_missing(self, limit: int = 1000) -> int:
         """Write the records of finished jobs that have none (jobs finished before accounting existed);
         at most `limit` per call. Returns how many were written."""
-        if self.record_maker is None:
+        if self._record_maker is None:
             return 0
         rows = self._db.execute(
             "SELECT j.* FROM jobs j LEFT JOIN accounting a USING (job_id)"
