@@ -147,10 +147,9 @@ def ipp_request(data: bytes) -> None:
     from twisted.internet.testing import StringTransport
 
     from spooler.ipp.codec import decode
-    from spooler.ipp.server.resource import build_ipp_site
     from spooler.ipp.tags import Status
 
-    rig = _ipp.get(lambda rig: build_ipp_site(rig.service, rig.config, rig.clock))
+    rig = _ipp.get(lambda rig: rig.ipp_site())
     site = _ipp.extra
     address = IPv4Address("TCP", "127.0.0.1", 40000)
     channel = site.buildProtocol(address)

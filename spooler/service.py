@@ -112,6 +112,7 @@ class SpoolerService(MultiService):
         self.store: JobStore | None = None
         self.jobs: JobService | None = None
         self.dispatcher: Dispatcher | None = None
+        self.device_backend: Any = None  # the dispatcher's device backend (spooler.delivery)
         self.intake: dict[str, Any] = {}
         self.analysis: AnalysisRunner | None = None
         self.outbox: Any = None  # spooler.accounting.outbox.Outbox, with [server] api_url
@@ -139,7 +140,7 @@ class SpoolerService(MultiService):
         for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
             if not self.store.record_missing():
                 break
-        backend = backend_for_uri(
+        backend = self.device_backend = backend_for_uri(
             config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
             connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
         )  # fmt: skip
@@ -237,8 +238,9 @@ class SpoolerService(MultiService):
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip
         if config.listen.ipp:
-            factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor,
-                                                                  authenticator=self._ipp_authenticator()))
+            factories["ipp"] = (config.listen.ipp, build_ipp_site(
+                self.jobs, config, self.reactor, spool_id=self.store.spool_id, authenticator=self._ipp_authenticator(),
+                sibling=lambda: self._ipp_listener("ipps"), ask_device=self._ask_device()))  # fmt: skip
         if config.listen.ipps:
             factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
@@ -276,13 +278,29 @@ class SpoolerService(MultiService):
             options = tls_options(certificate, key)
         except Exception as error:
             raise ConfigError("ipp.tls_certificate", f"cannot use {certificate} with {key}: {error}") from None
-        site = build_ipp_site(self.jobs, config, self.reactor, secure=True,
+        assert self.store is not None
+        site = build_ipp_site(self.jobs, config, self.reactor, spool_id=self.store.spool_id, secure=True,
                               operations=plain.operations if plain is not None else None,
-                              authenticator=self._ipp_authenticator())  # fmt: skip
-        if plain is not None:
-            site.sibling = (plain, lambda: self._listening_port("ipp"))
-            plain.sibling = (site, lambda: self._listening_port("ipps"))
+                              authenticator=self._ipp_authenticator(), sibling=lambda: self._ipp_listener("ipp"),
+                              ask_device=self._ask_device() if plain is None else None)  # fmt: skip
         return TlsIppFactory(options, site)
+
+    def _ipp_listener(self, name: str) -> Any:
+        """(site, port) of the IPP listener `name` ("ipp" or "ipps"; port None until it listens), or None."""
+        factory = self.intake.get(name)
+        if factory is None:
+            return None
+        return getattr(factory, "site", factory), self._listening_port(name)
+
+    def _ask_device(self) -> Any:
+        """The device backend's Get-Printer-Attributes, when the device is an IPP printer (the IPP
+        printer then describes the device's paper path as the device does); else None."""
+        from spooler.ipp.server.device import ASK_TIMEOUT
+
+        printer_attributes = getattr(self.device_backend, "printer_attributes", None)
+        if printer_attributes is None:
+            return None
+        return lambda names: printer_attributes(names, timeout=ASK_TIMEOUT)
 
     def _listening_port(self, name: str) -> int | None:
         try:

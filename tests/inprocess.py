@@ -91,6 +91,12 @@ class Rig:
         )  # fmt: skip
         self.service.recover()
 
+    def ipp_site(self, **options: Any) -> Any:
+        """The IPP printer's site on this rig's job service (build_ipp_site's options)."""
+        from spooler.ipp.server.resource import build_ipp_site
+
+        return build_ipp_site(self.service, self.config, self.clock, spool_id=self.store.spool_id, **options)
+
     def submit(self, data: bytes, **request: Any) -> Job:
         from spooler.jobs.service import JobRequest
 

@@ -44,11 +44,10 @@ def test_targets_report_what_they_are_meant_to() -> None:
 
 def _ipp_client(tmp_path: Path):  # type: ignore[no-untyped-def]
     from inprocess import Rig
-    from spooler.ipp.server.resource import build_ipp_site
     from test_ipp_operations import Client
 
     rig = Rig(tmp_path)
-    return rig, Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    return rig, Client(rig.ipp_site())
 
 
 @pytest.mark.parametrize("bad", ["requesting-user-name", "job-name", "copies"])

@@ -24,6 +24,8 @@ AskDevice = Callable[[Sequence[str]], Deferred[Any]]
 
 REFRESH = 600.0
 RETRY = 15.0
+#: How long one Get-Printer-Attributes to the device may take.
+ASK_TIMEOUT = 30.0
 
 
 class DeviceDescriber:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -47,7 +48,7 @@ from spooler.config import Config
 from spooler.ipp.server.attributes import PrinterAttributes, PrinterIdentity
 from spooler.ipp.server.auth import AuthRefused, BasicAuthenticator
 from spooler.ipp.codec import Attribute, IppParseError, decode_message, encode_message, find_data_offset
-from spooler.ipp.server.device import DeviceDescriber
+from spooler.ipp.server.device import AskDevice, DeviceDescriber
 from spooler.ipp.server.operations import (
     DOCUMENT_OPERATIONS,
     Decompressor,
@@ -66,6 +67,8 @@ from spooler.store.spoolfiles import IncomingFile
 log = Logger(namespace="spooler.ipp")
 
 PRINTER_PATH = b"/ipp/print"
+#: The other IPP listener of the same printer and its port (None until it listens), or None if there is none.
+Sibling = Callable[[], "tuple[IppSite, int | None] | None"]
 #: What a client may do without credentials where Basic authentication is configured.
 ANONYMOUS_OPERATIONS = frozenset({Operation.GET_PRINTER_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES,
                                   Operation.VALIDATE_JOB})  # fmt: skip
@@ -456,22 +459,26 @@ class IppSite(Site):
 
     def __init__(self, jobs: JobService, operations: PrinterOperations, *, max_request_size: int,
                  idle_timeout: float, max_connections: int, reactor: Any = None, secure: bool = False,
-                 authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False) -> None:  # fmt: skip
+                 authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False,
+                 queues: Sequence[str] = ("default",), sibling: Sibling | None = None,
+                 describer: DeviceDescriber | None = None) -> None:  # fmt: skip
+        """`queues`: the configured queue names (the default queue is "default" if there is one, else
+        the first). `sibling`: the other IPP listener of the same printer (ipp for ipps and back).
+        `describer`: keeps the printer describing the real device, stopped with the site."""
         super().__init__(PrinterResource(self), timeout=idle_timeout, reactor=reactor)
         self.secure = secure  # served over TLS (ipps)
         self.authenticator = authenticator  # Basic authentication on this listener
         self.refuse_plain = refuse_plain  # Basic is configured but not allowed here: refuse everything
-        #: The other IPP listener of the same printer (ipp for ipps and back) and its port, once listening.
-        self.sibling: tuple[IppSite, Any] | None = None
+        self.sibling = sibling
         self.jobs = jobs
         self.operations = operations
         self.max_request_size = max_request_size
         self.max_connections = max_connections
         self.connections: set[IppChannel] = set()
         self.answers: set[Deferred[Any]] = set()
-        self.queues: tuple[str, ...] = ("default",)
-        self.describer: DeviceDescriber | None = None
-        self.default_queue = "default"
+        self.queues = tuple(queues)
+        self.describer = describer
+        self.default_queue = "default" if "default" in self.queues else self.queues[0]
 
     def log(self, request: object) -> None:
         """No access log: the spool log records what requests change."""
@@ -514,9 +521,9 @@ class IppSite(Site):
         """printer-uri-supported with its security and authentication: the URI the client used, then
         the other listener's (same host name, its port) if there is one and it serves requests."""
         uris = [(self.printer_uri(request, path), *self.security())]
-        if self.sibling is not None:
-            site, port = self.sibling
-            number = port()
+        other = self.sibling() if self.sibling is not None else None
+        if other is not None:
+            site, number = other
             if number and not site.refuse_plain:
                 host = uris[0][0].split("://", 1)[1].split("/", 1)[0]
                 name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -564,46 +571,36 @@ class TlsIppFactory(TLSMemoryBIOFactory):
         return self.site.close_all()
 
 
-def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bool = False,
-                   operations: PrinterOperations | None = None,
-                   authenticator: BasicAuthenticator | None = None) -> IppSite:  # fmt: skip
+def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, spool_id: str, secure: bool = False,
+                   operations: PrinterOperations | None = None, authenticator: BasicAuthenticator | None = None,
+                   sibling: Sibling | None = None, ask_device: AskDevice | None = None) -> IppSite:  # fmt: skip
     """The IPP front-end as the configuration describes it (the printer's uuid is derived from the
     spool's own id, so it stays the same across restarts). A second listener of the same printer
-    (ipps beside ipp) passes the first one's `operations`. With `[ipp] authentication = "basic"`,
-    `authenticator` checks the credentials (on plain http only if allow_basic_without_tls)."""
+    (ipps beside ipp) passes the first one's `operations`, and each names the other as `sibling`.
+    With `[ipp] authentication = "basic"`, `authenticator` checks the credentials (on plain http only
+    if allow_basic_without_tls). `ask_device` is the device backend's Get-Printer-Attributes, when
+    the device is an IPP printer: the printer then describes its paper path as the device does."""
     basic = config.ipp.authentication == "basic"
     allowed = basic and (secure or config.ipp.allow_basic_without_tls)
-    if operations is not None:
-        site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
-                       idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
-                       reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                       refuse_plain=basic and not allowed)  # fmt: skip
-        site.queues = tuple(queue.name for queue in config.queues)
-        site.default_queue = "default" if "default" in site.queues else site.queues[0]
-        return site
-    identity = PrinterIdentity(
-        name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
-        make_and_model=config.ipp.make_and_model, color=config.ipp.color,
-        uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spooler:{jobs.store.spool_id}")),
-        max_job_size=config.limits.max_job_size,
-        multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
-    )  # fmt: skip
-    printer = PrinterAttributes(identity)
-    operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
-                                   up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
+    describer = None
+    if operations is None:
+        identity = PrinterIdentity(
+            name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
+            make_and_model=config.ipp.make_and_model, color=config.ipp.color,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spooler:{spool_id}")),
+            max_job_size=config.limits.max_job_size,
+            multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
+        )  # fmt: skip
+        printer = PrinterAttributes(identity)
+        operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
+                                       up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
+        if ask_device is not None:
+            describer = DeviceDescriber(printer, ask_device, reactor, config.device.uri)
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                   refuse_plain=basic and not allowed)  # fmt: skip
-    site.queues = tuple(queue.name for queue in config.queues)
-    site.default_queue = "default" if "default" in site.queues else site.queues[0]
-    if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
-        # The device is an IPP printer: describe its paper path as it describes it itself.
-        from spooler.delivery.ipp import IppBackend
-
-        client = IppBackend(config.device.uri, reactor=reactor, clock=reactor,
-                            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout)
-        site.describer = DeviceDescriber(printer, lambda names: client.printer_attributes(names, timeout=30),
-                                         reactor, config.device.uri)  # fmt: skip
-        site.describer.start()
+                   refuse_plain=basic and not allowed, queues=[queue.name for queue in config.queues],
+                   sibling=sibling, describer=describer)  # fmt: skip
+    if describer is not None:
+        describer.start()
     return site
