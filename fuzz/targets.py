@@ -210,7 +210,8 @@ def lpd_session(data: bytes) -> None:
 
     from spooler.intake.lpd import LpdFactory, LpdProtocol
 
-    rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, idle_timeout=30, max_connections=10))
+    rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, config=rig.config, idle_timeout=30,
+                                          max_connections=10))  # fmt: skip
     factory = _lpd.extra
     step, end, stream = (data[0] % 8, (data[0] >> 3) % 4, data[1:]) if data else (0, 0, b"")
     address = IPv4Address("TCP", "127.0.0.1", 40000)

@@ -245,7 +245,7 @@ class SpoolerService(MultiService):
             factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
             factories["lpd"] = (config.listen.lpd, LpdFactory(
-                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
+                self.jobs, self.reactor, config=config, idle_timeout=config.limits.idle_timeout,
                 max_connections=config.limits.max_connections,
             ))  # fmt: skip
         return factories

@@ -98,7 +98,7 @@ class Rig:
         return build_ipp_site(self.service, self.config, self.clock, spool_id=self.store.spool_id, **options)
 
     def submit(self, data: bytes, **request: Any) -> Job:
-        from spooler.jobs.service import JobRequest
+        from spooler.intake.base import JobRequest
 
         incoming = self.service.open_incoming()
         incoming.write(data)

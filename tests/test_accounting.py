@@ -17,6 +17,7 @@ from spooler.accounting.records import OFFLINE_LIMITS, RecordMaker, build_record
 from spooler.centralapi import CentralApiDown, CentralApiRefused
 from spooler.config import AccountingConfig, config_from_mapping
 from spooler.delivery.base import DeliveryReceipt
+from spooler.intake.base import JobRequest
 from spooler.model import ConfigError, Document, Job, JobState, Mode, Route
 from spooler.accounting.outbox import Outbox, retry_delay
 from spooler.states import transition
@@ -145,8 +146,7 @@ def test_cancel_and_abort_write_records_too(tmp_path: Path) -> None:
     rig.dispatcher.pause()
     first = rig.submit(b"one", user="carol")
     rig.service.cancel(first.job_id, requester="carol")
-    created = rig.service.create_job(__import__("spooler.jobs.service", fromlist=["JobRequest"]).JobRequest(
-        protocol="ipp", host="h", user="dave"))  # fmt: skip
+    created = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="dave"))
     rig.service.close_job(created.job_id, requester="dave")  # no document: aborted
     outcomes = {r["job_id"]: r["outcome"] for r in rig.store.accounting_records()}
     assert outcomes == {first.job_id: "canceled", created.job_id: "aborted"}

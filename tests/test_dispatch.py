@@ -182,7 +182,7 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
     would be delivered before a job (A) whose id is lower but whose row does not exist yet."""
     from twisted.internet.defer import Deferred
 
-    from spooler.jobs.service import JobRequest
+    from spooler.intake.base import JobRequest
     from spooler.store.spoolfiles import IncomingFile
 
     rig = Rig(tmp_path)

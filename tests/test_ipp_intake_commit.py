@@ -82,7 +82,7 @@ def test_retention_removes_inline_data_with_the_files(tmp_path: Path) -> None:
 
 
 def test_send_document_data_always_goes_to_a_spool_file(tmp_path: Path) -> None:
-    from spooler.jobs.service import JobRequest
+    from spooler.intake.base import JobRequest
 
     rig = Rig(tmp_path, spool={"inline_max": 1000})
     job = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="kim"))

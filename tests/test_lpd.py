@@ -25,7 +25,7 @@ CUPS_CONTROL = b"Hvm\nPalice\nJMy Title\nldfA185vm\nUdfA185vm\nNMy Title\n"
 
 
 def factory_for(rig: Rig, *, idle: float = 30, max_connections: int = 10) -> LpdFactory:
-    return LpdFactory(rig.service, rig.clock, idle_timeout=idle, max_connections=max_connections)
+    return LpdFactory(rig.service, rig.clock, config=rig.config, idle_timeout=idle, max_connections=max_connections)
 
 
 def connect(rig: Rig, factory: LpdFactory | None = None,

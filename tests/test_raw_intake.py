@@ -204,7 +204,7 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
 
 def test_a_job_of_several_documents(tmp_path: Path) -> None:
     """LPD (several data files per control file) and IPP (Send-Document) make such jobs."""
-    from spooler.jobs.service import JobRequest
+    from spooler.intake.base import JobRequest
 
     rig = Rig(tmp_path)
     documents = []

@@ -6,7 +6,7 @@ recovery and retention. Protocols parse; this decides.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
 from spooler.config import Config
+from spooler.intake.base import JobRequest
 from spooler.store.groupcommit import GroupCommit
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.jobs.analysis import AnalysisRunner, job_analysis
@@ -39,7 +40,6 @@ from spooler.verifiers import make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
-DEFAULT_QUEUE = "default"
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
 #: Page figures that land within this many seconds are written in one transaction.
@@ -55,22 +55,6 @@ def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None
         return None
     cleaned = "".join(ch for ch in value if ch.isprintable()).strip()[:limit]
     return cleaned or None
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What a front-end learned about a job from its protocol (None: it did not say)."""
-
-    protocol: str
-    host: str
-    queue: str = DEFAULT_QUEUE
-    user: str | None = None
-    name: str | None = None
-    document_format: str | None = None
-    copies: int | None = None
-    sides: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    hold: bool = False  # held until released (IPP job-hold-until=indefinite)
 
 
 @dataclass(frozen=True)
@@ -554,6 +538,9 @@ class JobService:
 
     def get(self, job_id: int) -> Job:
         return self.store.get(job_id)
+
+    def documents(self, job_id: int) -> list[Document]:
+        return self.store.documents(job_id)
 
     def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):

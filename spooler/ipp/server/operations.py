@@ -28,7 +28,8 @@ from spooler.ipp.server.attributes import (
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs.service import JobRequest, JobService
+from spooler.intake.base import JobRequest
+from spooler.jobs.service import JobService
 from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
     SpoolFull
 from spooler.store.spoolfiles import IncomingFile
