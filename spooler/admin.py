@@ -44,7 +44,7 @@ def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
     detail = job.summary()
     detail["documents"] = [
         {"number": d.number, "file": str(service.spool_path(d)), "size": d.size, "document_format": d.document_format}
-        for d in service.store.documents(job_id)
+        for d in service.documents(job_id)
     ]
     return detail
 

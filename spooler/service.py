@@ -26,7 +26,9 @@ from spooler.config import Config
 from spooler.delivery import backend_for_uri
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.ipp.server.resource import build_ipp_site
+from spooler.jobs.figures import JobFigures
 from spooler.jobs.service import JobService
+from spooler.jobs.upkeep import SpoolUpkeep
 from spooler.intake.lpd import LpdFactory
 from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.intake.raw import RawJobFactory
@@ -34,6 +36,7 @@ from spooler.store.spoolfiles import RunInThread, ensure_private_dir
 from spooler.store.groupcommit import CommitThread
 from spooler.listeners import ListenerService
 from spooler.store.database import JobStore
+from spooler.store.documents import SpoolDocuments
 
 log = Logger(namespace="spooler.service")
 
@@ -111,6 +114,7 @@ class SpoolerService(MultiService):
         self.lock = StateDirLock(config.lock_path)
         self.store: JobStore | None = None
         self.jobs: JobService | None = None
+        self.upkeep: SpoolUpkeep | None = None
         self.dispatcher: Dispatcher | None = None
         self.device_backend: Any = None  # the dispatcher's device backend (spooler.delivery)
         self.intake: dict[str, Any] = {}
@@ -153,20 +157,25 @@ class SpoolerService(MultiService):
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
             )  # fmt: skip
+        documents = SpoolDocuments(self.store, config.spool_dir, config.incoming_dir, self.run_in_thread)
         self.dispatcher = Dispatcher(
-            store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
+            store=self.store, backend=backend, clock=self.reactor, documents=documents,
             retry_initial=config.device.retry_initial, retry_max=config.device.retry_max,
             queues=config.queues, server=server, server_config=config.server,
         )  # fmt: skip
+        figures = None
         if config.analysis.enabled:
             self.analysis = AnalysisRunner(self.reactor, workers=config.analysis.workers,
                                            memory_limit=config.analysis.memory_limit,
                                            page_cap=config.analysis.page_cap)  # fmt: skip
+            figures = JobFigures(self.store, documents, self.analysis, self.reactor)
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
-            run_in_thread=self.run_in_thread, analysis=self.analysis, commit_thread=self.commit_thread,
+            run_in_thread=self.run_in_thread, figures=figures, commit_thread=self.commit_thread,
         )  # fmt: skip
-        self.jobs.recover()  # retention runs from the timer below, at start and every minute
+        self.upkeep = SpoolUpkeep(config=config, store=self.store, clock=self.reactor, run_in_thread=self.run_in_thread,
+                                  analyze_later=figures.analyze_later if figures is not None else None)  # fmt: skip
+        self.upkeep.recover()  # retention runs from the timer below, at start and every minute
 
         for name, (description, factory) in self._intake_factories().items():
             self.intake[name] = factory
@@ -182,7 +191,7 @@ class SpoolerService(MultiService):
         admin_site.displayTracebacks = False
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
-        retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
+        retention = TimerService(RETENTION_INTERVAL, self._retention)
         retention.clock = self.reactor
         retention.setName("retention")
         retention.setServiceParent(self)
@@ -196,6 +205,12 @@ class SpoolerService(MultiService):
             spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
+
+    def _retention(self) -> Deferred[Any]:
+        """Every minute: abort the Create-Job jobs whose client went away, apply the retention times."""
+        assert self.jobs is not None and self.upkeep is not None
+        self.jobs.expire_incoming()
+        return self.upkeep.purge()
 
     def _start_outbox(self) -> None:
         """Replicate the accounting records to the central server's API, if one is configured."""

@@ -15,8 +15,11 @@ from spooler.config import Config, config_from_mapping
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.jobs.service import JobService
+from spooler.jobs.upkeep import SpoolUpkeep
 from spooler.model import DeliveryError, Job
 from spooler.store.database import JobStore, RecordMakerType
+from spooler.store.documents import SpoolDocuments
+from spooler.store.spoolfiles import RunInThread
 
 
 @dataclass
@@ -68,7 +71,9 @@ class ScriptedBackend:
 class Rig:
     """A JobService, its store and dispatcher, on a temporary folder, driven by a Clock."""
 
-    def __init__(self, root: Path, *, record_maker: RecordMakerType | None = None, **raw_config: Any) -> None:
+    def __init__(self, root: Path, *, record_maker: RecordMakerType | None = None,
+                 run_in_thread: RunInThread = run_synchronously, **raw_config: Any) -> None:  # fmt: skip
+        """`run_in_thread` runs the job service's file work (the group commit always runs at once)."""
         raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
         # Unit tests read spool files directly: every document gets one unless a test asks for
         # inline storage (tests/test_ipp_inline.py does; the daemon's default is 64 KiB).
@@ -80,16 +85,19 @@ class Rig:
         self.backend = ScriptedBackend()
         self.server = ScriptedBackend(uri="test://server") if self.config.server is not None else None
         self.store = JobStore.open(self.config.database_path, record_maker=record_maker)
+        self.documents = SpoolDocuments(self.store, self.config.spool_dir, self.config.incoming_dir, run_in_thread)
         self.dispatcher = Dispatcher(
-            store=self.store, backend=self.backend, clock=self.clock, spool_dir=self.config.spool_dir,
+            store=self.store, backend=self.backend, clock=self.clock, documents=self.documents,
             retry_initial=self.config.device.retry_initial, retry_max=self.config.device.retry_max,
             queues=self.config.queues, server=self.server, server_config=self.config.server,
         )  # fmt: skip
         self.service = JobService(
             config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,
-            run_in_thread=run_synchronously,
+            run_in_thread=run_in_thread, commit_thread=run_synchronously,
         )  # fmt: skip
-        self.service.recover()
+        self.upkeep = SpoolUpkeep(config=self.config, store=self.store, clock=self.clock,
+                                  run_in_thread=run_synchronously)  # fmt: skip
+        self.upkeep.recover()
 
     def ipp_site(self, **options: Any) -> Any:
         """The IPP printer's site on this rig's job service (build_ipp_site's options)."""

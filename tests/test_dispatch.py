@@ -136,7 +136,7 @@ def test_stop_requeues_the_job_being_delivered(tmp_path: Path) -> None:
 
 def purged(rig: Rig) -> tuple[int, int]:
     results: list[tuple[int, int]] = []
-    rig.service.purge().addCallback(results.append)
+    rig.upkeep.purge().addCallback(results.append)
     return results[0]
 
 
@@ -185,13 +185,14 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
     from spooler.intake.base import JobRequest
     from spooler.store.spoolfiles import IncomingFile
 
-    rig = Rig(tmp_path)
     held: list[tuple[Deferred[object], object, tuple[object, ...]]] = []
 
     def thread(function, *args):  # type: ignore[no-untyped-def]
         d: Deferred[object] = Deferred()
         held.append((d, function, args))
         return d
+
+    rig = Rig(tmp_path, run_in_thread=thread)
 
     def belongs_to(entry: tuple[object, object, tuple[object, ...]], upload: IncomingFile) -> bool:
         _, function, args = entry
@@ -205,7 +206,6 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
             held.remove(entry)
             d.callback(function(*args))  # type: ignore[operator]
 
-    rig.service._run_in_thread = thread
     uploads = []
     for name in ("A", "B"):
         upload = rig.service.open_incoming()

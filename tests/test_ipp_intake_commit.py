@@ -23,7 +23,7 @@ def inline_rows(rig: Rig) -> list[tuple[int, int, bytes]]:
 
 def files_of(rig: Rig, job_id: int) -> list[bytes]:
     paths: list[Any] = []
-    rig.service.document_files(job_id).addBoth(paths.append)
+    rig.documents.files(job_id).addBoth(paths.append)
     assert isinstance(paths[0], list), paths[0]
     return [path.read_bytes() for path in paths[0]]
 
@@ -76,7 +76,7 @@ def test_retention_removes_inline_data_with_the_files(tmp_path: Path) -> None:
     rig.service.cancel(job.job_id, admin=True)
     files_of(rig, job.job_id)
     rig.clock.advance(11)
-    rig.service.purge()
+    rig.upkeep.purge()
     assert inline_rows(rig) == [] and list(rig.config.spool_dir.iterdir()) == []
     assert rig.store.get(job.job_id).files_removed
 

@@ -182,7 +182,6 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
     """With a writer thread that has not run yet, the socket is paused past the high-water mark."""
     from twisted.internet.defer import Deferred
 
-    rig = Rig(tmp_path)
     queued: list[tuple[Deferred[object], object]] = []
 
     def slow_thread(function, *args):  # type: ignore[no-untyped-def]
@@ -190,7 +189,7 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
         queued.append((d, lambda: function(*args)))
         return d
 
-    rig.service._run_in_thread = slow_thread
+    rig = Rig(tmp_path, run_in_thread=slow_thread)
     protocol, transport = connect(rig)
     for _ in range(12):
         protocol.dataReceived(b"z" * CHUNK_SIZE)

@@ -26,6 +26,14 @@ def test_route(configured: bool, usable: bool, policy: str, decision: Decision) 
     assert route(server_configured=configured, server_usable=usable, offline_policy=policy) is decision
 
 
+@pytest.mark.parametrize(("configured", "usable", "policy"), [(True, True, "hold"), (True, False, "hold"),
+                                                             (True, False, "queue"), (False, False, "print")])  # fmt: skip
+def test_a_job_released_at_the_device_prints_there_whatever_the_server_does(configured: bool, usable: bool,
+                                                                            policy: str) -> None:  # fmt: skip
+    assert route(server_configured=configured, server_usable=usable, offline_policy=policy,
+                 released_at_device=True) is Decision.DEVICE
+
+
 def test_mode() -> None:
     assert mode(server_configured=False, server_usable=False) is Mode.STANDALONE
     assert mode(server_configured=True, server_usable=True) is Mode.ONLINE

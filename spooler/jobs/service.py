@@ -1,49 +1,39 @@
-"""The job service: where every front-end's job ends up. It accepts incoming documents, makes them
-durable jobs, and carries out what clients and admins ask (cancel, hold, release, flush), start-up
-recovery and retention. Protocols parse; this decides.
+"""The job service: where every front-end's job ends up (the JobSink of spooler.intake, and what the
+IPP printer and the terminal ask). It makes received documents durable jobs (also document by
+document, for IPP Create-Job), carries out what clients and admins ask (cancel, hold, release,
+flush, pause) and tells the printer's condition. Protocols parse; this decides. Page figures are
+spooler.jobs.figures', recovery and retention spooler.jobs.upkeep's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
-from spooler.config import Config
-from spooler.intake.base import JobRequest
-from spooler.store.groupcommit import GroupCommit
-from spooler.dispatch.dispatcher import Dispatcher
-from spooler.jobs.analysis import AnalysisRunner, job_analysis
-from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
 from drivers.pjl import parse_pjl_header
-from spooler.store.spoolfiles import (
-    INCOMING_SUFFIX,
-    IncomingFile,
-    RunInThread,
-    commit_file,
-    ensure_private_dir,
-    free_space,
-    fsync_directory,
-    remove_quietly,
-    write_copy,
-)
-from spooler.states import recover_after_restart, transition
+from spooler.config import Config
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.dispatch.router import HELD_OFFLINE, RELEASED_AT_DEVICE
+from spooler.intake.base import JobRequest
+from spooler.jobs.condition import PrinterCondition, describe_printer, queued_jobs
+from spooler.jobs.figures import JobFigures
+from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
+from spooler.states import transition
 from spooler.store.database import JobStore, new_job_uuid, spool_file_name
+from spooler.store.groupcommit import GroupCommit
+from spooler.store.spoolfiles import INCOMING_SUFFIX, IncomingFile, RunInThread, commit_file, free_space, remove_quietly
 from spooler.verifiers import make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
-#: Page figures that land within this many seconds are written in one transaction.
-FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
@@ -57,18 +47,6 @@ def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None
     return cleaned or None
 
 
-@dataclass(frozen=True)
-class PrinterCondition:
-    """What the printer is doing, told truthfully from the dispatcher, the device and the spool."""
-
-    state: str  # idle | processing | stopped (IPP printer-state keywords)
-    reasons: tuple[str, ...]
-    message: str
-    accepting: bool
-    changed_at: float
-    queued: int
-
-
 class JobService:
     def __init__(
         self,
@@ -78,27 +56,23 @@ class JobService:
         dispatcher: Dispatcher,
         clock: IReactorTime,
         run_in_thread: RunInThread,
-        analysis: AnalysisRunner | None = None,
+        figures: JobFigures | None = None,
         commit_thread: RunInThread | None = None,
     ) -> None:
-        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`)."""
+        """`figures` counts the pages of every new job (None: no analysis); `commit_thread` runs the
+        group commits of new jobs (default: `run_in_thread`)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
         self._clock = clock
         self._run_in_thread = run_in_thread
-        self.analysis = analysis
+        self._figures = figures
         self.incoming_timeout = config.ipp.multiple_operation_timeout
         self.paused = False
         self._next_document: dict[int, int] = {}
         self._condition: tuple[str, tuple[str, ...]] | None = None
         self._condition_since = clock.seconds()
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
-        dispatcher.prepare_files = self.document_files
-        #: Page figures that have landed and wait to be written, by job id, with who waits for them:
-        #: written together, one transaction per FIGURES_WRITE_DELAY (not one fsync per job).
-        self._figures: dict[int, tuple[dict[str, Any], list[Deferred[Any]]]] = {}
-        self._figures_write: IDelayedCall | None = None
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -177,79 +151,8 @@ class JobService:
         )  # fmt: skip
         if job.state == JobState.PENDING:
             self.dispatcher.wake(queue=job.queue)
-        self.analyze_later(job.job_id)
+        self._analyze_later(job.job_id)
         return job
-
-    # -- page statistics ---------------------------------------------------------------------------
-
-    def analyze_later(self, job_id: int) -> None:
-        """Count the job's pages in the background; the figures land in its record (attributes
-        "analysis") and the spool log. Printing never waits for this."""
-        if self.analysis is None:
-            return
-        self._analyze(job_id).addErrback(
-            lambda failure: log.failure("Job {job_id}: analysis failed", failure, job_id=job_id)
-        )
-
-    @inlineCallbacks
-    def _analyze(self, job_id: int) -> Any:
-        assert self.analysis is not None
-        documents = []
-        yield self.document_files(job_id)
-        for document in self.store.documents(job_id):
-            documents.append((yield self.analysis.analyze(self.config.spool_dir / document.file_name,
-                                                          document.document_format)))  # fmt: skip
-        try:
-            current = self.store.get(job_id)
-        except JobNotFound:
-            return None  # purged meanwhile
-        figures = job_analysis(documents, copies=current.copies, sides=current.sides)
-        written: Deferred[Any] = Deferred()
-        _older, waiting = self._figures.get(job_id, (figures, []))
-        waiting.append(written)
-        self._figures[job_id] = (figures, waiting)
-        if self._figures_write is None:
-            self._figures_write = self._clock.callLater(FIGURES_WRITE_DELAY, self.write_figures)
-        yield written
-        return figures
-
-    def write_figures(self) -> None:
-        """Write the page figures that have landed, all in one transaction (each job read and written
-        in this one reactor turn, so no other change of the job is overwritten), then tell the spool
-        log and whoever waits for them."""
-        if self._figures_write is not None and self._figures_write.active():
-            self._figures_write.cancel()
-        self._figures_write = None
-        landed, self._figures = self._figures, {}
-        if not landed:
-            return
-        updated: list[tuple[Job, dict[str, Any]]] = []
-        try:
-            for job_id, (figures, _waiting) in landed.items():
-                try:
-                    current = self.store.get(job_id)
-                except JobNotFound:
-                    continue  # purged meanwhile
-                updated.append((current.evolve(attributes=current.attributes | {"analysis": figures}), figures))
-            self.store.update_jobs([job for job, _ in updated])
-        except Exception:
-            failure = Failure()
-            for _figures, waiting in landed.values():
-                for deferred in waiting:
-                    deferred.errback(failure)
-            return
-        for job, figures in updated:
-            log.info(
-                "Job {job_id}: {pages} page(s), {impressions} impression(s) ({color} colour, {mono} mono), "
-                "{sheets} sheet(s){note}",
-                spool_event="job_analyzed", job_id=job.job_id, user=job.user, status=figures["status"],
-                pages=figures["pages"], impressions=figures["impressions"], color=figures["color_impressions"],
-                mono=figures["mono_impressions"], sheets=figures["sheets"], sizes=figures["sizes"],
-                note=f"; unknown: {figures['reason']}" if figures["status"] != "ok" else "",
-            )  # fmt: skip
-        for _figures, waiting in landed.values():
-            for deferred in waiting:
-                deferred.callback(None)
 
     @inlineCallbacks
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
@@ -453,7 +356,7 @@ class JobService:
         if closed.state == JobState.PENDING:
             self.dispatcher.wake(queue=closed.queue)
         if closed.state != JobState.ABORTED:
-            self.analyze_later(closed.job_id)
+            self._analyze_later(closed.job_id)
         return closed
 
     def expire_incoming(self) -> list[int]:
@@ -490,49 +393,17 @@ class JobService:
 
     def printer_condition(self) -> PrinterCondition:
         counts = self.store.count_by_state()
-        queued = sum(counts.get(state, 0) for state in (JobState.PENDING, JobState.PENDING_HELD,
-                                                         JobState.PROCESSING, JobState.PROCESSING_STOPPED))  # fmt: skip
-        waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
-        device = self.dispatcher.device
-        busy = self.dispatcher.busy_with is not None
         accepting = self.accepting()
-        reasons: list[str] = []
-        messages: list[str] = []
-        state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
-        if self.paused:
-            state = "stopped"
-            reasons.append("moving-to-paused" if busy else "paused")
-            messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
-        if device.state == "unreachable":
-            reasons.append("offline-report")
-            if waiting:
-                reasons.append("connecting-to-device")
-            messages.append(f"The device {device.uri} is unreachable: {device.detail}.")
-        elif busy and device.state == "unknown":
-            reasons.append("connecting-to-device")
-            messages.append(f"Connecting to the device {device.uri}.")
-        server = self.dispatcher.server_health
-        if server is not None and server.state == "down":
-            policy_note = {
-                "print": "jobs print directly on this device",
-                "hold": "jobs are held until their owner releases them at the device",
-                "queue": "jobs wait here, in order, until it is back",
-            }
-            policies = sorted({self.dispatcher.offline_policy(queue.name) for queue in self.config.queues})
-            reasons.append("other-report")
-            messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
-                            + "; ".join(policy_note[p] for p in policies) + ".")  # fmt: skip
-        if not accepting:
-            reasons.append("spool-area-full")
-            messages.append("The spool is full: new jobs are refused.")
-        if not messages:
-            messages.append("Printing." if state == "processing" else "Idle.")
-        condition = (state, tuple(reasons))
-        if condition != self._condition:
+        state, reasons, message = describe_printer(
+            counts=counts, paused=self.paused, busy=self.dispatcher.busy_with is not None,
+            device=self.dispatcher.device, server=self.dispatcher.server_health, accepting=accepting,
+            offline_policies={self.dispatcher.offline_policy(queue.name) for queue in self.config.queues},
+        )  # fmt: skip
+        if (state, reasons) != self._condition:
             if self._condition is not None:
                 self._condition_since = self._now()
-            self._condition = condition
-        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, self._condition_since, queued)
+            self._condition = (state, reasons)
+        return PrinterCondition(state, reasons, message, accepting, self._condition_since, queued_jobs(counts))
 
     # -- what clients and admins ask ---------------------------------------------------------------
 
@@ -542,17 +413,23 @@ class JobService:
     def documents(self, job_id: int) -> list[Document]:
         return self.store.documents(job_id)
 
+    def spool_path(self, document: Document) -> Path:
+        """Where the document's data is (or will be, for one stored inline) in the spool folder."""
+        return self.config.spool_dir / document.file_name
+
     def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
-                message: str, event: str) -> Job:  # fmt: skip
+                message: str, event: str, attributes: dict[str, Any] | None = None) -> Job:  # fmt: skip
         job = self.store.get(job_id)
         self._authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)
+        if attributes:
+            changed = changed.evolve(attributes=changed.attributes | attributes)
         self.store.update_job(changed)
         log.info(
             "Job {job_id} {state} by {by}", spool_event=event, job_id=job_id, user=job.user,
@@ -572,16 +449,6 @@ class JobService:
                             reason="job-hold-until-specified", message=f"held by {requester or 'admin'}",
                             event="job_held")  # fmt: skip
 
-    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
-        job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
-                           message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
-        if job.attributes.get("held_offline"):
-            # Held because the server was down (offline pull print): released at the device, it prints there.
-            job = job.evolve(attributes=job.attributes | {"release_to_device": True})
-            self.store.update_job(job)
-        self.dispatcher.wake(queue=job.queue)
-        return job
-
     def cancel_my_jobs(self, requester: str) -> list[Job]:
         """Cancel every unfinished job of `requester` (IPP Cancel-My-Jobs)."""
         canceled = []
@@ -590,11 +457,20 @@ class JobService:
                 canceled.append(self.cancel(job.job_id, requester=requester))
         return canceled
 
-    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False,
+                at_device: bool = False) -> Job:  # fmt: skip
+        """Release a held job. Released at the device (pull print: `at_device`), or held because the
+        central server was down (offline pull print, whoever releases it), it prints on this device:
+        the router's RELEASED_AT_DEVICE rule."""
         job = self.store.get(job_id)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
-        return self._release(job_id, requester=requester, admin=admin)
+        to_device = at_device or bool(job.attributes.get(HELD_OFFLINE))
+        job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
+                           message=f"released by {requester or 'admin'}", event="job_released",
+                           attributes={RELEASED_AT_DEVICE: True} if to_device else None)  # fmt: skip
+        self.dispatcher.wake(queue=job.queue)
+        return job
 
     def wake(self) -> None:
         """Look at the queue again now (LPD's "print waiting jobs" command)."""
@@ -619,101 +495,11 @@ class JobService:
         counts = self.store.count_by_state()
         return {state.keyword: counts.get(state, 0) for state in JobState}
 
-    # -- start-up recovery and retention -----------------------------------------------------------
-
-    def recover(self) -> None:
-        """Make the spool consistent after any stop, clean or not (runs before the listeners open)."""
-        for directory in (self.config.spool_dir, self.config.incoming_dir):
-            ensure_private_dir(directory)
-        for partial in sorted(self.config.incoming_dir.iterdir()):
-            remove_quietly(partial)
-            log.info("Discarded incomplete incoming data {file} (never acknowledged)",
-                     spool_event="incoming_discarded", file=partial.name)  # fmt: skip
-        referenced = self.store.all_file_names()
-        inline_names = self.store.inline_file_names()
-        for path in sorted(self.config.spool_dir.iterdir()):
-            if path.name in inline_names:
-                remove_quietly(path)  # a copy that was never fsynced: written again when needed
-                continue
-            if path.name not in referenced:
-                remove_quietly(path)
-                log.info("Removed orphan spool file {file} (its job was never committed)",
-                         spool_event="orphan_removed", file=path.name)  # fmt: skip
-        now = self._now()
-        for job in self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
-                                         JobState.PROCESSING_STOPPED]):  # fmt: skip
-            missing = [d.file_name for d in self.store.documents(job.job_id)
-                       if d.file_name not in inline_names and not (self.config.spool_dir / d.file_name).exists()]
-            if missing:
-                aborted = transition(job, JobState.ABORTED, now=now, reason="document-access-error",
-                                     message=f"spool data missing: {', '.join(missing)}")  # fmt: skip
-                self.store.update_job(aborted)
-                log.error("Job {job_id} aborted: its spool data is missing", spool_event="job_aborted",
-                          job_id=job.job_id, user=job.user, missing=missing)  # fmt: skip
-                continue
-            if job.state == JobState.PENDING_HELD and job.reason == INCOMING:
-                self.store.update_job(transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
-                                                 message="the spooler restarted before the job was closed"))
-                log.warn("Job {job_id} aborted: the spooler restarted before its client closed it",
-                         spool_event="job_aborted", job_id=job.job_id, user=job.user)  # fmt: skip
-                continue
-            recovered = recover_after_restart(job, now=now)
-            if recovered is None and job.next_attempt_at is not None:
-                # A restart is a fresh start: the device (or its configuration) may have been fixed.
-                self.store.update_job(job.evolve(next_attempt_at=None))
-            if recovered is not None:
-                self.store.update_job(recovered)
-                log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",
-                         job_id=job.job_id, user=job.user)  # fmt: skip
-        fsync_directory(self.config.spool_dir)
-        for job in self.store.list_jobs():
-            if "analysis" not in job.attributes and not job.files_removed and job.reason != INCOMING \
-                    and job.state != JobState.ABORTED:
-                self.analyze_later(job.job_id)  # cut off by a stop before its figures were in
-
-    @inlineCallbacks
-    def purge(self) -> Any:
-        """Retention: remove the files of finished jobs after keep_files, their rows after keep_history.
-        Fires with (jobs whose files were removed, records removed). Files go first, off the reactor
-        thread; a row is only marked or deleted once its files are gone. Also aborts Create-Job jobs
-        whose client went away."""
-        self.expire_incoming()
-        now = self._now()
-        expired_files = self.store.finished_before(now - self.config.spool.keep_files, files_present=True)
-        expired_rows = self.store.finished_before(now - self.config.spool.keep_history)
-        doomed = {job.job_id: job for job in expired_files + expired_rows}
-        paths = [self.config.spool_dir / document.file_name
-                 for job_id in doomed for document in self.store.documents(job_id)]  # fmt: skip
-        if paths:
-            yield self._run_in_thread(lambda: [remove_quietly(path) for path in paths])
-        for job in expired_files:
-            self.store.update_job(self.store.get(job.job_id).evolve(files_removed=True))
-        if expired_files:
-            self.store.drop_inline_data(job.job_id for job in expired_files)
-        self.store.delete_jobs(job.job_id for job in expired_rows)
-        if expired_files or expired_rows:
-            log.info("Retention: removed the files of {files} job(s) and the records of {rows} job(s)",
-                     spool_event="retention", files=len(expired_files), rows=len(expired_rows))  # fmt: skip
-        return len(expired_files), len(expired_rows)
-
-    def spool_path(self, document: Document) -> Path:
-        return self.config.spool_dir / document.file_name
-
-    @inlineCallbacks
-    def document_files(self, job_id: int) -> Any:
-        """The one way to the data of a job's documents: fires with their spool file paths, once
-        each exists. A document stored inline gets its file now (a copy, off the reactor thread);
-        a document whose data is gone keeps its missing path (delivery reports it)."""
-        paths = []
-        for document in self.store.documents(job_id):
-            path = self.spool_path(document)
-            if not path.exists():
-                data = self.store.inline_data(job_id, document.number)
-                if data is not None:
-                    yield self._run_in_thread(write_copy, self.config.incoming_dir, path, data)
-            paths.append(path)
-        return paths
+    def _analyze_later(self, job_id: int) -> None:
+        if self._figures is not None:
+            self._figures.analyze_later(job_id)
 
     def close(self) -> None:
-        self.write_figures()
+        if self._figures is not None:
+            self._figures.write_figures()
         self.commits.close()

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from spooler.dispatch.router import HELD_OFFLINE
 from spooler.jobs.service import INCOMING, JobService
-from spooler.model import IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolerError
-
-#: The attribute the dispatcher honours: a job released at the device is printed on the device.
-RELEASE_TO_DEVICE = "release_to_device"
+from spooler.model import Job, JobNotFound, JobState, SpoolerError
 
 
 class NotYourJob(SpoolerError):
@@ -60,7 +58,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "size": job.size,
         "time": job.created_at,
         "state": job.state.keyword,
-        "held_offline": bool(job.attributes.get("held_offline")),
+        "held_offline": bool(job.attributes.get(HELD_OFFLINE)),
         "private": job.hold_key_verifier is not None,
     }
 
@@ -87,14 +85,7 @@ class PullPrint:
         job = self._mine(user, job_id)
         if job.state is not JobState.PENDING_HELD or job.reason == INCOMING:
             raise JobNotHeld(job)
-        store = self._jobs.store
-        if not job.attributes.get(RELEASE_TO_DEVICE):
-            store.update_job(job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True}))
-        try:
-            return self._jobs.release(job_id, requester=user)
-        except (IllegalTransition, NotAuthorized):
-            store.update_job(store.get(job_id).evolve(attributes=job.attributes))  # as it was
-            raise
+        return self._jobs.release(job_id, requester=user, at_device=True)
 
     def delete(self, user: str, job_id: int) -> Job:
         """Cancel one of `user`'s jobs that has not finished."""
