@@ -122,6 +122,7 @@ class SpoolerService(MultiService):
         self.outbox: Any = None  # spooler.accounting.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
+        self.central: Any = None  # spooler.central backend of [server] api_url (kind generic, papercut, myq)
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -156,6 +157,7 @@ class SpoolerService(MultiService):
                 config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
+                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
             )  # fmt: skip
         documents = SpoolDocuments(self.store, config.spool_dir, config.incoming_dir, self.run_in_thread)
         self.dispatcher = Dispatcher(
@@ -186,6 +188,9 @@ class SpoolerService(MultiService):
             self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
+        from spooler.central import make_backend
+
+        self.central = make_backend(config, self.reactor, self.run_in_thread)  # a missing secret stops the start
         self._start_login()
         admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
         admin_site.displayTracebacks = False
@@ -217,11 +222,15 @@ class SpoolerService(MultiService):
         config = self.config
         if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
             return
-        from spooler.centralapi import CentralApi
         from spooler.accounting.outbox import Outbox
+        from spooler.central import capabilities_of
 
+        if self.central is None or capabilities_of(self.central).accounting_import == "none":
+            log.info("Accounting records stay local: the central server ({kind}) has no accounting import",
+                     spool_event="outbox_not_started", kind=config.server.kind)  # fmt: skip
+            return
         health = self.dispatcher.server_health
-        self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
+        self.outbox = Outbox(store=self.store, api=self.central, clock=self.reactor,
                              config=config.accounting, server_usable=lambda: health is None or health.usable)  # fmt: skip
         outbox = self.outbox
         self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
@@ -236,7 +245,8 @@ class SpoolerService(MultiService):
             health = self.dispatcher.server_health if self.dispatcher is not None else None
             return health is not None and health.state == DOWN
 
-        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down)
+        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down,
+                                          backend=self.central)  # fmt: skip
         self.login_runtime.setServiceParent(self)
         self.login = self.login_runtime.service
 
@@ -416,11 +426,24 @@ class SpoolerService(MultiService):
                 "accepting": free >= self.config.spool.min_free_space,
             },
             "accounting": self.accounting_status(),
+            "central": self.central_status(),
         }
+
+    def central_status(self) -> dict[str, Any] | None:
+        """The central API's kind and what it can and cannot do (no secret)."""
+        server = self.config.server
+        if self.central is None or server is None:
+            return None
+        from spooler.central import capabilities_of
+
+        return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
 
     def accounting_status(self) -> dict[str, Any]:
         if self.outbox is not None:
             return dict(self.outbox.status())
         assert self.store is not None
         counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
+        server = self.config.server
+        if server is not None and server.api_url:
+            return counts | {"state": f"local only (the {server.kind} server has no accounting import)"}
         return counts | {"state": "local only (no [server] api_url)"}

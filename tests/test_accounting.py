@@ -301,7 +301,8 @@ def test_batches_go_oldest_first_and_are_marked_sent_only_after_the_200(tmp_path
     clock.advance(0)
     assert [ids(call) for call in central.calls] == [[5, 4], [3, 2], [1]]
     assert store.outbox_counts(not_before=0) | {} == {"records": 5, "sent": 5, "waiting": 0,
-                                                      "pending_analysis": 0, "expired": 0, "rejected": 0}
+                                                      "pending_analysis": 0, "expired": 0, "rejected": 0,
+                                                      "in_doubt": 0}
     audit = list(reversed(store.uploads()))
     assert [(u["records"], u["outcome"], u["accepted"], u["duplicates"]) for u in audit] == [
         (2, "sent", 2, 0), (2, "sent", 2, 0), (1, "sent", 1, 0)]

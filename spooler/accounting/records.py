@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from spooler.centralapi import iso_time
 from spooler.model import Document, Job, JobState, Mode
 from spooler.store.database import Entry
 
@@ -37,14 +37,6 @@ ANALYSIS_OK, ANALYSIS_UNKNOWN, ANALYSIS_PENDING = "ok", "unknown", "pending"
 FIGURES = ("pages", "impressions", "sheets", "color_pages", "mono_pages")
 
 RECORD_VERSION = 1
-
-
-def iso_time(timestamp: float | None) -> str | None:
-    """UTC with millisecond precision and a Z (docs/central-api.md, "Conventions")."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record_id(spool_id: str, job_id: int) -> str:
