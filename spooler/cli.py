@@ -332,41 +332,17 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 
 def _offline_status(config: Config, why: str) -> dict[str, Any]:
-    from spooler.store.spoolfiles import free_space
+    """The status while the daemon is down: what the store and the spool folder say (spooler.status)."""
+    from spooler.status import spooler_status
 
     running = daemon_running(config)
+    daemon = {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
+              "state_dir": str(config.state_dir)}  # fmt: skip
     store = open_store(config)
     try:
-        counts = store.count_by_state()
-        waiting = store.count_waiting_by_route()
-        try:
-            import time
-
-            accounting: dict[str, Any] | None = store.outbox_counts(not_before=time.time() - config.accounting.max_age)
-            local_only = config.server is None or not config.server.api_url
-            accounting = dict(accounting or {}, state="local only (no [server] api_url)" if local_only else "daemon down")
-        except sqlite3.OperationalError:
-            accounting = None  # a spool from before accounting
+        return spooler_status(config, store, daemon=daemon)
     finally:
         store.close()
-    queue = {state.keyword: counts.get(state, 0) for state in JobState}
-    free = free_space(config.state_dir)
-    return {
-        "daemon": {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
-                   "state_dir": str(config.state_dir)},  # fmt: skip
-        "mode": "standalone" if config.server is None else "unknown",
-        "mode_since": None,
-        "server": None if config.server is None else {"uri": config.server.queue_uri, "state": "unknown", "detail": ""},
-        "listeners": {},
-        "device": {"uri": config.device.uri, "state": "unknown", "since": None, "detail": "", "consecutive_failures": 0},
-        "queue": queue,
-        "waiting_for_server": waiting.get("server", 0),
-        "waiting_for_device": waiting.get("device", 0),
-        "held": queue["pending-held"],
-        "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
-                  "accepting": free >= config.spool.min_free_space},  # fmt: skip
-        "accounting": accounting,
-    }
 
 
 def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

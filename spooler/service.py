@@ -30,11 +30,12 @@ from spooler.jobs.figures import JobFigures
 from spooler.jobs.service import JobService
 from spooler.jobs.upkeep import SpoolUpkeep
 from spooler.intake.lpd import LpdFactory
-from spooler.model import ConfigError, JobState, StateDirLocked
+from spooler.model import ConfigError, StateDirLocked
 from spooler.intake.raw import RawJobFactory
 from spooler.store.spoolfiles import RunInThread, ensure_private_dir
 from spooler.store.groupcommit import CommitThread
 from spooler.listeners import ListenerService
+from spooler.status import spooler_status
 from spooler.store.database import JobStore
 from spooler.store.documents import SpoolDocuments
 
@@ -400,34 +401,20 @@ class SpoolerService(MultiService):
             self.store = None
 
     def status(self) -> dict[str, Any]:
-        assert self.jobs is not None and self.dispatcher is not None
-        counts = self.jobs.queue_counts()
-        waiting = self.store.count_waiting_by_route() if self.store is not None else {}
-        free = self.jobs.space_left()
-        return {
-            "daemon": {
-                "running": True,
-                "pid": os.getpid(),
-                "version": __version__,
-                "started_at": self.started_at,
-                "state_dir": str(self.config.state_dir),
-            },
+        """`spooler status` of the running daemon (spooler.status, with what only the daemon knows)."""
+        assert self.store is not None and self.dispatcher is not None
+        daemon = {"running": True, "pid": os.getpid(), "version": __version__, "started_at": self.started_at,
+                  "state_dir": str(self.config.state_dir)}  # fmt: skip
+        live = {
             **self.dispatcher.status(),
             "listeners": self.listeners(),
             "connections": {name: len(factory.connections) for name, factory in self.intake.items()},
             "delivering": self.dispatcher.busy_with,
-            "queue": counts,
-            "waiting_for_server": waiting.get("server", 0),
-            "waiting_for_device": waiting.get("device", 0),
-            "held": counts[JobState.PENDING_HELD.keyword],
-            "spool": {
-                "free_bytes": free,
-                "floor_bytes": self.config.spool.min_free_space,
-                "accepting": free >= self.config.spool.min_free_space,
-            },
-            "accounting": self.accounting_status(),
             "central": self.central_status(),
         }
+        if self.outbox is not None:
+            live["accounting"] = dict(self.outbox.status())
+        return spooler_status(self.config, self.store, daemon=daemon, live=live)
 
     def central_status(self) -> dict[str, Any] | None:
         """The central API's kind and what it can and cannot do (no secret)."""
@@ -437,13 +424,3 @@ class SpoolerService(MultiService):
         from spooler.central import capabilities_of
 
         return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
-
-    def accounting_status(self) -> dict[str, Any]:
-        if self.outbox is not None:
-            return dict(self.outbox.status())
-        assert self.store is not None
-        counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
-        server = self.config.server
-        if server is not None and server.api_url:
-            return counts | {"state": f"local only (the {server.kind} server has no accounting import)"}
-        return counts | {"state": "local only (no [server] api_url)"}

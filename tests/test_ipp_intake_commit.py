@@ -158,13 +158,14 @@ def test_a_document_stays_inline_up_to_the_limit_and_spills_whole_beyond_it(tmp_
     import random
 
     from conftest import run_synchronously
-    from spooler.store.spoolfiles import IncomingFile
+    from spooler.store.spoolfiles import IncomingFile, SpoolFloor
 
     limit = 1000
     rng = random.Random(7)
     for size in (1, limit - 1, limit, limit + 1, 3 * limit, 5_000_000):
         data = rng.randbytes(size)
-        incoming = IncomingFile(tmp_path, run_synchronously, max_size=10**9, min_free_space=0, inline_max=limit)
+        incoming = IncomingFile(tmp_path, run_synchronously, max_size=10**9, floor=SpoolFloor(tmp_path, 0),
+                                inline_max=limit)
         offset = 0
         while offset < size:
             step = rng.randint(1, max(1, size // 3))

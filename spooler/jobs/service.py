@@ -27,7 +27,8 @@ from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthori
 from spooler.states import transition
 from spooler.store.database import JobStore, new_job_uuid, spool_file_name
 from spooler.store.groupcommit import GroupCommit
-from spooler.store.spoolfiles import INCOMING_SUFFIX, IncomingFile, RunInThread, commit_file, free_space, remove_quietly
+from spooler.store.spoolfiles import (INCOMING_SUFFIX, IncomingFile, RunInThread, commit_file, remove_quietly,
+                                      spool_floor)  # fmt: skip
 from spooler.verifiers import make_verifier
 
 log = Logger(namespace="spooler.jobs")
@@ -72,6 +73,7 @@ class JobService:
         self._next_document: dict[int, int] = {}
         self._condition: tuple[str, tuple[str, ...]] | None = None
         self._condition_since = clock.seconds()
+        self.floor = spool_floor(config)
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
 
     def _now(self) -> float:
@@ -80,23 +82,22 @@ class JobService:
 
     # -- intake ----------------------------------------------------------------------------------
 
-    def space_left(self) -> int:
-        return free_space(self.config.spool_dir)
-
     def accepting(self) -> bool:
-        return self.space_left() >= self.config.spool.min_free_space
+        """Whether new jobs are taken (the spool is above its free-space floor)."""
+        return self.floor.room().accepting
+
+    def _refuse_when_full(self) -> None:
+        if not self.accepting():
+            raise SpoolFull(f"free space in {self.floor.folder} is below the floor of {self.floor.floor} bytes")
 
     def open_incoming(self, *, on_pressure: Callable[[bool], None] = lambda paused: None) -> IncomingFile:
         """Start receiving a document. Raises SpoolFull below the free-space floor."""
-        if not self.accepting():
-            raise SpoolFull(
-                f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
-            )
+        self._refuse_when_full()
         return IncomingFile(
             self.config.incoming_dir,
             self._run_in_thread,
             max_size=self.config.limits.max_job_size,
-            min_free_space=self.config.spool.min_free_space,
+            floor=self.floor,
             on_pressure=on_pressure,
             inline_max=self.config.spool.inline_max,
         )
@@ -237,10 +238,7 @@ class JobService:
     def create_job(self, request: JobRequest) -> Job:
         """A durable job without documents yet: pending-held with reason job-incoming, so the
         dispatcher leaves it alone until its last document arrives (or it is aborted)."""
-        if not self.accepting():
-            raise SpoolFull(
-                f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
-            )
+        self._refuse_when_full()
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
         if request.hold:
@@ -490,10 +488,6 @@ class JobService:
             return self.store.list_jobs()
         return self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
                                      JobState.PROCESSING_STOPPED])  # fmt: skip
-
-    def queue_counts(self) -> dict[str, int]:
-        counts = self.store.count_by_state()
-        return {state.keyword: counts.get(state, 0) for state in JobState}
 
     def _analyze_later(self, job_id: int) -> None:
         if self._figures is not None:
