@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from conftest import run_synchronously
+from factories import fired_ok
 from spooler.config import Config, config_from_mapping
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt
 from spooler.dispatch.dispatcher import Dispatcher
@@ -110,14 +111,8 @@ class Rig:
 
         incoming = self.service.open_incoming()
         incoming.write(data)
-        results: list[Any] = []
-        self.service.submit(incoming, JobRequest(protocol=request.pop("protocol", "raw"),
-                                                 host=request.pop("host", "127.0.0.1"), **request)
-                            ).addBoth(results.append)  # fmt: skip
-        assert results, "submit did not finish synchronously"
-        if not isinstance(results[0], Job):
-            results[0].raiseException()
-        return results[0]
+        return fired_ok(self.service.submit(incoming, JobRequest(protocol=request.pop("protocol", "raw"),
+                                                                 host=request.pop("host", "127.0.0.1"), **request)))
 
 
 def http_responses(raw: bytes) -> list[tuple[int, bytes]]:

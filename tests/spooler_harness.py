@@ -11,7 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,19 @@ class Spooler(ManagedProcess):
     def jobs(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("jobs", "--all", "--json").stdout)
 
+    def status(self) -> dict[str, Any]:
+        """`spooler status --json`."""
+        return dict(json.loads(self.cli("status", "--json").stdout))
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Wait until no job is pending or being delivered: every delivery the spooler is going to make
+        is made, so what the device has then is final (a duplicate would be there)."""
+
+        def idle() -> bool:
+            return not any(job["state"] in ("pending", "processing") for job in self.jobs())
+
+        wait_for(idle, timeout=timeout, what=f"no job waiting for delivery (stderr: {self.stderr_path})")
+
     def job(self, job_id: int) -> dict[str, Any]:
         return json.loads(self.cli("show", str(job_id), "--json").stdout)
 
@@ -323,6 +337,21 @@ class ScratchCups:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+@contextmanager
+def refserver(*, start: bool = True, users: Any = None, **options: Any) -> Iterator[RefServer]:
+    """A reference server in a short temporary folder of its own (started unless `start` is false),
+    stopped and removed afterwards. `users`: the user directory's content, written as users.json."""
+    root = short_tempdir("rs")
+    if users is not None:
+        (root / "users.json").write_text(json.dumps(users))
+        options["users"] = root / "users.json"
+    server = RefServer(root, **options)
+    try:
+        yield server.start() if start else server
+    finally:
+        server.cleanup()
 
 
 class RefServer(ManagedProcess):

@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
+import factories
 from inprocess import Rig
 from spooler.accounting.records import OFFLINE_LIMITS, RecordMaker, build_record, record_id
 from spooler.centralapi import CentralApiDown, CentralApiRefused
@@ -32,14 +33,12 @@ ANALYSIS_OK = {
 
 
 def make_job(job_id: int = 7, state: JobState = JobState.COMPLETED, **changes: Any) -> Job:
-    values: dict[str, Any] = dict(
-        job_id=job_id, uuid=f"uuid-{job_id}", queue="default", protocol="ipp", user="alice", host="ws1",
-        name="report.pdf", document_format="application/pdf", size=1234, state=state, reason="x",
-        created_at=T0, completed_at=T0 + 5, copies=2, sides="two-sided-long-edge", route=Route.DEVICE,
-        mode=Mode.OFFLINE, attributes={"analysis": ANALYSIS_OK, "delivery": {"completed_at": T0 + 4}},
-    )  # fmt: skip
-    values.update(changes)
-    return Job(**values)
+    return factories.make_job(**{
+        "job_id": job_id, "uuid": f"uuid-{job_id}", "protocol": "ipp", "host": "ws1", "name": "report.pdf",
+        "size": 1234, "state": state, "reason": "x", "created_at": T0, "completed_at": T0 + 5, "copies": 2,
+        "sides": "two-sided-long-edge", "route": Route.DEVICE, "mode": Mode.OFFLINE,
+        "attributes": {"analysis": ANALYSIS_OK, "delivery": {"completed_at": T0 + 4}}, **changes,
+    })  # fmt: skip
 
 
 DOCS = [Document(7, 1, "d000007-001", 1234, "application/pdf")]

@@ -17,40 +17,22 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from spooler.delivery import backend_for_uri
-from spooler.delivery.base import DeliveryFile
 from spooler.delivery.ipp import IppBackend
 from spooler.ipp.codec import Attribute, IppMessage, decode, encode_message
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.model import DeliveryError, Document, Job, JobState
+from spooler.model import DeliveryError, JobState
+from factories import delivery_files, job_factory
 from spooler_harness import Spooler
 
 SpoolerFactory = Callable[..., Spooler]
 
 
-def make_job(job_id: int = 7, copies: int = 2, user: str = "alice", name: str = "quarterly report") -> Job:
-    return Job(job_id=job_id, uuid="0123456789abcdef", queue="default", protocol="ipp", user=user, host="h",
-               name=name, document_format="application/pdf", size=0, state=JobState.PROCESSING, reason="",
-               created_at=1.0, copies=copies)  # fmt: skip
-
-
-def files(tmp_path: Path, *contents: bytes, document_format: str = "application/pdf") -> list[DeliveryFile]:
-    result = []
-    for number, content in enumerate(contents, start=1):
-        path = tmp_path / f"d000007-{number:03d}"
-        path.write_bytes(content)
-        result.append(DeliveryFile(Document(7, number, path.name, len(content), document_format), path))
-    return result
+make_job = job_factory(protocol="ipp", name="quarterly report", state=JobState.PROCESSING, copies=2)
+files = delivery_files
 
 
 def pdf(marker: bytes, size: int = 200_000) -> bytes:
     return b"%PDF-1.4\n%" + marker + b"\n" + os.urandom(size) + b"\n%%EOF\n"
-
-
-@pytest.fixture
-def reactor() -> Any:
-    from twisted.internet import reactor as global_reactor
-
-    return global_reactor
 
 
 def ipp_backend(reactor: Any, port: int, path: str = "/ipp/print", **options: Any) -> IppBackend:

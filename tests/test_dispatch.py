@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from factories import fired_ok
 from inprocess import Rig
 from spooler.dispatch.dispatcher import backoff_delay
 from spooler.model import DeliveryError, JobState
@@ -135,9 +136,7 @@ def test_stop_requeues_the_job_being_delivered(tmp_path: Path) -> None:
 
 
 def purged(rig: Rig) -> tuple[int, int]:
-    results: list[tuple[int, int]] = []
-    rig.upkeep.purge().addCallback(results.append)
-    return results[0]
+    return fired_ok(rig.upkeep.purge())  # type: ignore[no-any-return]
 
 
 def test_retention_removes_files_then_records_of_finished_jobs_only(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, refserver, Spooler, pjl_job, require_tool, send_raw, short_tempdir, wait_for
 
 pytestmark = pytest.mark.e2e
 CUPS_LPD_BACKEND = "/usr/lib/cups/backend/lpd"
@@ -22,11 +22,8 @@ HANG_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[RefServer]:
-    server = RefServer(short_tempdir("rs"))
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
+    with refserver() as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import IN_CI, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import IN_CI, RefServer, refserver, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -68,11 +68,8 @@ class TerminalClient:
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
-    yield server
-    server.cleanup()
+    with refserver(start=False, users=USERS) as server:
+        yield server
 
 
 def start_branch(spooler_factory: Any, central: RefServer) -> tuple[Spooler, int]:
@@ -88,10 +85,6 @@ def start_branch(spooler_factory: Any, central: RefServer) -> tuple[Spooler, int
     return spooler, port
 
 
-def mode(spooler: Spooler) -> str:
-    return str(json.loads(spooler.cli("status", "--json").stdout)["mode"])
-
-
 def held(spooler: Spooler, count: int) -> list[dict[str, Any]]:
     def found() -> list[dict[str, Any]] | None:
         jobs = [job for job in spooler.jobs() if job["state"] == "pending-held"]
@@ -102,7 +95,7 @@ def held(spooler: Spooler, count: int) -> list[dict[str, Any]]:
 
 def go_offline(spooler: Spooler, central: RefServer) -> None:
     central.stop()  # the central server is gone: its queue and its API
-    wait_for(lambda: mode(spooler) == "offline", timeout=20, what="the spooler to see the server down")
+    wait_for(lambda: spooler.status()["mode"] == "offline", timeout=20, what="the spooler to see the server down")
 
 
 def assert_no_secret_on_disk(spooler: Spooler, secrets: list[str]) -> None:
@@ -116,8 +109,8 @@ def assert_no_secret_on_disk(spooler: Spooler, secrets: list[str]) -> None:
 def test_pull_print_online_then_offline_at_the_terminal(spooler_factory: Any, central: RefServer) -> None:
     central.start()
     spooler, port = start_branch(spooler_factory, central)
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
-    assert json.loads(spooler.cli("status", "--json").stdout)["listeners"]["terminal"] == f"127.0.0.1:{port}"
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
+    assert spooler.status()["listeners"]["terminal"] == f"127.0.0.1:{port}"
 
     alice, bob = TerminalClient(port), TerminalClient(port)
     status, session = alice.login(ALICE_PIN)  # online: the central server checks the PIN
@@ -185,7 +178,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     sync_playwright = playwright_api()
     central.start()
     spooler, port = start_branch(spooler_factory, central)
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
     assert TerminalClient(port).login(ALICE_PIN)[0] == 200  # seen online once: she may log in offline
     go_offline(spooler, central)
     report = pjl_job("alice", "Quarterly report.pdf", (CORPUS / "mixed_letter_4p.pdf").read_bytes())

@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
+from factories import fired_ok
 from inprocess import Rig
 from spooler.store.groupcommit import GroupCommit
 from spooler.model import Document, Job, JobState
@@ -22,10 +23,7 @@ def inline_rows(rig: Rig) -> list[tuple[int, int, bytes]]:
 
 
 def files_of(rig: Rig, job_id: int) -> list[bytes]:
-    paths: list[Any] = []
-    rig.documents.files(job_id).addBoth(paths.append)
-    assert isinstance(paths[0], list), paths[0]
-    return [path.read_bytes() for path in paths[0]]
+    return [path.read_bytes() for path in fired_ok(rig.documents.files(job_id))]
 
 
 def test_a_small_document_is_stored_in_its_row_and_gets_a_file_only_when_read(tmp_path: Path) -> None:

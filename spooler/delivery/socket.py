@@ -227,8 +227,10 @@ class SocketBackend:
 
     def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
         transport_holder: list[object] = []
+        canceled: list[bool] = []
 
         def cancel(_: Deferred[DeliveryReceipt]) -> None:
+            canceled.append(True)
             if transport_holder:
                 transport_holder[0].abortConnection()  # type: ignore[attr-defined]
             if connecting is not None:
@@ -273,7 +275,9 @@ class SocketBackend:
             transport_holder.append(protocol.transport)
 
         def not_connected(failure: Failure) -> None:
-            if failure.check(CancelledError):
+            if canceled or failure.check(CancelledError):
+                # The attempt was canceled while connecting (whether the name lookup or the connect
+                # was under way): it ends as canceled, not as a failure of the device.
                 return
             if failure.check(ConnectError, DNSLookupError, TimeoutError):
                 message = f"cannot connect to {description}: {failure.getErrorMessage()}"
