@@ -16,7 +16,7 @@ import factories
 from inprocess import Rig
 from spooler.accounting.records import OFFLINE_LIMITS, RecordMaker, build_record, record_id
 from spooler.centralapi import CentralApiDown, CentralApiRefused
-from spooler.config import AccountingConfig, config_from_mapping
+from spooler.config import AccountingConfig, config_from_mapping, keys_of
 from spooler.delivery.base import DeliveryReceipt
 from spooler.intake.base import JobRequest
 from spooler.model import ConfigError, Document, Job, JobState, Mode, Route
@@ -438,7 +438,7 @@ def test_accounting_configuration(tmp_path: Path) -> None:
 def test_the_sample_configuration_shows_every_accounting_key() -> None:
     text = (Path(__file__).parent.parent / "samples" / "spooler.toml").read_text()
     assert "\n[accounting]\n" in text
-    for key in AccountingConfig.__dataclass_fields__:
+    for key in keys_of(AccountingConfig):
         assert f"\n{key} =" in text.split("[accounting]", 1)[1], key
 
 
