@@ -430,6 +430,10 @@ def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
 
 def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from spooler.accounting.report import render_pdf
+    from spooler.config import missing_package
+
+    if (problem := missing_package("reportlab")) is not None:
+        raise CommandError(f"report --pdf {problem}")
 
     records, period = _records(config, args)
     target = args.pdf

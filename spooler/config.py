@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from importlib.util import find_spec
 import re
 import socket
 import tomllib
@@ -238,6 +239,23 @@ def _default_device_name() -> str:
     """The machine's host name (first label), when it makes a valid device name."""
     host = socket.gethostname().split(".")[0]
     return host if QUEUE_NAME.match(host) else "spooler"
+
+#: Packages a feature needs that a plain install leaves out, and the extra that brings them.
+EXTRAS = {"zeroconf": "dnssd", "reportlab": "report"}
+
+
+def missing_package(module: str) -> str | None:
+    """What to say when the optional package `module` is not installed (None: it is)."""
+    if find_spec(module) is not None:
+        return None
+    return f"needs the {module} package: pip install 'branch-spooler[{EXTRAS[module]}]'"
+
+
+def require_package(module: str, key: str) -> None:
+    """Raises ConfigError naming `key` when the optional package `module` is not installed."""
+    if (problem := missing_package(module)) is not None:
+        raise ConfigError(key, problem)
+
 
 def default_state_dir() -> Path:
     """$SPOOLER_STATE_DIR, else $XDG_STATE_HOME/spooler, else ~/.local/state/spooler."""
@@ -658,6 +676,8 @@ def config_from_mapping(
     dnssd = load("dnssd", {"name": ipp.name.encode()[:63].decode("utf-8", "ignore") or DnssdConfig().name})
     if dnssd.enabled and not listen.ipp:
         raise ConfigError("dnssd.enabled", "advertises the IPP printer, but listen.ipp is off")
+    if dnssd.enabled:
+        require_package("zeroconf", "dnssd.enabled")
     server = load("server") if raw.get("server", {}) != {} else None
     return Config(
         state_dir=state_dir,
@@ -675,9 +695,15 @@ def config_from_mapping(
         terminal=load("terminal"),
         queues=_queues(raw.get("queues", {"default": {}}), base),
         server=server,
-        login=load("login"),
+        login=_login(load("login")),
         source=source,
     )
+
+
+def _login(login: LoginConfig) -> LoginConfig:
+    if login.discover and login.fleet_key_file is not None:
+        require_package("zeroconf", "login.discover")
+    return login
 
 
 def _queues(raw: Any, base: Path) -> tuple[QueueConfig, ...]:

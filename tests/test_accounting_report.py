@@ -202,6 +202,18 @@ def test_pdf_report_bad_target(tmp_path: Path) -> None:
     assert code == 1 and "cannot write" in err
 
 
+def test_pdf_report_without_reportlab_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reportlab is an extra ([report]): without it the report is refused with one line, no traceback."""
+    import spooler.config
+
+    real = spooler.config.find_spec
+    monkeypatch.setattr(spooler.config, "find_spec", lambda name: None if name == "reportlab" else real(name))
+    populate(tmp_path / "state")
+    code, _, err = cli(tmp_path / "state", "report", "--pdf", str(tmp_path / "r.pdf"))
+    assert code == 1 and "pip install 'branch-spooler[report]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.pdf").exists()
+
+
 def test_pdf_report_of_an_empty_period(tmp_path: Path) -> None:
     pdftotext = require_tool("pdftotext")
     populate(tmp_path / "state")

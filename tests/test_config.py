@@ -186,6 +186,23 @@ def test_paths_resolve_against_the_config_files_folder_and_defaults_follow_the_s
     assert build({"server": {}}, tmp_path).server is None
 
 
+@pytest.mark.parametrize(("raw", "key"), [({"dnssd": {"enabled": True}}, "dnssd.enabled"),
+                                         ({"login": {"discover": True, "fleet_key_file": "fleet.key"}},
+                                          "login.discover")])  # fmt: skip
+def test_a_feature_whose_extra_is_not_installed_is_a_configuration_error(
+    raw: dict[str, Any], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zeroconf is an extra ([dnssd]): only a configuration that uses it needs it."""
+    import spooler.config
+
+    real = spooler.config.find_spec
+    monkeypatch.setattr(spooler.config, "find_spec", lambda name: None if name == "zeroconf" else real(name))
+    build({}, tmp_path)  # the defaults do without it
+    with pytest.raises(ConfigError) as raised:
+        build(raw, tmp_path)
+    assert raised.value.key == key and "pip install 'branch-spooler[dnssd]'" in raised.value.problem
+
+
 def test_queues(tmp_path: Path) -> None:
     assert [q.name for q in build({}, tmp_path).queues] == ["default"]
     config = build({"queues": {"lp": {}, "colour-A4": {}}}, tmp_path)
