@@ -1,6 +1,7 @@
 """The real device's own description: when the device URI is ipp:// or ipps://, its answer to
 Get-Printer-Attributes (paper path, resolutions, finishings, formats it accepts; see
-attributes.DEVICE_ATTRIBUTES) replaces the printer's defaults. Asked at start, again every
+attributes.DEVICE_ATTRIBUTES), asked through the dispatcher's own device backend, replaces the
+printer's defaults. Asked at start, again every
 `refresh` seconds while it answers, and every `retry` seconds while it does not, so a device that
 comes back (or was swapped for another model) is described anew within `retry` seconds. Until the
 first answer, and for what the device does not say, the configured defaults stand."""
