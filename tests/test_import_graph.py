@@ -1,8 +1,10 @@
 """The architecture is one-way: no import cycle between modules or between packages, and drivers/
-never imports the spooler (tests/import_graph.py, run as `python -m import_graph`)."""
+never imports the spooler (tests/import_graph.py, run as `python -m import_graph`); and the README's
+"How a job travels" names modules that exist."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +74,16 @@ def test_a_forbidden_direction_is_reported(tmp_path: Path) -> None:
     assert forbidden(graph, [("lib", "app")]) == [("lib.x", "app.y")]
     checked = check("lib", "app", "--forbid", "lib:app", root=root)
     assert checked.returncode == 1 and "forbidden: lib.x imports app.y" in checked.stdout
+
+
+def test_the_readme_names_the_real_modules_on_a_jobs_path() -> None:
+    text = (ROOT / "README.md").read_text()
+    path = text.split("## How a job travels", 1)[1].split("```", 2)[1]  # the diagram
+    files = {str(p.relative_to(ROOT)) for p in ROOT.glob("spooler/**/*.py")} | {
+        str(p.relative_to(ROOT)) for p in ROOT.glob("drivers/**/*.py")}  # fmt: skip
+    named = set(re.findall(r"[\w/]+\.py\b", path))
+    assert len(named) >= 20, named
+    for name in sorted(named):
+        assert any(f == f"spooler/{name}" or f.endswith("/" + name) for f in files), f"{name} is not a module"
+    for folder in sorted(set(re.findall(r"(?<![\w/.])(\w+)/(?![\w])", path))):
+        assert (ROOT / "spooler" / folder).is_dir() or (ROOT / folder).is_dir(), f"{folder}/ is not a package"
