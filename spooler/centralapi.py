@@ -12,13 +12,13 @@ from urllib.parse import quote, urlencode
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
 from twisted.internet.error import TimeoutError as ConnectTimeoutError
-from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from .model import SpoolerError
+from .web import AnswerTooLarge, read_capped
 
 #: The largest answer the spooler reads from the API (a sync of 100 users is well under 1 MB).
 MAX_ANSWER = 10 * 1024 * 1024
@@ -135,11 +135,11 @@ def http_request(reactor: Any, method: str, url: str, headers: dict[bytes, list[
     timer = reactor.callLater(deadline.total, lambda: pending[0].cancel())
     try:
         response = yield pending[0]
-        if response.length not in (None, UNKNOWN_LENGTH) and response.length > MAX_ANSWER:
-            response.deliverBody(_Discard())
-            raise CentralApiDown(f"{what}: an answer of {response.length} bytes is too large")
-        pending[0] = readBody(response)
+        # Counted as it arrives: the cap holds for a chunked answer (no Content-Length) too.
+        pending[0] = read_capped(response, MAX_ANSWER)
         data = yield pending[0]
+    except AnswerTooLarge as error:
+        raise CentralApiDown(f"{what}: {error}") from None
     except CentralApiError:
         raise
     except NOT_SENT as error:
@@ -177,9 +177,4 @@ class BytesProducer:
         pass
 
     def stopProducing(self) -> None:
-        pass
-
-
-class _Discard(Protocol):
-    def dataReceived(self, data: bytes) -> None:
         pass

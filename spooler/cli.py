@@ -243,8 +243,10 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
         fields.append(("pages", f"unknown: {analysis['reason']}"))
     else:
         sizes = ", ".join(f"{name} x{count}" for name, count in analysis["sizes"].items())
+        colour = ("colour unknown" if analysis.get("color_impressions") is None or analysis.get("mono_impressions") is None
+                  else f"{analysis['color_impressions']} colour, {analysis['mono_impressions']} mono")
         fields.append(("pages", f"{analysis['pages']} page(s), {analysis['impressions']} impression(s) "
-                                f"({analysis['color_impressions']} colour, {analysis['mono_impressions']} mono), "
+                                f"({colour}), "
                                 f"{analysis['sheets']} sheet(s) {analysis['sides']}; {sizes}"))  # fmt: skip
     for document in job.get("documents", []):
         note = " (removed)" if job["files_removed"] else ""
@@ -691,8 +693,11 @@ _SHORT_FORMATS = {
 
 
 def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Page statistics of documents (no daemon needed): a table, or JSON with --json."""
-    from drivers import JobOptions, analyze_file, combine
+    """Page statistics of documents (no daemon needed): a table, or JSON with --json. Each document
+    is analysed as the daemon analyses a job's (the same child code, memory limit and page cap) and
+    its figures come from the same function as a job's record (spooler.analysis.job_analysis)."""
+    from drivers.sandbox import analyze_isolated
+    from spooler.jobs.analysis import job_analysis
 
     for path in args.files:
         try:
@@ -700,28 +705,33 @@ def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
                 pass
         except OSError as error:
             raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
-    job = JobOptions(copies=args.copies, sides=args.sides, number_up=args.number_up)
     results = []
     for path in args.files:
-        document = analyze_file(path)
-        results.append((str(path), document, combine(document, job)))
+        document = analyze_isolated(path, memory_limit=config.analysis.memory_limit,
+                                    page_cap=config.analysis.page_cap)  # fmt: skip
+        figures = job_analysis([document], copies=args.copies, sides=args.sides, number_up=args.number_up)
+        results.append((str(path), document, figures))
     if args.json:
-        out.write(json.dumps([{"file": name, "document": document.to_dict(), "job": stats.to_dict()}
-                              for name, document, stats in results], indent=2) + "\n")
+        out.write(json.dumps([{"file": name, "document": document.to_dict(), "job": figures}
+                              for name, document, figures in results], indent=2) + "\n")
         return EXIT_OK
-    header = ("FILE", "FORMAT", "PAGES", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS")
+    header = ("FILE", "FORMAT", "PAGES", "PRINTED", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS")
     rows = [header]
-    for name, document, stats in results:
-        known = document.status == "ok"
-        colour = str(document.color_pages) if known and any(p.color is not None for p in document.page_info) else "?"
-        mono = str(document.mono_pages) if colour != "?" else "?"
-        sizes = ",".join(f"{size}:{count}" for size, count in document.size_counts().items()) or "-"
+    for name, document, figures in results:
+        known = figures["status"] == "ok"
+
+        def figure(key: str) -> str:
+            value = figures[key]
+            return str(value) if known and value is not None else "?"
+
+        sizes = ",".join(f"{size}:{count}" for size, count in figures["sizes"].items()) or "-"
         status = document.status + (f" ({document.reason})" if document.reason else "")
-        rows.append((name, _SHORT_FORMATS.get(document.format, document.format), str(document.pages),
-                     colour, mono, str(stats.sheets) if known else "?", sizes, status))
+        rows.append((name, _SHORT_FORMATS.get(document.format, document.format), figure("pages"),
+                     figure("impressions"), figure("color_impressions"), figure("mono_impressions"),
+                     figure("sheets"), sizes, status))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
-        cells = [cell.rjust(width) if 2 <= i <= 5 else cell.ljust(width)
+        cells = [cell.rjust(width) if 2 <= i <= 6 else cell.ljust(width)
                  for i, (cell, width) in enumerate(zip(row, widths))]
         out.write("  ".join(cells + [row[-1]]) + "\n")
     return EXIT_OK

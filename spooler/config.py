@@ -362,6 +362,10 @@ class LimitsConfig:
     max_job_size: int = setting(2 * 1024**3, parse_size)
     idle_timeout: float = setting(300.0, _positive_duration)
     max_connections: int = setting(100, _positive_int)
+    #: on the HTTP listeners (IPP, IPPS, terminal, login sharing)
+    max_connections_per_address: int = setting(32, _positive_int)
+    #: an HTTP request's head must arrive within this, whatever trickles in
+    header_timeout: float = setting(20.0, _positive_duration)
 
 
 @section("lpd")

@@ -16,11 +16,10 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from spooler import __version__
 from spooler.accounting.records import RecordMaker
-from spooler.admin import AdminResource
+from spooler.admin import AdminResource, build_admin_site
 from spooler.jobs.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
@@ -38,6 +37,7 @@ from spooler.listeners import ListenerService
 from spooler.status import spooler_status
 from spooler.store.database import JobStore
 from spooler.store.documents import SpoolDocuments
+from spooler.web import HttpLimits
 
 log = Logger(namespace="spooler.service")
 
@@ -93,15 +93,6 @@ def thread_runner(reactor: Any) -> RunInThread:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
 
     return run_in_thread
-
-
-class QuietSite(Site):
-    """The admin API's site: no access log lines (the spool log records what the requests change)."""
-
-    noisy = False
-
-    def log(self, request: object) -> None:
-        pass
 
 
 class SpoolerService(MultiService):
@@ -193,8 +184,8 @@ class SpoolerService(MultiService):
 
         self.central = make_backend(config, self.reactor, self.run_in_thread)  # a missing secret stops the start
         self._start_login()
-        admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
-        admin_site.displayTracebacks = False
+        admin_site = build_admin_site(AdminResource(self.jobs, self.status, login=self.login_runtime), self.reactor,
+                                      max_connections=config.limits.max_connections)  # fmt: skip
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
         retention = TimerService(RETENTION_INTERVAL, self._retention)
@@ -345,7 +336,7 @@ class SpoolerService(MultiService):
         settings = self.config.terminal
         resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
                                     session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
-        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
+        site = TerminalSite(resource, clock=self.reactor, limits=HttpLimits.from_config(self.config.limits, idle_timeout=60.0))
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _advertiser(self) -> Any:

@@ -499,3 +499,12 @@ def test_a_store_error_does_not_end_the_outbox(tmp_path: Path) -> None:
     assert central.calls == []
     clock.advance(60)
     assert ids(central.calls[0]) == [1]
+
+
+def test_a_record_with_pages_known_and_colour_unknown_says_null_not_mono() -> None:
+    analysis = {**ANALYSIS_OK, "color_impressions": None, "mono_impressions": None}
+    entry = build_record(make_job(attributes={"analysis": analysis}), DOCS, spool_id="spool-1", device="branch-1")
+    body = entry.body
+    assert (body["analysis"], body["pages"], body["impressions"]) == ("ok", 3, 6)
+    assert (body["color_pages"], body["mono_pages"]) == (None, None)
+    assert json.loads(json.dumps(body))["mono_pages"] is None

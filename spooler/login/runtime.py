@@ -21,18 +21,16 @@ from spooler.login.keys import LoginKeys
 from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
 from spooler.store.spoolfiles import RunInThread
+from spooler.web import ApiError
 
 log = Logger(namespace="spooler.login")
 
 
-class RouteError(Exception):
-    """An admin request the login part refuses: HTTP status, code, message."""
+class RouteError(ApiError):
+    """An admin request the login part refuses: HTTP status, code, message, extra fields of the answer."""
 
     def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.extra = extra or {}
+        super().__init__(status, code, message, **(extra or {}))
 
 
 def open_cache(config: Config) -> CredentialCache:
