@@ -225,6 +225,18 @@ async def test_cancelling_a_delivery_still_connecting_is_a_cancel_not_a_device_f
             filler.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_delivery_canceled_at_once_ends_canceled_not_failed(reactor: Any, tmp_path: Path) -> None:
+    port = listen(reactor, PeerFactory())
+    try:
+        attempt = socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, b"job"))
+        attempt.cancel()  # while the name is looked up
+        with pytest.raises(CancelledError):
+            await attempt
+    finally:
+        await port.stopListening()
+
+
 def test_backends_are_chosen_by_scheme(tmp_path: Path) -> None:
     sink = backend_for_uri((tmp_path / "out").as_uri(), reactor=None, run_in_thread=run_synchronously,
                            connect_timeout=1, io_timeout=1)  # fmt: skip

@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError as DeferredTimeoutError
-from twisted.internet.error import ConnectError, DNSLookupError, TimeoutError as ConnectTimeoutError
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IReactorTime
 from twisted.internet.task import Cooperator
 from twisted.python.failure import Failure
@@ -192,11 +193,13 @@ class _Watchdog:
 
 
 def _is_cancel(failure: Failure) -> bool:
-    """A CancelledError, also when twisted.web wrapped it in ResponseNeverReceived & co."""
-    if failure.check(CancelledError):
+    """A cancel (CancelledError, or ConnectingCancelledError when it came while still connecting),
+    also when twisted.web wrapped it in ResponseNeverReceived & co."""
+    if failure.check(CancelledError, ConnectingCancelledError):
         return True
     reasons: list[Any] = getattr(failure.value, "reasons", None) or []
-    return bool(reasons) and all(isinstance(r, Failure) and r.check(CancelledError) for r in reasons)
+    return bool(reasons) and all(isinstance(r, Failure) and r.check(CancelledError, ConnectingCancelledError)
+                                 for r in reasons)  # fmt: skip
 
 
 def _describe(failure: Failure) -> str:
@@ -270,13 +273,18 @@ class IppClient:
         headers = Headers({b"content-type": [b"application/ipp"], b"user-agent": [b"spooler-ipp-backend"]})
         request: Deferred[IResponse] = self._agent().request(b"POST", self._url, headers, body)
         watchdog.watch(request)
+        # A cancel of this exchange fails `request` with whatever the step under way says (a failed name
+        # lookup, a cancelled connect): it is a cancel all the same, never a failure of the peer.
+        canceled: list[bool] = []
+        answered: Deferred[IResponse] = Deferred(lambda _: (canceled.append(True), request.cancel()))
+        request.chainDeferred(answered)
         try:
-            response: IResponse = await request
+            response: IResponse = await answered
         except Exception:
             failure = Failure()
             if watchdog.fired:
                 raise DeliveryError(f"{description}: no answer within {timeout:g}s", retryable=True) from None
-            if _is_cancel(failure):
+            if canceled or _is_cancel(failure):
                 raise CancelledError() from None
             if failure.check(DeliveryError):
                 raise
