@@ -276,15 +276,14 @@ def _choice(*allowed: str) -> Parser:
     return parse
 
 
-
 # -- declarations ------------------------------------------------------------------------------------
 
 C = TypeVar("C")
 
 
-def setting(default: Any, parse: Parser, **options: Any) -> Any:
+def setting(default: Any, parse: Parser) -> Any:
     """A key of a section: its default and the parser of its TOML value."""
-    return attrs.field(default=default, metadata={"parse": parse}, **options)
+    return attrs.field(default=default, metadata={"parse": parse})
 
 
 def path_setting(default: Path | None = None) -> Any:
