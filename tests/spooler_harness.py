@@ -174,7 +174,14 @@ class Spooler(ManagedProcess):
             socket.create_connection(("127.0.0.1", self.raw_port), timeout=1).close()
         except OSError:
             return False
-        return (self.state_dir / "admin.sock").exists()
+        # The admin socket accepts connections (its file appears at bind, a moment before it listens).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as admin:
+            admin.settimeout(1)
+            try:
+                admin.connect(str(self.state_dir / "admin.sock"))
+            except OSError:
+                return False
+        return True
 
 
     # -- observing ---------------------------------------------------------------------------------
