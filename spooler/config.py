@@ -224,6 +224,12 @@ def _peer_address(key: str, value: Any) -> tuple[str, ...]:
             raise ConfigError(key, f"expected \"host:port\" peers such as \"192.0.2.11:8640\", got {name!r}")
     return names
 
+def _ratio(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or value >= 2):
+        raise ConfigError(key, f"expected a ratio of 2 or more (0: no limit), got {value!r}")
+    return float(value)
+
+
 def _hours(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(key, f"expected a number of hours above zero, got {value!r}")
@@ -365,6 +371,8 @@ class LimitsConfig:
     max_connections_per_address: int = setting(32, _positive_int)
     #: an HTTP request's head must arrive within this, whatever trickles in
     header_timeout: float = setting(20.0, _positive_duration)
+    #: a gzip/deflate IPP document expands at most this much; 0: no limit
+    max_compression_ratio: float = setting(100.0, _ratio)
 
 
 @section("lpd")
@@ -539,13 +547,22 @@ class LoginConfig:
     offline_enabled: bool = setting(True, _boolean)  # false: no login at all while the server is unreachable
     #: pull the device's users and the revocations this often; 0: only on demand
     sync_interval: float = setting(3600.0, parse_duration)
-    max_failures: int = setting(5, _positive_int)  # failures in a row that lock a user or a terminal ...
-    lockout: float = setting(300.0, _positive_duration)  # ... for this long
+    #: failures that lock a user or a terminal (they are forgotten one per max_lockout) ...
+    max_failures: int = setting(5, _positive_int)
+    lockout: float = setting(300.0, _positive_duration)  # ... for this long, doubled by each further failure ...
+    max_lockout: float = setting(900.0, _positive_duration)  # ... up to this
+    #: PIN or card failures (no user named) that lock that method on this device
+    device_max_failures: int = setting(10, _positive_int)
     peers: tuple[str, ...] = setting((), _peer_address)  # "host:port" of other spoolers' share endpoints
     share_listen: str | None = setting("tcp:8640:interface=127.0.0.1", _endpoint)  # served only with a fleet key
     fleet_key_file: Path | None = path_setting()  # the key every spooler of the fleet holds; None: no sharing
     share_interval: float = setting(300.0, _positive_duration)  # pull the peers' entries this often
     discover: bool = setting(False, _boolean)  # also find peers by DNS-SD (_spooler-login._tcp)
+
+    def checked(self) -> LoginConfig:
+        if self.max_lockout < self.lockout:
+            raise ConfigError("login.max_lockout", "must not be shorter than login.lockout")
+        return self
 
 
 @section("log")

@@ -3,6 +3,7 @@ a scriptable delivery backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,10 @@ class Rig:
     """A JobService, its store and dispatcher, on a temporary folder, driven by a Clock."""
 
     def __init__(self, root: Path, *, record_maker: RecordMakerType | None = None,
-                 run_in_thread: RunInThread = run_synchronously, **raw_config: Any) -> None:  # fmt: skip
-        """`run_in_thread` runs the job service's file work (the group commit always runs at once)."""
+                 run_in_thread: RunInThread = run_synchronously, budgets: Callable[[Clock], Any] | None = None,
+                 **raw_config: Any) -> None:  # fmt: skip
+        """`run_in_thread` runs the job service's file work (the group commit always runs at once);
+        `budgets(clock)` opens the failure budgets of private jobs' keys (default: in memory)."""
         raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
         # Unit tests read spool files directly: every document gets one unless a test asks for
         # inline storage (tests/test_ipp_inline.py does; the daemon's default is 64 KiB).
@@ -95,6 +98,7 @@ class Rig:
         self.service = JobService(
             config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,
             run_in_thread=run_in_thread, commit_thread=run_synchronously,
+            budgets=budgets(self.clock) if budgets is not None else None,
         )  # fmt: skip
         self.upkeep = SpoolUpkeep(config=self.config, store=self.store, clock=self.clock,
                                   run_in_thread=run_synchronously)  # fmt: skip

@@ -34,14 +34,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 class TerminalClient:
-    """One browser-like client of the terminal API: keeps its session cookie."""
+    """One browser-like client of the terminal API, from one source address: keeps its session cookie."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.port, self.source = port, source
         self.cookie: str | None = None
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=(self.source, 0))
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
         if self.cookie:
             headers["Cookie"] = f"spooler_terminal={self.cookie}"
@@ -57,8 +57,11 @@ class TerminalClient:
             connection.close()
         return response.status, json.loads(data)
 
-    def login(self, pin: str) -> tuple[int, Any]:
-        return self.call("POST", "login", {"method": "pin", "secret": pin})
+    def login(self, secret: str, method: str = "pin", user: str | None = None) -> tuple[int, Any]:
+        body: dict[str, Any] = {"method": method, "secret": secret}
+        if user is not None:
+            body["user"] = user
+        return self.call("POST", "login", body)
 
     def jobs(self) -> list[dict[str, Any]]:
         status, body = self.call("GET", "jobs")
@@ -173,6 +176,15 @@ def playwright_api() -> Any:
     return sync_playwright
 
 
+def launch(playwright: Any, chromium: str, tmp_path: Path) -> Any:
+    """Headless Chromium (the system's) with a fresh profile, an 800x480 panel, British English, UTC."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
+        viewport={"width": 800, "height": 480}, locale="en-GB", timezone_id="UTC",
+    )  # fmt: skip
+
+
 def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     sync_playwright = playwright_api()
@@ -191,12 +203,8 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     held(spooler, 4)
     wait_for(lambda: all("analysis" in spooler.job(j)["attributes"] for j in (1, 2, 4)), timeout=30, what="analysis")
 
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 800, "height": 480}, locale="en-GB", timezone_id="UTC",
-        )  # fmt: skip
+        browser = launch(playwright, chromium, tmp_path)
         try:
             page = browser.new_page()
             outside: list[str] = []
@@ -249,3 +257,50 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     if target := os.environ.get("SPOOLER_TERMINAL_SCREENSHOTS"):  # for docs/: copy what the test saw
         for picture in tmp_path.glob("terminal-*.png"):
             shutil.copy(picture, Path(target) / picture.name)
+
+
+def test_a_private_job_asks_for_its_key_on_the_page(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
+    """Issue 14, finding 4, in headless Chromium: "Print" on a private job opens a keypad for its key;
+    a wrong key says so, the right one prints it (and the device gets the job without its key)."""
+    chromium = require_tool("chromium")
+    sync_playwright = playwright_api()
+    central.start()
+    spooler, port = start_branch(spooler_factory, central)
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
+    key = "83016492"
+    private = pjl_job("alice", "Payslip.pdf", b"%PDF-1.4 payslip", extra=f'@PJL SET HOLD=ON HOLDTYPE=PRIVATE HOLDKEY="{key}"\r\n')
+    send_raw(spooler.raw_port, private)
+    held(spooler, 1)
+    with sync_playwright() as playwright:
+        browser = launch(playwright, chromium, tmp_path)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            for digit in ALICE_PIN:
+                page.click(f'#keypad button[data-key="{digit}"]')
+            page.click('#keypad button[data-key="ok"]')
+            page.wait_for_selector("#jobs .job")
+            assert page.inner_text("#job-list .name").startswith("Private")
+            page.click("#release-all")  # "Print all" leaves a private job alone
+            page.wait_for_selector("#jobs-message.ok")
+            assert "1 private job needs its key" in page.inner_text("#jobs-message")
+            assert spooler.job(1)["state"] == "pending-held"
+            page.locator("#job-list .job").first.locator("button.primary").click()
+            page.wait_for_selector("#key-screen", state="visible")
+            for digit in "11111111":
+                page.click(f'#key-keypad button[data-key="{digit}"]')
+            page.click('#key-keypad button[data-key="ok"]')
+            page.wait_for_selector("#key-message.error")
+            assert page.inner_text("#key-message") == "Wrong key for this private job."
+            page.screenshot(path=str(tmp_path / "terminal-key-800x480.png"))
+            for digit in key:
+                page.click(f'#key-keypad button[data-key="{digit}"]')
+            page.click('#key-keypad button[data-key="ok"]')
+            page.wait_for_selector("#jobs-message.ok")
+            assert page.inner_text("#jobs-message") == "Printing: Payslip.pdf"
+        finally:
+            browser.close()
+    [printed] = spooler.wait_delivered(1)
+    assert printed.read_bytes() == pjl_job("alice", "Payslip.pdf", b"%PDF-1.4 payslip")
+    spooler.stop()
+    assert_no_secret_on_disk(spooler, [key, "11111111", ALICE_PIN])

@@ -40,6 +40,7 @@ class JobRequest:
     sides: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     hold: bool = False  # held until released (IPP job-hold-until=indefinite)
+    hold_key: str | None = field(default=None, repr=False)  # IPP job-password: held until released with it
 
 
 class JobSink(Protocol):

@@ -3,6 +3,12 @@ IPP printer and the terminal ask). It makes received documents durable jobs (als
 document, for IPP Create-Job), carries out what clients and admins ask (cancel, hold, release,
 flush, pause) and tells the printer's condition. Protocols parse; this decides. Page figures are
 spooler.jobs.figures', recovery and retention spooler.jobs.upkeep's.
+
+Private print: a job whose first document carries a PJL release key (HOLDKEY, JOBPASSWORD), or whose
+IPP request gave a job-password, is held with a scrypt verifier of the key; the key itself is taken
+out of the document's head before it is stored (drivers.pjl.strip_hold_key, through the incoming
+file's head filter). Releasing it takes the key (`release_with_key`), checked against a failure
+budget per job; only the local admin may release it without (`release(..., without_key=True)`).
 """
 
 from __future__ import annotations
@@ -11,25 +17,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
-from drivers.pjl import parse_pjl_header
+from drivers.pjl import PjlHeader, parse_pjl_header, strip_hold_key
 from spooler.config import Config
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.dispatch.router import HELD_OFFLINE, RELEASED_AT_DEVICE
 from spooler.intake.base import JobRequest
 from spooler.jobs.condition import PrinterCondition, describe_printer, queued_jobs
 from spooler.jobs.figures import JobFigures
-from spooler.model import Document, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
+from spooler.login.budget import BudgetPolicy, FailureBudgets
+from spooler.model import Document, HoldKeyRefused, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
 from spooler.states import transition
 from spooler.store.database import JobStore, new_job_uuid, spool_file_name
 from spooler.store.groupcommit import GroupCommit
 from spooler.store.spoolfiles import (INCOMING_SUFFIX, IncomingFile, RunInThread, commit_file, remove_quietly,
                                       spool_floor)  # fmt: skip
-from spooler.verifiers import make_verifier
+from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
@@ -38,6 +45,11 @@ INCOMING = "job-incoming"
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
+#: A private job's key (PJL HOLDKEY, IPP job-password) is at most this long.
+MAX_HOLD_KEY = 255
+#: job-state-reasons of a private job waiting for its key (PWG 5100.11), and what it says.
+PRIVATE_REASON = "job-password-wait"
+PRIVATE_MESSAGE = "private print: held until released with its key"
 
 
 def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None:
@@ -59,9 +71,11 @@ class JobService:
         run_in_thread: RunInThread,
         figures: JobFigures | None = None,
         commit_thread: RunInThread | None = None,
+        budgets: FailureBudgets | None = None,
     ) -> None:
         """`figures` counts the pages of every new job (None: no analysis); `commit_thread` runs the
-        group commits of new jobs (default: `run_in_thread`)."""
+        group commits of new jobs (default: `run_in_thread`); `budgets` counts wrong keys of private
+        jobs (STATE/login.db in the daemon; in memory if None)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
@@ -75,6 +89,9 @@ class JobService:
         self._condition_since = clock.seconds()
         self.floor = spool_floor(config)
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
+        self.key_budgets = budgets or FailureBudgets.open(":memory:", clock)
+        login = config.login
+        self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -100,6 +117,7 @@ class JobService:
             floor=self.floor,
             on_pressure=on_pressure,
             inline_max=self.config.spool.inline_max,
+            head_filter=strip_hold_key,
         )
 
     @inlineCallbacks
@@ -161,8 +179,7 @@ class JobService:
         """Build the job from what the protocol said and what its first document says, and commit it
         under the next job id (given here, then handed to the group commit at once, which commits
         jobs in the order they were handed in: ids follow commit order)."""
-        head = bytes(incoming[0].head)
-        header = parse_pjl_header(head)
+        header = self._pjl_header(incoming[0])
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
                    for document in incoming]  # fmt: skip
         user = clean_text(request.user) or clean_text(header.user if header else None) or ANONYMOUS
@@ -185,13 +202,14 @@ class JobService:
             }
         if request.document_format:
             attributes["declared_format"] = request.document_format
-        held = (header is not None and header.private) or request.hold
+        key = request.hold_key or (header.hold_key if header is not None and header.private else None)
+        held = (header is not None and header.private) or request.hold or key is not None
         attributes["documents"] = len(incoming)
         if request.hold:
             attributes["hold"] = True
         verifier = None
-        if held and header is not None and header.hold_key:
-            verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        if key:
+            verifier = yield self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
         expected_route, expected_mode = self.dispatcher.expected(request.queue)
         job_id = self.store.allocate_job_id()
         job = Job(
@@ -209,8 +227,8 @@ class JobService:
             copies=max(1, min(copies, 9999)),
             sides=sides,
             state=JobState.PENDING_HELD if held else JobState.PENDING,
-            reason="job-hold-until-specified" if held else "job-queued",
-            message="private print: held until released" if held else "",
+            reason=PRIVATE_REASON if verifier else "job-hold-until-specified" if held else "job-queued",
+            message=PRIVATE_MESSAGE if verifier else "held until released" if held else "",
             created_at=self._now(),
             hold_key_verifier=verifier,
             attributes=attributes,
@@ -225,6 +243,13 @@ class JobService:
         return job
 
     @staticmethod
+    def _pjl_header(document: IncomingFile) -> PjlHeader | None:
+        """The PJL header of a document as it was received (with its key, which the stored head lacks)."""
+        if isinstance(document.head_facts, PjlHeader):
+            return document.head_facts
+        return parse_pjl_header(bytes(document.head))
+
+    @staticmethod
     def _detect_format(head: bytes, header: Any) -> str:
         if header is None:
             return sniff(head)
@@ -235,13 +260,20 @@ class JobService:
 
     # -- jobs whose documents come one by one (IPP Create-Job, Send-Document, Close-Job) -------------
 
-    def create_job(self, request: JobRequest) -> Job:
+    def hold_key_verifier(self, key: str) -> Deferred[str]:
+        """The verifier of a private job's key (scrypt, off the reactor thread), for create_job."""
+        return self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
+
+    def create_job(self, request: JobRequest, *, hold_key_verifier: str | None = None) -> Job:
         """A durable job without documents yet: pending-held with reason job-incoming, so the
-        dispatcher leaves it alone until its last document arrives (or it is aborted)."""
+        dispatcher leaves it alone until its last document arrives (or it is aborted). With a
+        `hold_key_verifier` (of the request's job-password) it stays held, as a private job, once
+        its documents are in."""
         self._refuse_when_full()
+        verifier = hold_key_verifier
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
-        if request.hold:
+        if request.hold or verifier is not None:
             attributes["hold"] = True
         if request.document_format:
             attributes["declared_format"] = request.document_format
@@ -264,6 +296,7 @@ class JobService:
             reason=INCOMING,
             message="waiting for its documents",
             created_at=now,
+            hold_key_verifier=verifier,
             attributes=attributes,
         )
         self.store.insert_job(job, [])
@@ -309,13 +342,19 @@ class JobService:
                 raise
             head = bytes(incoming.head)
             document_format = self._detect_format(head, parse_pjl_header(head))
+            header = self._pjl_header(incoming)
+            verifier = None
+            if number == 1 and header is not None and header.private and header.hold_key:
+                verifier = yield self._run_in_thread(make_verifier, header.hold_key[:MAX_HOLD_KEY])
             try:
                 job = self.incoming_job(job_id, requester=requester, admin=admin)  # canceled meanwhile?
                 count = int(job.attributes.get("documents", 0)) + 1
+                private = {"hold": True} if verifier is not None or (header is not None and header.private) else {}
                 job = job.evolve(
                     size=job.size + size,
                     document_format=document_format if count == 1 else job.document_format,
-                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()},
+                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()} | private,
+                    hold_key_verifier=job.hold_key_verifier or verifier,
                 )
                 self.store.add_document(job, Document(job_id, number, destination.name, size, document_format))
             except BaseException:
@@ -340,6 +379,8 @@ class JobService:
         if int(job.attributes.get("documents", 0)) == 0:
             closed = transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
                                 message="closed without any document")  # fmt: skip
+        elif job.hold_key_verifier is not None:
+            closed = job.evolve(reason=PRIVATE_REASON, message=PRIVATE_MESSAGE)
         elif job.attributes.get("hold"):
             closed = job.evolve(reason="job-hold-until-specified", message="held until released")
         else:
@@ -455,15 +496,55 @@ class JobService:
                 canceled.append(self.cancel(job.job_id, requester=requester))
         return canceled
 
-    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False,
-                at_device: bool = False) -> Job:  # fmt: skip
-        """Release a held job. Released at the device (pull print: `at_device`), or held because the
-        central server was down (offline pull print, whoever releases it), it prints on this device:
-        the router's RELEASED_AT_DEVICE rule."""
+    def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
+        self._authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
-        to_device = at_device or bool(job.attributes.get(HELD_OFFLINE))
+        return job
+
+    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False, without_key: bool = False,
+                to_device: bool = False) -> Job:  # fmt: skip
+        """Release a held job. A private job needs its key (HoldKeyRefused "key-required": use
+        release_with_key), unless an admin releases it `without_key` (logged as such). Released at
+        the device (pull print: `to_device`), or held because the central server was down (offline
+        pull print, whoever releases it), it prints on this device: the router's RELEASED_AT_DEVICE."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            if not without_key:
+                raise HoldKeyRefused(job_id, "key-required")
+            if not admin:
+                raise NotAuthorized(f"only an admin may release the private job {job_id} without its key")
+            log.warn("Private job {job_id} released by the admin without its key", spool_event="job_key_override",
+                     job_id=job_id, user=job.user)  # fmt: skip
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
+
+    @inlineCallbacks
+    def release_with_key(self, job_id: int, key: str, *, requester: str | None = None, admin: bool = False,
+                         to_device: bool = False) -> Any:  # fmt: skip
+        """Release a held job, giving its key: checked (off the reactor thread) against the job's
+        verifier, within the job's failure budget (wrong keys lock it as wrong PINs lock a login).
+        A job that has no key is released as by `release`. Fires with the Job, or fails with
+        HoldKeyRefused ("wrong-key", "locked"), NotAuthorized, JobNotFound or IllegalTransition."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            scope = f"holdkey:{job.uuid}"
+            wait = self.key_budgets.wait(scope, self.key_policy)
+            if wait is not None:
+                raise HoldKeyRefused(job_id, "locked", retry_after=wait)
+            charge = self.key_budgets.charge(scope, self.key_policy)
+            right = isinstance(key, str) and 0 < len(key) <= MAX_HOLD_KEY and \
+                (yield self._run_in_thread(check_verifier, key, job.hold_key_verifier))  # fmt: skip
+            if not right:
+                log.warn("Private job {job_id}: a wrong key was given by {by}", spool_event="job_key_refused",
+                         job_id=job_id, user=job.user, by=requester or "admin")  # fmt: skip
+                raise HoldKeyRefused(job_id, "wrong-key")
+            self.key_budgets.refund(charge)
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
+
+    def _release(self, job_id: int, *, requester: str | None, admin: bool, to_device: bool) -> Job:
+        job = self.store.get(job_id)
+        to_device = to_device or bool(job.attributes.get(HELD_OFFLINE))
         job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
                            message=f"released by {requester or 'admin'}", event="job_released",
                            attributes={RELEASED_AT_DEVICE: True} if to_device else None)  # fmt: skip

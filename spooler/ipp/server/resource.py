@@ -147,7 +147,8 @@ class IppIntake:
             self.failure = Failure()
             self.state = "discard"
             return
-        self.decompressor = Decompressor(self.plan.compression, self.document.write)
+        self.decompressor = Decompressor(self.plan.compression, self.document.write,
+                                         max_ratio=self.site.max_compression_ratio)  # fmt: skip
         self.state = "data"
 
     def _set_requester(self, user: str) -> None:
@@ -432,7 +433,7 @@ class IppSite(LimitedSite):
                  authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False,
                  queues: Sequence[str] = ("default",), sibling: Sibling | None = None,
                  describer: DeviceDescriber | None = None, max_per_address: int | None = None,
-                 header_timeout: float | None = None) -> None:  # fmt: skip
+                 header_timeout: float | None = None, max_compression_ratio: float = 0) -> None:  # fmt: skip
         """`queues`: the configured queue names (the default queue is "default" if there is one, else
         the first). `sibling`: the other IPP listener of the same printer (ipp for ipps and back).
         `describer`: keeps the printer describing the real device, stopped with the site."""
@@ -455,6 +456,8 @@ class IppSite(LimitedSite):
         self.queues = tuple(queues)
         self.describer = describer
         self.default_queue = "default" if "default" in self.queues else self.queues[0]
+        #: A gzip/deflate document may expand this many times its compressed size (0: no limit).
+        self.max_compression_ratio = max_compression_ratio
 
     def printer_for(self, path: bytes) -> tuple[str, str] | None:
         """(queue, printer path) of a request path, or None. `/ipp/print` (and `/`) is the default
@@ -566,7 +569,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, spool_id: 
         )  # fmt: skip
         printer = PrinterAttributes(identity)
         operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
-                                       up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
+                                       up_since=reactor.seconds(), clock_seconds=reactor.seconds,
+                                       job_privacy=basic)  # fmt: skip
         if ask_device is not None:
             describer = DeviceDescriber(printer, ask_device, reactor, config.device.uri)
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
@@ -574,7 +578,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, spool_id: 
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
                    refuse_plain=basic and not allowed, queues=[queue.name for queue in config.queues],
                    sibling=sibling, describer=describer, max_per_address=config.limits.max_connections_per_address,
-                   header_timeout=config.limits.header_timeout)  # fmt: skip
+                   header_timeout=config.limits.header_timeout,
+                   max_compression_ratio=config.limits.max_compression_ratio)  # fmt: skip
     if describer is not None:
         describer.start()
     return site
