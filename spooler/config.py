@@ -230,6 +230,14 @@ def _ratio(key: str, value: Any) -> float:
     return float(value)
 
 
+def _lpd_aliases(key: str, value: Any) -> tuple[str, ...]:
+    names = _names(key, value)
+    for name in names:
+        if not QUEUE_NAME.match(name):
+            raise ConfigError(key, f"{name!r} is not a queue name (1-64 letters, digits, '.', '_' or '-')")
+    return names
+
+
 def _hours(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(key, f"expected a number of hours above zero, got {value!r}")
@@ -384,6 +392,14 @@ class LpdConfig:
     max_control_file_size: int = setting(64 * 1024, parse_size)
     max_line_length: int = setting(1024, _positive_int)
     max_data_files: int = setting(100, _positive_int)
+    #: Queue names that reach the default queue, matched without regard to case: the names clients
+    #: default to (as a JetDirect printer answers them). Default: COMMON_LPD_QUEUES when no
+    #: [queues.*] is configured (one queue), none when the administrator names queues.
+    aliases: tuple[str, ...] = setting((), _lpd_aliases)
+
+
+#: What an LPD client usually names when it was told nothing (lpr -P lp, Windows' LPR port, JetDirect).
+COMMON_LPD_QUEUES = ("lp", "raw", "auto", "PASSTHRU")
 
 
 @section("ipp")
@@ -612,6 +628,12 @@ class Config:
         return next((queue for queue in self.queues if queue.name == name), None)
 
     @property
+    def default_queue(self) -> str:
+        """The queue of `/ipp/print`, of raw jobs and of the LPD aliases: "default", else the first one."""
+        names = [queue.name for queue in self.queues]
+        return "default" if "default" in names else names[0]
+
+    @property
     def database_path(self) -> Path:
         return self.state_dir / "spooler.db"
 
@@ -699,13 +721,18 @@ def config_from_mapping(
     if dnssd.enabled:
         require_package("zeroconf", "dnssd.enabled")
     server = load("server") if raw.get("server", {}) != {} else None
+    queues = _queues(raw.get("queues", {"default": {}}), base)
+    lpd = load("lpd", {"aliases": () if "queues" in raw else COMMON_LPD_QUEUES})
+    for alias in lpd.aliases:
+        if any(alias.lower() == queue.name.lower() for queue in queues):
+            raise ConfigError("lpd.aliases", f"{alias!r} is the name of a configured queue")
     return Config(
         state_dir=state_dir,
         admin_socket=load("admin", {"socket": state_dir / "admin.sock"}).socket,
         device=load("device", {"uri": (state_dir / "device").as_uri(), "name": _default_device_name()}),
         listen=listen,
         limits=load("limits"),
-        lpd=load("lpd"),
+        lpd=lpd,
         ipp=ipp,
         dnssd=dnssd,
         spool=load("spool"),
@@ -713,7 +740,7 @@ def config_from_mapping(
         analysis=load("analysis"),
         accounting=load("accounting"),
         terminal=load("terminal"),
-        queues=_queues(raw.get("queues", {"default": {}}), base),
+        queues=queues,
         server=server,
         login=_login(load("login")),
         source=source,

@@ -257,7 +257,7 @@ class SpoolerService(MultiService):
         if config.listen.raw:
             factories["raw"] = (config.listen.raw, RawJobFactory(
                 self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections,
+                max_connections=config.limits.max_connections, queue=config.default_queue,
             ))  # fmt: skip
         if config.listen.ipp:
             factories["ipp"] = (config.listen.ipp, build_ipp_site(

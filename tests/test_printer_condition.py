@@ -23,7 +23,7 @@ def down_server() -> HealthTracker:
 
 def describe(**given: Any) -> tuple[str, tuple[str, ...], str]:
     inputs: dict[str, Any] = {"counts": {}, "paused": False, "busy": False, "device": DeviceStatus(DEVICE),
-                              "server": None, "offline_policies": {"print"}, "accepting": True}  # fmt: skip
+                              "server": None, "offline_policies": {"print"}, "room": True}  # fmt: skip
     return describe_printer(**(inputs | given))
 
 
@@ -38,7 +38,11 @@ CASES = [
      "processing", ("offline-report", "connecting-to-device"), f"The device {DEVICE} is unreachable: refused."),
     ({"device": DeviceStatus(DEVICE, "unreachable", detail="refused")}, "idle", ("offline-report",),
      f"The device {DEVICE} is unreachable: refused."),
-    ({"accepting": False}, "idle", ("spool-area-full",), "The spool is full: new jobs are refused."),
+    ({"room": False}, "idle", ("spool-area-full",), "The spool is full: new jobs are refused."),
+    ({"shut_down": True, "paused": True}, "stopped", ("shutdown",), "Shut down by an administrator."),
+    ({"not_accepting": "toner"}, "idle", (), "Not accepting jobs: toner."),
+    ({"not_accepting": ""}, "idle", (), "Not accepting jobs."),
+    ({"holding_new_jobs": True}, "idle", ("hold-new-jobs",), "New jobs are held until released."),
     ({"server": down_server(), "offline_policies": {"queue", "hold"}}, "idle", ("other-report",),
      "Offline: the central print server is unreachable (connection refused); jobs are held until their owner "
      "releases them at the device; jobs wait here, in order, until it is back."),

@@ -51,6 +51,10 @@ class JobSink(Protocol):
         Raises SpoolFull below the free-space floor."""
         ...
 
+    def accepting_jobs(self, queue: str) -> bool:
+        """Whether `queue` takes new jobs (an administrator may have stopped it: IPP Disable-Printer)."""
+        ...
+
     def submit(self, documents: IncomingFile | list[IncomingFile], request: JobRequest) -> Deferred[Job]:
         """Make the received documents one durable job; fires with it once data and row are on disk
         (only then may the client be told). Every document is discarded if it fails."""

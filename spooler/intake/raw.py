@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spooler.intake.base import RECEIVE_SIZE, IntakeFactory, JobRequest, peer_host, set_reset_on_close
+from spooler.intake.base import (DEFAULT_QUEUE, RECEIVE_SIZE, IntakeFactory, JobRequest, JobSink, peer_host,
+                                 set_reset_on_close)  # fmt: skip
 from spooler.model import JobTooLarge, SpoolFull
 from spooler.store.spoolfiles import IncomingFile
 
@@ -47,6 +48,9 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             self.transport.bufferSize = RECEIVE_SIZE  # fewer, larger reads for big jobs
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
         self.last_activity = self.factory.clock.seconds()
+        if not self.factory.jobs.accepting_jobs(self.factory.queue):
+            self._refuse("job_refused", f"queue {self.factory.queue} does not accept jobs")
+            return
         try:
             self.incoming = self.factory.jobs.open_incoming(on_pressure=self._pressure)
         except SpoolFull as error:
@@ -84,7 +88,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             set_reset_on_close(self.transport, False)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        d = self.factory.jobs.submit(incoming, JobRequest(protocol="raw", host=self.host))
+        request = JobRequest(protocol="raw", host=self.host, queue=self.factory.queue)
+        d = self.factory.jobs.submit(incoming, request)
         d.addCallbacks(self._accepted, self._not_accepted)
         self.factory.track_submission(d)
 
@@ -140,7 +145,13 @@ class RawJobProtocol(Protocol, TimeoutMixin):
 
 
 class RawJobFactory(IntakeFactory):
-    """Port 9100: one RawJobProtocol per connection, each job handed to the job sink."""
+    """Port 9100: one RawJobProtocol per connection, each job handed to the job sink, in `queue`
+    (the configured default queue)."""
 
     protocol = RawJobProtocol
     protocol_name = "Raw"
+
+    def __init__(self, jobs: JobSink, clock: IReactorTime, *, idle_timeout: float, max_connections: int,
+                 queue: str = DEFAULT_QUEUE) -> None:  # fmt: skip
+        super().__init__(jobs, clock, idle_timeout=idle_timeout, max_connections=max_connections)
+        self.queue = queue

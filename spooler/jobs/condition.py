@@ -37,18 +37,31 @@ def queued_jobs(counts: Mapping[JobState, int]) -> int:
     return sum(counts.get(state, 0) for state in QUEUED_STATES)
 
 
-def describe_printer(*, counts: Mapping[JobState, int], paused: bool, busy: bool, device: DeviceStatus,
-                     server: HealthTracker | None, offline_policies: Collection[str],
-                     accepting: bool) -> tuple[str, tuple[str, ...], str]:  # fmt: skip
-    """(printer-state keyword, printer-state-reasons, printer-state-message)."""
+def describe_printer(*, counts: Mapping[JobState, int], paused: bool, shut_down: bool = False, busy: bool,
+                     device: DeviceStatus, server: HealthTracker | None, offline_policies: Collection[str],
+                     room: bool, not_accepting: str | None = None,
+                     holding_new_jobs: bool = False) -> tuple[str, tuple[str, ...], str]:  # fmt: skip
+    """(printer-state keyword, printer-state-reasons, printer-state-message) of the whole printer or
+    of one queue. `room`: the spool is above its floor; `not_accepting`: the queue was set not to take
+    jobs (IPP Disable-Printer), with the administrator's reason ("" for none; None: it accepts);
+    `holding_new_jobs`: the queue holds new jobs (Hold-New-Jobs)."""
     waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
     reasons: list[str] = []
     messages: list[str] = []
     state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
-    if paused:
+    if shut_down:
+        state = "stopped"
+        reasons.append("shutdown")
+        messages.append("Shut down by an administrator.")
+    elif paused:
         state = "stopped"
         reasons.append("moving-to-paused" if busy else "paused")
         messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
+    if not_accepting is not None:
+        messages.append("Not accepting jobs" + (f": {not_accepting}." if not_accepting else "."))
+    if holding_new_jobs:
+        reasons.append("hold-new-jobs")
+        messages.append("New jobs are held until released.")
     if device.state == "unreachable":
         reasons.append("offline-report")
         if waiting:
@@ -61,7 +74,7 @@ def describe_printer(*, counts: Mapping[JobState, int], paused: bool, busy: bool
         reasons.append("other-report")
         messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
                         + "; ".join(OFFLINE_NOTES[policy] for policy in sorted(offline_policies)) + ".")  # fmt: skip
-    if not accepting:
+    if not room:
         reasons.append("spool-area-full")
         messages.append("The spool is full: new jobs are refused.")
     if not messages:

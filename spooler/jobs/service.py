@@ -30,7 +30,9 @@ from spooler.intake.base import JobRequest
 from spooler.jobs.condition import PrinterCondition, describe_printer, queued_jobs
 from spooler.jobs.figures import JobFigures
 from spooler.login.budget import BudgetPolicy, FailureBudgets
-from spooler.model import Document, HoldKeyRefused, IllegalTransition, Job, JobState, NotAuthorized, SpoolFull
+from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobState, NotAccepting, NotAuthorized,
+                           SpoolFull)  # fmt: skip
+from spooler.printer_settings import PrinterSettings
 from spooler.states import transition
 from spooler.store.database import JobStore, new_job_uuid, spool_file_name
 from spooler.store.groupcommit import GroupCommit
@@ -42,6 +44,8 @@ log = Logger(namespace="spooler.jobs")
 
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
+#: job-state-reasons of a job held because its queue holds new jobs (IPP Hold-New-Jobs, PWG 5100.11).
+HELD_ON_CREATE = "job-held-on-create"
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
@@ -83,10 +87,13 @@ class JobService:
         self._run_in_thread = run_in_thread
         self._figures = figures
         self.incoming_timeout = config.ipp.multiple_operation_timeout
-        self.paused = False
+        #: What administrators set over IPP (paused, queues not accepting or holding new jobs, texts).
+        self.settings = PrinterSettings.load(store)
+        if self.settings.paused:
+            dispatcher.pause()  # paused before a restart: stays paused
         self._next_document: dict[int, int] = {}
-        self._condition: tuple[str, tuple[str, ...]] | None = None
-        self._condition_since = clock.seconds()
+        self._conditions: dict[str | None, tuple[tuple[str, tuple[str, ...]], float]] = {}
+        self._started_at = clock.seconds()
         self.floor = spool_floor(config)
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
         self.key_budgets = budgets or FailureBudgets.open(":memory:", clock)
@@ -97,6 +104,14 @@ class JobService:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
         return self._clock.seconds()
 
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    @property
+    def run_in_thread(self) -> RunInThread:
+        """The injected helper that runs blocking work (file system) off the reactor thread."""
+        return self._run_in_thread
+
     # -- intake ----------------------------------------------------------------------------------
 
     def accepting(self) -> bool:
@@ -106,6 +121,21 @@ class JobService:
     def _refuse_when_full(self) -> None:
         if not self.accepting():
             raise SpoolFull(f"free space in {self.floor.folder} is below the floor of {self.floor.floor} bytes")
+
+    @property
+    def paused(self) -> bool:
+        return self.settings.paused
+
+    def accepting_jobs(self, queue: str) -> bool:
+        """Whether `queue` takes new jobs as its administrators left it (the spool's room aside)."""
+        return self.settings.queue(queue).accepting and not self.settings.shut_down
+
+    def check_accepting(self, queue: str) -> None:
+        """Raises NotAccepting when an administrator set `queue` not to take jobs."""
+        if not self.accepting_jobs(queue):
+            why = self.settings.queue(queue).reason or ("the printer is shut down" if self.settings.shut_down
+                                                         else "an administrator disabled it")  # fmt: skip
+            raise NotAccepting(f"queue {queue} does not accept jobs: {why}")
 
     def open_incoming(self, *, on_pressure: Callable[[bool], None] = lambda paused: None) -> IncomingFile:
         """Start receiving a document. Raises SpoolFull below the free-space floor."""
@@ -132,6 +162,12 @@ class JobService:
         incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
         if not incoming:
             raise ValueError("a job needs at least one document")
+        try:
+            self.check_accepting(request.queue)
+        except NotAccepting:
+            for document in incoming:
+                yield document.discard()
+            raise
         committed: list[Path] = []
         file_names: list[str] = []
         inline: dict[int, bytes] = {}
@@ -162,6 +198,7 @@ class JobService:
             for path in committed:
                 remove_quietly(path)
             raise
+        self.store.notify(job)  # committed by the group commit's own connection: tell the observers here
         log.info(
             "Job {job_id} received from {user}@{host} over {protocol}: {name!r}, {size} bytes, {document_format}",
             spool_event="job_received", job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol,
@@ -170,7 +207,7 @@ class JobService:
         )  # fmt: skip
         if job.state == JobState.PENDING:
             self.dispatcher.wake(queue=job.queue)
-        self._analyze_later(job.job_id)
+        self.analyze_later(job.job_id)
         return job
 
     @inlineCallbacks
@@ -203,7 +240,9 @@ class JobService:
         if request.document_format:
             attributes["declared_format"] = request.document_format
         key = request.hold_key or (header.hold_key if header is not None and header.private else None)
-        held = (header is not None and header.private) or request.hold or key is not None
+        asked = (header is not None and header.private) or request.hold or key is not None
+        held_on_create = not asked and self.settings.queue(request.queue).holding_new_jobs  # Hold-New-Jobs
+        held = asked or held_on_create
         attributes["documents"] = len(incoming)
         if request.hold:
             attributes["hold"] = True
@@ -227,8 +266,10 @@ class JobService:
             copies=max(1, min(copies, 9999)),
             sides=sides,
             state=JobState.PENDING_HELD if held else JobState.PENDING,
-            reason=PRIVATE_REASON if verifier else "job-hold-until-specified" if held else "job-queued",
-            message=PRIVATE_MESSAGE if verifier else "held until released" if held else "",
+            reason=PRIVATE_REASON if verifier else HELD_ON_CREATE if held_on_create else
+            "job-hold-until-specified" if held else "job-queued",
+            message=PRIVATE_MESSAGE if verifier else "held: the queue holds new jobs" if held_on_create else
+            "held until released" if held else "",
             created_at=self._now(),
             hold_key_verifier=verifier,
             attributes=attributes,
@@ -270,9 +311,12 @@ class JobService:
         `hold_key_verifier` (of the request's job-password) it stays held, as a private job, once
         its documents are in."""
         self._refuse_when_full()
+        self.check_accepting(request.queue)
         verifier = hold_key_verifier
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
+        if self.settings.queue(request.queue).holding_new_jobs:
+            attributes["held_on_create"] = True
         if request.hold or verifier is not None:
             attributes["hold"] = True
         if request.document_format:
@@ -311,7 +355,7 @@ class JobService:
         """The job if it still takes documents from this requester; raises JobNotFound, NotAuthorized
         or IllegalTransition (closed, canceled or aborted) otherwise."""
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.state != JobState.PENDING_HELD or job.reason != INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)
         return job
@@ -383,6 +427,8 @@ class JobService:
             closed = job.evolve(reason=PRIVATE_REASON, message=PRIVATE_MESSAGE)
         elif job.attributes.get("hold"):
             closed = job.evolve(reason="job-hold-until-specified", message="held until released")
+        elif job.attributes.get("held_on_create"):
+            closed = job.evolve(reason=HELD_ON_CREATE, message="held: the queue holds new jobs")
         else:
             closed = transition(job, JobState.PENDING, now=now, reason="job-queued", message="")
         self.store.update_job(closed)
@@ -395,7 +441,7 @@ class JobService:
         if closed.state == JobState.PENDING:
             self.dispatcher.wake(queue=closed.queue)
         if closed.state != JobState.ABORTED:
-            self._analyze_later(closed.job_id)
+            self.analyze_later(closed.job_id)
         return closed
 
     def expire_incoming(self) -> list[int]:
@@ -417,32 +463,45 @@ class JobService:
 
     def pause_printer(self, *, by: str | None) -> None:
         """Stop sending jobs to the device. A delivery under way is let finish (cutting it could print
-        it twice); no new one starts until resume_printer."""
-        if not self.paused:
-            self.paused = True
+        it twice); no new one starts until resume_printer. Kept across restarts."""
+        if not self.settings.paused:
+            self.settings.paused = True
+            self.settings.save()
             self.dispatcher.pause()
             log.info("Printer paused by {by}", spool_event="printer_paused", by=by or "admin",
                      delivering=self.dispatcher.busy_with)  # fmt: skip
 
     def resume_printer(self, *, by: str | None) -> None:
-        if self.paused:
-            self.paused = False
+        if self.settings.paused:
+            self.settings.paused = False
+            self.settings.save()
             self.dispatcher.resume()
             log.info("Printer resumed by {by}", spool_event="printer_resumed", by=by or "admin")
 
-    def printer_condition(self) -> PrinterCondition:
-        counts = self.store.count_by_state()
-        accepting = self.accepting()
+    def printer_condition(self, queue: str | None = None) -> PrinterCondition:
+        """The printer's state as IPP reports it: of one queue (its jobs, its delivery, whether it
+        accepts jobs, its offline policy), or of the whole spooler (queue None)."""
+        counts = self.store.count_by_state(queue)
+        room = self.accepting()
+        shut_down = self.settings.shut_down
+        accepting = room and (self.accepting_jobs(queue) if queue is not None else not shut_down)
+        not_accepting = None
+        if queue is not None and not shut_down and not self.accepting_jobs(queue):
+            not_accepting = self.settings.queue(queue).reason
+        names = [queue] if queue is not None else [q.name for q in self.config.queues]
         state, reasons, message = describe_printer(
-            counts=counts, paused=self.paused, busy=self.dispatcher.busy_with is not None,
-            device=self.dispatcher.device, server=self.dispatcher.server_health, accepting=accepting,
-            offline_policies={self.dispatcher.offline_policy(queue.name) for queue in self.config.queues},
+            counts=counts, paused=self.paused, shut_down=shut_down, room=room,
+            busy=(self.dispatcher.busy_with if queue is None else self.dispatcher.delivering(queue)) is not None,
+            device=self.dispatcher.device, server=self.dispatcher.server_health,
+            offline_policies={self.dispatcher.offline_policy(name) for name in names},
+            not_accepting=not_accepting,
+            holding_new_jobs=queue is not None and self.settings.queue(queue).holding_new_jobs,
         )  # fmt: skip
-        if (state, reasons) != self._condition:
-            if self._condition is not None:
-                self._condition_since = self._now()
-            self._condition = (state, reasons)
-        return PrinterCondition(state, reasons, message, accepting, self._condition_since, queued_jobs(counts))
+        previous = self._conditions.get(queue)
+        since = self._now() if previous is not None and previous[0] != (state, reasons) else (
+            previous[1] if previous is not None else self._started_at)  # fmt: skip
+        self._conditions[queue] = ((state, reasons), since)
+        return PrinterCondition(state, reasons, message, accepting, since, queued_jobs(counts))
 
     # -- what clients and admins ask ---------------------------------------------------------------
 
@@ -456,14 +515,14 @@ class JobService:
         """Where the document's data is (or will be, for one stored inline) in the spool folder."""
         return self.config.spool_dir / document.file_name
 
-    def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
+    def authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
                 message: str, event: str, attributes: dict[str, Any] | None = None) -> Job:  # fmt: skip
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)
@@ -498,7 +557,7 @@ class JobService:
 
     def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
         return job
@@ -570,7 +629,8 @@ class JobService:
         return self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
                                      JobState.PROCESSING_STOPPED])  # fmt: skip
 
-    def _analyze_later(self, job_id: int) -> None:
+    def analyze_later(self, job_id: int) -> None:
+        """Count the job's pages in the background (spooler.jobs.figures), if analysis is on."""
         if self._figures is not None:
             self._figures.analyze_later(job_id)
 
