@@ -32,7 +32,7 @@ from spooler.jobs.figures import JobFigures
 from spooler.login.budget import BudgetPolicy, FailureBudgets
 from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobState, NotAccepting, NotAuthorized,
                            SpoolFull)  # fmt: skip
-from spooler.printer_settings import PrinterSettings
+from spooler.jobs.printer_settings import PrinterSettings
 from spooler.states import transition
 from spooler.store.database import JobStore, new_job_uuid, spool_file_name
 from spooler.store.groupcommit import GroupCommit

@@ -258,7 +258,7 @@ class JobStore:
         return self._meta("spool_id")
 
     def setting(self, key: str) -> str | None:
-        """A value kept in the meta table (spooler.printer_settings), or None."""
+        """A value kept in the meta table (spooler.jobs.printer_settings), or None."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"setting:{key}",)).fetchone()
         return row[0] if row else None
 

@@ -6,7 +6,7 @@ Set-Job-Attributes, Restart-Job, Reprocess-Job, Resubmit-Job, Cancel-Current-Job
 Resume-Job, Promote-Job, Schedule-Job-After, Cancel-Jobs, Purge-Jobs, and the document operations
 Cancel-Document, Get-Document-Attributes, Get-Documents, Set-Document-Attributes.
 
-Requests are checked and mapped onto spooler.queue_admin, which decides. Printer operations are for
+Requests are checked and mapped onto spooler.jobs.queue_admin, which decides. Printer operations are for
 `ipp.admin_users`; job and document operations for the job's owner or an administrator."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from spooler.ipp.server.operations import NAME_TAGS, IppError, PrinterOperations
     _value, response_for
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import Document, Job, JobState
-from spooler.queue_admin import QueueAdministration
+from spooler.jobs.queue_admin import QueueAdministration
 
 #: document-state of a document (PWG 5100.5) from its job's state.
 _DOCUMENT_STATES = {

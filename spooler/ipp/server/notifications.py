@@ -3,7 +3,7 @@ Create-Printer-Subscriptions, Create-Job-Subscriptions, Get-Subscription-Attribu
 Renew-Subscription, Cancel-Subscription and Get-Notifications, subscriptions made with a job
 (subscription groups in Print-Job and Create-Job), and the `Notifier` that turns changes of jobs
 (the store's observers) and of printers into events. The subscriptions themselves, their bounds and
-their owner checks are in spooler.ipp.subscriptions."""
+their owner checks are in spooler.ipp.server.subscriptions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from spooler.ipp.server.attributes import PRINTER_STATE_ENUM, PrinterStatus
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.server.operations import IppError, PrinterOperations, RequestContext, _operation_attributes, _value, \
     response_for
-from spooler.ipp.subscriptions import (
+from spooler.ipp.server.subscriptions import (
     DEFAULT_EVENTS,
     EVENTS,
     GET_INTERVAL,

@@ -36,7 +36,7 @@ from spooler.ipp.server.attributes import (
     printer_alerts,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
-from spooler.ipp.subscriptions import ipp_status
+from spooler.ipp.server.subscriptions import ipp_status
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.intake.base import JobRequest
 from spooler.jobs.service import MAX_HOLD_KEY, JobService
@@ -242,10 +242,10 @@ class PrinterOperations:
             Operation.IDENTIFY_PRINTER: self.identify_printer,
         }
         # The IPP/2.1-2.2 operations live in modules of their own, which use this module's helpers.
-        from spooler.ipp.administration import AdministrationOperations
-        from spooler.ipp.notifications import SubscriptionOperations
-        from spooler.ipp.subscriptions import Subscriptions
-        from spooler.queue_admin import QueueAdministration
+        from spooler.ipp.server.administration import AdministrationOperations
+        from spooler.ipp.server.notifications import SubscriptionOperations
+        from spooler.ipp.server.subscriptions import Subscriptions
+        from spooler.jobs.queue_admin import QueueAdministration
 
         self.administration = QueueAdministration(jobs)
         self.notifications = SubscriptionOperations(self, Subscriptions(clock_seconds))
