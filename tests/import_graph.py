@@ -2,8 +2,9 @@
 
     python -m import_graph [--root DIR] [--between-packages] [--forbid FROM:TO ...] PACKAGE...   (from tests/)
 
-Every `import` and `from ... import` statement counts, wherever it is: at module level, inside a
-function (a deferred import is still a dependency, and still a cycle), under `if TYPE_CHECKING:`.
+Every `import` and `from ... import` statement that runs counts, wherever it is: at module level or
+inside a function (a deferred import is still a dependency, and still a cycle). Imports under
+`if TYPE_CHECKING:` never run and are left out: a type named in an annotation is not a dependency.
 An edge goes to the most specific module named (`from spooler.store import database` is an edge to
 spooler.store.database, `from spooler.store.database import JobStore` too); importing a submodule
 does not count as an edge to its parent package. With `--between-packages` the check is made on the
@@ -40,7 +41,7 @@ def modules_of(root: Path, packages: Iterable[str]) -> dict[str, Path]:
 def _imported_modules(module: str, path: Path, tree: ast.AST, known: dict[str, Path]) -> Iterator[str]:
     """The project modules each import statement of the module names (relative imports resolved)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(tree):
+    for node in _running_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if (target := _most_specific(alias.name, known)) is not None:
@@ -55,6 +56,23 @@ def _imported_modules(module: str, path: Path, tree: ast.AST, known: dict[str, P
                 target = submodule if submodule in known else _most_specific(base, known)
                 if target is not None:
                     yield target
+
+
+def _running_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node of the tree, except what sits under `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")  # fmt: skip
 
 
 def _most_specific(name: str, known: dict[str, Path]) -> str | None:

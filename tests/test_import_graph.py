@@ -44,9 +44,12 @@ def test_a_cycle_through_a_deferred_import_is_found_and_fails_the_check(tmp_path
         "app/b.py": "def later():\n    from app import c\n",
         "app/c.py": "import app.a\n",
         "app/d.py": "from .a import thing  # relative\n",
+        "app/e.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from app.f import F\nelse:\n    import app.a\n",
+        "app/f.py": "import app.e\n",
     })  # fmt: skip
     graph = import_graph(root, ["app"])
     assert graph["app.b"] == {"app.c"} and graph["app.d"] == {"app.a"}
+    assert graph["app.e"] == {"app.a"}  # a type-only import does not run: no cycle with app.f
     assert cycles(graph) == [["app.a", "app.b", "app.c", "app.a"]]
     checked = check("app", root=root)
     assert checked.returncode == 1 and "cycle: app.a -> app.b -> app.c -> app.a" in checked.stdout

@@ -511,6 +511,17 @@ class JobService:
     def documents(self, job_id: int) -> list[Document]:
         return self.store.documents(job_id)
 
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.config.queues]
+
+    def observe_jobs(self, listener: Callable[[Job], None]) -> None:
+        """Call `listener` with every job written, once it is committed (IPP event notifications)."""
+        self.store.observers.append(listener)
+
+    def observe_server(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with the central server's new health state whenever it changes."""
+        self.dispatcher.server_listeners.append(listener)
+
     def spool_path(self, document: Document) -> Path:
         """Where the document's data is (or will be, for one stored inline) in the spool folder."""
         return self.config.spool_dir / document.file_name
