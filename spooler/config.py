@@ -238,6 +238,15 @@ def _lpd_aliases(key: str, value: Any) -> tuple[str, ...]:
     return names
 
 
+def _signing_key(key: str, value: Any) -> str:
+    from spooler.signing import SignatureError, canonical_key
+
+    try:
+        return canonical_key(value)
+    except SignatureError as error:
+        raise ConfigError(key, f"{error} (the central API's key: `spooler-refserver key`, or GET signing-key)") from None
+
+
 def _hours(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(key, f"expected a number of hours above zero, got {value!r}")
@@ -305,6 +314,13 @@ def path_setting(default: Path | None = None) -> Any:
     return attrs.field(default=default, metadata={"parse": "path"})
 
 
+FLEET_KEY_GONE = (
+    "is no longer used: login sharing is no longer authenticated by a shared fleet key (whoever held it could "
+    "impersonate anyone). Each spooler now has its own key pair: run `spooler peers self` on each spooler, "
+    "`spooler peers add NAME KEY` on the others, set `share = true`, and remove fleet_key_file (and the key file)"
+)
+#: Keys that were once known, and what to do instead: refused with this message, not as unknown.
+RETIRED_KEYS = {"login.fleet_key_file": FLEET_KEY_GONE}
 #: The tables of the config file, by name, as `section` declares them.
 SECTIONS: dict[str, type] = {}
 
@@ -336,6 +352,8 @@ def load_section(cls: type[C], raw: Any, *, prefix: str | None = None, base: Pat
         raise ConfigError(prefix, "must be a table ([" + prefix + "])")
     known = keys_of(cls)
     for key in raw:
+        if f"{prefix}.{key}" in RETIRED_KEYS:
+            raise ConfigError(f"{prefix}.{key}", RETIRED_KEYS[f"{prefix}.{key}"])
         if key not in known:
             raise ConfigError(f"{prefix}.{key}", f"unknown key (known keys: {', '.join(known)})")
     values: dict[str, Any] = dict(defaults or {})
@@ -499,6 +517,9 @@ class ServerConfig:
     scope: str = setting("users", _text)  # myq: the scopes asked for with client credentials
     papercut_server: str | None = setting(None, _text)  # papercut: "server" of imported jobs (default: device name)
     papercut_printer: str | None = setting(None, _text)  # papercut: "printer" of imported jobs (default: device name)
+    #: The API's grant-signing public key ("ed25519:BASE64", `spooler-refserver key`), pinned here: logins are
+    #: cached only with a valid server grant, and a peer's entry or revocation counts only when the server signed it.
+    signing_key: str | None = setting(None, _signing_key)
 
     def checked(self) -> ServerConfig:
         if self.queue_uri is None:
@@ -509,6 +530,9 @@ class ServerConfig:
         if self.api_url and self.kind == "myq" and not (self.client_id and (self.client_secret_file
                                                                             or self.client_secret_env)):
             raise ConfigError("server.client_id", "kind myq needs client_id and client_secret_file or client_secret_env")
+        if self.signing_key and self.kind != "generic":
+            raise ConfigError("server.signing_key", f"kind {self.kind} does not sign its logins: only the generic API "
+                                                    "(docs/central-api.md, \"Signatures\") has a key to pin")  # fmt: skip
         return self
 
 
@@ -569,9 +593,10 @@ class LoginConfig:
     max_lockout: float = setting(900.0, _positive_duration)  # ... up to this
     #: PIN or card failures (no user named) that lock that method on this device
     device_max_failures: int = setting(10, _positive_int)
-    peers: tuple[str, ...] = setting((), _peer_address)  # "host:port" of other spoolers' share endpoints
-    share_listen: str | None = setting("tcp:8640:interface=127.0.0.1", _endpoint)  # served only with a fleet key
-    fleet_key_file: Path | None = path_setting()  # the key every spooler of the fleet holds; None: no sharing
+    share: bool = setting(False, _boolean)  # share entries with the enrolled peers (spooler peers add)
+    #: "host:port" of other spoolers' share endpoints (their keys must be enrolled)
+    peers: tuple[str, ...] = setting((), _peer_address)
+    share_listen: str | None = setting("tcp:8640:interface=127.0.0.1", _endpoint)  # served only with share = true
     share_interval: float = setting(300.0, _positive_duration)  # pull the peers' entries this often
     discover: bool = setting(False, _boolean)  # also find peers by DNS-SD (_spooler-login._tcp)
 
@@ -662,6 +687,16 @@ class Config:
         return self.state_dir / "keys" / "login.key"
 
     @property
+    def peer_key_path(self) -> Path:
+        """This spooler's own key pair (spooler.login.peers)."""
+        return self.state_dir / "keys" / "peer.key"
+
+    @property
+    def peers_path(self) -> Path:
+        """The peers enrolled by public key (`spooler peers add`)."""
+        return self.state_dir / "keys" / "peers.json"
+
+    @property
     def lock_path(self) -> Path:
         return self.state_dir / "lock"
 
@@ -748,7 +783,7 @@ def config_from_mapping(
 
 
 def _login(login: LoginConfig) -> LoginConfig:
-    if login.discover and login.fleet_key_file is not None:
+    if login.discover and login.share:
         require_package("zeroconf", "login.discover")
     return login
 

@@ -12,6 +12,7 @@ import pytest
 
 from spooler.cli import main
 from spooler.config import config_from_mapping, declared_keys, load_config, parse_duration, parse_size
+from spooler.login.peers import PeerIdentity
 from spooler.model import ConfigError
 
 
@@ -108,6 +109,12 @@ BAD = [
     ({"login": {"lockout": "10m", "max_lockout": "5m"}}, "login.max_lockout", "not be shorter"),
     ({"limits": {"max_compression_ratio": 1}}, "limits.max_compression_ratio", "ratio of 2 or more"),
     ({"login": {"pin": 1}}, "login.pin", "unknown key"),
+    ({"login": {"fleet_key_file": "fleet.key"}}, "login.fleet_key_file", "spooler peers add NAME KEY"),
+    ({"login": {"share": "yes"}}, "login.share", "true or false"),
+    ({"server": {"queue_uri": "ipp://h/p", "signing_key": "ed25519:AAAA"}}, "server.signing_key", "32 bytes"),
+    ({"server": {"queue_uri": "ipp://h/p", "signing_key": "rsa:AAAA"}}, "server.signing_key", "ed25519:BASE64"),
+    ({"server": {"queue_uri": "ipp://h/p", "api_url": "http://h:9191/", "kind": "papercut", "auth_token_env": "T",
+                 "signing_key": PeerIdentity.generate().key}}, "server.signing_key", "does not sign"),
     ({"listen": {"ipp6": "tcp:1"}}, "listen.ipp6", "unknown key"),
     ({"listen": "tcp:9100"}, "listen", "must be a table"),
     ({"listen": {"raw": "9100"}}, "listen.raw", "endpoint"),
@@ -141,7 +148,6 @@ BAD = [
     ({"accounting": {"batch_size": 5000}}, "accounting.batch_size", "at most 1000"),
     ({"terminal": {"enabled": True, "listen": ""}}, "terminal.listen", "no endpoint"),
     ({"dnssd": {"enabled": True}, "listen": {"ipp": ""}}, "dnssd.enabled", "listen.ipp is off"),
-    ({"login": {"fleet_key_file": 3}}, "login.fleet_key_file", "expected a path"),
     ({"analysis": {"workers": 0}}, "analysis.workers", "at least 1"),
     ({"spool": {"inline_max": "2MiB"}}, "spool.inline_max", "at most 1MiB"),
 ]
@@ -177,10 +183,8 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_paths_resolve_against_the_config_files_folder_and_defaults_follow_the_state_folder(tmp_path: Path) -> None:
-    config = build({"ipp": {"tls_certificate": "certs/c.pem", "tls_key": "/etc/k.pem"},
-                    "login": {"fleet_key_file": "~/fleet.key"}}, tmp_path)  # fmt: skip
-    assert config.ipp.tls_certificate == tmp_path / "certs" / "c.pem" and config.ipp.tls_key == Path("/etc/k.pem")
-    assert config.login.fleet_key_file == Path.home() / "fleet.key"
+    config = build({"ipp": {"tls_certificate": "certs/c.pem", "tls_key": "~/k.pem"}}, tmp_path)
+    assert config.ipp.tls_certificate == tmp_path / "certs" / "c.pem" and config.ipp.tls_key == Path.home() / "k.pem"
     assert config.ipp.users_file == tmp_path / "state" / "ipp-users"
     assert config.dnssd.name == config.ipp.name
     assert build({"ipp": {"name": "Front desk"}}, tmp_path).dnssd.name == "Front desk"
@@ -190,7 +194,7 @@ def test_paths_resolve_against_the_config_files_folder_and_defaults_follow_the_s
 
 
 @pytest.mark.parametrize(("raw", "key"), [({"dnssd": {"enabled": True}}, "dnssd.enabled"),
-                                         ({"login": {"discover": True, "fleet_key_file": "fleet.key"}},
+                                         ({"login": {"discover": True, "share": True}},
                                           "login.discover")])  # fmt: skip
 def test_a_feature_whose_extra_is_not_installed_is_a_configuration_error(
     raw: dict[str, Any], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
