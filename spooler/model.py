@@ -117,7 +117,7 @@ class Job:
 @dataclass(frozen=True)
 class ForwardInDoubt:
     """A forward to the central server's queue that ended without an answer saying what the server
-    kept (spooler.reconcile): the server may hold an empty or a whole copy of the job. `forward_uuid`
+    kept (spooler.dispatch.reconcile): the server may hold an empty or a whole copy of the job. `forward_uuid`
     is the job-uuid the spooler gave that attempt, `remote_job_id` the server's job-id if it gave one.
     Open while `outcome` is None."""
 

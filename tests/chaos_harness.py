@@ -15,7 +15,7 @@ whole or not. What the checker reports (`check`):
   restart (DESIGN.md 3 allows it: "unavoidable, raw"), as is one whose device reset the connection
   after reading it whole (switched off before it closed: the spooler cannot tell that from a device
   that lost the job, and sends it again rather than risk a loss). A forward whose answer was lost when
-  the central server died, after which the job printed on the device, is in doubt (spooler.reconcile):
+  the central server died, after which the job printed on the device, is in doubt (spooler.dispatch.reconcile):
   where the server's queue holds its jobs for release (`server_queue` "ipp-held", the default: the
   reference server with --hold, as MyQ and PaperCut pull print) and can be asked (IPP), the spooler
   cancels the held copy when the server returns, so such a duplicate is a failure; where the server

@@ -1,4 +1,4 @@
-"""In-doubt forwards (spooler.reconcile): the pure decision table, then the dispatcher and reconciler
+"""In-doubt forwards (spooler.dispatch.reconcile): the pure decision table, then the dispatcher and reconciler
 in process with a Clock, a scripted central server that can be asked (as an IPP queue) and a scripted
 device. The copies the server holds are scripted per test; real servers are in test_e2e_in_doubt.py."""
 
@@ -13,7 +13,7 @@ from twisted.logger import capturedLogs
 from inprocess import Rig, ScriptedBackend
 from spooler.delivery.base import RemoteCopy
 from spooler.model import DeliveryError, JobState, Route
-from spooler.reconcile import (
+from spooler.dispatch.reconcile import (
     ABORTED_HERE,
     CANCEL,
     CANCELED,
@@ -349,7 +349,7 @@ def test_the_in_doubt_list_is_written_with_the_job_row(tmp_path: Path) -> None:
     r.submit(b"once", user="ann")
     tick(r)
     stored = r.store.get(1)
-    from spooler.reconcile import interrupted_forward
+    from spooler.dispatch.reconcile import interrupted_forward
 
     doubt = interrupted_forward(stored, now=1.0, cause="test")
     assert doubt is not None

@@ -319,7 +319,7 @@ def test_status_of_the_control_api(server: RefServerService) -> None:
 
 def test_the_held_queue_holds_every_job_and_releases_after_working_time_only(tmp_path: Path) -> None:
     from inprocess import Rig
-    from spooler.jobs import JobRequest
+    from spooler.intake.base import JobRequest
     from spooler.model import JobState
     from spooler.refserver.hold import HeldQueue
 

@@ -31,7 +31,7 @@ class DeliveryReceipt:
 @dataclass(frozen=True)
 class RemoteCopy:
     """What a peer says of a copy of a job it holds: its job-id there, IPP job-state and reasons, and
-    how many documents it has (None: not said). spooler.reconcile decides what that means."""
+    how many documents it has (None: not said). spooler.dispatch.reconcile decides what that means."""
 
     remote_job_id: str
     state: int

@@ -25,7 +25,7 @@ from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
 from spooler.login.trust import Trust
 from spooler.signing import SignatureError, parse_public_key
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 from spooler.web import ApiError
 
 log = Logger(namespace="spooler.login")

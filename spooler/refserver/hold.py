@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from spooler.jobs import INCOMING, JobService
+from spooler.jobs.service import INCOMING, JobService
 from spooler.model import IllegalTransition, JobNotFound, JobState
 from spooler.refserver.modes import ModeController
 

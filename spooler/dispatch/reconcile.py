@@ -42,9 +42,9 @@ from spooler.delivery.base import DeliveryReceipt, RemoteCopy
 from spooler.delivery.ipp import split_job_ids
 from spooler.model import DeliveryError, ForwardInDoubt, Job, JobState, Route
 from spooler.states import transition
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
-log = Logger(namespace="spooler.reconcile")
+log = Logger(namespace="spooler.dispatch.reconcile")
 
 # -- what became of an in-doubt forward ---------------------------------------------------------------
 
@@ -144,6 +144,12 @@ def interrupted_forward(job: Job, *, now: float, cause: str) -> ForwardInDoubt |
     )  # fmt: skip
 
 
+def forward_status(store: JobStore) -> dict[str, int]:
+    """The in-doubt forwards by outcome ("open": not settled yet), for `spooler status`."""
+    counts = store.forward_counts()
+    return {name: counts.get(name, 0) for name in ("open", *OUTCOMES)}
+
+
 def new_forward_uuid() -> str:
     """The job-uuid of one forward attempt (a copy at the server is found by it when its answer is lost)."""
     return str(uuid_module.uuid4())
@@ -201,8 +207,7 @@ class Reconciler:
         self._timer = self._clock.callLater(delay, self._run)
 
     def status(self) -> dict[str, int]:
-        counts = self._store.forward_counts()
-        return {name: counts.get(name, 0) for name in ("open", *OUTCOMES)}
+        return forward_status(self._store)
 
     # -- the background passes ------------------------------------------------------------------------
 
