@@ -145,8 +145,9 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
     from twisted.internet.error import CannotListenError
     from twisted.logger import globalLogBeginner
 
-    from spooler.service import SpoolerService
-    from spooler.spoollog import SpoolLogObserver, TextObserver, level_filtered
+    from spooler.service import SpoolerService, handle_signals
+    from spooler.spoollog import LevelFilter, SpoolLogObserver, TextObserver
+    from spooler.systemd import Notifier
 
     os.umask(0o077)  # spool data, the database and logs are for the spooler's user only
     try:
@@ -154,15 +155,18 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
                                      keep=config.log.spool_log_keep)  # fmt: skip
     except OSError as error:
         raise CommandError(f"cannot open the spool log in {config.log_dir}: {error.strerror}") from None
-    globalLogBeginner.beginLoggingTo([spool_log, level_filtered(TextObserver(err), config.log.level)],
-                                     redirectStandardIO=False)  # fmt: skip
-    service = SpoolerService(config, reactor)
+    levels = LevelFilter(config.log.level)
+    globalLogBeginner.beginLoggingTo([spool_log, levels.wrap(TextObserver(err))], redirectStandardIO=False)
+    service = SpoolerService(config, reactor, notifier=Notifier(), log_levels=levels,
+                             load_config=lambda: load_config(args.config, state_dir=args.state_dir))  # fmt: skip
+    handle_signals(reactor, service)  # before the start: a SIGHUP while starting must not kill it
     try:
         service.startService()
     except CannotListenError as error:
         raise CommandError(f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}") from None
     except OSError as error:
         raise CommandError(f"cannot start: {error}") from None
+    reactor.callWhenRunning(handle_signals, reactor, service)  # over the reactor's own SIGINT/SIGTERM handlers
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     spool_log.close()
@@ -632,6 +636,58 @@ def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO
     return EXIT_OK
 
 
+def cmd_backup(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """A backup of the state folder (databases copied online, keys, spool files), while running or not."""
+    from spooler.backup import BackupError, write_backup
+
+    try:
+        manifest = write_backup(config.state_dir, args.file)
+    except BackupError as error:
+        raise CommandError(str(error)) from None
+    if args.json:
+        _print_json(out, {key: value for key, value in manifest.items() if key != "files"}
+                    | {"file": str(args.file.absolute()), "members": len(manifest["files"])})  # fmt: skip
+        return EXIT_OK
+    jobs = manifest["databases"].get("spooler.db", {}).get("jobs", 0)
+    users = manifest["databases"].get("login.db", {}).get("users", 0)
+    out.write(f"{args.file}: {len(manifest['files'])} file(s), {_size(manifest['size'])}: {jobs} job(s), "
+              f"{users} login cache user(s), keys (mode 0600: it holds the login cache's key; store it like the key)\n")
+    if manifest["missing_spool_files"]:
+        out.write(f"note: {len(manifest['missing_spool_files'])} spool file(s) of finished jobs were removed by "
+                  "retention while the backup ran\n")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_restore(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Restore a backup into the state folder (the daemon must be stopped)."""
+    from spooler.backup import BackupError, restore_backup
+
+    try:
+        manifest = restore_backup(config.state_dir, args.file, force=args.force)
+    except BackupError as error:
+        raise CommandError(str(error)) from None
+    store = open_store(config)
+    try:
+        counts = store.count_by_state()
+    finally:
+        store.close()
+    waiting = sum(count for state, count in counts.items() if not state.is_final)
+    summary = {"file": str(args.file.absolute()), "state_dir": str(config.state_dir),
+               "created_at": manifest["created_at"], "host": manifest.get("host"),
+               "jobs": sum(counts.values()), "jobs_waiting": waiting,
+               "users": manifest["databases"].get("login.db", {}).get("users", 0),
+               "members": len(manifest["files"])}  # fmt: skip
+    if args.json:
+        _print_json(out, summary)
+        return EXIT_OK
+    out.write(f"restored {args.file} (made {_when(manifest['created_at'])} on {manifest.get('host') or '?'}) into "
+              f"{config.state_dir}: {summary['jobs']} job(s), {summary['users']} login cache user(s)\n")
+    if waiting:
+        out.write(f"note: {waiting} job(s) were waiting when the backup was made; they are delivered when the "
+                  "spooler starts (see `spooler jobs`; hold or cancel the ones already printed)\n")  # fmt: skip
+    return EXIT_OK
+
+
 # -- argument parsing ------------------------------------------------------------------------------
 
 
@@ -786,6 +842,17 @@ def build_parser() -> argparse.ArgumentParser:
                                           help="write a new fleet key (for [login] fleet_key_file) to FILE")
     keys_fleet.add_argument("file", type=Path, metavar="FILE")
     keys_fleet.set_defaults(handler=cmd_keys_fleet)
+
+    backup = commands.add_parser("backup", parents=[common, json_option],
+                                 help="back up the databases, keys and spool files into FILE (while running or not)")
+    backup.add_argument("file", type=Path, metavar="FILE")
+    backup.set_defaults(handler=cmd_backup)
+    restore = commands.add_parser("restore", parents=[common, json_option],
+                                  help="restore a backup into the state folder (the spooler must be stopped)")
+    restore.add_argument("file", type=Path, metavar="FILE")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the databases, keys and spool files the state folder has already")
+    restore.set_defaults(handler=cmd_restore)
 
     ipp_user = commands.add_parser("ipp-user", help="IPP Basic authentication: the users file ([ipp] users_file)")
     ipp_user_commands = ipp_user.add_subparsers(dest="ipp_user_command", metavar="ACTION", required=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
@@ -34,7 +35,9 @@ from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
 from spooler.groupcommit import CommitThread
+from spooler.spoollog import LevelFilter
 from spooler.store import JobStore
+from spooler.systemd import Notifier
 
 log = Logger(namespace="spooler.service")
 
@@ -47,25 +50,31 @@ class StateDirLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        #: What the lock file said when it was taken: "PID ROLE" of a holder that did not release it
+        #: (killed, crashed), "" after a clean release.
+        self.previous = ""
 
-    def acquire(self) -> None:
+    def acquire(self, role: str = "") -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            holder = os.read(fd, 32).decode("ascii", "replace").split(" ")[0].strip() or "unknown"
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StateDirLocked(
                     f"the state folder {self.path.parent} is in use by another spooler (pid {holder})"
                 ) from None
             raise
+        self.previous = os.read(fd, 64).decode("ascii", "replace").strip()
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, f"{os.getpid()} {role}".strip().encode() + b"\n", 0)
         self._fd = fd
 
     def release(self) -> None:
+        """Let go of the folder, leaving the file empty: the next holder sees a clean release."""
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
 
@@ -121,6 +130,36 @@ class ListenerService(Service):
         return str(getattr(host, "name", host))
 
 
+#: Signals that stop the daemon cleanly (SIGHUP reloads the configuration instead).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def handle_signals(reactor: Any, service: SpoolerService) -> None:
+    """SIGTERM, SIGINT, SIGQUIT stop the daemon (the reason goes to the spooler_stopped line);
+    SIGHUP reloads the configuration. Called again once the reactor runs, over its own handlers."""
+
+    def stop(number: int, frame: object) -> None:
+        if service.stop_reason == "stopped":
+            service.stop_reason = f"signal {signal.Signals(number).name}"
+        reactor.callFromThread(_stop_reactor, reactor)
+
+    def reload(number: int, frame: object) -> None:
+        reactor.callFromThread(service.reload)
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    signal.signal(signal.SIGHUP, reload)
+
+
+def _stop_reactor(reactor: Any) -> None:
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass  # a second signal while stopping
+
+
 def thread_runner(reactor: Any) -> RunInThread:
     def run_in_thread(function: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
@@ -138,8 +177,15 @@ class QuietSite(Site):
 
 
 class SpoolerService(MultiService):
-    def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None) -> None:
+    def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None,
+                 notifier: Notifier | None = None, log_levels: LevelFilter | None = None,
+                 load_config: Callable[[], Config] | None = None) -> None:  # fmt: skip
         super().__init__()
+        self._load_config = load_config  # reads the configuration again (SIGHUP); None: no reload
+        self.notifier = notifier or Notifier({})  # systemd's notifications (nothing outside systemd)
+        self.log_levels = log_levels  # the text log's level filter, which a reload may change
+        #: Why the daemon stops, for the spooler_stopped line (set by whoever stops it: a signal, ...).
+        self.stop_reason = "stopped"
         self.config = config
         self.reactor = reactor
         self.run_in_thread = run_in_thread or thread_runner(reactor)
@@ -160,10 +206,17 @@ class SpoolerService(MultiService):
         config = self.config
         ensure_private_dir(config.state_dir)
         os.chmod(config.state_dir, 0o700)
-        self.lock.acquire()
+        self.lock.acquire("serve")
+        if self.lock.previous.endswith(" serve"):
+            log.warn("The previous spooler (pid {pid}) ended without a clean stop: killed or crashed",
+                     spool_event="spooler_stopped", reason="killed or crashed (found at the next start)",
+                     pid=int(self.lock.previous.split()[0]) if self.lock.previous.split()[0].isdigit() else None,
+                     detected_at_start=True)  # fmt: skip
         try:
             self._start()
-        except BaseException:
+        except BaseException as error:
+            log.error("Spooler stopped: could not start: {detail}", spool_event="spooler_stopped",
+                      reason="could not start", detail=str(error) or type(error).__name__)  # fmt: skip
             self._close_store()
             self.lock.release()
             raise
@@ -224,6 +277,10 @@ class SpoolerService(MultiService):
         retention.setName("retention")
         retention.setServiceParent(self)
 
+        watchdog = self.notifier.watchdog(self.reactor)
+        if watchdog is not None:
+            watchdog.setServiceParent(self)
+
         super().startService()
         self.started_at = time.time()
         self.dispatcher.start()
@@ -233,6 +290,7 @@ class SpoolerService(MultiService):
             spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
+        self.notifier.ready(f"listening on {', '.join(f'{k} {v}' for k, v in self.listeners().items()) or 'nothing'}")
 
     def _start_outbox(self) -> None:
         """Replicate the accounting records to the central server's API, if one is configured."""
@@ -371,7 +429,8 @@ class SpoolerService(MultiService):
 
     @inlineCallbacks
     def stopService(self) -> Any:
-        log.info("Spooler stopping", spool_event="spooler_stopping")
+        log.info("Spooler stopping ({reason})", spool_event="spooler_stopping", reason=self.stop_reason)
+        self.notifier.stopping(self.stop_reason)
         yield super().stopService()  # listeners close first: no new connections
         for factory in self.intake.values():
             yield factory.close_all()
@@ -381,7 +440,8 @@ class SpoolerService(MultiService):
             self.outbox.stop()
         if self.dispatcher is not None:
             yield self.dispatcher.stop()
-        log.info("Spooler stopped", spool_event="spooler_stopped")
+        log.info("Spooler stopped ({reason})", spool_event="spooler_stopped", reason=self.stop_reason,
+                 ran_seconds=round(time.time() - self.started_at, 3) if self.started_at else None)  # fmt: skip
         self._close_store()
         self.lock.release()
 

@@ -101,9 +101,45 @@ class TextObserver:
         self._stream.flush()
 
 
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
+
+#: Twisted's own per-connection lines: every outgoing connection (a probe of the server, an API call,
+#: a delivery) starts and stops a client factory, two info lines each. They are debug lines here.
+CHATTER_FORMATS = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+
+
+def is_chatter(event: dict[str, Any]) -> bool:
+    return event.get("log_format") in CHATTER_FORMATS and event.get("log_level") == LogLevel.info
+
+
+def demote_chatter(observer: ILogObserver) -> ILogObserver:
+    """`observer`, to which Twisted's per-connection chatter arrives at debug level, not info."""
+
+    @implementer(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        observer(dict(event, log_level=LogLevel.debug) if is_chatter(event) else event)
+
+    return observe
+
+
+class LevelFilter:
+    """The text log's level, which a reload may change (`set`)."""
+
+    def __init__(self, level: str) -> None:
+        self.predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+        self.level = level
+
+    def set(self, level: str) -> None:
+        self.predicate.defaultLogLevel = LEVELS[level]
+        self.level = level
+
+    def wrap(self, observer: ILogObserver) -> ILogObserver:
+        return demote_chatter(FilteringLogObserver(observer, [self.predicate]))
+
+
 def level_filtered(observer: ILogObserver, level: str) -> ILogObserver:
-    names = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
-    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=names[level])])
+    """`observer` behind a fixed level filter (Twisted's connection chatter counted as debug)."""
+    return LevelFilter(level).wrap(observer)
 
 
 # -- reading the log back -----------------------------------------------------------------------------

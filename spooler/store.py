@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
+from spooler.schema import migrate
 
 if TYPE_CHECKING:
     from spooler.accounting import Entry
@@ -24,6 +25,7 @@ RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
 
 SCHEMA_VERSION = 2
 
+#: The job database's migrations (spooler.schema): append a step for a new version, never edit one.
 _SCHEMA = [
     # version 1
     """
@@ -198,13 +200,8 @@ class JobStore:
         self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
+        migrate(self._db, _SCHEMA, what="the job database")
         with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number in range(version, len(_SCHEMA)):
-                for statement in _SCHEMA[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            db.execute(f"PRAGMA user_version={len(_SCHEMA)}")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_job_id', '1')")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)", (new_job_uuid(),))
 

@@ -24,11 +24,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from spooler.login.entries import Credential, Revocation, UserEntry
 from spooler.login.keys import LoginKeys
 from spooler.model import SpoolerError
+from spooler.schema import migrate
 
 #: Revocations kept (the newest); the server keeps every one, so an older one comes back with a full pull.
 MAX_REVOCATIONS = 10_000
 #: Entries stay this long after they expired, so that a login says "expired" rather than "unknown".
 KEEP_EXPIRED = 7 * 86400.0
+
+
+#: login.db's migrations (spooler.schema): step N makes version N. Append a step for a new table or
+#: column (e.g. persisted lockouts); never edit one that has shipped.
+LOGIN_SCHEMA = [
+    # version 1: the sealed rows. (Caches from before versioning have the table already.)
+    """
+    CREATE TABLE IF NOT EXISTS sealed (kind TEXT NOT NULL, slot TEXT NOT NULL, key_id TEXT NOT NULL,
+                                       blob BLOB NOT NULL, PRIMARY KEY (kind, slot))
+    """,
+]
 
 
 class CacheError(SpoolerError):
@@ -87,8 +99,7 @@ class CredentialCache:
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA busy_timeout=5000")
         connection.execute("PRAGMA secure_delete=ON")  # overwritten rows leave no old ciphertext behind
-        connection.execute("CREATE TABLE IF NOT EXISTS sealed (kind TEXT NOT NULL, slot TEXT NOT NULL, "
-                           "key_id TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (kind, slot))")  # fmt: skip
+        migrate(connection, LOGIN_SCHEMA, what=f"the login cache {path}")
         cache = cls(connection, keys)
         cache._load(strict)
         return cache

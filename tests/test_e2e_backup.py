@@ -1,0 +1,177 @@
+"""Backup and restore with real processes: `spooler backup` while jobs arrive through `nc` (raw port
+9100 style), `spooler restore` into a fresh state folder, and a spooler started there that has every
+job acknowledged before the backup began (and prints each, byte for byte) and whose login cache
+still decrypts (an offline PIN login works). Restore refuses while a spooler runs, and a damaged file."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spooler_harness import RefServer, Spooler, pjl_job, require_tool, short_tempdir, wait_for
+from test_e2e_login import admin, login
+
+pytestmark = pytest.mark.e2e
+
+USERS = {"users": [
+    {"name": "erin", "full_name": "Erin Backup", "password": "Erin-Pass-5b21", "pins": ["604913"], "cards": []},
+    {"name": "frank", "full_name": "Frank Restore", "password": "Frank-Pass-9c07", "pins": ["281547"], "cards": []},
+]}  # fmt: skip
+
+
+def body_of(number: int) -> bytes:
+    """Job `number`'s data: small ones are stored inline in the database, large ones in spool files."""
+    size = 1500 if number % 2 == 0 else 150_000
+    return random.Random(number).randbytes(size)
+
+
+class Sender(threading.Thread):
+    """Sends raw jobs with `nc -N` one after another; records when each was acknowledged (nc returned 0
+    after the spooler closed the connection: the job exists)."""
+
+    def __init__(self, nc: str, port: int, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.nc, self.port, self.folder = nc, port, folder
+        self.acknowledged: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            name = f"backup-{number:03d}"
+            path = self.folder / f"{name}.prn"
+            path.write_bytes(pjl_job("erin", name, body_of(number), language="PCL"))
+            with open(path, "rb") as data:
+                result = subprocess.run([self.nc, "-N", "127.0.0.1", str(self.port)], stdin=data,
+                                        capture_output=True, timeout=60)  # fmt: skip
+            if result.returncode == 0:
+                self.acknowledged[name] = time.time()
+            else:
+                self.errors.append(f"{name}: nc exited {result.returncode}: {result.stderr!r}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def central(tmp_path: Path) -> Iterator[RefServer]:
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps(USERS))
+    server = RefServer(short_tempdir("rs"), users=users)
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def spoolers() -> Iterator[list[Spooler]]:
+    made: list[Spooler] = []
+    yield made
+    for spooler in made:
+        spooler.cleanup()
+
+
+def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list[Spooler], tmp_path: Path) -> None:
+    nc = require_tool("nc")
+    settings = {"server__queue_uri": central.ipp_uri, "server__api_url": central.api_url, "device__name": "branch-1",
+                "login__sync_interval": 0, "login__share_listen": "",
+                # The device never answers: every job stays in the spool, waiting.
+                "device__uri": "socket://127.0.0.1:9", "device__connect_timeout": "1s"}  # fmt: skip
+    original = Spooler(short_tempdir(), **settings)
+    spoolers.append(original)
+    original.start()
+    synced = original.cli("users", "sync", "--json")
+    assert json.loads(synced.stdout)["users"] == 2
+    # Then the central server goes down, so nothing leaves the spool.
+    central.mode("refuse")
+
+    sender = Sender(nc, original.raw_port, tmp_path)
+    sender.start()
+    try:
+        wait_for(lambda: len(sender.acknowledged) >= 8, timeout=60, what="8 acknowledged jobs")
+        backup_file = tmp_path / "branch.backup"
+        began = time.time()
+        made = original.cli("backup", str(backup_file), "--json")
+        wait_for(lambda: any(at > time.time() - 0.5 and at > began for at in sender.acknowledged.values())
+                 or len(sender.acknowledged) > 40, timeout=30, what="jobs after the backup")  # fmt: skip
+    finally:
+        sender.stop.set()
+        sender.join(60)
+    assert not sender.errors, sender.errors
+    before = sorted(name for name, at in sender.acknowledged.items() if at < began)
+    assert len(before) >= 8
+    manifest = json.loads(made.stdout)
+    assert manifest["databases"]["spooler.db"]["jobs"] >= len(before)
+    assert manifest["databases"]["login.db"]["users"] == 2
+    assert os.stat(backup_file).st_mode & 0o777 == 0o600  # it holds the login cache's key
+
+    # A restore refuses while a spooler runs on the state folder.
+    refused = original.cli("restore", str(backup_file), "--force", check=False)
+    assert refused.returncode == 1 and "in use by another spooler" in refused.stderr
+    original.stop()
+
+    # Restored into a fresh state folder: every job acknowledged before the backup began is there.
+    restored = Spooler(short_tempdir(), **{key: value for key, value in settings.items()
+                                           if not key.startswith("device__uri")})  # the default file sink
+    spoolers.append(restored)
+    done = restored.cli("restore", str(backup_file), "--json")
+    assert json.loads(done.stdout)["jobs"] >= len(before)
+    listed = {job["name"]: job for job in json.loads(restored.cli("jobs", "--all", "--json").stdout)}
+    assert set(before) <= set(listed), sorted(set(before) - set(listed))
+    # Restoring again over it needs --force.
+    again = restored.cli("restore", str(backup_file), check=False)
+    assert again.returncode == 1 and "--force" in again.stderr
+
+    # Started there (the central server still down): every restored job is printed on the device,
+    # byte for byte, and the login cache opens with the restored key: an offline PIN login works.
+    restored.start()
+    restored.wait_delivered(len(listed), timeout=90)
+    printed = {}
+    for data_file in restored.sink_files():
+        printed[restored.sink_sidecar(data_file)["name"]] = data_file.read_bytes()
+    for name in before:
+        number = int(name.split("-")[1])
+        assert body_of(number) in printed[name], name
+    status, outcome = login(restored, "281547")
+    assert status == 200, outcome
+    assert (outcome["user"], outcome["mode"]) == ("frank", "offline")
+    users = admin(restored, "GET", "/v1/users")[1]["users"]
+    assert sorted(user["user"] for user in users) == ["erin", "frank"]
+
+
+def test_restore_refuses_a_damaged_or_foreign_file(spooler_factory, tmp_path: Path) -> None:
+    spooler = spooler_factory().start()
+    spooler.cli("backup", str(tmp_path / "good.backup"))
+    spooler.stop()
+
+    # One byte of a member changed (the archive rebuilt around it): the checksum catches it.
+    with tarfile.open(tmp_path / "good.backup") as source, tarfile.open(tmp_path / "bad.backup", "w:gz") as bad:
+        for member in source:
+            data = source.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "keys/login.key":
+                data = data[:-2] + bytes([data[-2] ^ 1]) + data[-1:]
+            import io
+
+            bad.addfile(member, io.BytesIO(data))
+    fresh = Spooler(short_tempdir())
+    try:
+        damaged = fresh.cli("restore", str(tmp_path / "bad.backup"), check=False)
+        assert damaged.returncode == 1 and "checksum" in damaged.stderr
+        (tmp_path / "other.tar").write_bytes(b"not a tar file at all")
+        foreign = fresh.cli("restore", str(tmp_path / "other.tar"), check=False)
+        assert foreign.returncode == 1 and "not a spooler backup" in foreign.stderr
+        # Nothing was written into the state folder by the refused restores.
+        assert not (fresh.state_dir / "spooler.db").exists()
+        assert fresh.cli("restore", str(tmp_path / "good.backup"), check=False).returncode == 0
+    finally:
+        fresh.cleanup()
