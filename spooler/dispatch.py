@@ -156,6 +156,31 @@ class Dispatcher:
 
         return gatherResults(waits).addCallback(lambda _: None) if waits else succeed(None)
 
+    def reconfigure(self, *, queues: Sequence[QueueConfig], backend: DeliveryBackend | None, retry_initial: float,
+                    retry_max: float, server: DeliveryBackend | None,
+                    server_config: ServerConfig | None) -> None:  # fmt: skip
+        """A reload: new offline policies, a new device or server queue (None: keep the one in use), new
+        retry and health settings. A delivery under way finishes where it started; nothing is dropped.
+        A new device or server starts with an unknown health."""
+        self._policies = {queue.name: queue.offline_policy for queue in queues}
+        for name, lane in self._lanes.items():
+            lane.offline_policy = self._policies.get(name, "print")
+        self._retry_initial, self._retry_max = retry_initial, retry_max
+        if backend is not None:
+            if backend.uri != self._backend.uri:
+                self.device = DeviceStatus(uri=backend.uri)
+            self._backend = backend
+        if server_config is not None and self._server_config is not None:
+            self._server_config = server_config
+            assert self.server_health is not None
+            self.server_health.down_after, self.server_health.up_after = server_config.down_after, server_config.up_after
+            if server is not None:
+                if server.uri != getattr(self._server, "uri", None):
+                    self.server_health = HealthTracker("server", down_after=server_config.down_after,
+                                                       up_after=server_config.up_after)  # fmt: skip
+                self._server = server
+        self.wake()
+
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
         print it twice)."""

@@ -62,7 +62,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spooler.config import QUEUE_NAME, Config
+from spooler.config import QUEUE_NAME, Config, LpdConfig
 from spooler.intake_limits import admit
 from spooler.jobs import JobRequest, JobService
 from spooler.model import (
@@ -703,10 +703,14 @@ class LpdFactory(Factory):
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self.settings = (config or service.config).lpd
-        self.allow = [ipaddress.ip_network(network, strict=False) for network in self.settings.allow]
+        self.reconfigure((config or service.config).lpd)
         self.connections: set[LpdProtocol] = set()
         self.submissions: set[Deferred[Any]] = set()
+
+    def reconfigure(self, settings: LpdConfig) -> None:
+        """The [lpd] settings (at start, and when a reload changes them)."""
+        self.settings = settings
+        self.allow = [ipaddress.ip_network(network, strict=False) for network in settings.allow]
 
     def allowed(self, host: str) -> bool:
         if not self.allow:

@@ -35,6 +35,7 @@ from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
 from spooler.groupcommit import CommitThread
+from spooler.reload import plan, with_old_values
 from spooler.spoollog import LevelFilter
 from spooler.store import JobStore
 from spooler.systemd import Notifier
@@ -120,6 +121,19 @@ class ListenerService(Service):
             return maybeDeferred(port.stopListening)
         return None
 
+    def rebind(self, endpoint: Any) -> None:
+        """Listen on `endpoint` instead (a reload moved it): the new port opens first (raising, with
+        the old one kept, if it cannot), then the old one closes; open connections stay."""
+        outcome: list[Any] = []
+        endpoint.listen(self._factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError(f"listener {self.name} did not start synchronously")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        old, self.port, self._endpoint = self.port, outcome[0], endpoint
+        if old is not None:
+            maybeDeferred(old.stopListening)
+
     @property
     def address(self) -> str:
         if self.port is None:
@@ -128,6 +142,19 @@ class ListenerService(Service):
         if hasattr(host, "port"):
             return f"{host.host}:{host.port}"
         return str(getattr(host, "name", host))
+
+
+#: The listeners a reload can move: configuration key -> service name.
+LISTENER_SERVICES = {"listen.raw": "raw", "listen.lpd": "lpd", "listen.ipp": "ipp", "listen.ipps": "ipps",
+                     "terminal.listen": "terminal", "admin.listen": "admin-http", "login.share_listen": "share"}
+
+
+def listener_endpoints(config: Config) -> dict[str, str | None]:
+    """Every listener's endpoint string by configuration key ("" or None: off)."""
+    return {"listen.raw": config.listen.raw, "listen.lpd": config.listen.lpd, "listen.ipp": config.listen.ipp,
+            "listen.ipps": config.listen.ipps, "terminal.listen": config.terminal.listen,
+            "login.share_listen": config.login.share_listen,
+            "admin.listen": getattr(config.admin, "listen", None) if hasattr(config, "admin") else None}
 
 
 #: Signals that stop the daemon cleanly (SIGHUP reloads the configuration instead).
@@ -300,9 +327,10 @@ class SpoolerService(MultiService):
         from spooler.centralapi import CentralApi
         from spooler.outbox import Outbox
 
-        health = self.dispatcher.server_health
+        dispatcher = self.dispatcher
         self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
-                             config=config.accounting, server_usable=lambda: health is None or health.usable)  # fmt: skip
+                             config=config.accounting,
+                             server_usable=lambda: dispatcher.server_health is None or dispatcher.server_health.usable)
         outbox = self.outbox
         self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
         outbox.start()
@@ -328,21 +356,23 @@ class SpoolerService(MultiService):
         config = self.config
         factories: dict[str, tuple[str, Any]] = {}
         if config.listen.raw:
-            factories["raw"] = (config.listen.raw, RawJobFactory(
-                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections,
-            ))  # fmt: skip
+            factories["raw"] = (config.listen.raw, self._intake_factory("raw"))
         if config.listen.ipp:
             factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor,
                                                                   authenticator=self._ipp_authenticator()))
         if config.listen.ipps:
             factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
-            factories["lpd"] = (config.listen.lpd, LpdFactory(
-                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections,
-            ))  # fmt: skip
+            factories["lpd"] = (config.listen.lpd, self._intake_factory("lpd"))
         return factories
+
+    def _intake_factory(self, name: str) -> Any:
+        """The raw or LPD front-end's factory (the one already made if it listened before)."""
+        if name in self.intake:
+            return self.intake[name]
+        limits = self.config.limits
+        kind = {"raw": RawJobFactory, "lpd": LpdFactory}[name]
+        return kind(self.jobs, self.reactor, idle_timeout=limits.idle_timeout, max_connections=limits.max_connections)
 
     def _ipp_authenticator(self) -> Any:
         """The one Basic authenticator of the IPP listeners (shared throttling and cache), if configured."""
@@ -426,6 +456,133 @@ class SpoolerService(MultiService):
             for service in self
             if isinstance(service, ListenerService) and service.name != "admin"
         }
+
+    # -- reloading the configuration (SIGHUP) --------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read the configuration again and apply what can change live (spooler.reload); nothing
+        accepted is dropped. A file that does not load changes nothing: one warning, the running
+        configuration stays. What waits for a restart is said in the one line that reports the reload."""
+        if self._load_config is None or not self.running or self.jobs is None:
+            return
+        self.notifier.reloading()
+        source = str(self.config.source or "the embedded defaults")
+        old = self.config
+        try:
+            new = self._load_config()
+            for key, description in listener_endpoints(new).items():
+                if description:
+                    self._endpoint(key, description)  # a malformed endpoint is caught before anything moves
+        except ConfigError as error:
+            log.warn("Configuration {source} not reloaded: {error}; the running configuration stays",
+                     spool_event="config_reload_failed", source=source, error=str(error))  # fmt: skip
+            self.notifier.ready("running (the last reload failed: see the log)")
+            return
+        changes = plan(old, new)
+        effective = with_old_values(old, new, changes.restart)
+        failed = self._move_listeners(changes.live)
+        effective = with_old_values(old, effective, failed)
+        self._hand_over(effective, {key for key in changes.live if key not in failed})
+        applied = sorted(key for key in changes.live if key not in failed)
+        problems = [f"{key} ({why})" for key, why in sorted(failed.items())]
+        waiting = sorted(changes.restart)
+        message = f"Configuration {source} reloaded: " + ("; ".join(filter(None, [
+            f"applied {', '.join(applied)}" if applied else "",
+            f"not applied {', '.join(problems)}, the old value stays" if problems else "",
+            f"needs a restart to take effect: {', '.join(waiting)}" if waiting else "",
+        ])) or "nothing changed")  # fmt: skip
+        emit = log.warn if waiting or problems else log.info
+        emit("{message}", message=message, spool_event="config_reloaded", source=source, applied=applied,
+             failed=failed, restart_needed=waiting)  # fmt: skip
+        self.notifier.ready(f"running (reloaded; {len(applied)} change(s) applied, {len(waiting)} wait for a restart)")
+
+    def _move_listeners(self, live: dict[str, tuple[Any, Any]]) -> dict[str, str]:
+        """Open moved listeners on their new endpoints (then close the old ones), raw and LPD turned on
+        or off; the keys that could not move, with why (their old endpoint stays)."""
+        failed: dict[str, str] = {}
+        for key, name in LISTENER_SERVICES.items():
+            if key not in live:
+                continue
+            before, after = live[key]
+            try:
+                if name == "share":
+                    sharing = getattr(self.login_runtime, "sharing", None)
+                    listener = getattr(sharing, "listener", None)
+                else:
+                    listener = self.namedServices.get(name)
+                if not after:
+                    if listener is not None:
+                        listener.disownServiceParent()
+                elif listener is not None:
+                    listener.rebind(self._endpoint(key, after))
+                elif name in ("raw", "lpd"):
+                    factory = self._intake_factory(name)
+                    added = ListenerService(name, self._endpoint(key, after), factory)
+                    try:
+                        added.setServiceParent(self)  # starts it: raises if it cannot listen
+                    except Exception:
+                        self.removeService(added)
+                        raise
+                    self.intake[name] = factory
+            except Exception as error:  # noqa: BLE001 - a port in use keeps the old listener, says why
+                failed[key] = str(error) or type(error).__name__
+        return failed
+
+    def _hand_over(self, config: Config, live: set[str]) -> None:
+        """Give every running piece the reloaded configuration (the keys in `live` changed)."""
+        assert self.jobs is not None and self.dispatcher is not None
+        self.config = config
+        self.jobs.config = config
+        limits = config.limits
+        for factory in self.intake.values():
+            site = getattr(factory, "site", factory)  # ipps: the IPP site behind TLS
+            site.max_connections = limits.max_connections
+            if hasattr(site, "idle_timeout"):
+                site.idle_timeout = limits.idle_timeout
+            if hasattr(site, "operations"):  # IPP
+                site.timeOut = limits.idle_timeout
+                site.max_request_size = config.ipp.max_request_size
+                site.queues = tuple(queue.name for queue in config.queues)
+                site.default_queue = "default" if "default" in site.queues else site.queues[0]
+                site.operations.admin_users = frozenset(config.ipp.admin_users)
+            if hasattr(site, "reconfigure"):  # LPD
+                site.reconfigure(config.lpd)
+        if any(key == "queues" or key.startswith(("device.", "server.")) for key in live):
+            self._reconfigure_dispatcher(config, live)
+        terminal = self.namedServices.get("terminal")
+        if terminal is not None:
+            site = terminal._factory
+            site.max_connections = limits.max_connections
+            site.resource.sessions.idle_timeout = config.terminal.session_idle
+        if self.login_runtime is not None:
+            self.login_runtime.reconfigure(config)
+        if self.outbox is not None:
+            self.outbox.reconfigure(config.accounting)
+        if self.analysis is not None:
+            self.analysis.workers = config.analysis.workers
+            self.analysis.memory_limit = config.analysis.memory_limit
+            self.analysis.page_cap = config.analysis.page_cap
+        if self.log_levels is not None:
+            self.log_levels.set(config.log.level)
+
+    def _reconfigure_dispatcher(self, config: Config, live: set[str]) -> None:
+        assert self.dispatcher is not None
+        device = None
+        if live & {"device.uri", "device.connect_timeout", "device.io_timeout"}:
+            device = backend_for_uri(config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+                                     connect_timeout=config.device.connect_timeout,
+                                     io_timeout=config.device.io_timeout)  # fmt: skip
+        server = None
+        if config.server is not None and live & {"server.queue_uri", "server.connect_timeout", "server.io_timeout",
+                                                 "server.probe_timeout"}:  # fmt: skip
+            server = backend_for_uri(
+                config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+                connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
+                follow_timeout=0, probe_timeout=config.server.probe_timeout,
+            )  # fmt: skip
+        self.dispatcher.reconfigure(queues=config.queues, backend=device, retry_initial=config.device.retry_initial,
+                                    retry_max=config.device.retry_max, server=server,
+                                    server_config=config.server)  # fmt: skip
 
     @inlineCallbacks
     def stopService(self) -> Any:

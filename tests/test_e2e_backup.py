@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, require_tool, short_tempdir, wait_for
+from spooler_harness import RawJobSender, RefServer, Spooler, short_tempdir, wait_for
 from test_e2e_login import admin, login
 
 pytestmark = pytest.mark.e2e
@@ -32,34 +30,6 @@ def body_of(number: int) -> bytes:
     """Job `number`'s data: small ones are stored inline in the database, large ones in spool files."""
     size = 1500 if number % 2 == 0 else 150_000
     return random.Random(number).randbytes(size)
-
-
-class Sender(threading.Thread):
-    """Sends raw jobs with `nc -N` one after another; records when each was acknowledged (nc returned 0
-    after the spooler closed the connection: the job exists)."""
-
-    def __init__(self, nc: str, port: int, folder: Path) -> None:
-        super().__init__(daemon=True)
-        self.nc, self.port, self.folder = nc, port, folder
-        self.acknowledged: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.errors: list[str] = []
-
-    def run(self) -> None:
-        number = 0
-        while not self.stop.is_set():
-            number += 1
-            name = f"backup-{number:03d}"
-            path = self.folder / f"{name}.prn"
-            path.write_bytes(pjl_job("erin", name, body_of(number), language="PCL"))
-            with open(path, "rb") as data:
-                result = subprocess.run([self.nc, "-N", "127.0.0.1", str(self.port)], stdin=data,
-                                        capture_output=True, timeout=60)  # fmt: skip
-            if result.returncode == 0:
-                self.acknowledged[name] = time.time()
-            else:
-                self.errors.append(f"{name}: nc exited {result.returncode}: {result.stderr!r}")
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -82,7 +52,6 @@ def spoolers() -> Iterator[list[Spooler]]:
 
 
 def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list[Spooler], tmp_path: Path) -> None:
-    nc = require_tool("nc")
     settings = {"server__queue_uri": central.ipp_uri, "server__api_url": central.api_url, "device__name": "branch-1",
                 "login__sync_interval": 0, "login__share_listen": "",
                 # The device never answers: every job stays in the spool, waiting.
@@ -95,7 +64,7 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     # Then the central server goes down, so nothing leaves the spool.
     central.mode("refuse")
 
-    sender = Sender(nc, original.raw_port, tmp_path)
+    sender = RawJobSender(lambda: original.raw_port, tmp_path, body_of, prefix="backup")
     sender.start()
     try:
         wait_for(lambda: len(sender.acknowledged) >= 8, timeout=60, what="8 acknowledged jobs")
@@ -105,9 +74,8 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
         wait_for(lambda: any(at > time.time() - 0.5 and at > began for at in sender.acknowledged.values())
                  or len(sender.acknowledged) > 40, timeout=30, what="jobs after the backup")  # fmt: skip
     finally:
-        sender.stop.set()
-        sender.join(60)
-    assert not sender.errors, sender.errors
+        sender.finish()
+    assert sender.refused == 0
     before = sorted(name for name, at in sender.acknowledged.items() if at < began)
     assert len(before) >= 8
     manifest = json.loads(made.stdout)

@@ -93,6 +93,17 @@ class LoginRuntime(MultiService):
                 self.sync.on_revocations.append(self.sharing.push_revocations)
             self.sharing.setServiceParent(self)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload changed [login] keys that apply live: validity, offline logins, limits, peers."""
+        self.config = config
+        self.service.config = config.login
+        self.service.throttle.max_failures = config.login.max_failures
+        self.service.throttle.lockout = config.login.lockout
+        if self.sync is not None:
+            self.sync.validity = self.service.validity
+        if self.sharing is not None:
+            self.sharing.reconfigure(config)
+
     def stopService(self) -> Any:
         result = super().stopService()
 

@@ -188,7 +188,7 @@ class ShareResource(Resource):
         self._sealer = sealer
         self._cache = cache
         self._clock = clock
-        self._validity = validity
+        self.validity = validity
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
@@ -213,7 +213,7 @@ class ShareResource(Resource):
         now = self._clock.seconds()
         if path[2] == "push":
             try:
-                counts = receive(self._cache, payload, now=now, validity=self._validity)
+                counts = receive(self._cache, payload, now=now, validity=self.validity)
             except ValueError as error:
                 return self._error(request, 400, str(error))
             if counts["entries"] or counts["revocations"]:
@@ -257,12 +257,14 @@ class Sharing(MultiService):
         self.discovered: set[str] = set()
         self._peers = peers
         self.listener: Any = None
+        self.resource: ShareResource | None = None
         if config.login.share_listen:
             from twisted.internet.endpoints import serverFromString
 
             from spooler.service import ListenerService
 
-            site = QuietSite(ShareResource(self.sealer, cache, reactor, self.validity))
+            self.resource = ShareResource(self.sealer, cache, reactor, self.validity)
+            site = QuietSite(self.resource)
             site.displayTracebacks = False
             self.listener = ListenerService("share", serverFromString(reactor, config.login.share_listen), site)
             self.listener.setServiceParent(self)
@@ -279,6 +281,13 @@ class Sharing(MultiService):
         timer.clock = reactor
         timer.setServiceParent(self)
         login.on_renewed.append(self.push)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new peers and validity (the fleet key and the endpoint's being on need a restart)."""
+        self.config = config
+        self.validity = config.login.validity_hours * 3600.0
+        if self.resource is not None:
+            self.resource.validity = self.validity
 
     def peers(self) -> list[str]:
         configured = list(self.config.login.peers) + sorted(self.discovered)
