@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -306,6 +307,10 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         lines.append(f"mode        {status['mode']}{since}")
         why = f": {server['detail']}" if server.get("detail") else ""
         lines.append(f"server      {server['uri']} {server['state']}{why}")
+    offline = status.get("offline")
+    if offline:
+        lines.append(f"offline     since {_when(offline['since'])} ({_duration(time.time() - offline['since'])}): "
+                     f"{offline['printed_offline']} job(s) printed on the device since the outage began")  # fmt: skip
     for name, address in sorted(status.get("listeners", {}).items()):
         lines.append(f"listening   {name} on {address}")
     device = status.get("device")
@@ -324,11 +329,61 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
                      f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
                      + (f": {accounting['last_error']}" if accounting.get("last_error") else ""))  # fmt: skip
+    lines += _login_lines(status.get("login"))
     spool = status["spool"]
     lines.append(f"spool disk  {_size(spool['free_bytes'])} free (floor {_size(spool['floor_bytes'])})"
                  + ("" if spool["accepting"] else "  REFUSING NEW JOBS"))  # fmt: skip
     out.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _login_lines(login: dict[str, Any] | None) -> list[str]:
+    """The login cache (users, sync, who expires soon) and the sharing peers, for `spooler status`."""
+    if not login:
+        return []
+    states = login["by_state"]
+    expiring = (f"; {login['expiring']} expire within {_duration(login['expiring_within'])} (next "
+                f"{_when(login['next_expiry'])})" if login["expiring"] else "")  # fmt: skip
+    lines = [f"login cache {login['users']} user(s): {states['ok']} usable, {states['expired']} expired, "
+             f"{states['revoked']} revoked{expiring}" + ("" if login["offline_enabled"] else "; offline login OFF")]
+    sync = login.get("last_sync")
+    if sync:
+        truncated = f" of {sync['assigned']} assigned: TRUNCATED" if sync.get("truncated") else ""
+        lines.append(f"user sync   {_when(sync['at'])}: {sync['users']} user(s){truncated}, {sync['revocations']} "
+                     "new revocation(s)")  # fmt: skip
+    elif login.get("synced_until"):
+        lines.append(f"user sync   revocations known up to {login['synced_until']} (server time)")
+    else:
+        lines.append("user sync   none since the start")
+    if login.get("unreadable"):
+        lines.append(f"            {login['unreadable']} cache row(s) do not open with the key file")
+    sharing = login.get("sharing")
+    if sharing is not None:
+        peers = sharing["peers"]
+        if not peers:
+            lines.append(f"sharing     no peers (listening on {sharing['listening'] or 'nothing'})")
+        for peer in peers:
+            if peer["at"] is None:
+                state = "no exchange yet"
+            elif peer["error"]:
+                ok = f", last worked {_when(peer['last_ok'])}" if peer["last_ok"] else ""
+                state = f"{peer['what']} FAILED {_when(peer['at'])}: {peer['error']}{ok}"
+            else:
+                state = f"{peer['what']} ok {_when(peer['at'])}"
+            lines.append(f"sharing     {peer['peer']}: {state}")
+    return lines
 
 
 def _offline_status(config: Config, why: str) -> dict[str, Any]:
@@ -340,8 +395,6 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
         counts = store.count_by_state()
         waiting = store.count_waiting_by_route()
         try:
-            import time
-
             accounting: dict[str, Any] | None = store.outbox_counts(not_before=time.time() - config.accounting.max_age)
             local_only = config.server is None or not config.server.api_url
             accounting = dict(accounting or {}, state="local only (no [server] api_url)" if local_only else "daemon down")
@@ -366,7 +419,25 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
         "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
                   "accepting": free >= config.spool.min_free_space},  # fmt: skip
         "accounting": accounting,
+        "offline": None,
+        "login": _stored_login_status(config),
     }
+
+
+def _stored_login_status(config: Config) -> dict[str, Any] | None:
+    """The login cache as stored (the daemon is down): users and expiry; no sync or sharing news."""
+    from spooler.login.runtime import cache_status
+
+    try:
+        cache = _open_login_cache(config)
+    except CommandError:
+        return None
+    try:
+        return cache_status(cache, time.time(), validity=config.login.validity_hours * 3600.0, last_sync=None,
+                            sharing=None,
+                            offline_enabled=config.login.offline_enabled)  # fmt: skip
+    finally:
+        cache.close()
 
 
 def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -469,8 +540,6 @@ def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
-    import time
-
     store = _accounting_store(config)
     try:
         cutoff = time.time() - config.accounting.max_age
@@ -535,8 +604,6 @@ def cmd_users_sync(config: Config, args: argparse.Namespace, out: IO[str], err: 
 
 
 def cmd_users_list(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    import time
-
     try:
         users = admin_request(config, "GET", "/v1/users")["users"]
     except DaemonDown as down:
@@ -604,15 +671,17 @@ def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: 
 
 def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """`ipp-user add NAME` (password prompted twice, or one line on stdin with --stdin) and
-    `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only."""
+    `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only.
+    `admin-user add|remove NAME` does the same for the admin web listener's users file."""
     from spooler.ipp.auth import valid_user_name, write_user
 
-    path = config.ipp.users_file
+    admin = args.command == "admin-user"
+    path = config.admin.users_file if admin else config.ipp.users_file
     assert path is not None
     if not valid_user_name(args.name):
         raise CommandError(f"not a valid user name: {args.name!r} (letters, digits, . _ - @; at most 64)", EXIT_USAGE)
     password: str | None = None
-    if args.ipp_user_command == "add":
+    if args.user_command == "add":
         if args.stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
@@ -631,7 +700,9 @@ def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
     done = "added (or changed)" if password is not None else "removed"
     out.write(f"{args.name} {done} in {path} (mode 0600, scrypt verifier only)\n")
-    if config.ipp.authentication != "basic":
+    if admin and not config.admin.listen:
+        out.write("note: [admin] listen is not set: the admin web listener (/metrics, the status page) is off\n")
+    elif not admin and config.ipp.authentication != "basic":
         out.write("note: [ipp] authentication is not \"basic\": the IPP printer does not ask for passwords yet\n")
     return EXIT_OK
 
@@ -854,16 +925,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="replace the databases, keys and spool files the state folder has already")
     restore.set_defaults(handler=cmd_restore)
 
-    ipp_user = commands.add_parser("ipp-user", help="IPP Basic authentication: the users file ([ipp] users_file)")
-    ipp_user_commands = ipp_user.add_subparsers(dest="ipp_user_command", metavar="ACTION", required=True)
-    ipp_user_add = ipp_user_commands.add_parser("add", parents=[common],
-                                                help="add a user or change its password (prompted)")
-    ipp_user_add.add_argument("name", metavar="NAME")
-    ipp_user_add.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
-    ipp_user_add.set_defaults(handler=cmd_ipp_user)
-    ipp_user_remove = ipp_user_commands.add_parser("remove", parents=[common], help="remove a user")
-    ipp_user_remove.add_argument("name", metavar="NAME")
-    ipp_user_remove.set_defaults(handler=cmd_ipp_user)
+    for command, text in (("ipp-user", "IPP Basic authentication: the users file ([ipp] users_file)"),
+                          ("admin-user", "the admin web listener's users ([admin] users_file): /metrics, status page")):
+        user_parser = commands.add_parser(command, help=text)
+        user_commands = user_parser.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+        user_add = user_commands.add_parser("add", parents=[common], help="add a user or change its password (prompted)")
+        user_add.add_argument("name", metavar="NAME")
+        user_add.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+        user_add.set_defaults(handler=cmd_ipp_user)
+        user_remove = user_commands.add_parser("remove", parents=[common], help="remove a user")
+        user_remove.add_argument("name", metavar="NAME")
+        user_remove.set_defaults(handler=cmd_ipp_user)
     return parser
 
 

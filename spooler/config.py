@@ -268,6 +268,14 @@ class LoginConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The admin web listener (spooler.adminweb): /healthz, Prometheus /metrics and the status page."""
+
+    listen: str | None = None  # off by default; e.g. "tcp:9631:interface=127.0.0.1"
+    users_file: Path | None = None  # NAME:scrypt-verifier lines (`spooler admin-user add`); None: STATE/admin-users
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "info"
     spool_log_max_size: int = 10 * 1024**2
@@ -292,6 +300,7 @@ class Config:
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     login: LoginConfig = LoginConfig()
+    admin: AdminConfig = AdminConfig()
     source: Path | None = None  # the file it was read from, if any
 
     def queue(self, name: str) -> QueueConfig | None:
@@ -636,7 +645,7 @@ def config_from_mapping(
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
     device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
-    admin = _section(raw, "admin", ("socket",))
+    admin = _section(raw, "admin", ("socket", "listen", "users_file"))
     log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
     lpd = _section(raw, "lpd", ("admin_agents", "allow", "max_control_file_size", "max_line_length",
                                 "max_data_files"))  # fmt: skip
@@ -686,6 +695,10 @@ def config_from_mapping(
         analysis=analysis_config,
         terminal=_terminal(_section(raw, "terminal", ("enabled", "listen", "session_idle", "name"))),
         admin_socket=admin_socket,
+        admin=AdminConfig(
+            listen=_get(admin, "admin", "listen", _endpoint, AdminConfig.listen) or None,
+            users_file=_get(admin, "admin", "users_file", resolve, state_dir / "admin-users"),
+        ),
         device=device_config,
         listen=ListenConfig(
             raw=_get(listen, "listen", "raw", _endpoint, ListenConfig.raw),

@@ -11,6 +11,7 @@ and never stops a queue silently: the job's message, `spooler status` and the lo
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ log = Logger(namespace="spooler.dispatch")
 
 WAITING_FOR_SERVER = "waiting for the central server to come back (queue policy)"
 HELD_OFFLINE = "held while the central server is down: release it at the device"
+HELD_AFTER_OUTAGE = "held during an outage of the central server (now back): release it at the device"
 #: Longest wait before a failed forward is tried again while the server is not yet known to be down.
 FORWARD_RETRY_MAX = 5.0
 
@@ -121,6 +123,10 @@ class Dispatcher:
         self._device_probing: Deferred[Any] | None = None
         #: Called with the server's new health state ("up", "down") whenever it changes.
         self.server_listeners: list[Callable[[str], None]] = []
+        #: Failed delivery attempts since the start, by route ("server", "device") and retryable or not.
+        self.failed_attempts: collections.Counter[tuple[str, bool]] = collections.Counter()
+        #: Probes of the central server since the start, by outcome ("ok", "failed").
+        self.probes: collections.Counter[str] = collections.Counter()
         #: Makes sure a job's spool files exist before delivery (documents stored inline get their
         #: file then); set by the JobService.
         self.prepare_files: Callable[[int], Deferred[Any]] | None = None
@@ -410,6 +416,7 @@ class Dispatcher:
             return
         failure.trap(DeliveryError)
         error: DeliveryError = failure.value  # type: ignore[assignment]
+        self.failed_attempts[(target.route.value, error.retryable)] += 1
         if error.retryable:
             self._peer_failed(target, now, str(error))
         if current is None:
@@ -488,9 +495,18 @@ class Dispatcher:
                     lane.current.cancel()
             self.wake()
         elif changed == UP:
-            log.info("Central server {server} is up; now online", spool_event="mode_changed",
+            log.warn("Central server {server} is up; now online", spool_event="mode_changed",
                      mode=Mode.ONLINE.value, server=self._server.uri)  # fmt: skip
+            self._relabel_held_offline()
             self.wake()
+
+    def _relabel_held_offline(self) -> None:
+        """Jobs held during the outage stay held (released at the device, they print there), but their
+        message no longer says the server is down."""
+        held = [job.evolve(message=HELD_AFTER_OUTAGE) for job in self._store.list_jobs([JobState.PENDING_HELD])
+                if job.attributes.get("held_offline") and job.message == HELD_OFFLINE]  # fmt: skip
+        if held:
+            self._store.update_jobs(held)
 
     def _probe(self) -> None:
         """Probe the server (and, while it is unreachable, the device) every probe_interval."""
@@ -507,6 +523,7 @@ class Dispatcher:
                 self._probing = None
                 if self._stopping:
                     return
+                self.probes["failed" if isinstance(result, Failure) else "ok"] += 1
                 if isinstance(result, Failure):
                     detail = ("no answer within {:.1f}s".format(config.probe_timeout)
                               if result.check(CancelledError, TimeoutError) or "Timeout" in type(result.value).__name__

@@ -35,6 +35,7 @@ from spooler.model import ConfigError, JobState, StateDirLocked
 from spooler.raw import RawJobFactory
 from spooler.spoolfiles import RunInThread, ensure_private_dir
 from spooler.groupcommit import CommitThread
+from spooler.health import DOWN
 from spooler.reload import plan, with_old_values
 from spooler.spoollog import LevelFilter
 from spooler.store import JobStore
@@ -135,6 +136,10 @@ class ListenerService(Service):
             maybeDeferred(old.stopListening)
 
     @property
+    def factory(self) -> IProtocolFactory:
+        return self._factory
+
+    @property
     def address(self) -> str:
         if self.port is None:
             return ""
@@ -153,8 +158,7 @@ def listener_endpoints(config: Config) -> dict[str, str | None]:
     """Every listener's endpoint string by configuration key ("" or None: off)."""
     return {"listen.raw": config.listen.raw, "listen.lpd": config.listen.lpd, "listen.ipp": config.listen.ipp,
             "listen.ipps": config.listen.ipps, "terminal.listen": config.terminal.listen,
-            "login.share_listen": config.login.share_listen,
-            "admin.listen": getattr(config.admin, "listen", None) if hasattr(config, "admin") else None}
+            "login.share_listen": config.login.share_listen, "admin.listen": config.admin.listen}
 
 
 #: Signals that stop the daemon cleanly (SIGHUP reloads the configuration instead).
@@ -299,6 +303,8 @@ class SpoolerService(MultiService):
         admin_site.displayTracebacks = False
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
+        if config.admin.listen:
+            self._admin_web(config.admin.listen).setServiceParent(self)
         retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
         retention.clock = self.reactor
         retention.setName("retention")
@@ -337,7 +343,6 @@ class SpoolerService(MultiService):
 
     def _start_login(self) -> None:
         """The credential cache, the login service, user sync and sharing (spooler.login)."""
-        from spooler.health import DOWN
         from spooler.login.runtime import LoginRuntime
 
         def server_known_down() -> bool:
@@ -430,6 +435,25 @@ class SpoolerService(MultiService):
         site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
+    def _admin_web(self, listen: str) -> ListenerService:
+        """[admin] listen: /healthz, /metrics and the status page (spooler.adminweb), behind HTTP Basic
+        against the admin users file."""
+        from spooler.adminweb import AdminWebResource
+        from spooler.ipp.auth import BasicAuthenticator, read_users
+        from spooler.terminal import TerminalSite
+
+        users_file = self.config.admin.users_file
+        assert users_file is not None
+        authenticator = BasicAuthenticator(users_file, realm=f"spooler {self.config.device.name} admin",
+                                           run_in_thread=self.run_in_thread, seconds=self.reactor.seconds,
+                                           service="admin")  # fmt: skip
+        if not read_users(users_file):
+            log.warn("[admin] listen is on but {path} has no users: only /healthz answers until `spooler "
+                     "admin-user add NAME`", spool_event="admin_web_no_users", path=str(users_file))  # fmt: skip
+        site = TerminalSite(AdminWebResource(self, authenticator), clock=self.reactor,
+                            max_connections=self.config.limits.max_connections)  # fmt: skip
+        return ListenerService("admin-http", self._endpoint("admin.listen", listen), site)
+
     def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
         from spooler.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
@@ -515,15 +539,18 @@ class SpoolerService(MultiService):
                         listener.disownServiceParent()
                 elif listener is not None:
                     listener.rebind(self._endpoint(key, after))
-                elif name in ("raw", "lpd"):
-                    factory = self._intake_factory(name)
-                    added = ListenerService(name, self._endpoint(key, after), factory)
+                elif name in ("raw", "lpd", "admin-http"):
+                    if name == "admin-http":
+                        added = self._admin_web(after)
+                    else:
+                        added = ListenerService(name, self._endpoint(key, after), self._intake_factory(name))
                     try:
                         added.setServiceParent(self)  # starts it: raises if it cannot listen
                     except Exception:
                         self.removeService(added)
                         raise
-                    self.intake[name] = factory
+                    if name != "admin-http":
+                        self.intake[name] = added.factory
             except Exception as error:  # noqa: BLE001 - a port in use keeps the old listener, says why
                 failed[key] = str(error) or type(error).__name__
         return failed
@@ -549,11 +576,11 @@ class SpoolerService(MultiService):
                 site.reconfigure(config.lpd)
         if any(key == "queues" or key.startswith(("device.", "server.")) for key in live):
             self._reconfigure_dispatcher(config, live)
-        terminal = self.namedServices.get("terminal")
-        if terminal is not None:
-            site = terminal._factory
-            site.max_connections = limits.max_connections
-            site.resource.sessions.idle_timeout = config.terminal.session_idle
+        for web in ("terminal", "admin-http"):
+            if (listener := self.namedServices.get(web)) is not None:
+                listener.factory.max_connections = limits.max_connections
+        if (terminal := self.namedServices.get("terminal")) is not None:
+            terminal.factory.resource.sessions.idle_timeout = config.terminal.session_idle
         if self.login_runtime is not None:
             self.login_runtime.reconfigure(config)
         if self.outbox is not None:
@@ -638,7 +665,17 @@ class SpoolerService(MultiService):
                 "accepting": free >= self.config.spool.min_free_space,
             },
             "accounting": self.accounting_status(),
+            "offline": self.offline_status(),
+            "login": self.login_runtime.status() if self.login_runtime is not None else None,
         }
+
+    def offline_status(self) -> dict[str, Any] | None:
+        """While the central server is down: when the outage began and how many jobs were printed on
+        the device since; None otherwise."""
+        health = self.dispatcher.server_health if self.dispatcher is not None else None
+        if health is None or health.state != DOWN or health.since is None or self.store is None:
+            return None
+        return {"since": health.since, "printed_offline": self.store.count_printed_offline(health.since)}
 
     def accounting_status(self) -> dict[str, Any]:
         if self.outbox is not None:

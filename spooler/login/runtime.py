@@ -57,6 +57,26 @@ def user_rows(cache: CredentialCache, now: float) -> list[dict[str, Any]]:
     return rows
 
 
+def expiring_window(validity: float) -> float:
+    """An entry that ends within this many seconds is "expiring": a quarter of its validity (a user who
+    has not logged in or been synced for three quarters of it), at most 6 hours."""
+    return min(validity / 4, 6 * 3600.0)
+
+
+def cache_status(cache: CredentialCache, now: float, *, validity: float, last_sync: dict[str, Any] | None,
+                 sharing: dict[str, Any] | None, offline_enabled: bool) -> dict[str, Any]:  # fmt: skip
+    rows = user_rows(cache, now)
+    window = expiring_window(validity)
+    states = {"ok": 0, "expired": 0, "revoked": 0}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    live = [row["valid_until"] for row in rows if row["state"] == "ok"]
+    return {"users": len(rows), "by_state": states, "offline_enabled": offline_enabled,
+            "expiring": sum(1 for until in live if until - now < window), "expiring_within": window,
+            "next_expiry": min(live) if live else None, "last_sync": last_sync, "unreadable": cache.unreadable,
+            "synced_until": cache.sync_since, "sharing": sharing}  # fmt: skip
+
+
 def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
     return {"user": outcome.user, "profile": outcome.profile, "mode": outcome.mode, "notice": outcome.notice,
             "valid_until": outcome.valid_until}  # fmt: skip
@@ -92,6 +112,15 @@ class LoginRuntime(MultiService):
             if self.sync is not None:
                 self.sync.on_revocations.append(self.sharing.push_revocations)
             self.sharing.setServiceParent(self)
+
+    def status(self) -> dict[str, Any]:
+        """The login cache (users by state, who expires within a day, the last sync) and the sharing
+        peers with their last exchange, for `spooler status` and the admin page."""
+        now = self.reactor.seconds()
+        return cache_status(self.cache, now, validity=self.service.validity,
+                            last_sync=self.sync.last if self.sync is not None else None,
+                            sharing=self.sharing.status() if self.sharing is not None else None,
+                            offline_enabled=self.config.login.offline_enabled)  # fmt: skip
 
     def reconfigure(self, config: Config) -> None:
         """A reload changed [login] keys that apply live: validity, offline logins, limits, peers."""

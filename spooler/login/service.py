@@ -8,6 +8,7 @@ the server: they are never logged, stored, or put in an error.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from collections.abc import Callable
@@ -97,6 +98,8 @@ class LoginService:
         self.throttle = Throttle(reactor, max_failures=config.max_failures, lockout=config.lockout)
         self._scans = DeferredSemaphore(SCANS_AT_ONCE)
         self.on_renewed: list[Callable[[UserEntry], None]] = []  # e.g. the push to peers
+        #: Logins since the start by outcome: "online", "offline", or the refusal's reason (metrics).
+        self.outcomes: collections.Counter[str] = collections.Counter()
 
     @property
     def validity(self) -> float:
@@ -106,7 +109,15 @@ class LoginService:
 
     def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]:
         """The outcome of a login, or a LoginRefused failure."""
-        return self._login(method, secret, user or None, terminal)
+        attempt = self._login(method, secret, user or None, terminal)
+
+        def counted(result: Any) -> Any:
+            outcome = result.mode if isinstance(result, LoginOutcome) else getattr(
+                getattr(result, "value", None), "reason", "error")
+            self.outcomes[outcome] += 1
+            return result
+
+        return attempt.addBoth(counted)
 
     @inlineCallbacks
     def _login(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
@@ -118,7 +129,7 @@ class LoginService:
             raise LoginRefused("invalid")
         wait = self.throttle.locked(user, terminal)
         if wait is not None:
-            log.info("Login at {terminal} refused: locked for {wait:.0f}s more", spool_event="login_refused",
+            log.warn("Login at {terminal} refused: locked for {wait:.0f}s more", spool_event="login_refused",
                      reason="locked", user=user, terminal=terminal, method=method, wait=wait)  # fmt: skip
             raise LoginRefused("locked", retry_after=wait)
         try:
@@ -126,7 +137,7 @@ class LoginService:
         except LoginRefused as refused:
             if refused.reason in ("invalid", "expired", "revoked"):
                 self.throttle.failed(user, terminal)
-            log.info("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
+            log.warn("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
                      reason=refused.reason, user=user, terminal=terminal, method=method)  # fmt: skip
             raise
         except Exception:  # a bug or a broken cache: the terminal says "not available", the log has the rest

@@ -255,6 +255,8 @@ class Sharing(MultiService):
         self.validity = config.login.validity_hours * 3600.0
         self.sealer = FleetSealer(read_fleet_key(config.login.fleet_key_file), reactor)
         self.discovered: set[str] = set()
+        #: The last exchange with each peer: what, when, its error (None: it worked), the last that worked.
+        self.exchanges: dict[str, dict[str, Any]] = {}
         self._peers = peers
         self.listener: Any = None
         self.resource: ShareResource | None = None
@@ -289,6 +291,13 @@ class Sharing(MultiService):
         if self.resource is not None:
             self.resource.validity = self.validity
 
+    def status(self) -> dict[str, Any]:
+        """The peers and the last exchange with each (what, when, whether it worked)."""
+        listening = self.listener.address if self.listener is not None else None
+        return {"listening": listening,
+                "peers": [self.exchanges.get(peer, {"peer": peer, "what": None, "at": None, "error": None,
+                                                    "last_ok": None}) for peer in self.peers()]}  # fmt: skip
+
     def peers(self) -> list[str]:
         configured = list(self.config.login.peers) + sorted(self.discovered)
         if self._peers is not None:
@@ -319,7 +328,8 @@ class Sharing(MultiService):
             return
         payload = {"entries": [shared.to_dict(shared=True)], "revocations": []}
         for peer in self.peers():
-            self._call(peer, "push", payload).addErrback(self._failed, peer, "push")
+            self._call(peer, "push", payload).addCallbacks(lambda _, peer=peer: self._exchanged(peer, "push", None),
+                                                           self._failed, errbackArgs=(peer, "push"))  # fmt: skip
 
     def push_revocations(self, revocations: list[Revocation]) -> None:
         """Send revocations the server just gave us to every peer (they win there too)."""
@@ -340,12 +350,28 @@ class Sharing(MultiService):
 
     def _pulled(self, answer: Any, peer: str) -> dict[str, int]:
         counts = receive(self.cache, answer, now=self._reactor.seconds(), validity=self.validity)
+        self._exchanged(peer, "pull", None)
         if counts["entries"] or counts["revocations"]:
             log.info("Pulled {entries} entries and {revocations} revocations from {peer}",
                      spool_event="share_pulled", peer=peer, **counts)  # fmt: skip
         return counts
 
-    @staticmethod
-    def _failed(failure: Any, peer: str, what: str) -> None:
-        log.info("Share {what} with {peer} failed: {detail}", spool_event="share_failed", what=what, peer=peer,
-                 detail=failure.getErrorMessage())  # fmt: skip
+    def _failed(self, failure: Any, peer: str, what: str) -> None:
+        """A failed exchange: a warning when a peer stops answering, debug while it stays so (a peer
+        that is off must not fill the log every share_interval), info when it answers again."""
+        detail = failure.getErrorMessage()
+        before = self.exchanges.get(peer)
+        self._exchanged(peer, what, detail)
+        if before is None or before["error"] is None:
+            log.warn("Share {what} with {peer} failed: {detail}", spool_event="share_failed", what=what, peer=peer,
+                     detail=detail)  # fmt: skip
+        else:
+            log.debug("Share {what} with {peer} failed again: {detail}", what=what, peer=peer, detail=detail)
+
+    def _exchanged(self, peer: str, what: str, error: str | None) -> None:
+        before = self.exchanges.get(peer)
+        now = self._reactor.seconds()
+        if error is None and before is not None and before["error"] is not None:
+            log.info("Share with {peer} works again", spool_event="share_recovered", peer=peer)
+        self.exchanges[peer] = {"peer": peer, "what": what, "at": now, "error": error,
+                                "last_ok": now if error is None else (before or {}).get("last_ok")}  # fmt: skip
