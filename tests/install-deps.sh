@@ -10,8 +10,9 @@
 #   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
 #                  which uses this system browser: never `playwright install`)
+#   systemd        systemd-analyze, which checks samples/systemd/spooler.service (verify, security)
 set -eu
-packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils chromium"
+packages="cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters ghostscript netcat-openbsd qpdf poppler-utils chromium systemd"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"
