@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spooler_harness import RawDevice, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, short_tempdir, \
-    wait_for  # fmt: skip
-from test_e2e_login import admin, login
-from test_e2e_terminal import ALICE_PIN, CHROMIUM_ARGS, USERS, playwright_api
+from spooler_harness import RawDevice, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
+from test_e2e_login import central, login  # noqa: F401 - the reference server with test_e2e_login's users
+from test_e2e_terminal import launch_chromium, playwright_api
 
 pytestmark = pytest.mark.e2e
 
 ADMIN_USER, ADMIN_PASSWORD = "monitor", "Scrape-Key-4f7a"
+ALICE_PIN = "735194"  # test_e2e_login's USERS
 
 
 def get(port: int, path: str, credentials: tuple[str, str] | None = (ADMIN_USER, ADMIN_PASSWORD),
@@ -64,15 +63,6 @@ def healthz(port: int) -> dict[str, Any]:
     status, headers, body = get(port, "/healthz", credentials=None)
     assert status == 200 and headers["content-type"] == "application/json"
     return dict(json.loads(body))
-
-
-@pytest.fixture
-def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
-    yield server.start()
-    server.cleanup()
 
 
 @pytest.fixture
@@ -186,13 +176,9 @@ def test_the_status_page_in_headless_chromium(spooler_factory: Any, central: Ref
     wait_for(lambda: healthz(port)["status"] == "degraded" and len(healthz(port)["reasons"]) == 2, timeout=30,
              what="the device seen down")  # fmt: skip
 
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1280, "height": 900}, locale="en-GB", timezone_id="UTC",
-            http_credentials={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
-        )  # fmt: skip
+        browser = launch_chromium(playwright, chromium, tmp_path, viewport={"width": 1280, "height": 900},
+                                  http_credentials={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
         try:
             page = browser.new_page()
             outside: list[str] = []

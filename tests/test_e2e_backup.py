@@ -10,45 +10,20 @@ import os
 import random
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from spooler_harness import RawJobSender, RefServer, Spooler, short_tempdir, wait_for
-from test_e2e_login import admin, login
+from test_e2e_login import admin, central, login, spoolers  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.e2e
-
-USERS = {"users": [
-    {"name": "erin", "full_name": "Erin Backup", "password": "Erin-Pass-5b21", "pins": ["604913"], "cards": []},
-    {"name": "frank", "full_name": "Frank Restore", "password": "Frank-Pass-9c07", "pins": ["281547"], "cards": []},
-]}  # fmt: skip
 
 
 def body_of(number: int) -> bytes:
     """Job `number`'s data: small ones are stored inline in the database, large ones in spool files."""
     size = 1500 if number % 2 == 0 else 150_000
     return random.Random(number).randbytes(size)
-
-
-@pytest.fixture
-def central(tmp_path: Path) -> Iterator[RefServer]:
-    users = tmp_path / "users.json"
-    users.write_text(json.dumps(USERS))
-    server = RefServer(short_tempdir("rs"), users=users)
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def spoolers() -> Iterator[list[Spooler]]:
-    made: list[Spooler] = []
-    yield made
-    for spooler in made:
-        spooler.cleanup()
 
 
 def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list[Spooler], tmp_path: Path) -> None:
@@ -60,7 +35,7 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     spoolers.append(original)
     original.start()
     synced = original.cli("users", "sync", "--json")
-    assert json.loads(synced.stdout)["users"] == 2
+    assert json.loads(synced.stdout)["users"] == 3  # alice, bob, carol (dave is another device's)
     # Then the central server goes down, so nothing leaves the spool.
     central.mode("refuse")
 
@@ -80,7 +55,7 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     assert len(before) >= 8
     manifest = json.loads(made.stdout)
     assert manifest["databases"]["spooler.db"]["jobs"] >= len(before)
-    assert manifest["databases"]["login.db"]["users"] == 2
+    assert manifest["databases"]["login.db"]["users"] == 3
     assert os.stat(backup_file).st_mode & 0o777 == 0o600  # it holds the login cache's key
 
     # A restore refuses while a spooler runs on the state folder.
@@ -110,11 +85,11 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     for name in before:
         number = int(name.split("-")[1])
         assert body_of(number) in printed[name], name
-    status, outcome = login(restored, "281547")
+    status, outcome = login(restored, "628403")  # bob's PIN, synced before the backup
     assert status == 200, outcome
-    assert (outcome["user"], outcome["mode"]) == ("frank", "offline")
+    assert (outcome["user"], outcome["mode"]) == ("bob", "offline")
     users = admin(restored, "GET", "/v1/users")[1]["users"]
-    assert sorted(user["user"] for user in users) == ["erin", "frank"]
+    assert sorted(user["user"] for user in users) == ["alice", "bob", "carol"]
 
 
 def test_restore_refuses_a_damaged_or_foreign_file(spooler_factory, tmp_path: Path) -> None:

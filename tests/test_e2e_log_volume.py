@@ -9,34 +9,23 @@ from __future__ import annotations
 
 import base64
 import http.client
-import json
 import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spooler_harness import RefServer, free_port, short_tempdir, wait_for
-from test_e2e_terminal import USERS
+from spooler_harness import RefServer, free_port, wait_for
+from test_e2e_login import central  # noqa: F401 - the reference server with test_e2e_login's users
 
 pytestmark = pytest.mark.e2e
 
 HOUR = 3600.0
 SPEED = 120  # one simulated hour in 30 seconds
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[(\w+)\] ")
-
-
-@pytest.fixture
-def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
-    yield server.start()
-    server.cleanup()
 
 
 def probes(port: int) -> float:
@@ -82,7 +71,7 @@ def test_one_idle_hour_writes_a_handful_of_lines(spooler_factory: Any, central: 
     # What an idle hour says: the mode change at the start (the server found up), the user sync (it
     # runs at the start and once an hour), and one warning that the sharing peer does not answer (not
     # one per pull). Nothing per probe.
-    expected = {"is up; now online": (1, 1), "User sync: 2 users": (1, 2), "Share pull with": (1, 1)}
+    expected = {"is up; now online": (1, 1), "User sync: 3 users": (1, 2), "Share pull with": (1, 1)}
     for words, (least, most) in expected.items():
         assert least <= sum(words in line for line in hour) <= most, f"{words!r}:\n{text}"
     assert len(hour) == sum(any(words in line for words in expected) for line in hour), text

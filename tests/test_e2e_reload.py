@@ -7,28 +7,20 @@ every job acknowledged is delivered."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from spooler_harness import RawJobSender, RefServer, free_port, short_tempdir, wait_for
-from test_e2e_terminal import ALICE_PIN, USERS, TerminalClient
+from spooler_harness import RawJobSender, RefServer, free_port, wait_for
+from test_e2e_login import central  # noqa: F401 - the reference server with test_e2e_login's users
+from test_e2e_terminal import TerminalClient
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
-    yield server.start()
-    server.cleanup()
+ALICE_PIN = "735194"  # test_e2e_login's USERS
 
 
 class NotifySocket:
@@ -104,7 +96,7 @@ def test_sighup_reloads_without_dropping_anything(spooler_factory: Any, central:
         assert ready["READY"] == "1" and ready["MAINPID"] == str(spooler.process.pid)
         wait_for(lambda: json.loads(spooler.cli("status", "--json").stdout)["mode"] == "online", timeout=20)
         terminal = TerminalClient(terminal_port)
-        assert terminal.login(ALICE_PIN)[0] == 200
+        assert terminal.login(ALICE_PIN)[0] == 200  # online: the server checks it
         upload = lpd_open_job(spooler.lpd_port)
         sender = RawJobSender(lambda: spooler.raw_port, short_tmp, lambda n: b"%%!PS\n%% job %d\n" % n,
                               prefix="flow")  # fmt: skip

@@ -180,6 +180,16 @@ def playwright_api() -> Any:
     return sync_playwright
 
 
+def launch_chromium(playwright: Any, chromium: str, folder: Path, **options: Any) -> Any:
+    """A headless system Chromium with a fresh profile in `folder`, on UTC and en-GB (a Playwright
+    persistent context: close it at the end)."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=folder))
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True, locale="en-GB",
+        timezone_id="UTC", **options,
+    )  # fmt: skip
+
+
 def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     sync_playwright = playwright_api()
@@ -195,12 +205,8 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     held(spooler, 3)
     wait_for(lambda: all("analysis" in spooler.job(j)["attributes"] for j in (1, 2)), timeout=30, what="analysis")
 
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 800, "height": 480}, locale="en-GB", timezone_id="UTC",
-        )  # fmt: skip
+        browser = launch_chromium(playwright, chromium, tmp_path, viewport={"width": 800, "height": 480})
         try:
             page = browser.new_page()
             outside: list[str] = []
