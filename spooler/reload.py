@@ -92,9 +92,12 @@ class ReloadPlan:
         return sorted(set(self.live) | set(self.restart))
 
 
-def plan(old: Any, new: Any) -> ReloadPlan:
+def plan(old: Any, new: Any, *, pinned: Iterable[str] = ()) -> ReloadPlan:
+    """The changes from `old` to `new`, split into live and restart; keys in `pinned` need a restart
+    whatever their rule says (the running configuration makes them so, e.g. an advertised listener)."""
     changes = changed_keys(old, new)
-    live = {key: values for key, values in changes.items() if applies_live(key, *values)}
+    held = set(pinned)
+    live = {key: values for key, values in changes.items() if key not in held and applies_live(key, *values)}
     return ReloadPlan(live, {key: values for key, values in changes.items() if key not in live})
 
 

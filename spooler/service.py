@@ -502,7 +502,8 @@ class SpoolerService(MultiService):
                      spool_event="config_reload_failed", source=source, error=str(error))  # fmt: skip
             self.notifier.ready("running (the last reload failed: see the log)")
             return
-        changes = plan(old, new)
+        # DNS-SD advertises the IPP listeners' ports as they were at the start.
+        changes = plan(old, new, pinned=("listen.ipp", "listen.ipps") if old.dnssd.enabled else ())
         effective = with_old_values(old, new, changes.restart)
         failed = self._move_listeners(changes.live)
         effective = with_old_values(old, effective, failed)

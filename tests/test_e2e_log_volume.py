@@ -57,12 +57,12 @@ def test_one_idle_hour_writes_a_handful_of_lines(spooler_factory: Any, central: 
     subprocess.run([sys.executable, "-m", "spooler", "admin-user", "add", "m", "--stdin", "--config",
                     str(spooler.config_path)], input="metrics-pass-1\n", text=True, check=True, timeout=60)  # fmt: skip
     spooler.start()
-    started = wait_for(lambda: len(spooler.stderr().splitlines()) if "started" in spooler.stderr() else None,
-                       what="the start line")  # fmt: skip
+    wait_for(lambda: "started: state" in spooler.stderr(), what="the start line")
     begin = probes(admin_port)
     wait_for(lambda: probes(admin_port) >= begin + HOUR, timeout=HOUR / SPEED * 4, interval=0.5,
              what="3600 probes of the central server")  # fmt: skip
-    hour = spooler.stderr().splitlines()[started:]
+    lines = spooler.stderr().splitlines()
+    hour = lines[next(n for n, line in enumerate(lines) if "started: state" in line) + 1:]  # after the start
     spooler.stop()
 
     levels = Counter(match.group(1) for line in hour if (match := LINE.match(line)))

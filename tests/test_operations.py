@@ -82,6 +82,10 @@ def test_a_reload_plan_keeps_the_old_value_of_keys_that_wait(tmp_path: Path) -> 
     running = with_old_values(old, new, changes.restart)
     assert (running.device.name, running.limits.max_connections, running.server) == ("branch-1", 20, None)
     assert plan(old, running).changed == ["limits.max_connections"]
+    moved = config(tmp_path, device={"name": "branch-1"}, limits={"max_connections": 10},
+                   listen={"ipp": "tcp:9999:interface=127.0.0.1"})
+    assert list(plan(old, moved).live) == ["listen.ipp"]
+    assert list(plan(old, moved, pinned=["listen.ipp"]).restart) == ["listen.ipp"]  # e.g. advertised by DNS-SD
     assert "source" not in flatten(old) and flatten(old)["device.name"] == "branch-1"
 
 
