@@ -4,6 +4,9 @@
     python bench/page_count.py --quick    # smaller files, 3 runs
     python bench/page_count.py --json     # figures as one JSON object on stdout
 
+PostScript is counted by running it in Ghostscript: its case measures the drivers next to the same
+gs ink_cov render alone, in the same run (the ratio is printed at the end).
+
 Every measurement is a fresh process (interpreter start included), timed from spawn to exit, with
 peak RSS from wait4(); "in-process" is the analysis alone (interpreter and imports excluded). Medians
 of --runs runs. Files are generated in a temporary folder under --tmp and removed at the end.
@@ -27,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+GS_ALONE = "gs ink_cov alone"
 
 REGEX_COUNTER = (
     "import mmap,re,sys\n"
@@ -224,8 +229,17 @@ def main() -> int:
                 "regex /Type/Page": [sys.executable, "-c", REGEX_COUNTER, str(path)],
             }))
         ps = folder / "text1000.ps"
-        cases.append(("postscript", ps, {"drivers (DSC)": ours + [str(ps)],
-                                         "grep -c ^%%Page:": ["grep", "-c", "^%%Page:", str(ps)]}))
+        nodsc = folder / "text1000_nodsc.ps"  # every %% comment stripped: only running it counts pages
+        nodsc.write_bytes(b"".join(line for line in ps.read_bytes().splitlines(keepends=True)
+                                   if not line.startswith(b"%%")))
+        for label, path in (("postscript", ps), ("postscript no DSC", nodsc)):
+            cases.append((label, path, {
+                "drivers (gs ink_cov)": ours + [str(path)],
+                # the peer: the same Ghostscript render alone, without our prologue, limits or parsing
+                GS_ALONE: ["gs", "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-r75", "-sDEVICE=ink_cov", "-o", "-",
+                           str(path)],
+                "grep -c ^%%Page:": ["grep", "-c", "^%%Page:", str(path)],
+            }))
         for label, name in (("pcl5 600dpi", "text100.pcl"), ("pclxl 600dpi", "text100.pxl"),
                             ("pwg sRGB 150dpi", "text100.pwg"), ("pwg 1-bit 600dpi", "text100_mono600.pwg"),
                             ("urf sRGB 150dpi", "text100.urf")):
@@ -259,6 +273,11 @@ def main() -> int:
             first = False
     print("in-process without colour detection (pages and sizes only): " + ", ".join(
         f"{e['case']} {e['in_process']['count_only_seconds']:.3f} s" for e in report["cases"][1:]))
+    for entry in report["cases"]:
+        if GS_ALONE in entry["processes"]:
+            ours_s = entry["processes"]["drivers (gs ink_cov)"]["seconds"]
+            gs_s = entry["processes"][GS_ALONE]["seconds"]
+            print(f"{entry['case']}: drivers {ours_s:.3f} s = {ours_s / gs_s:.2f} x gs alone ({gs_s:.3f} s)")
     print(f"colour exact on the corpus: {report['corpus_colour_exact']} samples")
     return 0
 

@@ -37,21 +37,27 @@ def preload() -> None:
     the interpreter and libraries."""
     import pypdf  # noqa: F401
 
-    for optional in ("numpy", "PIL.Image"):  # used by the PDF analyser when installed
+    for optional in ("numpy", "PIL.Image"):  # used by the PDF analyser (declared dependencies)
         try:
             __import__(optional)
         except ImportError:
             pass
     import drivers  # noqa: F401
+    import drivers.ghostscript  # noqa: F401
 
 
 def analyse_one(path: str, declared_format: str | None, *, page_cap: int = 0,
-                memory_limited: bool = False) -> DocumentStats:
-    """drivers.analyze_file under the page cap, with memory exhaustion reported as "memory limit"."""
+                memory_limited: bool = False, render_seconds: float = 0) -> DocumentStats:
+    """drivers.analyze_file under the page cap (and `render_seconds` for Ghostscript), with memory
+    exhaustion reported as "memory limit"."""
+    from dataclasses import replace
+
     from drivers import Limits, analyze_file
     from drivers.stats import unknown
 
     limits = Limits(page_cap=page_cap) if page_cap else Limits()
+    if render_seconds:
+        limits = replace(limits, render_seconds=render_seconds)
     try:
         stats = analyze_file(path, declared_format=declared_format, limits=limits)
     except MemoryError:
@@ -75,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         limit(resource.RLIMIT_AS, args.memory_limit)
     if args.cpu_limit:
         limit(resource.RLIMIT_CPU, args.cpu_limit)
-    stats = analyse_one(args.path, args.format, page_cap=args.page_cap, memory_limited=bool(args.memory_limit))
+    stats = analyse_one(args.path, args.format, page_cap=args.page_cap, memory_limited=bool(args.memory_limit),
+                        render_seconds=max(0, args.cpu_limit - 1))
     json.dump(stats.to_dict(), sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -21,6 +21,18 @@ from drivers.stats import DocumentStats, unknown
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux PR_SET_PDEATHSIG): an
+    analysis worker killed by the spooler, or Ghostscript run by a worker, does not outlive it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the end of stdin still stops a worker between documents
+
+
 def default_timeout(size: int) -> float:
     """30 s plus 0.1 s per MB of document."""
     return 30.0 + 0.1 * size / 1e6

@@ -38,6 +38,8 @@ class Limits:
     """A raster page header claiming more pixels than this is hostile: "unknown"."""
     color: bool = True
     """Detect colour (PDF content streams and images); False counts pages and sizes only."""
+    render_seconds: float = 60.0
+    """Time (CPU and wall clock) a document may take in an interpreter we run (Ghostscript)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,6 @@ class DocumentStats:
     page_info: tuple[PageInfo, ...] = ()
     copies: int | None = None
     sides: str | None = None
-    estimated: bool = False
 
     @property
     def color_pages(self) -> int:
@@ -103,7 +104,7 @@ class DocumentStats:
     def from_dict(cls, data: dict[str, Any]) -> DocumentStats:
         """The inverse of :meth:`to_dict`."""
         pages = tuple(PageInfo(**page) for page in data.get("page_info", ()))
-        names = ("format", "status", "reason", "pages", "copies", "sides", "estimated")
+        names = ("format", "status", "reason", "pages", "copies", "sides")
         return cls(page_info=pages, **{name: data[name] for name in names if name in data})
 
 
@@ -190,8 +191,10 @@ class JobStats:
     impressions_per_copy: int
     impressions: int
     sheets: int
-    color_impressions: int
-    mono_impressions: int
+    color_impressions: int | None
+    """Impressions with colour on them; None when the colour of any impression is unknown."""
+    mono_impressions: int | None
+    """Impressions in black, white and grey only; None when the colour of any impression is unknown."""
     copies_source: str
     sides_source: str
     status: Status = "ok"
@@ -212,7 +215,8 @@ def combine(document: DocumentStats, job: JobOptions = JobOptions()) -> JobStats
     * sides: the document's when it encodes them (PCL ``ESC&l#S``, PCL XL duplex mode, PostScript
       ``/Duplex``, raster headers, PJL DUPLEX); else the job's; else one-sided.
     * number-up (job only): impressions per copy = ceil(pages / number_up); an impression is colour
-      when any page on it is colour (unknown colour counts as mono).
+      when any page on it is colour, mono when every page on it is mono; when any impression's colour
+      is unknown, the colour and mono counts are None (unknown colour is never counted as mono).
     * sheets per copy = ceil(impressions per copy / 2) when two-sided, else impressions per copy;
       each copy starts on a new sheet. Totals are per copy times copies.
     """
@@ -231,31 +235,47 @@ def combine(document: DocumentStats, job: JobOptions = JobOptions()) -> JobStats
     number_up = max(1, job.number_up or 1)
     pages = document.pages
     per_copy = math.ceil(pages / number_up)
-    colors = [p.color is True for p in document.page_info]
-    color_per_copy = sum(1 for i in range(0, len(colors), number_up) if any(colors[i:i + number_up]))
+    color_per_copy, mono_per_copy = impression_colours(document, number_up)
     sheets_per_copy = math.ceil(per_copy / 2) if sides != "one-sided" else per_copy
     return JobStats(
         pages=pages, copies=copies, sides=sides, number_up=number_up,
         impressions_per_copy=per_copy, impressions=per_copy * copies,
         sheets=sheets_per_copy * copies,
-        color_impressions=color_per_copy * copies,
-        mono_impressions=(per_copy - color_per_copy) * copies,
+        color_impressions=None if color_per_copy is None else color_per_copy * copies,
+        mono_impressions=None if mono_per_copy is None else mono_per_copy * copies,
         copies_source=copies_source, sides_source=sides_source,
         status=document.status, reason=document.reason, sizes=document.size_counts(),
     )
 
 
+def impression_colours(document: DocumentStats, number_up: int = 1) -> tuple[int | None, int | None]:
+    """Colour and mono impressions of one copy of `document`, or (None, None) when the colour of
+    any impression is unknown (a page without colour, or fewer page details than pages)."""
+    if len(document.page_info) != document.pages:
+        return (None, None) if document.pages else (0, 0)
+    color = mono = 0
+    for start in range(0, document.pages, max(1, number_up)):
+        sheet = [p.color for p in document.page_info[start:start + max(1, number_up)]]
+        if any(value is True for value in sheet):
+            color += 1
+        elif all(value is False for value in sheet):
+            mono += 1
+        else:
+            return None, None
+    return color, mono
+
+
 def with_pjl(document: DocumentStats, copies: int | None, duplex: bool | None,
              binding: str | None, color: bool | None = None) -> DocumentStats:
-    """Apply a PJL wrapper where the PDL inside did not say: COPIES/QTY, DUPLEX/BINDING, and
-    RENDERMODE=GRAYSCALE (or PLANESINUSE=1), which makes pages of unknown colour mono."""
+    """Apply a PJL wrapper where the PDL inside did not say: COPIES/QTY, DUPLEX/BINDING; and
+    RENDERMODE=GRAYSCALE (or PLANESINUSE=1): the device prints every page in grey, so every page
+    is mono, whatever colour the PDL inside draws with."""
     changes: dict[str, Any] = {}
     if copies is not None and (document.copies is None or document.copies <= 1):
         changes["copies"] = copies
     if duplex is not None and document.sides is None:
         changes["sides"] = ("one-sided" if not duplex else
                             "two-sided-short-edge" if binding == "shortedge" else "two-sided-long-edge")
-    if color is False and any(p.color is None for p in document.page_info):
-        changes["page_info"] = tuple(replace(p, color=False) if p.color is None else p
-                                     for p in document.page_info)
+    if color is False and any(p.color is not False for p in document.page_info):
+        changes["page_info"] = tuple(replace(p, color=False) for p in document.page_info)
     return replace(document, **changes) if changes else document

@@ -19,25 +19,14 @@ import json
 import math
 import os
 import resource
-import signal
 import sys
 from typing import IO
 
 from drivers.analyze import analyse_one, limit, preload
+from drivers.sandbox import die_with_parent
 
 #: A request line longer than this is not one the spooler wrote.
 MAX_REQUEST = 64 * 1024
-
-
-def _die_with_parent() -> None:
-    """SIGKILL this process if its parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: the end of stdin still stops the worker between documents
 
 
 def _rss() -> int:
@@ -67,7 +56,8 @@ def serve(requests: IO[bytes], replies: IO[str], *, memory_limited: bool) -> int
         if cpu_limit:
             limit(resource.RLIMIT_CPU, math.ceil(_cpu_used()) + cpu_limit)
         stats = analyse_one(str(request["path"]), request.get("format"),
-                            page_cap=int(request.get("page_cap") or 0), memory_limited=memory_limited)
+                            page_cap=int(request.get("page_cap") or 0), memory_limited=memory_limited,
+                            render_seconds=max(0, cpu_limit - 1))
         replies.write(json.dumps({"stats": stats.to_dict(), "rss": _rss()}) + "\n")
         replies.flush()
         answered += 1
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drivers.worker")
     parser.add_argument("--memory-limit", type=int, default=0)
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     # The replies get a private copy of stdout; fd 1 goes to stderr, so that a library printing
     # something cannot break the protocol.
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")

@@ -94,10 +94,9 @@ def _gs(device: str, source: Path, target: Path, *options: str) -> None:
 
 
 def _entry(fmt: str, pages: int, colors: list[bool | None] | None, sizes: list[str],
-           copies: int | None = None, sides: str | None = None, status: str = "ok",
-           estimated: bool = False) -> dict[str, Any]:
+           copies: int | None = None, sides: str | None = None, status: str = "ok") -> dict[str, Any]:
     return {"format": fmt, "status": status, "pages": pages, "colors": colors, "sizes": sizes,
-            "copies": copies, "sides": sides, "estimated": estimated}
+            "copies": copies, "sides": sides}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,14 +135,42 @@ def main(argv: list[str] | None = None) -> int:
 
     ps = "application/postscript"
     _gs("ps2write", out / "mixed_letter_4p.pdf", out / "mixed_4p.ps")
-    expected["mixed_4p.ps"] = _entry(ps, 4, [None] * 4, [LETTERN] * 4)
-    (out / "nodsc_2p.ps").write_bytes(
+    # PostScript is run in Ghostscript: its colour is known page by page.
+    expected["mixed_4p.ps"] = _entry(ps, 4, mixed, [LETTERN] * 4)
+    (out / "nodsc_proc_3p.ps").write_bytes(
         b"%!PS\n/p { showpage } def\n/Helvetica findfont 12 scalefont setfont\n"
         b"72 720 moveto (one) show showpage\n72 720 moveto (two) show p\n"
         b"72 720 moveto (three) show showpage\n")
-    # `p` is a procedure calling showpage: the rough estimate sees 2 of the 3 pages.
-    # No colour operator anywhere in these two: mono for sure.
-    expected["nodsc_2p.ps"] = _entry(ps, 2, [False] * 2, ["job-media"] * 2, estimated=True)
+    # `p` is a procedure calling showpage; no page size set: the job's media decides.
+    expected["nodsc_proc_3p.ps"] = _entry(ps, 3, [False] * 3, ["job-media"] * 3)
+    (out / "showpage_in_procs_12p.ps").write_bytes(
+        b"%!PS\n<< /PageSize [595 842] >> setpagedevice\n/Helvetica findfont 12 scalefont setfont\n"
+        b"/page { 72 720 moveto 0.3 0.3 0.3 setrgbcolor (grey in RGB) show showpage } bind def\n"
+        b"/twice { page page } def\n1 1 6 { pop twice } for\n")
+    # No DSC comment at all, every showpage inside a procedure called from a loop: 12 pages.
+    expected["showpage_in_procs_12p.ps"] = _entry(ps, 12, [False] * 12, [A4N] * 12)
+    (out / "copypage_numcopies_2p.ps").write_bytes(
+        b"%!PS\n<< /PageSize [612 792] /NumCopies 3 >> setpagedevice\n"
+        b"/Helvetica findfont 12 scalefont setfont\n72 720 moveto (first) show copypage\n"
+        b"72 700 moveto (second, on top of the first) show showpage\n")
+    # copypage prints a page (and keeps its marks); /NumCopies 3 prints each page three times.
+    expected["copypage_numcopies_2p.ps"] = _entry(ps, 2, [False] * 2, [LETTERN] * 2, copies=3)
+    grey_image = bytes(v for v in range(0, 256, 16) for _ in range(3)) * 16
+    colour_image = bytes(b for v in range(0, 256, 16) for b in (v, 255 - v, 128)) * 16
+    (out / "colour_and_grey_5p.ps").write_bytes(
+        b"%!PS-Adobe-3.0\n%%Pages: 5\n%%EndComments\n<< /PageSize [612 792] >> setpagedevice\n"
+        b"/Helvetica findfont 24 scalefont setfont\n"
+        b"%%Page: 1 1\n0.5 0.5 0.5 setrgbcolor 72 600 200 100 rectfill\n"
+        b"0 0 0 setrgbcolor 72 500 moveto (black drawn in RGB) show showpage\n"
+        b"%%Page: 2 2\n1 0 0 setrgbcolor 72 500 moveto (red text) show showpage\n"
+        b"%%Page: 3 3\n0 0 0 0.7 setcmykcolor 72 600 200 100 rectfill 0.4 setgray 72 400 200 100 rectfill"
+        b" showpage\n"
+        b"%%Page: 4 4\ngsave 72 400 translate 256 256 scale 16 16 8 [16 0 0 16 0 0] <"
+        + grey_image.hex().encode() + b"> false 3 colorimage grestore showpage\n"
+        b"%%Page: 5 5\ngsave 72 400 translate 256 256 scale 16 16 8 [16 0 0 16 0 0] <"
+        + colour_image.hex().encode() + b"> false 3 colorimage grestore showpage\n%%EOF\n")
+    # Grey and black drawn in RGB, K-only CMYK, setgray and an RGB image of grey pixels are mono.
+    expected["colour_and_grey_5p.ps"] = _entry(ps, 5, [False, True, False, False, True], [LETTERN] * 5)
     (out / "duplex_copies_1p.ps").write_bytes(
         b"%!PS-Adobe-3.0\n%%Pages: 1\n%%DocumentMedia: A4 595 842 0 () ()\n%%EndComments\n"
         b"<< /Duplex true /NumCopies 3 >> setpagedevice\n%%Page: 1 1\nshowpage\n%%EOF\n")

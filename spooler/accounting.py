@@ -5,7 +5,8 @@ The store writes the record in the same transaction as the job's final state (Jo
 with a `RecordMaker`); spooler.outbox sends it to the central server; spooler.report sums it up.
 
 Figures the analysis could not establish are `None` with `"analysis": "unknown"` (or `"pending"`
-while it runs): a record never carries a guessed figure.
+while it runs): a record never carries a guessed figure. Pages known but colour not (a page whose
+colour could not be told) leave `color_pages` and `mono_pages` None with `"analysis": "ok"`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def analysis_pending(job: Job, documents: Sequence[Document], *, analysis_enable
     return analysis_enabled and bool(documents) and "analysis" not in job.attributes and not job.files_removed
 
 
+def _known(value: Any) -> int | None:
+    """A figure the analysis may not have established (colour): None stays None, never 0."""
+    return None if value is None else int(value)
+
+
 def _duplex(sides: str | None) -> bool | None:
     if sides is None:
         return None
@@ -119,8 +125,8 @@ def build_record(
             "pages": int(analysis["pages"]),
             "impressions": int(analysis["impressions"]),
             "sheets": int(analysis["sheets"]),
-            "color_pages": int(analysis["color_impressions"]),
-            "mono_pages": int(analysis["mono_impressions"]),
+            "color_pages": _known(analysis.get("color_impressions")),
+            "mono_pages": _known(analysis.get("mono_impressions")),
         }
         sides = analysis.get("sides") or sides
         sizes = {str(name): int(count) for name, count in (analysis.get("sizes") or {}).items()}

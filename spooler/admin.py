@@ -10,33 +10,26 @@ client. Routes:
     POST /v1/flush                      body {"job_ids": [..]} or {} for every waiting job
     POST /v1/login                      body {"method", "secret", "user", "terminal"} (spooler.login)
     GET  /v1/users                      who can log in offline; POST /v1/users/sync; POST /v1/keys/rotate
+
+Errors are `{"error", "code"}` with a 4xx/5xx status (spooler.web); a body over MAX_BODY is refused
+with 413 before it is read.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 
 from spooler.jobs import JobService
 from spooler.model import IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
+from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
 
 log = Logger(namespace="spooler.admin")
 
 MAX_BODY = 64 * 1024
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
@@ -49,8 +42,8 @@ def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
     return detail
 
 
-class AdminResource(Resource):
-    isLeaf = True
+class AdminResource(JsonResource):
+    name = "admin"
 
     def __init__(self, service: JobService, status: Callable[[], dict[str, Any]], login: Any = None) -> None:
         super().__init__()
@@ -58,50 +51,7 @@ class AdminResource(Resource):
         self._status = status
         self._login = login  # spooler.login.runtime.LoginRuntime: its routes answer with Deferreds
 
-    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
-        request.setHeader(b"content-type", b"application/json")
-        try:
-            result = self._route(request)
-            if isinstance(result, Deferred):
-                return self._later(request, result)
-            request.setResponseCode(200)
-            return json.dumps(result).encode("utf-8")
-        except ApiError as error:
-            request.setResponseCode(error.status)
-            return json.dumps({"error": str(error), "code": error.code}).encode("utf-8")
-        except Exception as error:  # noqa: BLE001 - an admin request must never take the daemon down
-            log.failure("Admin request failed")
-            request.setResponseCode(500)
-            return json.dumps({"error": f"internal error: {error}", "code": "internal"}).encode("utf-8")
-
-    def _later(self, request: Request, result: Deferred[Any]) -> int:
-        """Answer when the Deferred fires (a login, a sync); a RouteError becomes its status."""
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
-        def answer(value: Any) -> None:
-            if not gone:
-                request.setResponseCode(200)
-                request.write(json.dumps(value).encode("utf-8"))
-                request.finish()
-
-        def failed(failure: Failure) -> None:
-            status = getattr(failure.value, "status", None)
-            code = getattr(failure.value, "code", None)
-            if isinstance(status, int) and isinstance(code, str):
-                body = {"error": str(failure.value), "code": code, **getattr(failure.value, "extra", {})}
-            else:
-                log.failure("Admin request failed", failure)
-                status, body = 500, {"error": f"internal error: {failure.getErrorMessage()}", "code": "internal"}
-            if not gone:
-                request.setResponseCode(status)
-                request.write(json.dumps(body).encode("utf-8"))
-                request.finish()
-
-        result.addCallbacks(answer, failed)
-        return NOT_DONE_YET
-
-    def _route(self, request: Request) -> Any:
+    def dispatch(self, request: Request) -> Any:
         method = request.method.decode("ascii", "replace")
         path = [segment.decode("utf-8", "replace") for segment in request.postpath if segment]
         if path[:1] != ["v1"]:
@@ -159,15 +109,11 @@ class AdminResource(Resource):
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:
-        raw = request.content.read(MAX_BODY + 1) if request.content else b""
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, "too-large", "request body too large")
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "bad-request", "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad-request", "the body must be a JSON object")
+        body: dict[str, Any] = read_json(request, empty={})
         return body
+
+
+def build_admin_site(resource: AdminResource, reactor: Any, max_connections: int) -> LimitedSite:
+    """The admin API's site (on the UNIX socket: no per-address limit, every client is the admin)."""
+    return LimitedSite(resource, reactor=reactor, name="admin", max_body=MAX_BODY,
+                       limits=HttpLimits(max_connections=max_connections, idle_timeout=60.0))

@@ -293,10 +293,16 @@ class AnalysisRunner:
         return gatherResults(ended).addCallback(lambda _: None)
 
 
-def job_analysis(documents: list[DocumentStats], *, copies: int, sides: str | None) -> dict[str, Any]:
+def _sum_known(values: list[int | None]) -> int | None:
+    return None if any(value is None for value in values) else sum(v for v in values if v is not None)
+
+
+def job_analysis(documents: list[DocumentStats], *, copies: int | None, sides: str | None,
+                 number_up: int = 1) -> dict[str, Any]:
     """The job's figures from its documents' statistics and its own options (copies, sides): the
-    rules live in drivers.combine; this only adds the documents up."""
-    options = JobOptions(copies=copies, sides=sides)
+    rules live in drivers.combine; this only adds the documents up. The job's record and
+    `spooler analyze` both take their figures from here."""
+    options = JobOptions(copies=copies, sides=sides, number_up=number_up)
     per_document = [combine(document, options) for document in documents]
     ok = all(document.status == "ok" for document in documents)
     sizes: dict[str, int] = {}
@@ -308,12 +314,13 @@ def job_analysis(documents: list[DocumentStats], *, copies: int, sides: str | No
         "status": "ok" if ok else "unknown",
         "reason": "; ".join(reasons),
         "pages": sum(s.pages for s in per_document),
-        "copies": max((s.copies for s in per_document), default=copies),
+        "copies": max((s.copies for s in per_document), default=copies or 1),
         "sides": per_document[0].sides if per_document else (sides or "one-sided"),
         "impressions": sum(s.impressions for s in per_document),
         "sheets": sum(s.sheets for s in per_document),
-        "color_impressions": sum(s.color_impressions for s in per_document),
-        "mono_impressions": sum(s.mono_impressions for s in per_document),
+        # None (unknown) as soon as one document's colour is unknown: never counted as mono.
+        "color_impressions": _sum_known([s.color_impressions for s in per_document]),
+        "mono_impressions": _sum_known([s.mono_impressions for s in per_document]),
         "sizes": sizes,
         # Per-page details stay out of the job's record (a 1000-page job would bloat it).
         "documents": [{k: v for k, v in document.to_dict().items() if k != "page_info"} for document in documents],

@@ -9,13 +9,15 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
-from twisted.internet.protocol import Protocol
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.error import TimeoutError as ConnectTimeoutError
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from .model import SpoolerError
+from .web import AnswerTooLarge, read_capped
 
 #: The largest answer the spooler reads from the API (a sync of 100 users is well under 1 MB).
 MAX_ANSWER = 10 * 1024 * 1024
@@ -27,6 +29,12 @@ class CentralApiError(SpoolerError):
 
 class CentralApiDown(CentralApiError):
     """No usable answer: refused, reset, timed out, 5xx, or not JSON. The server counts as down."""
+
+
+class CentralApiInDoubt(CentralApiDown):
+    """The request went out and no answer came (timeout, reset): the server may have acted on it.
+    For an idempotent call this is just "down"; for one that is not (PaperCut's api.processJob) the
+    caller must not send it again blindly."""
 
 
 class CentralApiRefused(CentralApiError):
@@ -54,7 +62,10 @@ ACCOUNTING = Deadline(5.0, 30.0)
 
 
 class CentralApi:
-    """Calls `base_url` (".../api/v1/") on the given reactor. Every call ends by its deadline."""
+    """Calls `base_url` (".../api/v1/") on the given reactor. Every call ends by its deadline.
+    This is the "generic" central backend (spooler.central): it can do everything the API offers."""
+
+    kind = "generic"
 
     def __init__(self, reactor: Any, base_url: str) -> None:
         self._reactor = reactor
@@ -72,40 +83,64 @@ class CentralApi:
     def call(self, method: str, path: str | tuple[str, ...], body: Any = None, *, deadline: Deadline,
              query: dict[str, str] | None = None) -> Any:  # fmt: skip
         """The decoded JSON answer of a 2xx; raises CentralApiRefused (4xx) or CentralApiDown."""
-        agent = Agent(self._reactor, contextFactory=BrowserLikePolicyForHTTPS(), connectTimeout=deadline.connect)
-        headers = Headers({b"Accept": [b"application/json"], b"User-Agent": [b"branch-spooler"]})
-        producer = None
+        headers = {b"Accept": [b"application/json"]}
+        encoded = None
         if body is not None:
-            headers.addRawHeader(b"Content-Type", b"application/json")
+            headers[b"Content-Type"] = [b"application/json"]
             # bytes: a body already encoded as JSON (the accounting outbox joins stored records as they are)
-            producer = BytesProducer(body if isinstance(body, bytes) else json.dumps(body).encode())
-        pending: list[Deferred[Any]] = [agent.request(method.encode(), self.url(path, query).encode(), headers, producer)]
-        timer = self._reactor.callLater(deadline.total, lambda: pending[0].cancel())
-        try:
-            response = yield pending[0]
-            if response.length not in (None, UNKNOWN_LENGTH) and response.length > MAX_ANSWER:
-                response.deliverBody(_Discard())
-                raise CentralApiDown(f"{method} {path}: an answer of {response.length} bytes is too large")
-            pending[0] = readBody(response)
-            data = yield pending[0]
-        except CentralApiError:
-            raise
-        except Exception as error:  # refused, reset, DNS, TLS, cancelled by the deadline
-            raise CentralApiDown(f"{method} {path}: {type(error).__name__}: {error}") from None
-        finally:
-            if timer.active():
-                timer.cancel()
-        try:
-            answer = json.loads(data)
-        except ValueError:
-            raise CentralApiDown(f"{method} {path}: answer {response.code} is not JSON") from None
-        if response.code >= 500:
-            raise CentralApiDown(f"{method} {path}: {response.code} {_error_text(answer)}")
-        if response.code >= 400:
-            raise CentralApiRefused(response.code, _error_text(answer))
-        if response.code >= 300:
-            raise CentralApiDown(f"{method} {path}: unexpected {response.code}")
-        return answer
+            encoded = body if isinstance(body, bytes) else json.dumps(body).encode()
+        what = f"{method} {path if isinstance(path, str) else '/'.join(path)}"
+        code, data = yield http_request(self._reactor, method, self.url(path, query), headers, encoded,
+                                        deadline=deadline, what=what)  # fmt: skip
+        return json_answer(what, code, data)
+
+
+def json_answer(what: str, code: int, data: bytes) -> Any:
+    """The decoded JSON of a 2xx answer; CentralApiRefused for a 4xx, CentralApiDown for anything else."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise CentralApiDown(f"{what}: answer {code} is not JSON") from None
+    if code >= 500:
+        raise CentralApiDown(f"{what}: {code} {_error_text(answer)}")
+    if code >= 400:
+        raise CentralApiRefused(code, _error_text(answer))
+    if code >= 300:
+        raise CentralApiDown(f"{what}: unexpected {code}")
+    return answer
+
+
+#: Failures that prove the request never reached the server (it cannot have acted on it).
+NOT_SENT = (ConnectError, DNSLookupError, ConnectingCancelledError, ConnectTimeoutError)
+
+
+@inlineCallbacks
+def http_request(reactor: Any, method: str, url: str, headers: dict[bytes, list[bytes]], body: bytes | None, *,
+                 deadline: Deadline, what: str) -> Any:  # fmt: skip
+    """(status, body) of one HTTP request that ends by its deadline. A failure is CentralApiDown, or
+    CentralApiInDoubt when the request may have reached the server (sent, then no answer)."""
+    agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(), connectTimeout=deadline.connect)
+    all_headers = Headers({b"User-Agent": [b"branch-spooler"], **headers})
+    producer = BytesProducer(body) if body is not None else None
+    pending: list[Deferred[Any]] = [agent.request(method.encode(), url.encode(), all_headers, producer)]
+    timer = reactor.callLater(deadline.total, lambda: pending[0].cancel())
+    try:
+        response = yield pending[0]
+        # Counted as it arrives: the cap holds for a chunked answer (no Content-Length) too.
+        pending[0] = read_capped(response, MAX_ANSWER)
+        data = yield pending[0]
+    except AnswerTooLarge as error:
+        raise CentralApiDown(f"{what}: {error}") from None
+    except CentralApiError:
+        raise
+    except NOT_SENT as error:
+        raise CentralApiDown(f"{what}: {type(error).__name__}: {error}") from None
+    except Exception as error:  # reset, cancelled by the deadline after the request went out, TLS
+        raise CentralApiInDoubt(f"{what}: {type(error).__name__}: {error}") from None
+    finally:
+        if timer.active():
+            timer.cancel()
+    return response.code, data
 
 
 def _error_text(answer: Any) -> str:
@@ -133,9 +168,4 @@ class BytesProducer:
         pass
 
     def stopProducing(self) -> None:
-        pass
-
-
-class _Discard(Protocol):
-    def dataReceived(self, data: bytes) -> None:
         pass

@@ -248,8 +248,10 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
         fields.append(("pages", f"unknown: {analysis['reason']}"))
     else:
         sizes = ", ".join(f"{name} x{count}" for name, count in analysis["sizes"].items())
+        colour = ("colour unknown" if analysis.get("color_impressions") is None or analysis.get("mono_impressions") is None
+                  else f"{analysis['color_impressions']} colour, {analysis['mono_impressions']} mono")
         fields.append(("pages", f"{analysis['pages']} page(s), {analysis['impressions']} impression(s) "
-                                f"({analysis['color_impressions']} colour, {analysis['mono_impressions']} mono), "
+                                f"({colour}), "
                                 f"{analysis['sheets']} sheet(s) {analysis['sides']}; {sizes}"))  # fmt: skip
     for document in job.get("documents", []):
         note = " (removed)" if job["files_removed"] else ""
@@ -307,6 +309,10 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         lines.append(f"mode        {status['mode']}{since}")
         why = f": {server['detail']}" if server.get("detail") else ""
         lines.append(f"server      {server['uri']} {server['state']}{why}")
+    central = status.get("central")
+    if central:
+        lines.append(f"central api {central['kind']} at {central['api_url']}")
+        lines += [f"            cannot: {limit}" for limit in central["capabilities"]["limits"]]
     offline = status.get("offline")
     if offline:
         lines.append(f"offline     since {_when(offline['since'])} ({_duration(time.time() - offline['since'])}): "
@@ -324,7 +330,7 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
     accounting = status.get("accounting")
     if accounting and accounting["state"].startswith("local only"):
-        lines.append(f"accounting  {accounting['records']} record(s), kept locally (no [server] api_url)")
+        lines.append(f"accounting  {accounting['records']} record(s), kept locally {accounting['state'][len('local only '):]}")
     elif accounting:
         lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
                      f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
@@ -540,28 +546,45 @@ def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
+    from spooler.store import IN_DOUBT
+
     store = _accounting_store(config)
     try:
+        if args.resolve is not None:
+            job_text, verdict = args.resolve
+            if not job_text.isdigit() or verdict not in ("imported", "resend"):
+                raise CommandError("--resolve takes a job number and imported or resend")
+            job_id = int(job_text)
+            if not store.resolve_in_doubt(job_id, imported=verdict == "imported", now=time.time()):
+                raise CommandError(f"job {job_id} has no accounting record in doubt")
+            out.write(f"job {job_id}: " + ("marked as imported by the server\n" if verdict == "imported" else
+                                           "will be sent again\n"))  # fmt: skip
+            return EXIT_OK
         cutoff = time.time() - config.accounting.max_age
         counts = store.outbox_counts(not_before=cutoff)
         expired = store.unsent_records(before=cutoff, limit=args.limit)
-        rejected = [r for r in store.unsent_records(limit=None) if r["_rejected"]][: args.limit]
+        unsent = [r for r in store.unsent_records(limit=None) if r["_rejected"]]
+        rejected = [r for r in unsent if not r["_rejected"].startswith(IN_DOUBT)][: args.limit]
+        in_doubt = [r for r in unsent if r["_rejected"].startswith(IN_DOUBT)][: args.limit]
         uploads = store.uploads(args.limit)
     finally:
         store.close()
     api = config.server.api_url if config.server is not None else None
     if args.json:
         public = [{k: v for k, v in r.items() if not k.startswith("_")} | {"rejected": r["_rejected"]}
-                  for r in expired + rejected]  # fmt: skip
+                  for r in expired + rejected + in_doubt]  # fmt: skip
         _print_json(out, {"api_url": api, "max_age": config.accounting.max_age, **counts,
-                          "expired_records": public[: len(expired)], "rejected_records": public[len(expired):],
-                          "uploads": uploads})  # fmt: skip
+                          "expired_records": public[: len(expired)],
+                          "rejected_records": public[len(expired): len(expired) + len(rejected)],
+                          "in_doubt_records": public[len(expired) + len(rejected):], "uploads": uploads})  # fmt: skip
         return EXIT_OK
     out.write(f"records     {counts['records']}: {counts['sent']} sent, {counts['waiting']} waiting"
               f" ({counts['pending_analysis']} for their page figures), {counts['expired']} too old to send"
-              f" (kept locally), {counts['rejected']} refused by the server\n")  # fmt: skip
+              f" (kept locally), {counts['rejected']} refused by the server, {counts['in_doubt']} in doubt\n")  # fmt: skip
     out.write(f"server      {api or 'none configured ([server] api_url): records stay local'}\n")
-    for title, listed in (("too old to send", expired), ("refused by the server", rejected)):
+    doubt_title = ("in doubt (sent, no answer; the server does not deduplicate): check it, then"
+                   " spooler outbox --resolve JOB imported|resend")  # fmt: skip
+    for title, listed in (("too old to send", expired), ("refused by the server", rejected), (doubt_title, in_doubt)):
         if listed:
             out.write(f"\n{title}:\n")
             rows = [[str(r["job_id"]), r["record_id"], r["user"], r["outcome"], _when(r["_finished_at"]),
@@ -574,6 +597,47 @@ def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
                  "" if u["duplicates"] is None else str(u["duplicates"]), u["detail"][:60]] for u in uploads]  # fmt: skip
         out.write(table(rows, ["UPLOAD", "STARTED", "RECORDS", "OUTCOME", "ACCEPTED", "DUPLICATES", "DETAIL"]) + "\n")
     return EXIT_OK
+
+
+def cmd_server_check(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Try the configured central backend: its secrets, its health, one read call; say what works."""
+    from spooler.central import make_backend
+    from spooler.central.base import SecretError
+    from spooler.central.check import Step, render, run_checks, secret_steps
+
+    server = config.server
+    if server is None or not server.api_url:
+        raise CommandError("no central server API is configured ([server] api_url)")
+    steps = secret_steps(config)
+    if all(step.ok for step in steps):
+        from twisted.internet import reactor
+        from twisted.internet.defer import ensureDeferred
+
+        results: list[Any] = []
+
+        def go() -> None:
+            try:
+                backend = make_backend(config, reactor, lambda f, *a: ensureDeferred(_now(f, *a)))
+            except SecretError as error:
+                results.append([Step("secrets", False, str(error))])
+                reactor.stop()
+                return
+            run_checks(config, backend).addBoth(results.append).addBoth(lambda _: reactor.stop())
+
+        reactor.callWhenRunning(go)
+        reactor.run(installSignalHandlers=False)
+        steps += results[0] if results and isinstance(results[0], list) else [Step("checks", False, str(results))]
+    else:
+        steps += [Step("health", None, "not tried: a secret is missing"), Step("read call", None, "not tried")]
+    if args.json:
+        _print_json(out, {"kind": server.kind, "api_url": server.api_url, "steps": [s.as_dict() for s in steps]})
+    else:
+        out.write(render(config, steps))
+    return EXIT_OK if all(step.ok for step in steps) else EXIT_FAILED
+
+
+async def _now(function: Any, *args: Any) -> Any:
+    return function(*args)
 
 
 # -- offline login: users and keys ----------------------------------------------------------------
@@ -776,8 +840,11 @@ _SHORT_FORMATS = {
 
 
 def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    """Page statistics of documents (no daemon needed): a table, or JSON with --json."""
-    from drivers import JobOptions, analyze_file, combine
+    """Page statistics of documents (no daemon needed): a table, or JSON with --json. Each document
+    is analysed as the daemon analyses a job's (the same child code, memory limit and page cap) and
+    its figures come from the same function as a job's record (spooler.analysis.job_analysis)."""
+    from drivers.sandbox import analyze_isolated
+    from spooler.analysis import job_analysis
 
     for path in args.files:
         try:
@@ -785,28 +852,33 @@ def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
                 pass
         except OSError as error:
             raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
-    job = JobOptions(copies=args.copies, sides=args.sides, number_up=args.number_up)
     results = []
     for path in args.files:
-        document = analyze_file(path)
-        results.append((str(path), document, combine(document, job)))
+        document = analyze_isolated(path, memory_limit=config.analysis.memory_limit,
+                                    page_cap=config.analysis.page_cap)  # fmt: skip
+        figures = job_analysis([document], copies=args.copies, sides=args.sides, number_up=args.number_up)
+        results.append((str(path), document, figures))
     if args.json:
-        out.write(json.dumps([{"file": name, "document": document.to_dict(), "job": stats.to_dict()}
-                              for name, document, stats in results], indent=2) + "\n")
+        out.write(json.dumps([{"file": name, "document": document.to_dict(), "job": figures}
+                              for name, document, figures in results], indent=2) + "\n")
         return EXIT_OK
-    header = ("FILE", "FORMAT", "PAGES", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS")
+    header = ("FILE", "FORMAT", "PAGES", "PRINTED", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS")
     rows = [header]
-    for name, document, stats in results:
-        known = document.status == "ok"
-        colour = str(document.color_pages) if known and any(p.color is not None for p in document.page_info) else "?"
-        mono = str(document.mono_pages) if colour != "?" else "?"
-        sizes = ",".join(f"{size}:{count}" for size, count in document.size_counts().items()) or "-"
+    for name, document, figures in results:
+        known = figures["status"] == "ok"
+
+        def figure(key: str) -> str:
+            value = figures[key]
+            return str(value) if known and value is not None else "?"
+
+        sizes = ",".join(f"{size}:{count}" for size, count in figures["sizes"].items()) or "-"
         status = document.status + (f" ({document.reason})" if document.reason else "")
-        rows.append((name, _SHORT_FORMATS.get(document.format, document.format), str(document.pages),
-                     colour, mono, str(stats.sheets) if known else "?", sizes, status))
+        rows.append((name, _SHORT_FORMATS.get(document.format, document.format), figure("pages"),
+                     figure("impressions"), figure("color_impressions"), figure("mono_impressions"),
+                     figure("sheets"), sizes, status))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
-        cells = [cell.rjust(width) if 2 <= i <= 5 else cell.ljust(width)
+        cells = [cell.rjust(width) if 2 <= i <= 6 else cell.ljust(width)
                  for i, (cell, width) in enumerate(zip(row, widths))]
         out.write("  ".join(cells + [row[-1]]) + "\n")
     return EXIT_OK
@@ -893,7 +965,15 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", parents=[common, json_option],
                                  help="accounting records waiting for the central server, too old to send, uploads")
     outbox.add_argument("--limit", type=_job_id, default=20, metavar="N", help="list at most N of each (default 20)")
+    outbox.add_argument("--resolve", nargs=2, metavar=("JOB", "imported|resend"), type=str, default=None,
+                        help="settle a record in doubt: the server has it (imported) or not (resend)")
     outbox.set_defaults(handler=cmd_outbox)
+
+    server = commands.add_parser("server", help="the central server")
+    server_commands = server.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+    server_check = server_commands.add_parser("check", parents=[common, json_option],
+                                              help="try the configured central backend and say what works")
+    server_check.set_defaults(handler=cmd_server_check)
 
     users = commands.add_parser("users", help="offline login: the users this device knows")
     users_commands = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)

@@ -86,6 +86,8 @@ class LimitsConfig:
     max_job_size: int = 2 * 1024**3
     idle_timeout: float = 300.0
     max_connections: int = 100
+    max_connections_per_address: int = 32  # on the HTTP listeners (IPP, IPPS, terminal, login sharing)
+    header_timeout: float = 20.0  # an HTTP request's head must arrive within this, whatever trickles in
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,19 @@ class ServerConfig:
     connect_timeout: float = 2.0
     io_timeout: float = 30.0
     api_url: str | None = None  # the HTTP JSON API (docs/central-api.md): logins, user sync, accounting
+    #: Which product api_url is (spooler.central): "generic" (docs/central-api.md), "papercut" (its
+    #: base URL, http://HOST:9191/), "myq" (its base URL, https://HOST:8093/).
+    kind: str = "generic"
+    auth_token_file: Path | None = None  # papercut: the web services auth token (auth.webservices.auth-token)
+    auth_token_env: str | None = None  # ... or the environment variable that holds it
+    health_key_file: Path | None = None  # papercut: the System Health API key (health.api.key)
+    health_key_env: str | None = None
+    client_id: str | None = None  # myq: the REST API application's client id
+    client_secret_file: Path | None = None  # myq: its client secret
+    client_secret_env: str | None = None
+    scope: str = "users"  # myq: the scopes asked for with client credentials
+    papercut_server: str | None = None  # papercut: "server" of imported jobs (default: [device] name)
+    papercut_printer: str | None = None  # papercut: "printer" of imported jobs (default: [device] name)
 
 
 @dataclass(frozen=True)
@@ -524,13 +539,22 @@ def _default_device_name() -> str:
     return host if QUEUE_NAME.match(host) else "spooler"
 
 
-def _server(section: dict[str, Any]) -> ServerConfig | None:
+SERVER_KEYS = ("queue_uri", "probe_interval", "probe_timeout", "down_after", "up_after", "connect_timeout",
+               "io_timeout", "api_url", "kind", "auth_token_file", "auth_token_env", "health_key_file",
+               "health_key_env", "client_id", "client_secret_file", "client_secret_env", "scope", "papercut_server",
+               "papercut_printer")  # fmt: skip
+
+
+def _server(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> ServerConfig | None:
     if not section:
         return None
     if "queue_uri" not in section:
         raise ConfigError("server.queue_uri", "required when [server] is present (where jobs are forwarded)")
     defaults = ServerConfig(queue_uri="")
-    return ServerConfig(
+    kind = _get(section, "server", "kind", _text, defaults.kind)
+    if kind not in ("generic", "papercut", "myq"):
+        raise ConfigError("server.kind", f"expected generic, papercut or myq, got {kind!r}")
+    config = ServerConfig(
         queue_uri=validate_device_uri("server.queue_uri", section["queue_uri"]),
         probe_interval=_get(section, "server", "probe_interval", _positive_duration, defaults.probe_interval),
         probe_timeout=_get(section, "server", "probe_timeout", _positive_duration, defaults.probe_timeout),
@@ -539,7 +563,25 @@ def _server(section: dict[str, Any]) -> ServerConfig | None:
         connect_timeout=_get(section, "server", "connect_timeout", _positive_duration, defaults.connect_timeout),
         io_timeout=_get(section, "server", "io_timeout", _positive_duration, defaults.io_timeout),
         api_url=_get(section, "server", "api_url", _api_url, defaults.api_url),
+        kind=kind,
+        auth_token_file=_get(section, "server", "auth_token_file", resolve, None),
+        auth_token_env=_get(section, "server", "auth_token_env", _text, None),
+        health_key_file=_get(section, "server", "health_key_file", resolve, None),
+        health_key_env=_get(section, "server", "health_key_env", _text, None),
+        client_id=_get(section, "server", "client_id", _text, None),
+        client_secret_file=_get(section, "server", "client_secret_file", resolve, None),
+        client_secret_env=_get(section, "server", "client_secret_env", _text, None),
+        scope=_get(section, "server", "scope", _text, defaults.scope),
+        papercut_server=_get(section, "server", "papercut_server", _text, None),
+        papercut_printer=_get(section, "server", "papercut_printer", _text, None),
     )
+    if config.api_url and kind == "papercut" and not (config.auth_token_file or config.auth_token_env):
+        raise ConfigError("server.auth_token_file", "kind papercut needs the web services auth token: "
+                          "auth_token_file or auth_token_env")  # fmt: skip
+    if config.api_url and kind == "myq" and not (config.client_id and (config.client_secret_file
+                                                                       or config.client_secret_env)):
+        raise ConfigError("server.client_id", "kind myq needs client_id and client_secret_file or client_secret_env")
+    return config
 
 
 def _api_url(key: str, value: Any) -> str:
@@ -642,7 +684,8 @@ def config_from_mapping(
                                 "max_request_size", "multiple_operation_timeout", "authentication", "users_file",
                                 "allow_basic_without_tls", "tls_certificate", "tls_key"))  # fmt: skip
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
-    limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections"))
+    limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections", "max_connections_per_address",
+                                      "header_timeout"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
     device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket", "listen", "users_file"))
@@ -678,8 +721,7 @@ def config_from_mapping(
         memory_limit=_get(analysis, "analysis", "memory_limit", parse_size, AnalysisConfig.memory_limit),
         page_cap=_get(analysis, "analysis", "page_cap", _positive_int, AnalysisConfig.page_cap),
     )
-    server_config = _server(_section(raw, "server", ("queue_uri", "probe_interval", "probe_timeout", "down_after",
-                                                     "up_after", "connect_timeout", "io_timeout", "api_url")))  # fmt: skip
+    server_config = _server(_section(raw, "server", SERVER_KEYS), resolve)
 
     accounting = _accounting(_section(raw, "accounting", ("batch_size", "max_age", "interval", "retry_initial",
                                                           "retry_max", "analysis_wait")))  # fmt: skip
@@ -731,6 +773,9 @@ def config_from_mapping(
             max_job_size=_get(limits, "limits", "max_job_size", parse_size, LimitsConfig.max_job_size),
             idle_timeout=_get(limits, "limits", "idle_timeout", _positive_duration, LimitsConfig.idle_timeout),
             max_connections=_get(limits, "limits", "max_connections", _positive_int, LimitsConfig.max_connections),
+            max_connections_per_address=_get(limits, "limits", "max_connections_per_address", _positive_int,
+                                             LimitsConfig.max_connections_per_address),
+            header_timeout=_get(limits, "limits", "header_timeout", _positive_duration, LimitsConfig.header_timeout),
         ),
         spool=SpoolConfig(
             min_free_space=_get(spool, "spool", "min_free_space", parse_size, SpoolConfig.min_free_space),

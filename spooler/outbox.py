@@ -24,7 +24,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spooler.centralapi import ACCOUNTING, CentralApiDown, CentralApiRefused
+from spooler.central.base import capabilities_of
+from spooler.centralapi import ACCOUNTING, CentralApiDown, CentralApiInDoubt, CentralApiRefused
 from spooler.config import AccountingConfig
 from spooler.store import JobStore
 
@@ -66,7 +67,10 @@ class Outbox:
         self._clock = clock
         self._config = config
         self._server_usable = server_usable
-        self._limit = config.batch_size
+        self._idempotent = capabilities_of(api).accounting_import == "idempotent"
+        # A server that does not deduplicate gets one record per call: a lost answer leaves one record in doubt.
+        self._batch = config.batch_size if self._idempotent else 1
+        self._limit = self._batch
         self._timer: IDelayedCall | None = None
         self._inflight: Deferred[Any] | None = None
         self._running = False
@@ -190,21 +194,34 @@ class Outbox:
                     self._limit = max(1, len(job_ids) // 2)  # find the record it refuses
                 else:
                     self._store.reject_record(job_ids[0], error.message)
-                    self._limit = self._config.batch_size
+                    self._limit = self._batch
                     log.error(
                         "Accounting: the server refuses the record of job {job_id}: {error}; it is kept locally",
                         spool_event="record_rejected", job_id=job_ids[0], error=error.message,
                     )  # fmt: skip
                 self._schedule(0)
                 return
+        if failure.check(CentralApiInDoubt) and not self._idempotent:
+            # Sent, no answer, and the server does not deduplicate: sending it again could count the job
+            # twice. It waits for an admin (`spooler outbox --resolve`); the others go on.
+            detail = failure.getErrorMessage()
+            for job_id in job_ids:
+                self._store.mark_in_doubt(job_id, detail)
+            log.error(
+                "Accounting: the upload of job {job_id}'s record got no answer and the server does not"
+                " deduplicate; it is kept in doubt for reconciliation (spooler outbox)",
+                spool_event="record_in_doubt", job_id=job_ids[0], error=detail,
+            )  # fmt: skip
+            self._retry(upload, detail, outcome="in doubt")
+            return
         failure.trap(CentralApiDown, CentralApiRefused)
         self._retry(upload, failure.getErrorMessage())
 
-    def _retry(self, upload: int, detail: str) -> None:
+    def _retry(self, upload: int, detail: str, outcome: str = "failed") -> None:
         self.failures += 1
         self.last_error = detail
         delay = retry_delay(self.failures, initial=self._config.retry_initial, maximum=self._config.retry_max)
-        self._store.fail_upload(upload, self._clock.seconds(), "failed", detail)
+        self._store.fail_upload(upload, self._clock.seconds(), outcome, detail)
         log.warn(
             "Accounting upload {upload} failed: {error}; next attempt in {delay:.0f}s",
             spool_event="replication_failed", upload=upload, error=detail, delay=delay, failures=self.failures,

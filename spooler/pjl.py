@@ -537,3 +537,21 @@ def parse_pjl_header(head: bytes) -> PjlHeader | None:
         except Exception:
             pass
         return None
+
+
+def username_insertion(head: bytes, user_line: bytes) -> tuple[bytes, int] | None:
+    """How to give a PJL-framed job a user when it has none (pure): `(prefix, skip)` means "send
+    `prefix`, then the job from byte `skip`"; None when `head` is not PJL (the caller wraps the job
+    whole) and `(b"", 0)` when the job already names its user (left as it is).
+
+    The line goes where the job's own PJL starts (just after its UEL), so it belongs to the job's
+    PJL environment and is not reset by that UEL; `user_line` is a whole ``@PJL SET USERNAME="..."``
+    line with its line end."""
+    header = parse_pjl_header(head)
+    if header is None:
+        return None
+    if header.user is not None:
+        return b"", 0
+    start = _pjl_start(head)
+    assert start is not None  # parse_pjl_header found PJL there
+    return head[:start] + user_line, start

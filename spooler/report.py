@@ -2,7 +2,8 @@
 mode; table, CSV, JSON) and the PDF of `spooler report --pdf` (reportlab, with charts).
 
 `summarize` is pure. Figures are summed over completed jobs whose figures are known; completed jobs
-with unknown figures are counted apart ("unknown"), never estimated; canceled and aborted jobs are
+with unknown figures are counted apart ("unknown"), never estimated; pages printed whose colour is
+unknown are counted apart too ("colour unknown"), never as mono; canceled and aborted jobs are
 counted, not their pages. Days are local calendar days of the job's end.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 GROUPS = ("user", "day", "route", "mode")
-FIGURES = ("pages", "impressions", "sheets", "color_pages", "mono_pages")
+FIGURES = ("pages", "impressions", "sheets", "color_pages", "mono_pages", "color_unknown_pages")
 COUNTS = ("jobs", "completed", "canceled", "aborted", "unknown")
 COLUMNS = (*COUNTS, *FIGURES)
 
@@ -66,6 +67,8 @@ class Row:
     sheets: int = 0
     color_pages: int = 0
     mono_pages: int = 0
+    color_unknown_pages: int = 0
+    """Pages printed (impressions) of counted jobs whose colour is unknown: in neither colour nor mono."""
 
     def add(self, record: dict[str, Any]) -> None:
         self.jobs += 1
@@ -77,8 +80,10 @@ class Row:
         elif outcome == "completed":
             self.completed += 1
             if record.get("analysis") == "ok":
-                for name in FIGURES:
+                for name in ("pages", "impressions", "sheets", "color_pages", "mono_pages"):
                     setattr(self, name, getattr(self, name) + int(record.get(name) or 0))
+                if record.get("color_pages") is None or record.get("mono_pages") is None:
+                    self.color_unknown_pages += int(record.get("impressions") or 0)
             else:
                 self.unknown += 1
 
@@ -109,7 +114,7 @@ def as_table(rows: list[Row], total: Row, by: Sequence[str]) -> list[list[str]]:
 
 
 def headers(by: Sequence[str]) -> list[str]:
-    names = {"color_pages": "COLOUR", "mono_pages": "MONO", "unknown": "UNKNOWN"}
+    names = {"color_pages": "COLOUR", "mono_pages": "MONO", "color_unknown_pages": "COLOUR?", "unknown": "UNKNOWN"}
     return [group.upper() for group in by] + [names.get(name, name.upper()) for name in COLUMNS]
 
 
@@ -232,9 +237,10 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
     ]
     summary = [
         ["Jobs", "Completed", "Canceled", "Aborted", "Doc. pages", "Pages printed", "Sheets", "Colour", "Mono",
-         "Unknown"],
+         "Colour unknown", "Unknown"],
         [str(total.jobs), str(total.completed), str(total.canceled), str(total.aborted), str(total.pages),
-         str(total.impressions), str(total.sheets), str(total.color_pages), str(total.mono_pages), str(total.unknown)],
+         str(total.impressions), str(total.sheets), str(total.color_pages), str(total.mono_pages),
+         str(total.color_unknown_pages), str(total.unknown)],
     ]  # fmt: skip
     story.append(_table(summary, Table, TableStyle, colors))
     document = SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
@@ -246,18 +252,22 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
     story.append(Paragraph(
         "Pages printed are impressions (printed sides, copies included) of completed jobs whose pages were "
         "counted; doc. pages are the documents' own pages. "
-        "\"Unknown\" counts completed jobs whose figures could not be established; they are not estimated.",
+        "\"Unknown\" counts completed jobs whose figures could not be established; they are not estimated. "
+        "\"Colour unknown\" counts pages printed whose colour could not be told: neither colour nor mono.",
         styles["Italic"]))  # fmt: skip
     story.append(Spacer(1, 6 * mm))
     ranked = sorted(by_user, key=lambda row: (-row.impressions, row.key))[:top_users]
     story.append(_bar_chart(
         f"Pages printed per user (top {len(ranked)})" if len(by_user) > top_users else "Pages printed per user",
-        [row.key[0][:14] for row in ranked], [[row.color_pages for row in ranked], [row.mono_pages for row in ranked]],
-        ["colour", "mono"], width, stacked=True,
+        [row.key[0][:14] for row in ranked],
+        [[row.color_pages for row in ranked], [row.mono_pages for row in ranked],
+         [row.color_unknown_pages for row in ranked]],
+        ["colour", "mono", "colour unknown"], width, stacked=True,
     ))  # fmt: skip
     story.append(Spacer(1, 6 * mm))
     pies = Table([[
-        _pie_chart("Colour vs mono (pages printed)", [("colour", total.color_pages), ("mono", total.mono_pages)], width / 2),
+        _pie_chart("Colour vs mono (pages printed)", [("colour", total.color_pages), ("mono", total.mono_pages),
+                                                          ("colour unknown", total.color_unknown_pages)], width / 2),
         _pie_chart("Online vs offline (pages printed)", [(row.key[0], row.impressions) for row in by_mode],
                    width / 2),
     ]], colWidths=[width / 2, width / 2])  # fmt: skip
@@ -267,16 +277,19 @@ def render_pdf(records: list[dict[str, Any]], path: Path, *, title: str, period:
                             [[row.impressions for row in by_day]], ["pages"], width, height=210))  # fmt: skip
     story.append(Spacer(1, 6 * mm))
     story.append(Paragraph("By route and mode", styles["Heading2"]))
-    rows = [["", "Jobs", "Pages printed", "Sheets", "Colour", "Mono", "Unknown"]]
+    rows = [["", "Jobs", "Pages printed", "Sheets", "Colour", "Mono", "Colour unknown", "Unknown"]]
     for label, group in (("route", by_route), ("mode", by_mode)):
         rows += [[f"{label}: {row.key[0]}", str(row.jobs), str(row.impressions), str(row.sheets),
-                  str(row.color_pages), str(row.mono_pages), str(row.unknown)] for row in group]  # fmt: skip
+                  str(row.color_pages), str(row.mono_pages), str(row.color_unknown_pages), str(row.unknown)]
+                 for row in group]  # fmt: skip
     story.append(_table(rows, Table, TableStyle, colors))
     story.append(Spacer(1, 6 * mm))
     story.append(Paragraph("By user", styles["Heading2"]))
-    rows = [["User", "Jobs", "Pages printed", "Sheets", "Colour", "Mono", "Canceled", "Aborted", "Unknown"]]
+    rows = [["User", "Jobs", "Pages printed", "Sheets", "Colour", "Mono", "Colour unknown", "Canceled", "Aborted",
+             "Unknown"]]
     rows += [[row.key[0], str(row.jobs), str(row.impressions), str(row.sheets), str(row.color_pages),
-              str(row.mono_pages), str(row.canceled), str(row.aborted), str(row.unknown)] for row in by_user]  # fmt: skip
+              str(row.mono_pages), str(row.color_unknown_pages), str(row.canceled), str(row.aborted),
+              str(row.unknown)] for row in by_user]  # fmt: skip
     story.append(_table(rows, Table, TableStyle, colors))
     document.build(story, onFirstPage=footer, onLaterPages=footer)
     return pages_written[0]

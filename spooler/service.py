@@ -19,11 +19,10 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from spooler import __version__
 from spooler.accounting import RecordMaker
-from spooler.admin import AdminResource
+from spooler.admin import AdminResource, build_admin_site
 from spooler.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
@@ -40,6 +39,7 @@ from spooler.reload import plan, with_old_values
 from spooler.spoollog import LevelFilter
 from spooler.store import JobStore
 from spooler.systemd import Notifier
+from spooler.web import HttpLimits, LimitedSite
 
 log = Logger(namespace="spooler.service")
 
@@ -198,15 +198,6 @@ def thread_runner(reactor: Any) -> RunInThread:
     return run_in_thread
 
 
-class QuietSite(Site):
-    """The admin API's site: no access log lines (the spool log records what the requests change)."""
-
-    noisy = False
-
-    def log(self, request: object) -> None:
-        pass
-
-
 class SpoolerService(MultiService):
     def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None,
                  notifier: Notifier | None = None, log_levels: LevelFilter | None = None,
@@ -231,6 +222,7 @@ class SpoolerService(MultiService):
         self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
+        self.central: Any = None  # spooler.central backend of [server] api_url (kind generic, papercut, myq)
         self.started_at: float | None = None
 
     def startService(self) -> None:
@@ -273,6 +265,7 @@ class SpoolerService(MultiService):
                 config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
                 connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
+                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
             )  # fmt: skip
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
@@ -298,9 +291,12 @@ class SpoolerService(MultiService):
             self._advertiser().setServiceParent(self)  # after the IPP listener: started after, stopped before
         if config.admin_socket.is_socket():
             config.admin_socket.unlink()  # stale: we hold the state folder's lock
+        from spooler.central import make_backend
+
+        self.central = make_backend(config, self.reactor, self.run_in_thread)  # a missing secret stops the start
         self._start_login()
-        admin_site = QuietSite(AdminResource(self.jobs, self.status, login=self.login_runtime))
-        admin_site.displayTracebacks = False
+        admin_site = build_admin_site(AdminResource(self.jobs, self.status, login=self.login_runtime), self.reactor,
+                                      max_connections=config.limits.max_connections)  # fmt: skip
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
         if config.admin.listen:
@@ -330,12 +326,15 @@ class SpoolerService(MultiService):
         config = self.config
         if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
             return
-        from spooler.centralapi import CentralApi
+        from spooler.central import capabilities_of
         from spooler.outbox import Outbox
 
-        dispatcher = self.dispatcher
-        self.outbox = Outbox(store=self.store, api=CentralApi(self.reactor, config.server.api_url), clock=self.reactor,
-                             config=config.accounting,
+        if self.central is None or capabilities_of(self.central).accounting_import == "none":
+            log.info("Accounting records stay local: the central server ({kind}) has no accounting import",
+                     spool_event="outbox_not_started", kind=config.server.kind)  # fmt: skip
+            return
+        dispatcher = self.dispatcher  # its server health is replaced when a reload changes the server
+        self.outbox = Outbox(store=self.store, api=self.central, clock=self.reactor, config=config.accounting,
                              server_usable=lambda: dispatcher.server_health is None or dispatcher.server_health.usable)
         outbox = self.outbox
         self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
@@ -349,7 +348,8 @@ class SpoolerService(MultiService):
             health = self.dispatcher.server_health if self.dispatcher is not None else None
             return health is not None and health.state == DOWN
 
-        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down)
+        self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down,
+                                          backend=self.central)  # fmt: skip
         self.login_runtime.setServiceParent(self)
         self.login = self.login_runtime.service
 
@@ -432,15 +432,14 @@ class SpoolerService(MultiService):
         settings = self.config.terminal
         resource = TerminalResource(self.jobs, lambda: getattr(self, "login", None), self.reactor,
                                     session_idle=settings.session_idle, terminal_name=settings.name)  # fmt: skip
-        site = TerminalSite(resource, clock=self.reactor, max_connections=self.config.limits.max_connections)
+        site = TerminalSite(resource, clock=self.reactor, limits=HttpLimits.from_config(self.config.limits, idle_timeout=60.0))
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
     def _admin_web(self, listen: str) -> ListenerService:
         """[admin] listen: /healthz, /metrics and the status page (spooler.adminweb), behind HTTP Basic
         against the admin users file."""
-        from spooler.adminweb import AdminWebResource
+        from spooler.adminweb import AdminWebResource, build_admin_web_site
         from spooler.ipp.auth import BasicAuthenticator, read_users
-        from spooler.terminal import TerminalSite
 
         users_file = self.config.admin.users_file
         assert users_file is not None
@@ -450,8 +449,7 @@ class SpoolerService(MultiService):
         if not read_users(users_file):
             log.warn("[admin] listen is on but {path} has no users: only /healthz answers until `spooler "
                      "admin-user add NAME`", spool_event="admin_web_no_users", path=str(users_file))  # fmt: skip
-        site = TerminalSite(AdminWebResource(self, authenticator), clock=self.reactor,
-                            max_connections=self.config.limits.max_connections)  # fmt: skip
+        site = build_admin_web_site(AdminWebResource(self, authenticator), self.reactor, self.config.limits)
         return ListenerService("admin-http", self._endpoint("admin.listen", listen), site)
 
     def _advertiser(self) -> Any:
@@ -564,11 +562,12 @@ class SpoolerService(MultiService):
         limits = config.limits
         for factory in self.intake.values():
             site = getattr(factory, "site", factory)  # ipps: the IPP site behind TLS
-            site.max_connections = limits.max_connections
-            if hasattr(site, "idle_timeout"):
-                site.idle_timeout = limits.idle_timeout
+            if isinstance(site, LimitedSite):  # IPP (spooler.web): the idle timeout is limits.idle_timeout
+                self._new_limits(site, limits, idle_timeout=limits.idle_timeout)
+            else:  # raw, LPD
+                site.max_connections, site.idle_timeout = limits.max_connections, limits.idle_timeout
             if hasattr(site, "operations"):  # IPP
-                site.timeOut = limits.idle_timeout
+                site.max_connections = limits.max_connections
                 site.max_request_size = config.ipp.max_request_size
                 site.queues = tuple(queue.name for queue in config.queues)
                 site.default_queue = "default" if "default" in site.queues else site.queues[0]
@@ -577,9 +576,12 @@ class SpoolerService(MultiService):
                 site.reconfigure(config.lpd)
         if any(key == "queues" or key.startswith(("device.", "server.")) for key in live):
             self._reconfigure_dispatcher(config, live)
-        for web in ("terminal", "admin-http"):
-            if (listener := self.namedServices.get(web)) is not None:
-                listener.factory.max_connections = limits.max_connections
+        sharing = getattr(self.login_runtime, "sharing", None)
+        webs = [self.namedServices.get("terminal"), self.namedServices.get("admin-http"),
+                getattr(sharing, "listener", None)]  # fmt: skip
+        for listener in webs:
+            if listener is not None:  # their own idle timeouts stay
+                self._new_limits(listener.factory, limits, idle_timeout=listener.factory.limits.idle_timeout)
         if (terminal := self.namedServices.get("terminal")) is not None:
             terminal.factory.resource.sessions.idle_timeout = config.terminal.session_idle
         if self.login_runtime is not None:
@@ -592,6 +594,12 @@ class SpoolerService(MultiService):
             self.analysis.page_cap = config.analysis.page_cap
         if self.log_levels is not None:
             self.log_levels.set(config.log.level)
+
+    @staticmethod
+    def _new_limits(site: LimitedSite, limits: Any, *, idle_timeout: float | None) -> None:
+        """A reload's `[limits]` on an HTTP listener (spooler.web): for its next connections."""
+        site.limits = HttpLimits.from_config(limits, idle_timeout=idle_timeout)
+        site.timeOut = idle_timeout
 
     def _reconfigure_dispatcher(self, config: Config, live: set[str]) -> None:
         assert self.dispatcher is not None
@@ -666,6 +674,7 @@ class SpoolerService(MultiService):
                 "accepting": free >= self.config.spool.min_free_space,
             },
             "accounting": self.accounting_status(),
+            "central": self.central_status(),
             "offline": self.offline_status(),
             "login": self.login_runtime.status() if self.login_runtime is not None else None,
         }
@@ -678,9 +687,21 @@ class SpoolerService(MultiService):
             return None
         return {"since": health.since, "printed_offline": self.store.count_printed_offline(health.since)}
 
+    def central_status(self) -> dict[str, Any] | None:
+        """The central API's kind and what it can and cannot do (no secret)."""
+        server = self.config.server
+        if self.central is None or server is None:
+            return None
+        from spooler.central import capabilities_of
+
+        return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
+
     def accounting_status(self) -> dict[str, Any]:
         if self.outbox is not None:
             return dict(self.outbox.status())
         assert self.store is not None
         counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
+        server = self.config.server
+        if server is not None and server.api_url:
+            return counts | {"state": f"local only (the {server.kind} server has no accounting import)"}
         return counts | {"state": "local only (no [server] api_url)"}

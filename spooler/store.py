@@ -519,6 +519,22 @@ class JobStore:
         with self._transaction() as db:
             db.execute("UPDATE accounting SET rejected = ? WHERE job_id = ?", (detail[:500] or "refused", job_id))
 
+    def mark_in_doubt(self, job_id: int, detail: str) -> None:
+        """An upload of this record may or may not have reached a server that does not deduplicate
+        (PaperCut's api.processJob): never sent again on its own; `resolve_in_doubt` decides."""
+        with self._transaction() as db:
+            db.execute("UPDATE accounting SET rejected = ? WHERE job_id = ? AND sent_at IS NULL",
+                       (IN_DOUBT + detail[:480], job_id))  # fmt: skip
+
+    def resolve_in_doubt(self, job_id: int, *, imported: bool, now: float) -> bool:
+        """The admin checked the server: the record was imported (marked sent) or not (sent again)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE accounting SET rejected = NULL, sent_at = ? WHERE job_id = ? AND rejected LIKE ?",
+                (now if imported else None, job_id, IN_DOUBT + "%"),
+            )
+        return cursor.rowcount == 1
+
     def outbox_counts(self, *, not_before: float) -> dict[str, int]:
         """Records by where they stand: sent, waiting (to send), pending (figures still coming),
         expired (unsent and older than the age limit: kept, never sent), rejected (refused by the server)."""
@@ -528,13 +544,14 @@ class JobStore:
             " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at >= ?),"
             " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at >= ? AND analysis_pending = 1),"
             " SUM(sent_at IS NULL AND rejected IS NULL AND finished_at < ?),"
-            " SUM(rejected IS NOT NULL)"
+            " SUM(rejected IS NOT NULL AND rejected NOT LIKE ?),"
+            " SUM(rejected LIKE ?)"
             " FROM accounting",
-            (not_before, not_before, not_before),
+            (not_before, not_before, not_before, IN_DOUBT + "%", IN_DOUBT + "%"),
         ).fetchone()
-        total, sent, waiting, pending, expired, rejected = (int(value or 0) for value in row)
+        total, sent, waiting, pending, expired, rejected, in_doubt = (int(value or 0) for value in row)
         return {"records": total, "sent": sent, "waiting": waiting, "pending_analysis": pending,
-                "expired": expired, "rejected": rejected}  # fmt: skip
+                "expired": expired, "rejected": rejected, "in_doubt": in_doubt}  # fmt: skip
 
     def unsent_records(self, *, before: float | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Records not sent (and, with `before`, finished before it: the expired ones), oldest first."""
@@ -563,6 +580,10 @@ class JobStore:
         """The audit of the latest uploads, newest first."""
         rows = self._db.execute("SELECT * FROM accounting_uploads ORDER BY upload DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
+
+
+#: How an in-doubt record's `rejected` column starts (the rest says why).
+IN_DOUBT = "in doubt: "
 
 
 def _record_row(row: sqlite3.Row) -> dict[str, Any]:

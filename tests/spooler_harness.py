@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -75,6 +76,20 @@ def send_raw(port: int, data: bytes, *, wait_close: bool = True, timeout: float 
             while chunk := sock.recv(65536):
                 received += chunk
         return received
+
+
+def open_idle(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that never send a byte (non-blocking connects: a full accept queue must not
+    block the test)."""
+    flood = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        error = sock.connect_ex(("127.0.0.1", port))
+        assert error in (0, errno.EINPROGRESS), os.strerror(error)
+        flood.append(sock)
+    return flood
+
 
 
 class ManagedProcess:

@@ -302,7 +302,8 @@ def test_batches_go_oldest_first_and_are_marked_sent_only_after_the_200(tmp_path
     clock.advance(0)
     assert [ids(call) for call in central.calls] == [[5, 4], [3, 2], [1]]
     assert store.outbox_counts(not_before=0) | {} == {"records": 5, "sent": 5, "waiting": 0,
-                                                      "pending_analysis": 0, "expired": 0, "rejected": 0}
+                                                      "pending_analysis": 0, "expired": 0, "rejected": 0,
+                                                      "in_doubt": 0}
     audit = list(reversed(store.uploads()))
     assert [(u["records"], u["outcome"], u["accepted"], u["duplicates"]) for u in audit] == [
         (2, "sent", 2, 0), (2, "sent", 2, 0), (1, "sent", 1, 0)]
@@ -500,3 +501,12 @@ def test_a_store_error_does_not_end_the_outbox(tmp_path: Path) -> None:
     assert central.calls == []
     clock.advance(60)
     assert ids(central.calls[0]) == [1]
+
+
+def test_a_record_with_pages_known_and_colour_unknown_says_null_not_mono() -> None:
+    analysis = {**ANALYSIS_OK, "color_impressions": None, "mono_impressions": None}
+    entry = build_record(make_job(attributes={"analysis": analysis}), DOCS, spool_id="spool-1", device="branch-1")
+    body = entry.body
+    assert (body["analysis"], body["pages"], body["impressions"]) == ("ok", 3, 6)
+    assert (body["color_pages"], body["mono_pages"]) == (None, None)
+    assert json.loads(json.dumps(body))["mono_pages"] is None

@@ -71,6 +71,13 @@ def test_summarize(by: list[str], expected: dict[tuple[str, ...], dict[str, int]
     assert (total.jobs, total.completed, total.impressions, total.unknown) == (5, 3, 8, 1)
 
 
+def test_pages_of_unknown_colour_are_counted_apart_never_as_mono() -> None:
+    unknown_colour = {**record("dora", DAY1, pages=4, copies=2), "color_pages": None, "mono_pages": None}
+    rows, total = summarize([record("dora", DAY1), unknown_colour], ["user"])
+    assert (total.impressions, total.color_pages, total.mono_pages, total.color_unknown_pages) == (10, 1, 1, 8)
+    assert rows[0].as_dict(["user"])["color_unknown_pages"] == 8
+
+
 def test_only_known_groups() -> None:
     with pytest.raises(ValueError):
         summarize(RECORDS, ["printer"])
@@ -102,10 +109,12 @@ def populate(state_dir: Path) -> None:
         ("alice", DAY2, 10, 0, Mode.ONLINE, JobState.COMPLETED),
         ("bob", DAY2, 4, 4, Mode.OFFLINE, JobState.COMPLETED),
         ("bob", DAY2, 1, 0, Mode.OFFLINE, JobState.CANCELED),
+        ("carol", DAY2, 6, None, Mode.OFFLINE, JobState.COMPLETED),  # colour unknown
     ], start=1):  # fmt: skip
         analysis = {"status": "ok", "reason": "", "pages": pages, "copies": 1, "sides": "one-sided",
                     "impressions": pages, "sheets": pages, "color_impressions": color,
-                    "mono_impressions": pages - color, "sizes": {"iso_a4_210x297mm": pages}}  # fmt: skip
+                    "mono_impressions": None if color is None else pages - color,
+                    "sizes": {"iso_a4_210x297mm": pages}}  # fmt: skip
         job = Job(job_id=job_id, uuid=f"u{job_id}", queue="default", protocol="ipp", user=user, host="ws",
                   name=f"doc {job_id}", document_format="application/pdf", size=100, state=JobState.PENDING,
                   reason="job-queued", created_at=when - 10, mode=mode,
@@ -127,14 +136,18 @@ def test_stats_table_csv_json_and_ranges(tmp_path: Path) -> None:
     code, out, _ = cli(state, "stats")
     lines = out.splitlines()
     assert code == 0 and lines[0].split()[:4] == ["USER", "JOBS", "COMPLETED", "CANCELED"]
-    assert lines[1].split()[:2] == ["alice", "2"] and lines[-1].split()[:2] == ["TOTAL", "4"]
+    assert lines[1].split()[:2] == ["alice", "2"] and lines[-1].split()[:2] == ["TOTAL", "5"]
+    carol = lines[3].split()
+    assert carol[0] == "carol" and carol[lines[0].split().index("COLOUR?")] == "6"
     code, out, _ = cli(state, "stats", "--by", "user,mode", "--csv")
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [(r["user"], r["mode"], r["impressions"], r["color_pages"]) for r in rows] == [
-        ("alice", "offline", "3", "1"), ("alice", "online", "10", "0"), ("bob", "offline", "4", "4")]
+    assert [(r["user"], r["mode"], r["impressions"], r["color_pages"], r["color_unknown_pages"]) for r in rows] == [
+        ("alice", "offline", "3", "1", "0"), ("alice", "online", "10", "0", "0"), ("bob", "offline", "4", "4", "0"),
+        ("carol", "offline", "6", "0", "6")]
     code, out, _ = cli(state, "stats", "--by", "day", "--json", "--since", "2026-03-03", "--until", "2026-03-03")
     result = json.loads(out)
-    assert [(r["day"], r["jobs"], r["impressions"]) for r in result["rows"]] == [("2026-03-03", 3, 14)]
+    assert [(r["day"], r["jobs"], r["impressions"]) for r in result["rows"]] == [("2026-03-03", 4, 20)]
+    assert (result["total"]["mono_pages"], result["total"]["color_unknown_pages"]) == (10, 6)
     code, out, _ = cli(state, "stats", "--until", "2026-03-02", "--json")
     assert json.loads(out)["total"]["impressions"] == 3
     code, out, _ = cli(state, "stats", "--since", "2030-01-01")
@@ -174,7 +187,7 @@ def test_pdf_report_renders_with_its_charts(tmp_path: Path) -> None:
     populate(state)
     target = tmp_path / "report.pdf"
     code, out, _ = cli(state, "report", "--pdf", str(target), "--title", "Branch 1 usage <&>")
-    assert code == 0 and target.read_bytes().startswith(b"%PDF") and "2 page(s), 4 record(s)" in out
+    assert code == 0 and target.read_bytes().startswith(b"%PDF") and "2 page(s), 5 record(s)" in out
     subprocess.run([pdftoppm, "-r", "40", "-png", str(target), str(tmp_path / "page")], check=True, timeout=60)
     pages = sorted(tmp_path.glob("page-*.png"))
     assert len(pages) == 2
@@ -191,7 +204,8 @@ def test_pdf_report_renders_with_its_charts(tmp_path: Path) -> None:
     text = subprocess.run([pdftotext, "-layout", str(target), "-"], capture_output=True, text=True, check=True,
                           timeout=60).stdout  # fmt: skip
     for expected in ("Branch 1 usage <&>", "Pages printed per user", "Colour vs mono", "Online vs offline",
-                     "Pages printed per day", "alice", "bob", "colour: 5 (29 %)", "online: 10 (59 %)"):  # fmt: skip
+                     "Pages printed per day", "alice", "bob", "colour: 5 (22 %)", "online: 10 (43 %)",
+                     "colour unknown: 6 (26 %)", "Colour unknown"):  # fmt: skip
         assert expected in text, expected
 
 

@@ -31,6 +31,8 @@ class Answers(Resource):
         if path == b"hang":
             self.hung.append(request)
             return NOT_DONE_YET
+        if path in (b"endless-chunked", b"declared-huge"):
+            return self.stream(request, declared=path == b"declared-huge")
         status, answer = {
             b"ok": (200, b'{"status": "ok"}'),
             b"refused": (401, b'{"error": "invalid credentials"}'),
@@ -39,6 +41,28 @@ class Answers(Resource):
         }[path]
         request.setResponseCode(status)
         return answer
+
+    def stream(self, request: Any, *, declared: bool) -> Any:
+        """An answer that never ends (chunked, no Content-Length) or that declares 1 GiB, written 16 KiB
+        at a time while the client reads; `streamed` counts what went out, `cut` fires when the client
+        hangs up."""
+        from twisted.internet.task import LoopingCall
+
+        self.streamed = 0
+        self.cut: Any = request.notifyFinish()
+        if declared:
+            request.setHeader(b"content-length", str(1 << 30).encode())
+        request.setHeader(b"content-type", b"application/json")
+        request.write(b'{"users": [')
+        writer = LoopingCall(self._more, request)
+        self.cut.addBoth(lambda _: writer.stop())
+        writer.start(0.001)
+        return NOT_DONE_YET
+
+    def _more(self, request: Any) -> None:
+        chunk = b'"' + b"x" * 16382 + b'",'
+        self.streamed += len(chunk)
+        request.write(chunk)
 
 
 @pytest.fixture
@@ -93,3 +117,17 @@ def test_path_segments_are_quoted_so_a_name_cannot_leave_the_api() -> None:
     assert api.url(("devices", "a/../../x", "users")) == "http://central.example/api/v1/devices/a%2F..%2F..%2Fx/users"
     with pytest.raises(ValueError):
         api.url(("devices", "..", "users"))
+
+
+@pytest.mark.parametrize("path", ["endless-chunked", "declared-huge"])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_over_the_cap_is_cut_off_as_it_arrives_chunked_or_not(server: Any, path: str,
+                                                                              monkeypatch: Any) -> None:  # fmt: skip
+    from spooler import centralapi
+
+    monkeypatch.setattr(centralapi, "MAX_ANSWER", 256 * 1024)
+    answers, api = server
+    with pytest.raises(CentralApiDown, match="larger than 262144 bytes"):
+        await api.call("GET", path, deadline=Deadline(5.0, 30.0))  # long deadline: the cap ends it, not the clock
+    await answers.cut.addErrback(lambda _: None)  # the server sees the connection cut
+    assert answers.streamed < 8 * 1024 * 1024  # the client stopped reading; it did not collect the stream

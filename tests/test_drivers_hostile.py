@@ -245,7 +245,7 @@ def test_sandbox_time_limit(tmp_path: Path) -> None:
 
 
 def test_sandbox_memory_limit_and_page_cap(tmp_path: Path) -> None:
-    stats = analyze_isolated(CORPUS / "mixed_letter_4p.pdf", memory_limit=8 << 20, timeout=20)
+    stats = analyze_isolated(CORPUS / "images_3p.pdf", memory_limit=8 << 20, timeout=20)
     assert (stats.status, stats.reason) == ("unknown", "memory limit")
     capped = analyze_isolated(CORPUS / "text_a4_3p.pdf", page_cap=2, timeout=20)
     assert capped.status == "unknown" and "cap" in capped.reason

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import struct
+
+import pytest
 from pathlib import Path
 
 from drivers import DocumentStats, JobOptions, PageInfo, analyze_file, combine
@@ -79,9 +81,11 @@ def test_cli_analyze_table_json_and_unreadable(capsys, tmp_path: Path) -> None:
     assert main(["analyze", str(CORPUS / "mixed_letter_4p.pdf"), str(CORPUS / "text_a4_3p.pcl"),
                  "--copies", "2", "--sides", "two-sided-long-edge"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:8] == ["FILE", "FORMAT", "PAGES", "COLOUR", "MONO", "SHEETS", "SIZES", "STATUS"]
-    assert lines[1].split()[1:7] == ["pdf", "4", "2", "2", "4", "na_letter_8.5x11in:4"]
-    assert lines[2].split()[1:6] == ["pcl5", "3", "0", "3", "4"]
+    assert lines[0].split()[:9] == ["FILE", "FORMAT", "PAGES", "PRINTED", "COLOUR", "MONO", "SHEETS", "SIZES",
+                                    "STATUS"]
+    # colour and mono are printed pages (impressions, copies included), as in the job's record
+    assert lines[1].split()[1:8] == ["pdf", "4", "8", "4", "4", "4", "na_letter_8.5x11in:4"]
+    assert lines[2].split()[1:7] == ["pcl5", "3", "6", "0", "6", "4"]
     assert main(["analyze", "--json", str(CORPUS / "grey.jpg")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["document"]["pages"] == 1 and data[0]["job"]["sheets"] == 1
@@ -104,7 +108,7 @@ def test_pwg_header_fields(tmp_path: Path) -> None:
     assert stats.size_counts() == {"na_letter_8.5x11in": 2} and stats.mono_pages == 2
 
 
-def test_pjl_grayscale_makes_unknown_colour_mono(tmp_path: Path) -> None:
+def test_pjl_grayscale_prints_the_colour_postscript_pages_mono(tmp_path: Path) -> None:
     body = (CORPUS / "mixed_4p.ps").read_bytes()
     path = tmp_path / "job.prn"
     path.write_bytes(b"\x1b%-12345X@PJL SET RENDERMODE=GRAYSCALE\r\n@PJL SET QTY=3\r\n"
@@ -181,3 +185,48 @@ def test_walk_bitmap_matches_reference(page, trailer: bytes) -> None:
     end, colour = walk_bitmap(data + trailer, 0, height, width * unit, unit, False, check)
     assert end == len(data)
     assert colour == any(_is_colour(unit, p) for p in pixels)
+
+
+# -- unknown colour is never mono ----------------------------------------------------------------------
+
+from drivers.stats import impression_colours  # noqa: E402
+
+
+def _colored(colors: list[bool | None], pages: int | None = None) -> DocumentStats:
+    return DocumentStats("application/pdf", pages=len(colors) if pages is None else pages,
+                         page_info=tuple(PageInfo(595, 842, "iso_a4_210x297mm", c) for c in colors))
+
+
+@pytest.mark.parametrize(("colors", "pages", "number_up", "expected"), [
+    ([False, True, False], None, 1, (1, 2)),
+    ([False, None, False], None, 1, (None, None)),  # one page unknown: the counts are unknown
+    ([True, None], None, 2, (1, 0)),  # a colour page on the sheet decides it
+    ([False, None], None, 2, (None, None)),
+    ([False, False, True, False], None, 2, (1, 1)),
+    ([False, False], 3, 1, (None, None)),  # fewer page details than pages
+    ([], 0, 1, (0, 0)),
+])  # fmt: skip
+def test_impression_colours(colors: list[bool | None], pages: int | None, number_up: int,
+                            expected: tuple[int | None, int | None]) -> None:  # fmt: skip
+    assert impression_colours(_colored(colors, pages), number_up) == expected
+
+
+def test_combine_and_the_job_figures_keep_unknown_colour_unknown() -> None:
+    from spooler.analysis import job_analysis
+
+    unknown_colour = combine(_colored([False, None]), JobOptions(copies=3))
+    assert (unknown_colour.impressions, unknown_colour.color_impressions, unknown_colour.mono_impressions) == (6, None, None)
+    known = combine(_colored([False, True]), JobOptions(copies=3))
+    assert (known.color_impressions, known.mono_impressions) == (3, 3)
+    figures = job_analysis([_colored([False, True]), _colored([None])], copies=1, sides=None)
+    assert (figures["status"], figures["pages"], figures["color_impressions"], figures["mono_impressions"]) == (
+        "ok", 3, None, None)
+    assert job_analysis([_colored([False, True])], copies=2, sides=None)["mono_impressions"] == 2
+
+
+def test_pjl_grayscale_makes_every_page_mono() -> None:
+    from drivers.stats import with_pjl
+
+    stats = with_pjl(_colored([True, None, False]), None, None, None, color=False)
+    assert [p.color for p in stats.page_info] == [False, False, False]
+    assert with_pjl(_colored([True, None]), None, None, None, color=None).page_info == _colored([True, None]).page_info

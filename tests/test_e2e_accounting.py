@@ -133,7 +133,7 @@ def test_offline_records_reach_the_server_once_with_the_right_figures(
     stats = json.loads(spooler.cli("stats", "--by", "mode", "--json").stdout)
     assert stats["rows"][0] == {"mode": "offline", "jobs": 4, "completed": 4, "canceled": 0, "aborted": 0,
                                 "unknown": 1, "pages": 10, "impressions": 13, "sheets": 11, "color_pages": 3,
-                                "mono_pages": 10}  # fmt: skip
+                                "mono_pages": 10, "color_unknown_pages": 0}  # fmt: skip
     assert stats["rows"][1]["mode"] == "online" and stats["rows"][1]["impressions"] == 3
     assert central_count(central) == 5
 

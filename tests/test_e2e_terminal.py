@@ -202,8 +202,11 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     send_raw(spooler.raw_port, report)
     send_raw(spooler.raw_port, pjl_job("alice", "Minutes 24 Nov.pdf", (CORPUS / "text_a4_3p.pdf").read_bytes()))
     send_raw(spooler.raw_port, pjl_job("bob", "Not for alice", b"%PDF-1.4 bob"))
-    held(spooler, 3)
-    wait_for(lambda: all("analysis" in spooler.job(j)["attributes"] for j in (1, 2)), timeout=30, what="analysis")
+    # PCL XL whose third page's colour the walker cannot tell: shown as unknown, never as mono
+    pxl = (CORPUS / "mixed_4p.pxl").read_bytes()
+    send_raw(spooler.raw_port, pjl_job("alice", "Scan.pxl", pxl[pxl.index(b") HP-PCL XL"):], language="PCLXL"))
+    held(spooler, 4)
+    wait_for(lambda: all("analysis" in spooler.job(j)["attributes"] for j in (1, 2, 4)), timeout=30, what="analysis")
 
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright, chromium, tmp_path, viewport={"width": 800, "height": 480})
@@ -232,9 +235,11 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
             assert page.inner_text("#hello") == "Hello, Alice Martin"
             assert "credit, quota, projects and print policies are not available" in page.inner_text("#notice")
             names = page.locator("#job-list .name").all_inner_texts()
-            assert [name.removeprefix("C").strip() for name in names] == ["Quarterly report.pdf", "Minutes 24 Nov.pdf"]
+            assert [name.removeprefix("C").strip() for name in names] == ["Quarterly report.pdf", "Minutes 24 Nov.pdf",
+                                                                          "Scan.pxl"]
             metas = page.locator("#job-list .meta").all_inner_texts()
-            assert metas[0].startswith("4 pages · colour") and metas[1].startswith("3 pages · black & white"), metas
+            assert metas[0].startswith("4 pages · colour ·") and metas[1].startswith("3 pages · black & white"), metas
+            assert metas[2].startswith("4 pages · colour unknown ·"), metas
             page.screenshot(path=str(tmp_path / "terminal-jobs-800x480.png"))
             page.set_viewport_size({"width": 480, "height": 272})
             page.screenshot(path=str(tmp_path / "terminal-jobs-480x272.png"))
@@ -245,7 +250,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
             assert page.inner_text("#jobs-message") == "Printing: Quarterly report.pdf"
             [printed] = spooler.wait_delivered(1)
             assert printed.read_bytes() == report
-            page.wait_for_function("document.querySelectorAll('#job-list .job').length === 1")
+            page.wait_for_function("document.querySelectorAll('#job-list .job').length === 2")
             page.screenshot(path=str(tmp_path / "terminal-released-800x480.png"))
 
             page.click("#logout")

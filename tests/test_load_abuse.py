@@ -5,7 +5,6 @@ jobs untouched, intake back by itself when space returns)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import resource
@@ -21,7 +20,7 @@ from typing import Callable
 import pytest
 
 from chaos_harness import ipp_print_job, lpd_print, raw_print
-from spooler_harness import IN_CI, Spooler, free_port, pjl_job, require_tool, short_tempdir, wait_for
+from spooler_harness import IN_CI, Spooler, free_port, open_idle, pjl_job, require_tool, short_tempdir, wait_for
 
 pytestmark = pytest.mark.e2e
 SpoolerFactory = Callable[..., Spooler]
@@ -82,19 +81,6 @@ def test_fifty_concurrent_clients_across_the_three_protocols(spooler_factory: Sp
     for number in range(50):  # per client, its jobs in the order it sent them
         mine = [n for n in names if n.startswith(f"{protocols[number % 3]}-{number}-")]
         assert mine == sorted(mine) and len(mine) == 3
-
-
-def open_idle(port: int, count: int) -> list[socket.socket]:
-    """`count` connections that never send a byte (non-blocking connects: a full accept queue must not
-    block the test)."""
-    flood = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        error = sock.connect_ex(("127.0.0.1", port))
-        assert error in (0, errno.EINPROGRESS), os.strerror(error)
-        flood.append(sock)
-    return flood
 
 
 def test_floods_of_idle_connections_do_not_starve_real_clients(spooler_factory: SpoolerFactory) -> None:

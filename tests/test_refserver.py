@@ -247,7 +247,7 @@ async def test_api_endpoints_over_http(reactor: Any, server: RefServerService) -
     code, login = await request(reactor, server, "POST", "login", {"device": "d", "method": "pin", "secret": "1234"})
     assert code == 200 and login["user"]["name"] == "alice"
     code, refused = await request(reactor, server, "POST", "login", {"device": "d", "method": "pin", "secret": "9"})
-    assert code == 401 and refused == {"error": "invalid credentials"}
+    assert code == 401 and refused == {"error": "invalid credentials", "code": "invalid-credentials"}
     code, users = await request(reactor, server, "GET", "devices/branch-1/users")
     assert code == 200 and len(users["users"]) == 3
     code, revocations = await request(reactor, server, "GET", "revocations?since=2025-12-31T00:00:00Z")

@@ -405,15 +405,18 @@ def test_i_see_only_my_held_jobs_with_pages_colour_and_time(terminal: Terminal) 
     mine = terminal.held_job("alice", "Quarterly report", ANALYSED)
     terminal.held_job("bob", "Bob's secret plans")
     unknown = terminal.held_job("alice", "Scan", {"status": "unknown", "pages": 0})
+    no_colour = terminal.held_job("alice", "Fax", {"status": "ok", "pages": 2, "sheets": 2,
+                                                   "color_impressions": None, "mono_impressions": None})
     client = terminal.client()
     client.login("1234")
     jobs = client.jobs()
-    assert [job["id"] for job in jobs] == [mine, unknown]
+    assert [job["id"] for job in jobs] == [mine, unknown, no_colour]
     first = jobs[0]
     assert (first["name"], first["pages"], first["color"], first["held_offline"]) == ("Quarterly report", 3, "color",
                                                                                        True)  # fmt: skip
     assert first["time"] == terminal.rig.store.get(mine).created_at
     assert (jobs[1]["pages"], jobs[1]["color"]) == (None, None)  # not known: not guessed
+    assert (jobs[2]["pages"], jobs[2]["color"]) == (2, None)  # pages known, colour not: not "mono"
     status, _, body = client.request("GET", "/api/v1/jobs")
     assert body["user"] == "alice" and body["mode"] == "online"
 
@@ -541,15 +544,19 @@ def test_bad_terminal_settings_are_named(tmp_path: Path, section: dict[str, Any]
     assert caught.value.key == key and words in caught.value.problem
 
 
-def test_connections_beyond_the_limit_are_closed(tmp_path: Path) -> None:
-    from twisted.internet.error import ConnectionDone
-    from twisted.python.failure import Failure
+def test_a_full_terminal_makes_room_by_closing_its_most_silent_connection(tmp_path: Path) -> None:
+    from spooler.web import HttpLimits
 
     made = Terminal(tmp_path)
-    site = TerminalSite(made.resource, clock=made.rig.clock, max_connections=2)
+    site = TerminalSite(made.resource, clock=made.rig.clock, limits=HttpLimits(max_connections=2))
     peer = IPv4Address("TCP", "127.0.0.1", 40000)
-    first, second = site.buildProtocol(peer), site.buildProtocol(peer)
-    assert first is not None and second is not None and site.buildProtocol(peer) is None
-    first.makeConnection(StringTransport(peerAddress=peer))
-    first.connectionLost(Failure(ConnectionDone()))
-    assert site.connections == 1 and site.buildProtocol(peer) is not None
+    channels, transports = [], []
+    for _ in range(2):
+        channels.append(site.buildProtocol(peer))
+        transports.append(StringTransport(peerAddress=peer))
+        channels[-1].makeConnection(transports[-1])
+        made.tick(1)
+    channels[1].dataReceived(b"GET /api/v1/sess")  # has sent something: goes after the silent one
+    third = site.buildProtocol(peer)
+    assert third is not None and len(site.connections) == 1
+    assert transports[0].disconnected and not transports[1].disconnecting  # the silent one went

@@ -12,19 +12,18 @@ authenticator as the IPP printer's. Errors are JSON `{"error", "code"}` with a 4
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 
 from spooler.ipp.auth import AuthRefused, BasicAuthenticator
 from spooler.metrics import exposition, health, registry_for
 from spooler.model import FINAL_STATES, JobState
 from spooler.terminal.resource import SECURITY_HEADERS
+from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, address_host
 
 log = Logger(namespace="spooler.adminweb")
 
@@ -34,6 +33,9 @@ STATIC = {
     "/admin.js": ("admin.js", b"text/javascript; charset=utf-8"),
     "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
 }
+#: Requests are GETs: a body larger than this is refused unread.
+MAX_BODY = 4096
+IDLE_TIMEOUT = 60.0
 #: Jobs the page lists: every waiting one up to this many, and this many of the latest finished ones.
 WAITING_SHOWN, FINISHED_SHOWN = 200, 30
 WAITING = [state for state in JobState if state not in FINAL_STATES]
@@ -58,86 +60,69 @@ def status_page_data(service: Any) -> dict[str, Any]:
             "finished_jobs": [_job_row(job) for job in finished]}  # fmt: skip
 
 
-class AdminWebResource(Resource):
-    isLeaf = True
+class Page:
+    """An answer that is not JSON: its content type and bytes."""
+
+    def __init__(self, content_type: bytes, body: bytes) -> None:
+        self.content_type = content_type
+        self.body = body
+
+
+class AdminWebResource(JsonResource):
+    name = "admin web"
+    headers = {**SECURITY_HEADERS, b"server": b"spooler-admin"}
 
     def __init__(self, service: Any, authenticator: BasicAuthenticator) -> None:
         super().__init__()
         self._service = service
         self._authenticator = authenticator
         self._registry = registry_for(service)
-        self._static = {path: (resources.files("spooler.adminweb").joinpath("static", name).read_bytes(), kind)
+        self._static = {path: Page(kind, resources.files("spooler.adminweb").joinpath("static", name).read_bytes())
                         for path, (name, kind) in STATIC.items()}  # fmt: skip
 
-    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
-        for name, value in SECURITY_HEADERS.items():
-            request.setHeader(name, value)
-        request.setHeader(b"server", b"spooler-admin")
+    def dispatch(self, request: Request) -> Any:
         path = request.path.decode("utf-8", "replace")
         method = request.method.decode("ascii", "replace")
         if method not in ("GET", "HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
-            return self._json(request, 405, {"error": f"{method} is not allowed: this listener is read-only",
-                                             "code": "method-not-allowed"})  # fmt: skip
+            raise ApiError(405, "method-not-allowed", f"{method} is not allowed: this listener is read-only")
         if path == "/healthz":
-            return self._json(request, 200, health(self._service))
+            return health(self._service)
         if path not in self._static and path not in ("/metrics", "/api/v1/status"):
-            return self._json(request, 404, {"error": "no such page", "code": "not-found"})
-        host = str(getattr(request.getClientAddress(), "host", "") or "local")
-        checking = self._authenticator.check(request.getHeader(b"authorization"), host)
-        checking.addCallbacks(lambda user: self._serve(request, path), lambda failure: self._refuse(request, failure))
-        checking.addErrback(self._broken, request)
-        return NOT_DONE_YET
+            raise ApiError(404, "not-found", "no such page")
+        checking = self._authenticator.check(request.getHeader(b"authorization"), address_host(request.getClientAddress()))
+        return checking.addCallbacks(lambda user: self._page(path), self._refused, errbackArgs=(request,))
 
-    def _serve(self, request: Request, path: str) -> None:
-        if self._gone(request):
-            return
+    def _page(self, path: str) -> Any:
         if path == "/metrics":
             body, kind = exposition(self._registry)
-            request.setHeader(b"content-type", kind.encode())
-        elif path == "/api/v1/status":
-            body = json.dumps(status_page_data(self._service)).encode()
-            request.setHeader(b"content-type", b"application/json")
-        else:
-            body, content_type = self._static[path]
-            request.setHeader(b"content-type", content_type)
-        self._finish(request, 200, body)
+            return Page(kind.encode(), body)
+        if path == "/api/v1/status":
+            return status_page_data(self._service)
+        return self._static[path]
 
-    def _refuse(self, request: Request, failure: Failure) -> None:
+    def _refused(self, failure: Failure, request: Request) -> None:
         failure.trap(AuthRefused)
         refusal: AuthRefused = failure.value  # type: ignore[assignment]
-        if self._gone(request):
-            return
         if refusal.code == 401:
             request.setHeader(b"www-authenticate", self._authenticator.challenge())
         if refusal.code == 429:
             request.setHeader(b"retry-after", b"60")
         if refusal.code != 401 or request.getHeader(b"authorization"):
             log.warn("Admin web request from {host} refused: {why}", spool_event="admin_web_refused",
-                     host=str(getattr(request.getClientAddress(), "host", "")), why=refusal.reason)  # fmt: skip
-        request.setHeader(b"content-type", b"application/json")
-        self._finish(request, refusal.code, json.dumps({"error": refusal.reason, "code": "unauthorized"}).encode())
+                     host=address_host(request.getClientAddress()), why=refusal.reason)  # fmt: skip
+        raise ApiError(refusal.code, "unauthorized" if refusal.code == 401 else "too-many-attempts", refusal.reason)
 
-    def _broken(self, failure: Failure, request: Request) -> None:
-        log.failure("Admin web request failed", failure)
-        if not self._gone(request):
-            request.setHeader(b"content-type", b"application/json")
-            self._finish(request, 500, b'{"error": "internal error", "code": "internal"}')
+    def encode(self, request: Request, status: int, body: Any) -> bytes:
+        if isinstance(body, Page):
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", body.content_type)
+            return body.body
+        return super().encode(request, status, body)
 
-    @staticmethod
-    def _gone(request: Request) -> bool:
-        return bool(getattr(request, "_disconnected", False) or request.finished)
 
-    @staticmethod
-    def _finish(request: Request, status: int, body: bytes) -> None:
-        request.setResponseCode(status)
-        request.setHeader(b"content-length", str(len(body)).encode())
-        if request.method != b"HEAD":
-            request.write(body)
-        request.finish()
-
-    @staticmethod
-    def _json(request: Request, status: int, body: Any) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body).encode("utf-8")
+def build_admin_web_site(resource: AdminWebResource, reactor: Any, limits: Any) -> LimitedSite:
+    """The admin web listener's site (spooler.web): GET only, so small bodies; `[limits]` connection,
+    per-address and header limits; idle connections closed after a minute."""
+    return LimitedSite(resource, reactor=reactor, name="admin web", max_body=MAX_BODY,
+                       limits=HttpLimits.from_config(limits, idle_timeout=IDLE_TIMEOUT))  # fmt: skip

@@ -23,7 +23,7 @@ def _flag(query: str, name: str) -> bool:
 
 def backend_for_uri(
     uri: str, *, reactor: Any, run_in_thread: RunInThread, connect_timeout: float, io_timeout: float,
-    follow_timeout: float = 300.0, poll_interval: float = 5.0, probe_timeout: float = 5.0,
+    follow_timeout: float = 300.0, poll_interval: float = 5.0, probe_timeout: float = 5.0, username: bool = False,
 ) -> DeliveryBackend:
     """The backend for a validated device URI (see spooler.config.validate_device_uri):
 
@@ -33,7 +33,8 @@ def backend_for_uri(
       poll_interval say how long and how often the remote job is followed
     * ``lpd://host[:515]/queue[?banner=1]`` -- LpdBackend
 
-    probe_timeout bounds the wait for the answer to an IPP or LPD probe (after connecting).
+    probe_timeout bounds the wait for the answer to an IPP or LPD probe (after connecting). With
+    `username` (the central server's queue) a raw job always names its user in PJL.
     """
     parts = urlsplit(uri)
     if parts.scheme == "file":
@@ -44,7 +45,7 @@ def backend_for_uri(
         tcp: IReactorTCP = reactor
         return SocketBackend(
             parts.hostname, parts.port, reactor=tcp, clock=clock,
-            connect_timeout=connect_timeout, io_timeout=io_timeout, pjl=_flag(parts.query, "pjl"),
+            connect_timeout=connect_timeout, io_timeout=io_timeout, pjl=_flag(parts.query, "pjl"), username=username,
         )  # fmt: skip
     if parts.scheme in ("ipp", "ipps"):
         from spooler.delivery.ipp import IppBackend  # the HTTP client and TLS: loaded only when used

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
-from spooler.pjl import UEL, parse_pjl_header
+from spooler.pjl import UEL, parse_pjl_header, username_insertion
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
 MAX_BACKCHANNEL = 64 * 1024
@@ -40,8 +40,10 @@ class DeviceResetAfterSend(DeliveryError):
 
 class _RawSender(Protocol):
     def __init__(self, files: list[DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
-                 io_timeout: float, description: str, prefix: bytes = b"", suffix: bytes = b"") -> None:  # fmt: skip
+                 io_timeout: float, description: str, prefix: bytes = b"", suffix: bytes = b"",
+                 skip: int = 0) -> None:  # fmt: skip
         self._files = list(files)
+        self._skip = skip  # bytes of the first file already sent, rewritten, in the prefix
         self._prefix = prefix
         self._suffix = suffix
         self._done = done
@@ -78,6 +80,9 @@ class _RawSender(Protocol):
         delivery_file = self._files.pop(0)
         try:
             self._current = open(delivery_file.path, "rb")
+            if self._skip:
+                self._current.seek(self._skip)
+                self._skip = 0
         except OSError as error:
             self._fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -157,6 +162,14 @@ def pjl_string(value: str) -> str:
     return kept.strip()[:PJL_STRING_LIMIT]
 
 
+def username_line(job: Job) -> bytes:
+    """The ``@PJL SET USERNAME`` line that tells the central server's raw queue who printed."""
+    user = pjl_string(job.user) or "anonymous"
+    if user.isascii():
+        return f'@PJL SET USERNAME="{user}"\r\n'.encode("ascii")
+    return f'@PJL SET STRINGCODESET=UTF8\r\n@PJL SET USERNAME="{user}"\r\n'.encode()
+
+
 def pjl_wrapper(job: Job, head: bytes, document_format: str) -> tuple[bytes, bytes]:
     """The PJL bytes to send before and after the job's documents; `head` is the first document's start."""
     name = pjl_string(job.name) or "untitled"
@@ -179,10 +192,13 @@ class SocketBackend:
     """Delivers to `socket://host:port[?pjl=1]`."""
 
     def __init__(self, host: str, port: int, *, reactor: IReactorTCP, clock: IReactorTime,
-                 connect_timeout: float, io_timeout: float, pjl: bool = False) -> None:  # fmt: skip
+                 connect_timeout: float, io_timeout: float, pjl: bool = False, username: bool = False) -> None:  # fmt: skip
+        """`username`: make sure the job names its user in PJL (the central server's raw queue reads it
+        there): a job without a user line gets ``@PJL SET USERNAME``, one without PJL the PJL wrapper."""
         self.host = host
         self.port = port
         self.pjl = pjl
+        self.username = username
         self.uri = f"socket://{host}:{port}" + ("?pjl=1" if pjl else "")
         self._reactor = reactor
         self._clock = clock
@@ -222,19 +238,24 @@ class SocketBackend:
         connecting: Deferred[Protocol] | None = None
         description = f"{self.host}:{self.port}"
         prefix = suffix = b""
-        if self.pjl and files:
+        skip = 0
+        if (self.pjl or self.username) and files:
             try:
                 with open(files[0].path, "rb") as first:
                     head = first.read(PJL_SNIFF)
             except OSError as error:
                 done.errback(Failure(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False)))
                 return done
-            prefix, suffix = pjl_wrapper(job, head, files[0].document.document_format or job.document_format)
+            inserted = None if self.pjl else username_insertion(head, username_line(job))
+            if inserted is None:
+                prefix, suffix = pjl_wrapper(job, head, files[0].document.document_format or job.document_format)
+            else:
+                prefix, skip = inserted
         endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
         tolerate_reset = job.uuid in self._reset_after_send
 
         def sender() -> _RawSender:
-            protocol = _RawSender(files, done, self._clock, self._io_timeout, description, prefix, suffix)
+            protocol = _RawSender(files, done, self._clock, self._io_timeout, description, prefix, suffix, skip)
             protocol.tolerate_reset = tolerate_reset
             return protocol
 

@@ -35,13 +35,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
 from spooler.config import Config
 from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
@@ -57,11 +55,11 @@ from spooler.ipp.operations import (
     RequestContext,
     bad_request,
 )
-from spooler.intake_limits import admit
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
 from spooler.model import JobTooLarge
 from spooler.spoolfiles import IncomingFile
+from spooler.web import HttpLimits, LimitedChannel, LimitedSite
 
 log = Logger(namespace="spooler.ipp")
 
@@ -405,40 +403,11 @@ class PrinterResource(Resource):
         return f"{self._site.operations.printer.identity.name}: IPP printer for queue {printer[0]}\n".encode()
 
 
-class IppChannel(HTTPChannel):
-    """An HTTP connection the site counts, so that a stop can cut the uploads still in progress."""
+class IppChannel(LimitedChannel):
+    """An HTTP connection of the IPP site (spooler.web.LimitedChannel: counted, ranked for eviction, held
+    to the header deadline), so that a stop can cut the uploads still in progress."""
 
     site: IppSite
-
-    last_activity = 0.0
-    received_any = False
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.last_activity = self.site.reactor.seconds()
-        self.site.connections.add(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        self.last_activity = self.site.reactor.seconds()
-        self.received_any = True
-        super().dataReceived(data)
-
-    def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a request received whole is being
-        answered (its job may be being made durable) and is never cut; an idle keep-alive connection,
-        or one whose request is still arriving, may be."""
-        if any(getattr(r, "_body_over", False) for r in self.requests):
-            return None
-        return (self.received_any, self.last_activity)
-
-    def evict(self) -> None:
-        self.site.connections.discard(self)
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[union-attr]
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.site.connections.discard(self)
-        super().connectionLost(reason)
 
     def receiving(self) -> bool:
         """Whether a request body is still arriving (its job was never acknowledged)."""
@@ -446,18 +415,26 @@ class IppChannel(HTTPChannel):
                    for r in self.requests)  # fmt: skip
 
 
-class IppSite(Site):
-    """The IPP front-end's factory: `connections` and `close_all()` as every intake factory has."""
+class IppSite(LimitedSite):
+    """The IPP front-end's factory: `connections` and `close_all()` as every intake factory has, and the
+    HTTP limits of spooler.web (connections, per address, the deadline of the request head; the body is
+    the document, streamed by IppRequest and capped by max_request_size)."""
 
     protocol = IppChannel  # type: ignore[assignment]
-    requestFactory = IppRequest
-    noisy = False
-    displayTracebacks = False
+    requestFactory = IppRequest  # type: ignore[assignment]
+    deadline_covers_body = False
 
     def __init__(self, jobs: JobService, operations: PrinterOperations, *, max_request_size: int,
                  idle_timeout: float, max_connections: int, reactor: Any = None, secure: bool = False,
-                 authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False) -> None:  # fmt: skip
-        super().__init__(PrinterResource(self), timeout=idle_timeout, reactor=reactor)
+                 authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False,
+                 max_per_address: int | None = None, header_timeout: float | None = None) -> None:  # fmt: skip
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor  # only where no reactor is passed in (tests)
+
+            reactor = default_reactor
+        limits = HttpLimits(max_connections=max_connections, max_per_address=max_per_address,
+                            header_timeout=header_timeout, idle_timeout=idle_timeout)  # fmt: skip
+        super().__init__(PrinterResource(self), reactor=reactor, name="IPPS" if secure else "IPP", limits=limits)
         self.secure = secure  # served over TLS (ipps)
         self.authenticator = authenticator  # Basic authentication on this listener
         self.refuse_plain = refuse_plain  # Basic is configured but not allowed here: refuse everything
@@ -467,20 +444,10 @@ class IppSite(Site):
         self.operations = operations
         self.max_request_size = max_request_size
         self.max_connections = max_connections
-        self.connections: set[IppChannel] = set()
         self.answers: set[Deferred[Any]] = set()
         self.queues: tuple[str, ...] = ("default",)
         self.describer: DeviceDescriber | None = None
         self.default_queue = "default"
-
-    def log(self, request: object) -> None:
-        """No access log: the spool log records what requests change."""
-
-    def buildProtocol(self, addr: IAddress | None) -> Any:
-        if not admit(self.connections, self.max_connections, self.reactor.seconds(), protocol="IPP",
-                     host=str(getattr(addr, "host", ""))):  # fmt: skip
-            return None
-        return super().buildProtocol(addr)
 
     def printer_for(self, path: bytes) -> tuple[str, str] | None:
         """(queue, printer path) of a request path, or None. `/ipp/print` (and `/`) is the default
@@ -552,6 +519,12 @@ class TlsIppFactory(TLSMemoryBIOFactory):
         super().__init__(options, False, site)  # type: ignore[arg-type]  # a Site is a protocol factory
         self.site = site
 
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        """The TLS wrapper around the site's channel, or None (the connection is closed) when the site
+        refuses it: WrappingFactory would wrap the None."""
+        channel = self.site.buildProtocol(addr)
+        return None if channel is None else self.protocol(self, channel)
+
     @property
     def connections(self) -> set[IppChannel]:
         return self.site.connections
@@ -577,7 +550,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
         site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                        idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                        reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                       refuse_plain=basic and not allowed)  # fmt: skip
+                       refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
+                       header_timeout=config.limits.header_timeout)  # fmt: skip
         site.queues = tuple(queue.name for queue in config.queues)
         site.default_queue = "default" if "default" in site.queues else site.queues[0]
         return site
@@ -594,7 +568,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                   refuse_plain=basic and not allowed)  # fmt: skip
+                   refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
+                   header_timeout=config.limits.header_timeout)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
     site.default_queue = "default" if "default" in site.queues else site.queues[0]
     if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):

@@ -12,6 +12,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 
+from spooler.central.base import CentralBackend
 from spooler.centralapi import CentralApi, CentralApiError
 from spooler.config import Config
 from spooler.login.cache import CredentialCache
@@ -20,18 +21,16 @@ from spooler.login.keys import LoginKeys
 from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
 from spooler.spoolfiles import RunInThread
+from spooler.web import ApiError
 
 log = Logger(namespace="spooler.login")
 
 
-class RouteError(Exception):
-    """An admin request the login part refuses: HTTP status, code, message."""
+class RouteError(ApiError):
+    """An admin request the login part refuses: HTTP status, code, message, extra fields of the answer."""
 
     def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.extra = extra or {}
+        super().__init__(status, code, message, **(extra or {}))
 
 
 def open_cache(config: Config) -> CredentialCache:
@@ -84,7 +83,9 @@ def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
 
 class LoginRuntime(MultiService):
     def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None) -> None:  # fmt: skip
+                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None) -> None:  # fmt: skip
+        """`backend`: the central server's (spooler.central.make_backend); by default the generic API of
+        [server] api_url."""
         super().__init__()
         self.setName("login")
         self.config = config
@@ -92,7 +93,7 @@ class LoginRuntime(MultiService):
         self.cache = open_cache(config)
         self.cache.purge(reactor.seconds())
         api_url = config.server.api_url if config.server is not None else None
-        self.api = CentralApi(reactor, api_url) if api_url else None
+        self.api: CentralBackend | None = backend if backend is not None else CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
                                     run_in_thread=run_in_thread, server_known_down=server_known_down)  # fmt: skip
         self.sync: UserSync | None = None

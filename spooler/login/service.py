@@ -18,7 +18,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredSemaphore, inlineCallbacks
 from twisted.logger import Logger
 
-from spooler.centralapi import LOGIN, CentralApi, CentralApiDown, CentralApiRefused
+from spooler.central.base import CentralBackend, capabilities_of
+from spooler.centralapi import LOGIN, CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import METHODS, Credential, UserEntry, clean_profile, is_revoked, parse_server_time
@@ -48,6 +49,7 @@ MESSAGES = {
     "locked": "Too many failed attempts. Try again in {minutes} minute(s).",
     "offline-disabled": "The print server cannot be reached and offline login is switched off.",
     "unavailable": "Login is not available right now. Try again later.",
+    "unsupported": "Login failed: this print server cannot check a {method}; use a card or another method.",
 }
 
 
@@ -86,7 +88,7 @@ def _check_many(secret: str, candidates: list[tuple[str, Credential]], stop: thr
 
 class LoginService:
     def __init__(self, reactor: Any, config: LoginConfig, cache: CredentialCache, *, device: str,
-                 api: CentralApi | None, run_in_thread: RunInThread,
+                 api: CentralBackend | None, run_in_thread: RunInThread,
                  server_known_down: Callable[[], bool] | None = None) -> None:  # fmt: skip
         self._reactor = reactor
         self.config = config
@@ -123,6 +125,10 @@ class LoginService:
     def _login(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
         if method not in METHODS:
             raise LoginRefused("invalid", f"Login failed: unknown login method {method!r}.")
+        if method not in capabilities_of(self.api).login_methods:
+            # The server cannot check it online, so no offline entry can come from it either
+            # (PaperCut cannot check a PIN): refused both ways, and said so.
+            raise LoginRefused("unsupported", MESSAGES["unsupported"].format(method=method))
         if method == "password" and not user:
             raise LoginRefused("invalid", "Login failed: a password login needs the user name.")
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET or (user and len(user) > MAX_USER):

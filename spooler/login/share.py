@@ -7,6 +7,11 @@ GCM nonce) in the associated data with the path; a receiver refuses a time more 
 away from its clock and a nonce it has seen within the window (replay). An answer is bound to the
 request's nonce, so an old answer cannot be played back either. Merging follows spooler.login.entries:
 the newest credential wins, a revocation beats any entry verified before it.
+
+The HTTP layer (`build_share_site`, spooler.web) comes first: a connection from an address that
+`Sharing.is_peer` does not accept is closed before a byte is read (that predicate is where an
+enrollment list plugs in), a body over MAX_BODY is refused with 413 before it is read, and
+connections are capped per listener and per address with the header deadline of every HTTP listener.
 """
 
 from __future__ import annotations
@@ -24,10 +29,9 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
-from twisted.web.client import Agent, readBody
+from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
-from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from spooler.centralapi import BytesProducer
 from spooler.config import Config
@@ -35,6 +39,8 @@ from spooler.login.cache import CredentialCache
 from spooler.login.entries import Revocation, UserEntry, merge_entries
 from spooler.login.keys import read_fleet_key
 from spooler.model import SpoolerError
+from spooler.web import AnswerTooLarge, ApiError, HttpLimits, JsonResource, LimitedSite, read_capped, request_body
+from spooler.web.channel import is_address, normal_host
 
 log = Logger(namespace="spooler.login.share")
 
@@ -45,6 +51,8 @@ MAX_REVOCATIONS = 10_000
 #: A request's time may differ from the receiver's clock by this much (and its nonce is remembered as long).
 WINDOW = 60.0
 PEER_TIMEOUT = 5.0
+#: An idle peer connection is closed after this many seconds.
+IDLE_TIMEOUT = 30.0
 PATHS = ("push", "pull")
 
 
@@ -180,8 +188,10 @@ def receive(cache: CredentialCache, payload: Any, *, now: float, validity: float
 # -- the endpoint ----------------------------------------------------------------------------------
 
 
-class ShareResource(Resource):
-    isLeaf = True
+class ShareResource(JsonResource):
+    """`POST /v1/share/push|pull` (its site, `build_share_site`, admits only peers and caps bodies)."""
+
+    name = "share"
 
     def __init__(self, sealer: FleetSealer, cache: CredentialCache, clock: Any, validity: float) -> None:
         super().__init__()
@@ -190,32 +200,26 @@ class ShareResource(Resource):
         self._clock = clock
         self.validity = validity
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        return self._error(request, 405, "use POST")
-
-    def render_POST(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
+    def dispatch(self, request: Request) -> Any:
+        if request.method != b"POST":
+            raise ApiError(405, "method-not-allowed", "use POST")
         path = [part.decode("utf-8", "replace") for part in request.postpath or []]
         if len(path) != 3 or path[:2] != ["v1", "share"] or path[2] not in PATHS:
-            return self._error(request, 404, "not found")
-        assert request.content is not None
-        body = request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return self._error(request, 413, "too large")
+            raise ApiError(404, "not-found", "not found")
+        body = request_body(request)
         peer = request.getClientAddress()
         try:
             payload, nonce = self._sealer.open_request(path[2], body)
         except FleetAuthError as error:
             log.warn("Refused a share request from {peer}: {detail}", spool_event="share_refused",
                      peer=str(getattr(peer, "host", peer)), detail=str(error))  # fmt: skip
-            return self._error(request, 401, str(error))
+            raise ApiError(401, "not-authenticated", str(error)) from None
         now = self._clock.seconds()
         if path[2] == "push":
             try:
                 counts = receive(self._cache, payload, now=now, validity=self.validity)
             except ValueError as error:
-                return self._error(request, 400, str(error))
+                raise ApiError(400, "bad-request", str(error)) from None
             if counts["entries"] or counts["revocations"]:
                 log.info("Received {entries} entries and {revocations} revocations from a peer",
                          spool_event="share_received", **counts)  # fmt: skip
@@ -224,18 +228,14 @@ class ShareResource(Resource):
             answer = shared_payload(self._cache)
         return self._sealer.seal_answer(nonce, answer)
 
-    @staticmethod
-    def _error(request: Request, status: int, message: str) -> bytes:
-        request.setResponseCode(status)
-        return json.dumps({"error": message}).encode()
 
-
-class QuietSite(Site):
-    noisy = False
-    timeOut = 30  # an idle peer connection is closed after this many seconds
-
-    def log(self, request: object) -> None:
-        pass
+def build_share_site(resource: ShareResource, reactor: Any, limits: Any,
+                     peer_allowed: Callable[[str], bool]) -> LimitedSite:  # fmt: skip
+    """The share endpoint's site (spooler.web): a client that `peer_allowed` refuses is closed before
+    anything is read; bodies over MAX_BODY are refused with 413 before they are read; `[limits]`
+    connection, per-address and header limits; idle connections closed after IDLE_TIMEOUT."""
+    return LimitedSite(resource, reactor=reactor, name="share", max_body=MAX_BODY, peer_allowed=peer_allowed,
+                       limits=HttpLimits.from_config(limits, idle_timeout=IDLE_TIMEOUT))  # fmt: skip
 
 
 # -- the client and the service ----------------------------------------------------------------------
@@ -258,6 +258,7 @@ class Sharing(MultiService):
         #: The last exchange with each peer: what, when, its error (None: it worked), the last that worked.
         self.exchanges: dict[str, dict[str, Any]] = {}
         self._peers = peers
+        self._resolved: dict[str, set[str]] = {}  # peer names -> their addresses (is_peer)
         self.listener: Any = None
         self.resource: ShareResource | None = None
         if config.login.share_listen:
@@ -266,8 +267,7 @@ class Sharing(MultiService):
             from spooler.service import ListenerService
 
             self.resource = ShareResource(self.sealer, cache, reactor, self.validity)
-            site = QuietSite(self.resource)
-            site.displayTracebacks = False
+            site = build_share_site(self.resource, reactor, config.limits, self.is_peer)
             self.listener = ListenerService("share", serverFromString(reactor, config.login.share_listen), site)
             self.listener.setServiceParent(self)
         if config.login.discover and self.listener is not None and run_in_thread is not None:
@@ -304,6 +304,41 @@ class Sharing(MultiService):
             configured += self._peers()
         return list(dict.fromkeys(configured))
 
+    def is_peer(self, host: str) -> bool:
+        """Whether a connection from `host` may reach the share endpoint at all, asked by the HTTP layer
+        before anything is read: the address of a configured or discovered peer (a peer configured by
+        name counts by the address the name last resolved to). Every message is still authenticated;
+        this keeps everyone else from costing the endpoint a byte of buffer."""
+        return host in self.peer_hosts()
+
+    def peer_hosts(self) -> set[str]:
+        hosts: set[str] = set()
+        for peer in self.peers():
+            host = normal_host(peer.rpartition(":")[0])
+            hosts.update(self._resolved.get(host, {host}))
+        return hosts
+
+    def startService(self) -> None:
+        super().startService()
+        self._resolve_peer_names()
+
+    def _resolve_peer_names(self) -> None:
+        """Look up the peers configured by name (at start and before each pull), for `is_peer`."""
+        resolve = getattr(self._reactor, "resolve", None)
+        if resolve is None:
+            return
+        for peer in self.peers():
+            host = normal_host(peer.rpartition(":")[0])
+            if is_address(host):
+                continue
+
+            def resolved(address: str, host: str = host) -> None:
+                self._resolved[host] = {normal_host(address)}
+
+            resolve(host).addCallbacks(resolved, lambda failure, host=host: log.info(
+                "Cannot resolve the peer {peer}: {detail}", spool_event="share_failed", what="resolve", peer=host,
+                detail=failure.getErrorMessage()))  # fmt: skip
+
     @inlineCallbacks
     def _call(self, peer: str, path: str, payload: Any) -> Any:
         body, nonce = self.sealer.seal_request(path, payload)
@@ -312,11 +347,12 @@ class Sharing(MultiService):
                                 Headers({b"content-type": [b"application/json"]}), BytesProducer(body))  # fmt: skip
         request.addTimeout(PEER_TIMEOUT, self._reactor)
         response = yield request
-        if isinstance(response.length, int) and response.length > MAX_BODY:
-            raise FleetAuthError(f"the answer of {peer} is too large")
-        reading = readBody(response)
+        reading = read_capped(response, MAX_BODY)
         reading.addTimeout(PEER_TIMEOUT, self._reactor)
-        data = yield reading
+        try:
+            data = yield reading
+        except AnswerTooLarge:
+            raise FleetAuthError(f"the answer of {peer} is too large") from None
         if response.code != 200:
             raise FleetAuthError(f"{peer} answered {response.code}: {data[:200]!r}")
         return self.sealer.open_answer(nonce, data)
@@ -340,6 +376,7 @@ class Sharing(MultiService):
     def pull_all(self) -> Deferred[Any]:
         from twisted.internet.defer import DeferredList
 
+        self._resolve_peer_names()
         calls = []
         for peer in self.peers():
             call = self._call(peer, "pull", {})

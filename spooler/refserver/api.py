@@ -3,7 +3,6 @@ of the reference server (served on DIR/control.sock, working in every failure mo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -12,13 +11,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Request
 
 from spooler import __version__
 from spooler.refserver.modes import ModeController
 from spooler.refserver.store import CentralStore, iso, parse_iso
 from spooler.refserver.users import MAX_USERS_PER_DEVICE, METHODS, REVOCATION_KINDS, Credential, User, UserDirectory
+from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
+
+__all__ = ["ApiError", "CentralApi", "build_api_site", "build_control_site"]
 
 log = Logger(namespace="spooler.refserver.api")
 
@@ -27,12 +28,6 @@ MAX_BODY = 10 * 1024 * 1024
 MAX_RECORDS_PER_UPLOAD = 1000
 MAX_RECORD_ID = 200
 MAX_SECRET = 256
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class CentralApi:
@@ -68,18 +63,18 @@ class CentralApi:
 
     def login(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise ApiError(400, "expected a JSON object")
+            raise ApiError(400, "bad-request", "expected a JSON object")
         device, method, secret, user = body.get("device"), body.get("method"), body.get("secret"), body.get("user")
         if not isinstance(device, str) or not device:
-            raise ApiError(400, "\"device\" must be a non-empty text")
+            raise ApiError(400, "bad-request", "\"device\" must be a non-empty text")
         if method not in METHODS:
-            raise ApiError(400, f"\"method\" must be one of {', '.join(METHODS)}")
+            raise ApiError(400, "bad-request", f"\"method\" must be one of {', '.join(METHODS)}")
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET:
-            raise ApiError(400, f"\"secret\" must be a text of 1 to {MAX_SECRET} characters")
+            raise ApiError(400, "bad-request", f"\"secret\" must be a text of 1 to {MAX_SECRET} characters")
         if user is not None and (not isinstance(user, str) or not user):
-            raise ApiError(400, "\"user\", when given, must be a non-empty text")
+            raise ApiError(400, "bad-request", "\"user\", when given, must be a non-empty text")
         if method == "password" and user is None:
-            raise ApiError(400, "a password login needs \"user\"")
+            raise ApiError(400, "bad-request", "a password login needs \"user\"")
         for owner, credential in self.directory.candidates(method, secret, user):
             if owner.allowed_on(device) and not self._revoked(owner, credential):
                 log.info("Login of {user} on {device} by {method}: accepted", refserver_event="login_ok",
@@ -88,11 +83,11 @@ class CentralApi:
                         "server_time": iso(self.clock.seconds())}  # fmt: skip
         log.info("Login on {device} by {method}: refused", refserver_event="login_refused", device=device,
                  method=method, user=user)  # fmt: skip
-        raise ApiError(401, "invalid credentials")
+        raise ApiError(401, "invalid-credentials", "invalid credentials")
 
     def users(self, device: str) -> dict[str, Any]:
         if not device:
-            raise ApiError(404, "no such device")
+            raise ApiError(404, "not-found", "no such device")
         eligible = [user for user in self.directory.for_device(device) if not self._revoked(user)]
         listed = []
         for user in eligible[:MAX_USERS_PER_DEVICE]:
@@ -113,18 +108,18 @@ class CentralApi:
             try:
                 threshold = parse_iso(since)
             except ValueError:
-                raise ApiError(400, "\"since\" must be an ISO 8601 time such as 2026-11-25T00:00:00Z") from None
+                raise ApiError(400, "bad-request", "\"since\" must be an ISO 8601 time such as 2026-11-25T00:00:00Z") from None
         found = [_public(entry) for entry in self.store.revocations() if entry["_at"] >= threshold]
         return {"revocations": found, "server_time": iso(now)}
 
     def revoke(self, body: Any) -> dict[str, Any]:
         """Control API: revoke a user or one of their credentials now."""
         if not isinstance(body, dict):
-            raise ApiError(400, "expected a JSON object")
+            raise ApiError(400, "bad-request", "expected a JSON object")
         try:
             user, kind, credential = _revocation_fields(body, "revocation")
         except ValueError as error:
-            raise ApiError(400, str(error)) from None
+            raise ApiError(400, "bad-request", str(error)) from None
         entry = self.store.add_revocation(user, kind, credential, self.clock.seconds())
         log.info("Revoked {kind} {credential} of {user}", refserver_event="revoked", user=user, kind=kind,
                  credential=credential)  # fmt: skip
@@ -132,16 +127,16 @@ class CentralApi:
 
     def upload_accounting(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            raise ApiError(400, "expected {\"records\": [...]}")
+            raise ApiError(400, "bad-request", "expected {\"records\": [...]}")
         records = body["records"]
         if len(records) > MAX_RECORDS_PER_UPLOAD:
-            raise ApiError(413, f"at most {MAX_RECORDS_PER_UPLOAD} records per upload")
+            raise ApiError(413, "too-large", f"at most {MAX_RECORDS_PER_UPLOAD} records per upload")
         for index, record in enumerate(records):
             if not isinstance(record, dict):
-                raise ApiError(400, f"records[{index}] is not an object")
+                raise ApiError(400, "bad-request", f"records[{index}] is not an object")
             record_id = record.get("record_id")
             if not isinstance(record_id, str) or not record_id or len(record_id) > MAX_RECORD_ID:
-                raise ApiError(400, f"records[{index}].record_id must be a text of 1 to {MAX_RECORD_ID} characters")
+                raise ApiError(400, "bad-request", f"records[{index}].record_id must be a text of 1 to {MAX_RECORD_ID} characters")
         accepted, duplicates = self.store.add_records(records, self.clock.seconds())
         log.info("Accounting upload: {accepted} accepted, {duplicates} duplicates",
                  refserver_event="accounting_received", accepted=accepted, duplicates=duplicates)  # fmt: skip
@@ -171,63 +166,41 @@ def _public(entry: dict[str, Any]) -> dict[str, Any]:
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-def write_json(request: Request, status: int, body: Any) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json")
-    request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n"
+def read_body(request: Request) -> Any:
+    """The request body as JSON (null when empty); the site refused it already if it was too large."""
+    return read_json(request, object_only=False)
 
 
-def read_json(request: Request) -> Any:
-    assert request.content is not None
-    data = request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise ApiError(413, "request body too large")
-    try:
-        return json.loads(data or b"null")
-    except ValueError:
-        raise ApiError(400, "the request body is not JSON") from None
+Route = Callable[[Request], Any]
 
 
-Route = Callable[[Request, list[str]], Any]
+class PrefixedResource(JsonResource):
+    """A leaf that routes `METHOD /prefix/segments...` to handlers returning JSON (or raising ApiError)."""
 
-
-class JsonResource(Resource):
-    """A leaf that routes `METHOD /segments...` to handlers returning JSON (or raising ApiError)."""
-
-    isLeaf = True
     prefix: tuple[bytes, ...] = ()
 
-    def routes(self, method: str, segments: list[str]) -> Callable[[Request], Any] | None:
+    def routes(self, method: str, segments: list[str]) -> Route | None:
         raise NotImplementedError
 
-    def render(self, request: Request) -> bytes | int:
+    def dispatch(self, request: Request) -> Any:
         path = [unquote(part.decode("utf-8", "replace")) for part in request.path.split(b"/") if part]
         prefix = [part.decode() for part in self.prefix]
         if path[: len(prefix)] != prefix:
-            return write_json(request, 404, {"error": "not found"})
-        method = request.method.decode("ascii", "replace")
-        try:
-            early = self.before(request)
-            if early is not None:
-                return early
-            handler = self.routes(method, path[len(prefix) :])
-            if handler is None:
-                return write_json(request, 404, {"error": "not found"})
-            return write_json(request, 200, handler(request))
-        except ApiError as error:
-            return write_json(request, error.status, {"error": str(error)})
-        except Exception:
-            log.failure("API request {method} {path} failed", Failure(), method=method, path=request.path.decode())
-            return write_json(request, 500, {"error": "internal error"})
+            raise ApiError(404, "not-found", "not found")
+        self.before(request)
+        handler = self.routes(request.method.decode("ascii", "replace"), path[len(prefix) :])
+        if handler is None:
+            raise ApiError(404, "not-found", "not found")
+        return handler(request)
 
-    def before(self, request: Request) -> bytes | None:
-        return None
+    def before(self, request: Request) -> None:
+        """Raise ApiError to answer every request so (the error mode)."""
 
 
-class ApiResource(JsonResource):
+class ApiResource(PrefixedResource):
     """`/api/v1/...`: the central server's API, answering 503 in error mode."""
 
+    name = "central API"
     prefix = (b"api", b"v1")
 
     def __init__(self, api: CentralApi, controller: ModeController) -> None:
@@ -235,25 +208,24 @@ class ApiResource(JsonResource):
         self.api = api
         self.controller = controller
 
-    def before(self, request: Request) -> bytes | None:
+    def before(self, request: Request) -> None:
         if self.controller.mode == "error":
             request.setHeader(b"retry-after", b"5")
-            return write_json(request, 503, {"error": "service unavailable (reference server in error mode)"})
-        return None
+            raise ApiError(503, "unavailable", "service unavailable (reference server in error mode)")
 
-    def routes(self, method: str, segments: list[str]) -> Callable[[Request], Any] | None:
+    def routes(self, method: str, segments: list[str]) -> Route | None:
         api = self.api
         match method, segments:
             case "GET", ["health"]:
                 return lambda request: api.health()
             case "POST", ["login"]:
-                return lambda request: api.login(read_json(request))
+                return lambda request: api.login(read_body(request))
             case "GET", ["devices", device, "users"]:
                 return lambda request: api.users(device)
             case "GET", ["revocations"]:
                 return lambda request: api.revocations(_query(request, "since"))
             case "POST", ["accounting"]:
-                return lambda request: api.upload_accounting(read_json(request))
+                return lambda request: api.upload_accounting(read_body(request))
             case "GET", ["accounting"]:
                 return lambda request: api.accounting()
         return None
@@ -265,9 +237,10 @@ def _query(request: Request, name: str) -> str | None:
     return values[0].decode("utf-8", "replace") if values else None
 
 
-class ControlResource(JsonResource):
+class ControlResource(PrefixedResource):
     """`/v1/status`, `POST /v1/mode` {"mode", "delay"}, `POST /v1/revocations` {"user", "kind", "credential"}."""
 
+    name = "refserver control"
     prefix = (b"v1",)
 
     def __init__(self, controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi) -> None:
@@ -276,63 +249,48 @@ class ControlResource(JsonResource):
         self.status = status
         self.api = api
 
-    def routes(self, method: str, segments: list[str]) -> Callable[[Request], Any] | None:
+    def routes(self, method: str, segments: list[str]) -> Route | None:
         match method, segments:
             case "GET", ["status"]:
                 return lambda request: self.status()
             case "POST", ["revocations"]:
-                return lambda request: self.api.revoke(read_json(request))
+                return lambda request: self.api.revoke(read_body(request))
         return None
 
-    def render(self, request: Request) -> bytes | int:
+    def dispatch(self, request: Request) -> Any:
         if request.method == b"POST" and request.path == b"/v1/mode":
             return self._set_mode(request)
-        return super().render(request)
+        return super().dispatch(request)
 
-    def _set_mode(self, request: Request) -> bytes | int:
+    def _set_mode(self, request: Request) -> Deferred[dict[str, Any]]:
+        body = read_body(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad-request", "expected {\"mode\": ..., \"delay\": ...}")
         try:
-            body = read_json(request)
-            if not isinstance(body, dict):
-                raise ApiError(400, "expected {\"mode\": ..., \"delay\": ...}")
             changed: Deferred[None] = self.controller.set(body.get("mode"), body.get("delay"))  # type: ignore[arg-type]
-        except ApiError as error:
-            return write_json(request, error.status, {"error": str(error)})
         except ValueError as error:
-            return write_json(request, 400, {"error": str(error)})
+            raise ApiError(400, "bad-request", str(error)) from None
 
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
-        def done(_: object) -> None:
-            if not gone:
-                request.write(write_json(request, 200, self.status()))
-                request.finish()
-
-        def failed(failure: Failure) -> None:
+        def failed(failure: Failure) -> Any:
             log.failure("Switching the failure mode failed", failure)
-            if not gone:
-                request.write(write_json(request, 500, {"error": f"the mode changed, but: {failure.getErrorMessage()}",
-                                                        "status": self.status()}))  # fmt: skip
-                request.finish()
+            raise ApiError(500, "internal", f"the mode changed, but: {failure.getErrorMessage()}",
+                           status=self.status())  # fmt: skip
 
-        changed.addCallbacks(done, failed)
-        return NOT_DONE_YET
+        return changed.addCallbacks(lambda _: self.status(), failed)
 
 
-class QuietSite(Site):
-    noisy = False
-
-    def log(self, request: object) -> None:
-        pass
-
-
-def build_api_site(api: CentralApi, controller: ModeController) -> Site:
-    site = QuietSite(ApiResource(api, controller))
-    site.displayTracebacks = False
-    return site
+#: The reference server's HTTP limits: many spoolers (in tests and demos all from one address, so no
+#: per-address limit).
+API_LIMITS = HttpLimits(max_connections=1000, header_timeout=20.0, idle_timeout=60.0)
+CONTROL_LIMITS = HttpLimits(max_connections=64, header_timeout=20.0, idle_timeout=60.0)
 
 
-def build_control_site(controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi) -> Site:
-    site = QuietSite(ControlResource(controller, status, api))
-    site.displayTracebacks = False
-    return site
+def build_api_site(api: CentralApi, controller: ModeController, reactor: Any) -> LimitedSite:
+    return LimitedSite(ApiResource(api, controller), reactor=reactor, name="central API", limits=API_LIMITS,
+                       max_body=MAX_BODY)  # fmt: skip
+
+
+def build_control_site(controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi,
+                       reactor: Any) -> LimitedSite:  # fmt: skip
+    return LimitedSite(ControlResource(controller, status, api), reactor=reactor, name="refserver control",
+                       limits=CONTROL_LIMITS, max_body=MAX_BODY)  # fmt: skip

@@ -141,12 +141,12 @@ class RefServerService(MultiService):
             endpoint = serverFromString(self.reactor, options.api)
         except (ValueError, TypeError, KeyError) as error:
             raise ConfigError("--api", f"not a valid endpoint {options.api!r}: {error}") from None
-        api_site = build_api_site(self.api, self.controller)
+        api_site = build_api_site(self.api, self.controller, self.reactor)
         api_factory = FailureModeFactory("api", api_site, self.controller, self.reactor)
         self.api_listener = ListenerService("api", endpoint, api_factory)
         self.api_listener.setServiceParent(self)
         ControlListener(options.control_socket, self.reactor,
-                        build_control_site(self.controller, self.status, self.api)).setServiceParent(self)  # fmt: skip
+                        build_control_site(self.controller, self.status, self.api, self.reactor)).setServiceParent(self)  # fmt: skip
         self.controller.on_listening.append(self._listen)
         super().startService()
         if self.controller.mode == "refuse":

@@ -46,9 +46,9 @@ def job_view(job: Job) -> dict[str, Any]:
     analysis = job.attributes.get("analysis") or {}
     known = analysis.get("status") == "ok"
     pages = analysis.get("pages") if known else None
-    color: str | None = None
-    if known:
-        color = "color" if int(analysis.get("color_impressions") or 0) > 0 else "mono"
+    color: str | None = None  # unknown: never shown as mono
+    if known and analysis.get("color_impressions") is not None and analysis.get("mono_impressions") is not None:
+        color = "color" if int(analysis["color_impressions"]) > 0 else "mono"
     return {
         "id": job.job_id,
         "name": job.name or "(untitled)",

@@ -15,14 +15,13 @@ Routes (JSON in and out; every error is `{"error": text, "code": keyword}` with 
 
 Every POST must say `Content-Type: application/json` (a cross-site form cannot, without a CORS
 preflight that this server never grants) and, when the browser sends an Origin, come from this
-server's own origin. Bodies are capped at MAX_BODY bytes; anything larger is discarded unread and
-answered 413. The login itself (cache, server, throttling) is the LoginService's; this module only
+server's own origin. Bodies are capped at MAX_BODY bytes: a larger one is refused with 413 before it
+is read, and the connection closed (spooler.web, which also holds the connection limits). The login itself (cache, server, throttling) is the LoginService's; this module only
 asks it, with the terminal's id: the configured terminal name, or else the client's address.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -33,14 +32,14 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import Request
 
 from spooler.jobs import JobService
 from spooler.login.service import LoginOutcome, LoginRefused
 from spooler.model import IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view
 from spooler.terminal.sessions import Session, SessionStore
+from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
 
 log = Logger(namespace="spooler.terminal")
 
@@ -81,14 +80,6 @@ class LoginProvider(Protocol):
     def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]: ...
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.extra = extra
-
-
 def refusal_text(reason: str, method: str, retry_after: float | None, detail: str) -> str:
     """The sentence the terminal shows for a refused login (what happened and what to do)."""
     if reason == "invalid":
@@ -118,28 +109,9 @@ def wait_text(seconds: float | None) -> str:
     return f"{minutes} min" if minutes else f"{rest} s"
 
 
-class TerminalRequest(Request):
-    """A request whose body is kept only up to MAX_BODY bytes; beyond that it is dropped and flagged."""
-
-    body_too_large = False
-    _body_seen = 0
-
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > MAX_BODY:
-            self.body_too_large = True
-            length = 0  # keep the (empty) body in memory, never in a temporary file
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        self._body_seen += len(data)
-        if self._body_seen > MAX_BODY:
-            self.body_too_large = True
-            return
-        super().handleContentChunk(data)
-
-
-class TerminalResource(Resource):
-    isLeaf = True
+class TerminalResource(JsonResource):
+    name = "terminal"
+    headers = {**SECURITY_HEADERS, b"server": b"spooler-terminal"}
 
     def __init__(self, jobs: JobService, login: Callable[[], LoginProvider | None], clock: IReactorTime, *,
                  session_idle: float, terminal_name: str | None = None) -> None:  # fmt: skip
@@ -154,53 +126,25 @@ class TerminalResource(Resource):
     # -- plumbing ----------------------------------------------------------------------------------
 
     def render(self, request: Request) -> bytes | int:  # type: ignore[override]
-        for name, value in SECURITY_HEADERS.items():
-            request.setHeader(name, value)
-        request.setHeader(b"server", b"spooler-terminal")
         path = request.path.decode("utf-8", "replace")
+        if path not in self._static:
+            return super().render(request)  # the API: JSON answers (spooler.web.JsonResource)
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
         method = request.method.decode("ascii", "replace")
-        try:
-            if path in self._static:
-                if method not in ("GET", "HEAD"):
-                    raise ApiError(405, "method-not-allowed", f"{method} is not allowed here")
-                body, kind = self._static[path]
-                request.setHeader(b"content-type", kind)
-                request.setHeader(b"cache-control", b"no-cache")
-                return body
-            if not path.startswith("/api/"):
-                raise ApiError(404, "not-found", "no such page")
-            result = self._api(request, method, path)
-            if isinstance(result, Deferred):
-                result.addCallbacks(lambda answer: self._answer(request, 200, answer),
-                                    lambda failure: self._failed(request, failure))  # fmt: skip
-                return NOT_DONE_YET
-            return self._json(request, 200, result)
-        except ApiError as error:
-            return self._json(request, error.status, {"error": str(error), "code": error.code, **error.extra})
-        except Exception:  # noqa: BLE001 - a bad request must never be answered with a traceback
-            log.failure("Terminal request {method} {path} failed", method=method, path=path)
-            return self._json(request, 500, {"error": "internal error", "code": "internal"})
+        if method not in ("GET", "HEAD"):
+            refusal = ApiError(405, "method-not-allowed", f"{method} is not allowed here")
+            return self.encode(request, 405, refusal.answer())
+        body, kind = self._static[path]
+        request.setHeader(b"content-type", kind)
+        request.setHeader(b"cache-control", b"no-cache")
+        return body
 
-    def _json(self, request: Request, status: int, body: Any) -> bytes:
-        request.setResponseCode(status)
-        request.setHeader(b"content-type", b"application/json")
-        return json.dumps(body).encode("utf-8")
-
-    def _answer(self, request: Request, status: int, body: Any) -> None:
-        if getattr(request, "_disconnected", False) or request.finished:
-            return
-        data = self._json(request, status, body)
-        request.setHeader(b"content-length", str(len(data)).encode())
-        request.write(data)
-        request.finish()
-
-    def _failed(self, request: Request, failure: Failure) -> None:
-        if failure.check(ApiError):
-            error = failure.value
-            self._answer(request, error.status, {"error": str(error), "code": error.code, **error.extra})
-            return
-        log.failure("Terminal request failed", failure)
-        self._answer(request, 500, {"error": "internal error", "code": "internal"})
+    def dispatch(self, request: Request) -> Any:
+        path = request.path.decode("utf-8", "replace")
+        if not path.startswith("/api/"):
+            raise ApiError(404, "not-found", "no such page")
+        return self._api(request, request.method.decode("ascii", "replace"), path)
 
     def peer(self, request: Request) -> str:
         address = request.getClientAddress()
@@ -231,20 +175,10 @@ class TerminalResource(Resource):
         host = request.getHeader(b"host")
         if origin is not None and origin not in (b"http://" + (host or b""), b"https://" + (host or b"")):
             raise ApiError(403, "forbidden", "cross-origin requests are not accepted")
-        if getattr(request, "body_too_large", False):
-            raise ApiError(413, "too-large", f"the request body is larger than {MAX_BODY} bytes")
 
     @staticmethod
     def _body(request: Request) -> dict[str, Any]:
-        raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "bad-request", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad-request", "the body must be a JSON object")
+        body: dict[str, Any] = read_json(request, empty={})
         return body
 
     # -- the API -----------------------------------------------------------------------------------
@@ -343,34 +277,11 @@ class TerminalResource(Resource):
         return {"job": job_view(job)}
 
 
-class TerminalSite(Site):
-    """The terminal's site: bounded bodies, at most `max_connections` connections at once (more are
-    closed at once), idle connections closed, no access log (the spool log records logins,
-    releases and deletions)."""
+class TerminalSite(LimitedSite):
+    """The terminal's site (spooler.web): bodies over MAX_BODY refused before they are read, the
+    connection and per-address limits with idle-first eviction, the header deadline, idle connections
+    closed, no access log (the spool log records logins, releases and deletions)."""
 
-    noisy = False
-    requestFactory = TerminalRequest
-    displayTracebacks = False
-
-    def __init__(self, resource: TerminalResource, *, clock: IReactorTime | None = None,
-                 max_connections: int = 100) -> None:  # fmt: skip
-        super().__init__(resource, timeout=CONNECTION_TIMEOUT, reactor=clock)
-        self.max_connections = max_connections
-        self.connections = 0
-
-    def buildProtocol(self, addr: Any) -> Any:
-        if self.connections >= self.max_connections:
-            return None  # the connection is closed
-        channel = super().buildProtocol(addr)
-        self.connections += 1
-        lost = channel.connectionLost
-
-        def connection_lost(reason: Failure) -> None:
-            self.connections -= 1
-            lost(reason)
-
-        channel.connectionLost = connection_lost
-        return channel
-
-    def log(self, request: object) -> None:
-        pass
+    def __init__(self, resource: TerminalResource, *, clock: IReactorTime, limits: HttpLimits | None = None) -> None:
+        super().__init__(resource, reactor=clock, name="terminal", max_body=MAX_BODY,
+                         limits=limits or HttpLimits(max_per_address=32, idle_timeout=CONNECTION_TIMEOUT))  # fmt: skip

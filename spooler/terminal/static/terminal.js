@@ -138,6 +138,7 @@
     if (job.copies > 1) parts.push(job.copies + " copies");
     if (job.color === "color") parts.push("colour");
     else if (job.color === "mono") parts.push("black & white");
+    else parts.push("colour unknown");
     parts.push(when(job.time));
     return parts.join(" \u00B7 ");
   }
