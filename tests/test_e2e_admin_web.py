@@ -134,6 +134,10 @@ def test_health_and_metrics_through_an_outage(spooler_factory: Any, central: Ref
     assert value(samples, "spooler_jobs", queue="default", state="completed", route="device", mode="offline") == 2
     assert value(samples, "spooler_accounting_records", status="waiting") >= 2  # the API is down too
     assert value(samples, "spooler_server_probes_total", outcome="failed") >= 2
+    status = spooler.cli("status").stdout  # the same outage, as `spooler status` says it
+    assert "job(s) printed on the device since the outage began" in status and "\noffline     since" in status
+    assert "2 job(s) printed on the device" in status, status
+    assert "login cache 1 user(s): 1 usable, 0 expired, 0 revoked" in status, status
 
     # The device goes too: the job waits, the failures are counted, both reasons are given.
     device.close()

@@ -71,6 +71,8 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     assert json.loads(done.stdout)["jobs"] >= len(before)
     listed = {job["name"]: job for job in json.loads(restored.cli("jobs", "--all", "--json").stdout)}
     assert set(before) <= set(listed), sorted(set(before) - set(listed))
+    down = restored.cli("status").stdout  # the daemon is not running: the stored cache opens with its key
+    assert "NOT RUNNING" in down and "login cache 3 user(s): 3 usable" in down, down
     # Restoring again over it needs --force.
     again = restored.cli("restore", str(backup_file), check=False)
     assert again.returncode == 1 and "--force" in again.stderr

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import re
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spooler_harness import RefServer, free_port, wait_for
+from spooler_harness import RefServer, free_port, short_tempdir, wait_for
 from test_e2e_login import central  # noqa: F401 - the reference server with test_e2e_login's users
 
 pytestmark = pytest.mark.e2e
@@ -63,8 +65,10 @@ def test_one_idle_hour_writes_a_handful_of_lines(spooler_factory: Any, central: 
              what="3600 probes of the central server")  # fmt: skip
     lines = spooler.stderr().splitlines()
     hour = lines[next(n for n, line in enumerate(lines) if "started: state" in line) + 1:]  # after the start
-    spooler.stop()
 
+    status = spooler.cli("status").stdout  # the peer that does not answer, as the admin sees it
+    assert re.search(r"sharing     127\.0\.0\.1:\d+: pull FAILED .*: Connection was refused", status), status
+    assert "login cache 3 user(s): 3 usable" in status and "user sync   " in status, status
     levels = Counter(match.group(1) for line in hour if (match := LINE.match(line)))
     text = "\n".join(hour)
     assert not [line for line in hour if "factory" in line.lower()], "Twisted's per-connection lines are back"
@@ -76,4 +80,25 @@ def test_one_idle_hour_writes_a_handful_of_lines(spooler_factory: Any, central: 
         assert least <= sum(words in line for line in hour) <= most, f"{words!r}:\n{text}"
     assert len(hour) == sum(any(words in line for words in expected) for line in hour), text
     assert levels["error"] == 0 and levels["critical"] == 0
+    spooler.stop()
     print(f"\none idle hour (x{SPEED}): {len(hour)} lines, {dict(levels)}")
+
+
+def test_a_truncated_user_sync_is_one_warning(spooler_factory: Any, tmp_path: Path) -> None:
+    """101 users assigned to the device at the reference server: the sync keeps 100 and says so."""
+    users = {"users": [{"name": f"user{n:03d}", "pins": [f"{100000 + n}"]} for n in range(101)]}
+    (tmp_path / "users.json").write_text(json.dumps(users))
+    server = RefServer(short_tempdir("rs"), users=tmp_path / "users.json").start()
+    try:
+        spooler = spooler_factory(**{"server__queue_uri": server.ipp_uri, "server__api_url": server.api_url,
+                                     "login__sync_interval": 0, "login__share_listen": ""})  # fmt: skip
+        spooler.start()
+        synced = json.loads(spooler.cli("users", "sync", "--json").stdout)
+        assert (synced["users"], synced["truncated"], synced["assigned"]) == (100, True, 101)
+        warnings = [line for line in spooler.stderr().splitlines() if "[warn]" in line and "User sync" in line]
+        assert len(warnings) == 1 and "synced 100 of 101 users assigned to this device" in warnings[0], warnings
+        [event] = spooler.events("users_synced")
+        assert (event["level"], event["users"], event["assigned"]) == ("warn", 100, 101)
+        assert "100 user(s) of 101 assigned: TRUNCATED" in spooler.cli("status").stdout
+    finally:
+        server.cleanup()
