@@ -6,7 +6,8 @@ client. Routes:
     GET  /v1/status                     daemon, listeners, device, queue depth, free space
     GET  /v1/jobs?all=1&state=pending   jobs in arrival order
     GET  /v1/jobs/ID                    one job with its documents
-    POST /v1/jobs/ID/cancel|hold|release
+    POST /v1/jobs/ID/cancel|hold|release  release of a private job: body {"key": "..."} or
+                                        {"without_key": true} (the admin's override, logged)
     POST /v1/flush                      body {"job_ids": [..]} or {} for every waiting job
     POST /v1/login                      body {"method", "secret", "user", "terminal"} (spooler.login)
     GET  /v1/users                      who can log in offline; POST /v1/users/sync; POST /v1/keys/rotate
@@ -21,10 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from spooler.jobs import JobService
-from spooler.model import IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
+from spooler.model import HoldKeyRefused, IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
 from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
 
 log = Logger(namespace="spooler.admin")
@@ -64,9 +66,10 @@ class AdminResource(JsonResource):
                 return self._jobs(request)
             if method == "GET" and len(path) == 2 and path[0] == "jobs":
                 return job_detail(self._service, self._job_id(path[1]))
+            if method == "POST" and path[:1] == ["jobs"] and path[2:] == ["release"]:
+                return self._release(self._job_id(path[1]), self._body(request))
             if method == "POST" and len(path) == 3 and path[0] == "jobs":
-                action = {"cancel": self._service.cancel, "hold": self._service.hold,
-                          "release": self._service.release}.get(path[2])  # fmt: skip
+                action = {"cancel": self._service.cancel, "hold": self._service.hold}.get(path[2])
                 if action is None:
                     raise ApiError(404, "not-found", f"unknown action {path[2]!r}")
                 return action(self._job_id(path[1]), admin=True).summary()
@@ -80,6 +83,8 @@ class AdminResource(JsonResource):
                 answer = self._login.route(method, path, lambda: self._body(request))
                 if answer is not None:
                     return answer
+        except HoldKeyRefused as error:
+            raise ApiError(403, error.reason, str(error)) from None
         except JobNotFound as error:
             raise ApiError(404, "not-found", str(error)) from None
         except IllegalTransition as error:
@@ -89,6 +94,25 @@ class AdminResource(JsonResource):
         except SpoolerError as error:
             raise ApiError(400, "bad-request", str(error)) from None
         raise ApiError(404, "not-found", f"no route for {method} /v1/{'/'.join(path)}")
+
+    def _release(self, job_id: int, body: dict[str, Any]) -> Any:
+        """Release a held job; a private one with {"key"}, or {"without_key": true}."""
+        key, without_key = body.get("key"), body.get("without_key", False)
+        if (key is not None and not isinstance(key, str)) or not isinstance(without_key, bool):
+            raise ApiError(400, "bad-request", "expected {\"key\": \"...\"} or {\"without_key\": true}")
+        if key is None:
+            return self._service.release(job_id, admin=True, without_key=without_key).summary()
+
+        def refused(failure: Failure) -> Any:
+            error = failure.value
+            if isinstance(error, HoldKeyRefused):
+                raise ApiError(429 if error.reason == "locked" else 403, error.reason, str(error))
+            for kind, status, code in ((JobNotFound, 404, "not-found"), (IllegalTransition, 409, "conflict")):
+                if isinstance(error, kind):
+                    raise ApiError(status, code, str(error))
+            return failure
+
+        return self._service.release_with_key(job_id, key, admin=True).addCallbacks(lambda job: job.summary(), refused)
 
     @staticmethod
     def _job_id(text: str) -> int:

@@ -338,7 +338,7 @@ def _extract_checked(archive: tarfile.TarFile, manifest: dict[str, Any], staging
 
 
 def _check_databases(staging: Path, source: Path) -> dict[str, int]:
-    from spooler.login.cache import LOGIN_SCHEMA
+    from spooler.login.schema import LOGIN_SCHEMA
     from spooler.schema import check_known
     from spooler.store import _SCHEMA
 

@@ -262,9 +262,35 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
     return EXIT_OK
 
 
+def _release_body(config: Config, args: argparse.Namespace) -> dict[str, Any] | None:
+    """What `release` sends: nothing for an ordinary job; for a private one its key (typed at a
+    prompt, or one line on stdin with --key-stdin: never on the command line, where `ps` shows it),
+    or the admin's --without-key."""
+    if args.key_stdin and args.without_key:
+        raise CommandError("--key-stdin and --without-key exclude each other", EXIT_USAGE)
+    if args.without_key:
+        return {"without_key": True}
+    if args.key_stdin:
+        key = sys.stdin.readline().rstrip("\r\n")
+    else:
+        job = admin_request(config, "GET", f"/v1/jobs/{args.job_id}")
+        if not job.get("private"):
+            return None
+        if not sys.stdin.isatty():
+            raise CommandError(f"job {args.job_id} is private: give its key on standard input with --key-stdin, "
+                               "or release it without with --without-key", EXIT_USAGE)  # fmt: skip
+        import getpass
+
+        key = getpass.getpass(f"Key of the private job {args.job_id}: ")
+    if not key:
+        raise CommandError("no key given", EXIT_USAGE)
+    return {"key": key}
+
+
 def _job_action(action: str) -> Any:
     def command(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-        job = admin_request(config, "POST", f"/v1/jobs/{args.job_id}/{action}")
+        body = _release_body(config, args) if action == "release" else None
+        job = admin_request(config, "POST", f"/v1/jobs/{args.job_id}/{action}", body)
         if args.json:
             _print_json(out, job)
         else:
@@ -920,6 +946,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(action, parents=[common, json_option], help=text)
         sub.add_argument("job_id", type=_job_id, metavar="ID")
         sub.set_defaults(handler=_job_action(action))
+        if action == "release":
+            sub.add_argument("--key-stdin", action="store_true",
+                             help="a private job's key, from the first line of stdin (else it is asked for)")
+            sub.add_argument("--without-key", action="store_true",
+                             help="release a private job without its key (the admin's override; logged)")
 
     flush = commands.add_parser("flush", parents=[common, json_option],
                                 help="retry now every job waiting for delivery, in order")  # fmt: skip

@@ -88,6 +88,7 @@ class LimitsConfig:
     max_connections: int = 100
     max_connections_per_address: int = 32  # on the HTTP listeners (IPP, IPPS, terminal, login sharing)
     header_timeout: float = 20.0  # an HTTP request's head must arrive within this, whatever trickles in
+    max_compression_ratio: float = 100.0  # a gzip/deflate IPP document expands at most this much; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -273,8 +274,10 @@ class LoginConfig:
     validity_hours: float = 24.0  # a cache entry lets its user log in offline this long after a login or sync
     offline_enabled: bool = True  # false: no login at all while the central server is unreachable
     sync_interval: float = 3600.0  # pull the device's users and the revocations this often; 0: only on demand
-    max_failures: int = 5  # failures in a row that lock a user or a terminal ...
-    lockout: float = 300.0  # ... for this long
+    max_failures: int = 5  # failures that lock a user or a terminal (they are forgotten one per max_lockout) ...
+    lockout: float = 300.0  # ... for this long, doubled by each further failure ...
+    max_lockout: float = 900.0  # ... up to this
+    device_max_failures: int = 10  # PIN or card failures (no user named) that lock that method on this device
     peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints
     share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with a fleet key
     fleet_key_file: Path | None = None  # the key every spooler of the fleet holds; None: no sharing
@@ -621,6 +624,12 @@ def _peer_address(key: str, value: Any) -> tuple[str, ...]:
     return names
 
 
+def _ratio(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value == 0 or value >= 2):
+        raise ConfigError(key, f"expected a ratio of 2 or more (0: no limit), got {value!r}")
+    return float(value)
+
+
 def _hours(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(key, f"expected a number of hours above zero, got {value!r}")
@@ -629,18 +638,23 @@ def _hours(key: str, value: Any) -> float:
 
 def _login(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> LoginConfig:
     d = LoginConfig()
-    return LoginConfig(
+    config = LoginConfig(
         validity_hours=_get(section, "login", "validity_hours", _hours, d.validity_hours),
         offline_enabled=_get(section, "login", "offline_enabled", _boolean, d.offline_enabled),
         sync_interval=_get(section, "login", "sync_interval", parse_duration, d.sync_interval),
         max_failures=_get(section, "login", "max_failures", _positive_int, d.max_failures),
         lockout=_get(section, "login", "lockout", _positive_duration, d.lockout),
+        max_lockout=_get(section, "login", "max_lockout", _positive_duration, d.max_lockout),
+        device_max_failures=_get(section, "login", "device_max_failures", _positive_int, d.device_max_failures),
         peers=_get(section, "login", "peers", _peer_address, d.peers),
         share_listen=_get(section, "login", "share_listen", _endpoint, d.share_listen),
         fleet_key_file=_get(section, "login", "fleet_key_file", resolve, d.fleet_key_file),
         share_interval=_get(section, "login", "share_interval", _positive_duration, d.share_interval),
         discover=_get(section, "login", "discover", _boolean, d.discover),
     )
+    if config.max_lockout < config.lockout:
+        raise ConfigError("login.max_lockout", "must not be shorter than login.lockout")
+    return config
 
 
 def load_config(path: Path | None = None, *, state_dir: Path | None = None) -> Config:
@@ -685,7 +699,7 @@ def config_from_mapping(
                                 "allow_basic_without_tls", "tls_certificate", "tls_key"))  # fmt: skip
     dnssd = _section(raw, "dnssd", ("enabled", "name", "interfaces", "host"))
     limits = _section(raw, "limits", ("max_job_size", "idle_timeout", "max_connections", "max_connections_per_address",
-                                      "header_timeout"))
+                                      "header_timeout", "max_compression_ratio"))
     spool = _section(raw, "spool", ("min_free_space", "keep_files", "keep_history", "inline_max"))
     device = _section(raw, "device", ("uri", "name", "connect_timeout", "io_timeout", "retry_initial", "retry_max"))
     admin = _section(raw, "admin", ("socket", "listen", "users_file"))
@@ -727,7 +741,8 @@ def config_from_mapping(
                                                           "retry_max", "analysis_wait")))  # fmt: skip
 
     login = _section(raw, "login", ("validity_hours", "offline_enabled", "sync_interval", "max_failures", "lockout",
-                                    "peers", "share_listen", "fleet_key_file", "share_interval", "discover"))
+                                    "max_lockout", "device_max_failures", "peers", "share_listen", "fleet_key_file",
+                                    "share_interval", "discover"))  # fmt: skip
     return Config(
         state_dir=state_dir,
         accounting=accounting,
@@ -776,6 +791,8 @@ def config_from_mapping(
             max_connections_per_address=_get(limits, "limits", "max_connections_per_address", _positive_int,
                                              LimitsConfig.max_connections_per_address),
             header_timeout=_get(limits, "limits", "header_timeout", _positive_duration, LimitsConfig.header_timeout),
+            max_compression_ratio=_get(limits, "limits", "max_compression_ratio", _ratio,
+                                       LimitsConfig.max_compression_ratio),
         ),
         spool=SpoolConfig(
             min_free_space=_get(spool, "spool", "min_free_space", parse_size, SpoolConfig.min_free_space),

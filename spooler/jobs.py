@@ -1,6 +1,12 @@
 """The job service: where every front-end's job ends up. It accepts incoming documents, makes them
 durable jobs, and carries out what clients and admins ask (cancel, hold, release, flush), start-up
 recovery and retention. Protocols parse; this decides.
+
+Private print: a job whose first document carries a PJL release key (HOLDKEY, JOBPASSWORD), or whose
+IPP request gave a job-password, is held with a scrypt verifier of the key; the key itself is taken
+out of the document's head before it is stored (spooler.pjl.strip_hold_key, through the incoming
+file's head filter). Releasing it takes the key (`release_with_key`), checked against a failure
+budget per job; only the local admin may release it without (`release(..., without_key=True)`).
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from spooler.config import Config
 from spooler.groupcommit import GroupCommit
 from spooler.dispatch import Dispatcher
 from spooler.analysis import AnalysisRunner, job_analysis
-from spooler.model import Document, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolFull
-from spooler.pjl import parse_pjl_header
+from spooler.login.budget import BudgetPolicy, FailureBudgets
+from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized,
+                           SpoolFull)  # fmt: skip
+from spooler.pjl import PjlHeader, parse_pjl_header, strip_hold_key
 from spooler.spoolfiles import (
     INCOMING_SUFFIX,
     IncomingFile,
@@ -35,7 +43,7 @@ from spooler.spoolfiles import (
 )
 from spooler.states import recover_after_restart, transition
 from spooler.store import JobStore, new_job_uuid, spool_file_name
-from spooler.verifiers import make_verifier
+from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
@@ -47,6 +55,13 @@ FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
+#: The attribute the dispatcher honours: a job released at the device is printed on the device.
+RELEASE_TO_DEVICE = "release_to_device"
+#: A private job's key (PJL HOLDKEY, IPP job-password) is at most this long.
+MAX_HOLD_KEY = 255
+#: job-state-reasons of a private job waiting for its key (PWG 5100.11), and what it says.
+PRIVATE_REASON = "job-password-wait"
+PRIVATE_MESSAGE = "private print: held until released with its key"
 
 
 def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None:
@@ -71,6 +86,7 @@ class JobRequest:
     sides: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     hold: bool = False  # held until released (IPP job-hold-until=indefinite)
+    hold_key: str | None = field(default=None, repr=False)  # IPP job-password: held until released with it
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,10 @@ class JobService:
         run_in_thread: RunInThread,
         analysis: AnalysisRunner | None = None,
         commit_thread: RunInThread | None = None,
+        budgets: FailureBudgets | None = None,
     ) -> None:
-        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`)."""
+        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`); `budgets`
+        counts wrong keys of private jobs (STATE/login.db in the daemon; in memory if None)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
@@ -115,6 +133,9 @@ class JobService:
         #: written together, one transaction per FIGURES_WRITE_DELAY (not one fsync per job).
         self._figures: dict[int, tuple[dict[str, Any], list[Deferred[Any]]]] = {}
         self._figures_write: IDelayedCall | None = None
+        self.key_budgets = budgets or FailureBudgets.open(":memory:", clock)
+        login = config.login
+        self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
 
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
@@ -141,6 +162,7 @@ class JobService:
             min_free_space=self.config.spool.min_free_space,
             on_pressure=on_pressure,
             inline_max=self.config.spool.inline_max,
+            head_filter=strip_hold_key,
         )
 
     @inlineCallbacks
@@ -273,8 +295,7 @@ class JobService:
         """Build the job from what the protocol said and what its first document says, and commit it
         under the next job id (given here, then handed to the group commit at once, which commits
         jobs in the order they were handed in: ids follow commit order)."""
-        head = bytes(incoming[0].head)
-        header = parse_pjl_header(head)
+        header = self._pjl_header(incoming[0])
         formats = [self._detect_format(bytes(document.head), parse_pjl_header(bytes(document.head)))
                    for document in incoming]  # fmt: skip
         user = clean_text(request.user) or clean_text(header.user if header else None) or ANONYMOUS
@@ -297,13 +318,14 @@ class JobService:
             }
         if request.document_format:
             attributes["declared_format"] = request.document_format
-        held = (header is not None and header.private) or request.hold
+        key = request.hold_key or (header.hold_key if header is not None and header.private else None)
+        held = (header is not None and header.private) or request.hold or key is not None
         attributes["documents"] = len(incoming)
         if request.hold:
             attributes["hold"] = True
         verifier = None
-        if held and header is not None and header.hold_key:
-            verifier = yield self._run_in_thread(make_verifier, header.hold_key)
+        if key:
+            verifier = yield self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
         expected_route, expected_mode = self.dispatcher.expected(request.queue)
         job_id = self.store.allocate_job_id()
         job = Job(
@@ -321,8 +343,8 @@ class JobService:
             copies=max(1, min(copies, 9999)),
             sides=sides,
             state=JobState.PENDING_HELD if held else JobState.PENDING,
-            reason="job-hold-until-specified" if held else "job-queued",
-            message="private print: held until released" if held else "",
+            reason=PRIVATE_REASON if verifier else "job-hold-until-specified" if held else "job-queued",
+            message=PRIVATE_MESSAGE if verifier else "held until released" if held else "",
             created_at=self._now(),
             hold_key_verifier=verifier,
             attributes=attributes,
@@ -337,6 +359,13 @@ class JobService:
         return job
 
     @staticmethod
+    def _pjl_header(document: IncomingFile) -> PjlHeader | None:
+        """The PJL header of a document as it was received (with its key, which the stored head lacks)."""
+        if isinstance(document.head_facts, PjlHeader):
+            return document.head_facts
+        return parse_pjl_header(bytes(document.head))
+
+    @staticmethod
     def _detect_format(head: bytes, header: Any) -> str:
         if header is None:
             return sniff(head)
@@ -347,16 +376,23 @@ class JobService:
 
     # -- jobs whose documents come one by one (IPP Create-Job, Send-Document, Close-Job) -------------
 
-    def create_job(self, request: JobRequest) -> Job:
+    def hold_key_verifier(self, key: str) -> Deferred[str]:
+        """The verifier of a private job's key (scrypt, off the reactor thread), for create_job."""
+        return self._run_in_thread(make_verifier, key[:MAX_HOLD_KEY])
+
+    def create_job(self, request: JobRequest, *, hold_key_verifier: str | None = None) -> Job:
         """A durable job without documents yet: pending-held with reason job-incoming, so the
-        dispatcher leaves it alone until its last document arrives (or it is aborted)."""
+        dispatcher leaves it alone until its last document arrives (or it is aborted). With a
+        `hold_key_verifier` (of the request's job-password) it stays held, as a private job, once
+        its documents are in."""
         if not self.accepting():
             raise SpoolFull(
                 f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
             )
+        verifier = hold_key_verifier
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
-        if request.hold:
+        if request.hold or verifier is not None:
             attributes["hold"] = True
         if request.document_format:
             attributes["declared_format"] = request.document_format
@@ -379,6 +415,7 @@ class JobService:
             reason=INCOMING,
             message="waiting for its documents",
             created_at=now,
+            hold_key_verifier=verifier,
             attributes=attributes,
         )
         self.store.insert_job(job, [])
@@ -424,13 +461,19 @@ class JobService:
                 raise
             head = bytes(incoming.head)
             document_format = self._detect_format(head, parse_pjl_header(head))
+            header = self._pjl_header(incoming)
+            verifier = None
+            if number == 1 and header is not None and header.private and header.hold_key:
+                verifier = yield self._run_in_thread(make_verifier, header.hold_key[:MAX_HOLD_KEY])
             try:
                 job = self.incoming_job(job_id, requester=requester, admin=admin)  # canceled meanwhile?
                 count = int(job.attributes.get("documents", 0)) + 1
+                private = {"hold": True} if verifier is not None or (header is not None and header.private) else {}
                 job = job.evolve(
                     size=job.size + size,
                     document_format=document_format if count == 1 else job.document_format,
-                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()},
+                    attributes=job.attributes | {"documents": count, "incoming_since": self._now()} | private,
+                    hold_key_verifier=job.hold_key_verifier or verifier,
                 )
                 self.store.add_document(job, Document(job_id, number, destination.name, size, document_format))
             except BaseException:
@@ -455,6 +498,8 @@ class JobService:
         if int(job.attributes.get("documents", 0)) == 0:
             closed = transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
                                 message="closed without any document")  # fmt: skip
+        elif job.hold_key_verifier is not None:
+            closed = job.evolve(reason=PRIVATE_REASON, message=PRIVATE_MESSAGE)
         elif job.attributes.get("hold"):
             closed = job.evolve(reason="job-hold-until-specified", message="held until released")
         else:
@@ -585,12 +630,14 @@ class JobService:
                             reason="job-hold-until-specified", message=f"held by {requester or 'admin'}",
                             event="job_held")  # fmt: skip
 
-    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False,
+                 to_device: bool = False) -> Job:  # fmt: skip
         job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
                            message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
-        if job.attributes.get("held_offline"):
-            # Held because the server was down (offline pull print): released at the device, it prints there.
-            job = job.evolve(attributes=job.attributes | {"release_to_device": True})
+        if job.attributes.get("held_offline") or to_device:
+            # Held because the server was down (offline pull print), or released at the device's
+            # terminal: it prints there. Written before the dispatcher is woken (same reactor turn).
+            job = job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True})
             self.store.update_job(job)
         self.dispatcher.wake(queue=job.queue)
         return job
@@ -603,11 +650,49 @@ class JobService:
                 canceled.append(self.cancel(job.job_id, requester=requester))
         return canceled
 
-    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+    def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
+        self._authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
-        return self._release(job_id, requester=requester, admin=admin)
+        return job
+
+    def release(self, job_id: int, *, requester: str | None = None, admin: bool = False, without_key: bool = False,
+                to_device: bool = False) -> Job:  # fmt: skip
+        """Release a held job. A private job needs its key (HoldKeyRefused "key-required": use
+        release_with_key), unless an admin releases it `without_key` (logged as such)."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            if not without_key:
+                raise HoldKeyRefused(job_id, "key-required")
+            if not admin:
+                raise NotAuthorized(f"only an admin may release the private job {job_id} without its key")
+            log.warn("Private job {job_id} released by the admin without its key", spool_event="job_key_override",
+                     job_id=job_id, user=job.user)  # fmt: skip
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
+
+    @inlineCallbacks
+    def release_with_key(self, job_id: int, key: str, *, requester: str | None = None, admin: bool = False,
+                         to_device: bool = False) -> Any:  # fmt: skip
+        """Release a held job, giving its key: checked (off the reactor thread) against the job's
+        verifier, within the job's failure budget (wrong keys lock it as wrong PINs lock a login).
+        A job that has no key is released as by `release`. Fires with the Job, or fails with
+        HoldKeyRefused ("wrong-key", "locked"), NotAuthorized, JobNotFound or IllegalTransition."""
+        job = self._releasable(job_id, requester, admin)
+        if job.hold_key_verifier is not None:
+            scope = f"holdkey:{job.uuid}"
+            wait = self.key_budgets.wait(scope, self.key_policy)
+            if wait is not None:
+                raise HoldKeyRefused(job_id, "locked", retry_after=wait)
+            charge = self.key_budgets.charge(scope, self.key_policy)
+            right = isinstance(key, str) and 0 < len(key) <= MAX_HOLD_KEY and \
+                (yield self._run_in_thread(check_verifier, key, job.hold_key_verifier))  # fmt: skip
+            if not right:
+                log.warn("Private job {job_id}: a wrong key was given by {by}", spool_event="job_key_refused",
+                         job_id=job_id, user=job.user, by=requester or "admin")  # fmt: skip
+                raise HoldKeyRefused(job_id, "wrong-key")
+            self.key_budgets.refund(charge)
+        return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
 
     def wake(self) -> None:
         """Look at the queue again now (LPD's "print waiting jobs" command)."""

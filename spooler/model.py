@@ -159,6 +159,20 @@ class NotAuthorized(SpoolerError):
     """Only a job's owner or an admin may change it."""
 
 
+class HoldKeyRefused(NotAuthorized):
+    """A private job (PJL HOLDKEY, IPP job-password) is released only with its key: `reason` is
+    "key-required" (none given), "wrong-key", or "locked" (too many wrong keys; `retry_after`)."""
+
+    def __init__(self, job_id: int, reason: str, retry_after: float | None = None) -> None:
+        messages = {"key-required": f"job {job_id} is private: it is released only with its key",
+                    "wrong-key": f"wrong key for the private job {job_id}",
+                    "locked": f"too many wrong keys for job {job_id}: try again in {retry_after or 0:.0f} s"}
+        super().__init__(messages[reason])
+        self.job_id = job_id
+        self.reason = reason
+        self.retry_after = retry_after
+
+
 class SpoolFull(SpoolerError):
     """Free space is below the configured floor: new jobs are refused, existing ones are untouched."""
 

@@ -15,6 +15,11 @@ an HP Printer Job Language block::
 every value in a job is client-supplied and untrusted, so anything odd is
 skipped and described in :attr:`PjlHeader.problems` instead.
 
+:func:`strip_hold_key` rewrites the head of a private-print job so that its
+release key (``HOLDKEY``, ``JOBPASSWORD``) is gone before the bytes are
+stored or sent anywhere, and so is the hold itself (the spooler holds the
+job; the device must not hold it a second time).
+
 Rules worth knowing:
 
 * The header may start with one or more UELs (``ESC%-12345X``, optionally
@@ -53,6 +58,7 @@ __all__ = [
     "UEL",
     "PjlHeader",
     "parse_pjl_header",
+    "strip_hold_key",
 ]
 
 PJL_HEADER_LIMIT: int = 64 * 1024
@@ -98,6 +104,10 @@ _RAW_STRING_VARIABLES = frozenset(
 )
 _JOBATTR_KEYS = {b"JOBACCT1": "JOBACCT1", b"JOBACCT2": "JOBACCT2",
                  b"JOBACCT3": "JOBACCT3"}
+# What strip_hold_key takes out of SET/DEFAULT lines: always the keys, and
+# the hold itself from a private job.
+_KEY_VARIABLES = frozenset(_HOLD_KEY_SOURCES)
+_HOLD_VARIABLES = frozenset({"HOLD", "HOLDTYPE"})
 
 
 @dataclass(frozen=True)
@@ -537,6 +547,92 @@ def parse_pjl_header(head: bytes) -> PjlHeader | None:
         except Exception:
             pass
         return None
+
+
+# -- taking the release key out ---------------------------------------------
+
+
+def _strip_line(line: bytes, remove: frozenset[str]) -> bytes | None:
+    """A ``@PJL`` line (without its line end) with the ``KEY=VALUE`` pairs of
+    the `remove` variables cut out; None when the line must go entirely (it
+    had nothing else, or still names a key in a way that is not a pair)."""
+    match = _COMMAND_RE.match(line, 4)
+    if match is None or _keyword(match.group(1)) not in {"SET", "DEFAULT"}:
+        return line
+    tokens = list(_TOKEN_RE.finditer(line, match.end()))
+    cuts: list[tuple[int, int]] = []
+    kept_words: list[str] = []
+    i = 0
+    while i < len(tokens):
+        word = tokens[i].group(4)
+        if word is not None:
+            if (i + 2 < len(tokens) and tokens[i + 1].group(3) is not None
+                    and tokens[i + 2].group(3) is None):
+                if _keyword(word) in remove:
+                    cuts.append((tokens[i].start(), tokens[i + 2].end()))
+                else:
+                    kept_words.append(_keyword(word))
+                i += 3
+                continue
+            kept_words.append(_keyword(word))
+        i += 1
+    if not cuts:
+        return None if _KEY_VARIABLES & set(kept_words) else line
+    if _KEY_VARIABLES & set(kept_words):
+        return None
+    out = bytearray()
+    last = 0
+    for start, end in cuts:
+        out += line[last:start].rstrip(b" \t")
+        last = end
+    out += line[last:]
+    if not out[match.end():].strip():
+        return None
+    return bytes(out)
+
+
+def strip_hold_key(head: bytes) -> tuple[bytes, PjlHeader | None]:
+    """The head of a job without its release key, and the header as parsed
+    *before* (with the key, for the verifier).
+
+    In the PJL block, ``SET``/``DEFAULT`` pairs of ``HOLDKEY`` and
+    ``JOBPASSWORD`` are cut out, and of a private job ``HOLD`` and
+    ``HOLDTYPE`` too; a line left with nothing (or naming a key in a
+    malformed way) is removed with its line end.  Everything else is kept
+    byte for byte.  A head that is not PJL, or has no key and no private
+    hold, is returned as it is.  Pure; never raises.
+    """
+    data = bytes(head)
+    header = parse_pjl_header(data)
+    if header is None:
+        return data, None
+    try:
+        block = data[:header.pdl_offset]
+        upper = block.upper()
+        if not header.private and b"HOLDKEY" not in upper \
+                and b"JOBPASSWORD" not in upper:
+            return data, header
+        remove = _KEY_VARIABLES | (_HOLD_VARIABLES if header.private else frozenset())
+        out = bytearray()
+        pos = 0
+        while pos < len(block):
+            end = block.find(b"\n", pos)
+            end = len(block) if end < 0 else end + 1
+            raw_line = block[pos:end]
+            content = raw_line.rstrip(b"\r\n")
+            ending = raw_line[len(content):]
+            start = _skip_uels(content, 0)
+            if _is_pjl_line(content, start):
+                stripped = _strip_line(content[start:], remove)
+                if stripped is None:
+                    raw_line = content[:start] + (ending if start else b"")
+                else:
+                    raw_line = content[:start] + stripped + ending
+            out += raw_line
+            pos = end
+        return bytes(out) + data[header.pdl_offset:], header
+    except Exception:  # defensive: this must never fail an intake
+        return data, header
 
 
 def username_insertion(head: bytes, user_line: bytes) -> tuple[bytes, int] | None:

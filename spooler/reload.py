@@ -26,7 +26,8 @@ LIVE = (
     "server.queue_uri", "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
     "server.connect_timeout", "server.io_timeout",
     "limits.", "spool.", "lpd.", "accounting.", "log.level", "ipp.admin_users", "ipp.max_request_size",
-    "login.validity_hours", "login.offline_enabled", "login.max_failures", "login.lockout", "login.peers",
+    "login.validity_hours", "login.offline_enabled", "login.max_failures", "login.lockout", "login.max_lockout",
+    "login.device_max_failures", "login.peers",
     "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "terminal.session_idle",
 )  # fmt: skip
 #: Keys that move live while they stay on, and need a restart to be turned on or off.

@@ -222,6 +222,7 @@ class SpoolerService(MultiService):
         self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
+        self.budgets: Any = None  # spooler.login.budget.FailureBudgets: wrong PINs, passwords, private-job keys
         self.central: Any = None  # spooler.central backend of [server] api_url (kind generic, papercut, myq)
         self.started_at: float | None = None
 
@@ -276,9 +277,13 @@ class SpoolerService(MultiService):
             self.analysis = AnalysisRunner(self.reactor, workers=config.analysis.workers,
                                            memory_limit=config.analysis.memory_limit,
                                            page_cap=config.analysis.page_cap)  # fmt: skip
+        from spooler.login.budget import FailureBudgets
+
+        self.budgets = FailureBudgets.open(config.login_cache_path, self.reactor)
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
             run_in_thread=self.run_in_thread, analysis=self.analysis, commit_thread=self.commit_thread,
+            budgets=self.budgets,
         )  # fmt: skip
         self.jobs.recover()  # retention runs from the timer below, at start and every minute
 
@@ -349,7 +354,7 @@ class SpoolerService(MultiService):
             return health is not None and health.state == DOWN
 
         self.login_runtime = LoginRuntime(self.config, self.reactor, self.run_in_thread, server_known_down,
-                                          backend=self.central)  # fmt: skip
+                                          backend=self.central, budgets=self.budgets)  # fmt: skip
         self.login_runtime.setServiceParent(self)
         self.login = self.login_runtime.service
 
@@ -646,6 +651,9 @@ class SpoolerService(MultiService):
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.budgets is not None:
+            self.budgets.close()
+            self.budgets = None
 
     def status(self) -> dict[str, Any]:
         assert self.jobs is not None and self.dispatcher is not None

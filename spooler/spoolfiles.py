@@ -86,6 +86,12 @@ class IncomingFile:
     asks the caller to pause its producer, `on_pressure(False)` to resume it. `finish` fsyncs and
     closes the file; `discard` removes it. The first `head_limit` bytes are kept in memory for the
     job's header (PJL) and format sniffing.
+
+    `head_filter` (if given) rewrites the head once before any byte leaves memory (the first chunk
+    handed to the writer thread is at least CHUNK_SIZE > head_limit bytes, or the document ends
+    first): it returns the head to store instead and what it learned from the original head
+    (`head_facts`). The private-print key is taken out this way (spooler.pjl.strip_hold_key), so
+    that it never reaches a file, the database or its WAL.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class IncomingFile:
         on_pressure: Callable[[bool], None] = lambda paused: None,
         head_limit: int = 64 * 1024,
         inline_max: int = 0,
+        head_filter: Callable[[bytes], tuple[bytes, Any]] | None = None,
     ) -> None:
         self.path = incoming_dir / (secrets.token_hex(12) + INCOMING_SUFFIX)
         self._fd: int | None = None
@@ -108,6 +115,8 @@ class IncomingFile:
         self._head_limit = head_limit
         self.head = bytearray()
         self.size = 0
+        self._head_filter = head_filter
+        self.head_facts: Any = None
         # Received pieces, handed to the writer thread as they are (os.writev): no copy on this thread.
         self._pieces: list[bytes] = []
         self._buffered = 0
@@ -131,7 +140,22 @@ class IncomingFile:
         """The whole document, if it never outgrew `inline_max` (then there is no file); else None."""
         if self._tail is not None:
             return None
+        self._filter_head()
         return b"".join(self._pieces)
+
+    def _filter_head(self) -> None:
+        """Run the head filter, once, on the data still in memory (all of it, the first time)."""
+        if self._head_filter is None:
+            return
+        head_filter, self._head_filter = self._head_filter, None
+        original = bytes(self.head)
+        replacement, self.head_facts = head_filter(original)
+        if replacement == original:
+            return
+        data = replacement + b"".join(self._pieces)[len(original):]
+        self._pieces, self._buffered = [data], len(data)
+        self.size = len(data)
+        self.head = bytearray(data[: self._head_limit])
 
     # -- reactor side ------------------------------------------------------------------------------
 
@@ -151,6 +175,7 @@ class IncomingFile:
                 return
             self._start_file()
         if self._buffered >= CHUNK_SIZE:
+            self._filter_head()
             self._hand_over()
 
     def _hand_over(self) -> None:
@@ -179,6 +204,7 @@ class IncomingFile:
         """Write what is left, fsync and close. Fires with the size, or fails with the write error.
         A document kept inline fires at once (it is made durable with the job's row), unless
         `inline_ok` is false: then it is written to its file now."""
+        self._filter_head()
         if self._tail is None:
             if inline_ok:
                 return succeed(self.size)

@@ -200,7 +200,9 @@ class Spooler(ManagedProcess):
         path = self.state_dir / "log" / "spool.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # The daemon may be writing a line right now: only lines that end in a newline are whole.
+        whole = path.read_text().rpartition("\n")[0]
+        return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [r for r in self.log_records() if r["event"] == name]
@@ -400,6 +402,13 @@ class RefServer(ManagedProcess):
         self.verifier_cost = verifier_cost
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
+
+    @classmethod
+    def with_users(cls, users: dict[str, Any], **options: Any) -> RefServer:
+        """A server (not started) in a fresh short folder, serving the users file made of `users`."""
+        root = short_tempdir("rs")
+        (root / "users.json").write_text(json.dumps(users))
+        return cls(root, users=root / "users.json", **options)
 
     @property
     def api_url(self) -> str:

@@ -66,6 +66,7 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
     assert config.listen.raw == "tcp:9100:interface=127.0.0.1"
     text = sample.read_text()
     for dotted in ("state_dir", "listen.raw", "limits.max_job_size", "limits.idle_timeout", "limits.max_connections",
+                   "limits.max_compression_ratio", "login.max_lockout", "login.device_max_failures",
                    "spool.min_free_space", "spool.keep_files", "spool.keep_history", "device.uri",
                    "device.connect_timeout", "device.io_timeout", "device.retry_initial", "device.retry_max",
                    "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep", "server.queue_uri",
@@ -87,6 +88,9 @@ BAD = [
     ({"login": {"peers": ["10.0.0.1:70000"]}}, "login.peers", "host:port"),
     ({"login": {"offline_enabled": "no"}}, "login.offline_enabled", "true or false"),
     ({"login": {"max_failures": 0}}, "login.max_failures", "at least 1"),
+    ({"login": {"device_max_failures": 0}}, "login.device_max_failures", "at least 1"),
+    ({"login": {"lockout": "10m", "max_lockout": "5m"}}, "login.max_lockout", "not be shorter"),
+    ({"limits": {"max_compression_ratio": 1}}, "limits.max_compression_ratio", "ratio of 2 or more"),
     ({"login": {"pin": 1}}, "login.pin", "unknown key"),
     ({"listen": {"ipp6": "tcp:1"}}, "listen.ipp6", "unknown key"),
     ({"listen": "tcp:9100"}, "listen", "must be a table"),

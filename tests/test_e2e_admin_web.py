@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spooler_harness import RawDevice, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 from test_e2e_login import central, login  # noqa: F401 - the reference server with test_e2e_login's users
-from test_e2e_terminal import launch_chromium, playwright_api
+from test_e2e_terminal import launch, playwright_api
 
 pytestmark = pytest.mark.e2e
 
@@ -181,8 +181,8 @@ def test_the_status_page_in_headless_chromium(spooler_factory: Any, central: Ref
              what="the device seen down")  # fmt: skip
 
     with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, chromium, tmp_path, viewport={"width": 1280, "height": 900},
-                                  http_credentials={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        browser = launch(playwright, chromium, tmp_path, viewport={"width": 1280, "height": 900},
+                         http_credentials={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
         try:
             page = browser.new_page()
             outside: list[str] = []

@@ -360,3 +360,30 @@ def test_ipp_everywhere_suite_passes_with_a_described_device(ipptool_dir: Path, 
     wait_for(lambda: front.events("device_described"), timeout=30, what="the device's description")
     output, failed = run_suite(ipptool_dir, front, "ipp-everywhere.test", "-V", "2.0")
     assert failed == [], f"{failed}\n{output[-4000:]}"
+
+
+def test_a_gzip_bomb_from_ipptool_is_refused_and_leaves_nothing(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
+    """Issue 14, finding 10: ipptool compresses 64 MiB of zeros (print-job-gzip.test: COMPRESSION gzip)
+    into ~64 KiB; the spooler refuses it past its allowance with request-entity-too-large, keeps no
+    job and no partial file, and goes on taking jobs."""
+    tool = require_tool("ipptool")
+    spooler = spooler_factory(spool__min_free_space=0).start()
+    zeros = tmp_path / "zeros.prn"
+    with open(zeros, "wb") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    uri = f"ipp://127.0.0.1:{spooler.ipp_port}/ipp/print"
+    suite = "/usr/share/cups/ipptool/print-job-gzip.test"
+    result = subprocess.run([tool, "-T", "60", "-tv", "-f", str(zeros), "-d", "filetype=application/octet-stream",
+                             uri, suite], capture_output=True, text=True, timeout=180)  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "client-error-request-entity-too-large" in output and "expands more than 100 times" in output, output[-2000:]
+    assert spooler.jobs() == []
+    assert list((spooler.state_dir / "incoming").iterdir()) == []
+    assert not any((spooler.state_dir / "spool").iterdir())
+    text = tmp_path / "listing.txt"
+    text.write_bytes(b"".join(b"line %06d of a listing\n" % n for n in range(200_000)))  # ~4.6 MiB, ratio ~5
+    result = subprocess.run([tool, "-T", "60", "-t", "-f", str(text), "-d", "filetype=text/plain", uri, suite],
+                            capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert "[PASS]" in result.stdout, result.stdout[-2000:]
+    [job] = wait_for(lambda: spooler.jobs(), what="the compressed text job")
+    assert job["size"] == text.stat().st_size

@@ -147,17 +147,27 @@ CANCEL_AS = """{{
 """
 
 
-def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
-    spooler_factory: SpoolerFactory, tmp_path: Path,
-) -> None:  # fmt: skip
-    # An unreachable device: the job stays pending, so cancelling it is possible.
-    spooler = ipps_spooler(spooler_factory, device__uri="socket://127.0.0.1:9", device__retry_initial="1h",
-                           device__retry_max="1h")  # fmt: skip
-    port = spooler.ipps_port  # type: ignore[attr-defined]
+def pending_spooler(factory: SpoolerFactory) -> Spooler:
+    """An ipps spooler with Basic auth whose device is unreachable: its jobs stay pending."""
+    return ipps_spooler(factory, device__uri="socket://127.0.0.1:9", device__retry_initial="1h",
+                        device__retry_max="1h")  # fmt: skip
+
+
+def print_test(tmp_path: Path, requester: str, job_name: str = "owned") -> Path:
+    """An ipptool test that prints a small text file as `requester`, named `job_name`."""
     document = tmp_path / "page.txt"
     document.write_text("hello over ipps\n")
     tests = tmp_path / "print.test"
-    tests.write_text(PRINT_AS.format(requester="bob", file=document))
+    tests.write_text(PRINT_AS.format(requester=requester, file=document).replace('"owned"', f'"{job_name}"'))
+    return tests
+
+
+def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
+    spooler_factory: SpoolerFactory, tmp_path: Path,
+) -> None:  # fmt: skip
+    spooler = pending_spooler(spooler_factory)  # the job stays pending, so cancelling it is possible
+    port = spooler.ipps_port  # type: ignore[attr-defined]
+    tests = print_test(tmp_path, "bob")
     alice = f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print"
     bob = f"ipps://bob:{PASSWORDS['bob']}@127.0.0.1:{port}/ipp/print"
 
@@ -215,6 +225,38 @@ def test_basic_authenticated_user_owns_the_job_and_only_it_may_cancel(
 
     assert "Traceback" not in spooler.stderr()
     assert find_secrets([spooler.state_dir, spooler.stderr_path], [*PASSWORDS.values(), WRONG]) == []
+
+
+def test_other_users_do_not_see_my_jobs_names_or_owner(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
+    """Issue 14, finding 8: CUPS's JobPrivateValues/JobPrivateAccess defaults, seen with CUPS's own
+    get-jobs.test (anonymous) and with Basic credentials."""
+    spooler = pending_spooler(spooler_factory)
+    port = spooler.ipps_port  # type: ignore[attr-defined]
+    tests = print_test(tmp_path, "alice", "Payslip-Nov-Alice")
+    output = ipptool(f"ipps://alice:{PASSWORDS['alice']}@127.0.0.1:{port}/ipp/print", "-tv", str(tests))
+    assert "[PASS]" in output, output[-2000:]
+
+    # ipptool's Get-Jobs names nobody: the job is listed, its name and owner are not.
+    anonymous = ipptool(f"ipps://127.0.0.1:{port}/ipp/print", "-tv", str(SUITES / "get-jobs.test"))
+    assert "[PASS]" in anonymous and re.search(r"job-id \(integer\) = 1\b", anonymous), anonymous[-2000:]
+    assert "job-state (enum)" in anonymous
+    assert "Payslip-Nov-Alice" not in anonymous and "job-originating-user-name (" not in anonymous, anonymous[-2000:]
+
+    def seen(operation: int, claimed: str, credentials: tuple[str, str] | None) -> dict[str, object]:
+        extra = [Attribute.keyword("requested-attributes", "all")]
+        if operation == Operation.GET_JOB_ATTRIBUTES:
+            extra.append(Attribute.integer("job-id", 1))
+        status, _, answer = call(port, message(port, operation, claimed, *extra), credentials=credentials)
+        assert status == 200 and answer is not None
+        [job] = answer.groups_of(Tag.JOB)
+        return {attribute.name: attribute.first for attribute in job.attributes}
+
+    for operation in (Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES):
+        bob = seen(operation, "alice", ("bob", PASSWORDS["bob"]))  # bob, authenticated, claiming to be alice
+        assert bob["job-id"] == 1 and "job-name" not in bob and "job-originating-user-name" not in bob
+        assert "job-name" not in seen(operation, "bob", None)
+        alice = seen(operation, "alice", ("alice", PASSWORDS["alice"]))
+        assert (alice["job-name"], alice["job-originating-user-name"]) == ("Payslip-Nov-Alice", "alice")
 
 
 def test_no_or_wrong_credentials_get_401_with_a_challenge_and_guessing_is_throttled(

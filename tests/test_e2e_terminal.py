@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import IN_CI, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import IN_CI, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,14 +34,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 class TerminalClient:
-    """One browser-like client of the terminal API: keeps its session cookie."""
+    """One browser-like client of the terminal API, from one source address: keeps its session cookie."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.port, self.source = port, source
         self.cookie: str | None = None
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=(self.source, 0))
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
         if self.cookie:
             headers["Cookie"] = f"spooler_terminal={self.cookie}"
@@ -57,8 +57,11 @@ class TerminalClient:
             connection.close()
         return response.status, json.loads(data)
 
-    def login(self, pin: str) -> tuple[int, Any]:
-        return self.call("POST", "login", {"method": "pin", "secret": pin})
+    def login(self, secret: str, method: str = "pin", user: str | None = None) -> tuple[int, Any]:
+        body: dict[str, Any] = {"method": method, "secret": secret}
+        if user is not None:
+            body["user"] = user
+        return self.call("POST", "login", body)
 
     def jobs(self) -> list[dict[str, Any]]:
         status, body = self.call("GET", "jobs")
@@ -68,9 +71,7 @@ class TerminalClient:
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    root = short_tempdir("rs")
-    (root / "users.json").write_text(json.dumps(USERS))
-    server = RefServer(root, users=root / "users.json")
+    server = RefServer.with_users(USERS)
     yield server
     server.cleanup()
 
@@ -180,13 +181,13 @@ def playwright_api() -> Any:
     return sync_playwright
 
 
-def launch_chromium(playwright: Any, chromium: str, folder: Path, **options: Any) -> Any:
-    """A headless system Chromium with a fresh profile in `folder`, on UTC and en-GB (a Playwright
-    persistent context: close it at the end)."""
-    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=folder))
+def launch(playwright: Any, chromium: str, tmp_path: Path, **options: Any) -> Any:
+    """Headless Chromium (the system's) with a fresh profile, British English, UTC, an 800x480 panel
+    unless `options` say otherwise (a Playwright persistent context: close it at the end)."""
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     return playwright.chromium.launch_persistent_context(
         str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True, locale="en-GB",
-        timezone_id="UTC", **options,
+        timezone_id="UTC", **{"viewport": {"width": 800, "height": 480}, **options},
     )  # fmt: skip
 
 
@@ -209,7 +210,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     wait_for(lambda: all("analysis" in spooler.job(j)["attributes"] for j in (1, 2, 4)), timeout=30, what="analysis")
 
     with sync_playwright() as playwright:
-        browser = launch_chromium(playwright, chromium, tmp_path, viewport={"width": 800, "height": 480})
+        browser = launch(playwright, chromium, tmp_path)
         try:
             page = browser.new_page()
             outside: list[str] = []
@@ -262,3 +263,50 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     if target := os.environ.get("SPOOLER_TERMINAL_SCREENSHOTS"):  # for docs/: copy what the test saw
         for picture in tmp_path.glob("terminal-*.png"):
             shutil.copy(picture, Path(target) / picture.name)
+
+
+def test_a_private_job_asks_for_its_key_on_the_page(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
+    """Issue 14, finding 4, in headless Chromium: "Print" on a private job opens a keypad for its key;
+    a wrong key says so, the right one prints it (and the device gets the job without its key)."""
+    chromium = require_tool("chromium")
+    sync_playwright = playwright_api()
+    central.start()
+    spooler, port = start_branch(spooler_factory, central)
+    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
+    key = "83016492"
+    private = pjl_job("alice", "Payslip.pdf", b"%PDF-1.4 payslip", extra=f'@PJL SET HOLD=ON HOLDTYPE=PRIVATE HOLDKEY="{key}"\r\n')
+    send_raw(spooler.raw_port, private)
+    held(spooler, 1)
+    with sync_playwright() as playwright:
+        browser = launch(playwright, chromium, tmp_path)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            for digit in ALICE_PIN:
+                page.click(f'#keypad button[data-key="{digit}"]')
+            page.click('#keypad button[data-key="ok"]')
+            page.wait_for_selector("#jobs .job")
+            assert page.inner_text("#job-list .name").startswith("Private")
+            page.click("#release-all")  # "Print all" leaves a private job alone
+            page.wait_for_selector("#jobs-message.ok")
+            assert "1 private job needs its key" in page.inner_text("#jobs-message")
+            assert spooler.job(1)["state"] == "pending-held"
+            page.locator("#job-list .job").first.locator("button.primary").click()
+            page.wait_for_selector("#key-screen", state="visible")
+            for digit in "11111111":
+                page.click(f'#key-keypad button[data-key="{digit}"]')
+            page.click('#key-keypad button[data-key="ok"]')
+            page.wait_for_selector("#key-message.error")
+            assert page.inner_text("#key-message") == "Wrong key for this private job."
+            page.screenshot(path=str(tmp_path / "terminal-key-800x480.png"))
+            for digit in key:
+                page.click(f'#key-keypad button[data-key="{digit}"]')
+            page.click('#key-keypad button[data-key="ok"]')
+            page.wait_for_selector("#jobs-message.ok")
+            assert page.inner_text("#jobs-message") == "Printing: Payslip.pdf"
+        finally:
+            browser.close()
+    [printed] = spooler.wait_delivered(1)
+    assert printed.read_bytes() == pjl_job("alice", "Payslip.pdf", b"%PDF-1.4 payslip")
+    spooler.stop()
+    assert_no_secret_on_disk(spooler, [key, "11111111", ALICE_PIN])

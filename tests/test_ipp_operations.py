@@ -623,3 +623,113 @@ def test_each_configured_queue_is_a_printer_of_its_own(tmp_path: Path) -> None:
     client.send(http_post(encode_message(ipp_request(Operation.PRINT_JOB)) + PDF, path="/ipp/print/nope"))
     assert client.responses()[-1][0] == 404
     assert list(rig.config.incoming_dir.iterdir()) == [] and len(rig.store.list_jobs()) == 3
+
+
+# -- issue 14: private print, job privacy, decompression amplification ------------------------------
+
+
+def test_a_job_password_holds_the_job_until_release_job_gives_it(client: Client, rig: Rig) -> None:
+    """PWG 5100.11 job-password: the job is held; Release-Job needs the same job-password."""
+    password = [Attribute.octets("job-password", b"7391"), Attribute.keyword("job-password-encryption", "none")]
+    job_id = job_id_of(print_job(client, PDF, *password))
+    job = rig.store.get(job_id)
+    assert (job.state, job.reason) == (JobState.PENDING_HELD, "job-password-wait") and job.hold_key_verifier
+    assert status_of(job_call(client, Operation.RELEASE_JOB, job_id)) == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    assert status_of(job_call(client, Operation.RELEASE_JOB, job_id, user="root")) == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    wrong = job_call(client, Operation.RELEASE_JOB, job_id, Attribute.octets("job-password", b"0000"))
+    assert status_of(wrong) == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    theirs = job_call(client, Operation.RELEASE_JOB, job_id, Attribute.octets("job-password", b"7391"), user="bob")
+    assert status_of(theirs) == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    assert rig.store.get(job_id).state == JobState.PENDING_HELD
+    right = job_call(client, Operation.RELEASE_JOB, job_id, Attribute.octets("job-password", b"7391"))
+    assert status_of(right) == Status.SUCCESSFUL_OK
+    assert rig.store.get(job_id).state in (JobState.PENDING, JobState.PROCESSING)
+    for path in rig.config.state_dir.rglob("*"):
+        assert not path.is_file() or b"7391" not in path.read_bytes(), path
+
+
+def test_a_pjl_private_job_over_ipp_is_released_with_its_key_as_job_password(client: Client, rig: Rig) -> None:
+    data = (b'\x1b%-12345X@PJL SET HOLD=ON HOLDTYPE=PRIVATE HOLDKEY="7391"\r\n'
+            b"@PJL ENTER LANGUAGE=PDF\r\n" + PDF)  # fmt: skip
+    response = client.call(ipp_request(Operation.PRINT_JOB, Attribute.mime("document-format", "application/octet-stream")),
+                           data)  # fmt: skip
+    job_id = job_id_of(response)
+    [document] = rig.store.documents(job_id)
+    stored = (rig.config.spool_dir / document.file_name).read_bytes()
+    assert stored == b"\x1b%-12345X\r\n@PJL ENTER LANGUAGE=PDF\r\n" + PDF
+    assert status_of(job_call(client, Operation.RELEASE_JOB, job_id)) == Status.CLIENT_ERROR_NOT_AUTHORIZED
+    right = job_call(client, Operation.RELEASE_JOB, job_id, Attribute.octets("job-password", b"7391"))
+    assert status_of(right) == Status.SUCCESSFUL_OK
+
+
+def test_create_job_with_a_job_password_is_held_once_closed(client: Client, rig: Rig) -> None:
+    created = client.call(ipp_request(Operation.CREATE_JOB, Attribute.octets("job-password", b"55aa")))
+    job_id = job_id_of(created)
+    sent = client.call(ipp_request(Operation.SEND_DOCUMENT, Attribute.integer("job-id", job_id),
+                                   Attribute.boolean("last-document", True)), PDF)  # fmt: skip
+    assert status_of(sent) == Status.SUCCESSFUL_OK
+    job = rig.store.get(job_id)
+    assert (job.state, job.reason) == (JobState.PENDING_HELD, "job-password-wait")
+
+
+@pytest.mark.parametrize("attributes, status", [
+    ([Attribute.octets("job-password", b"1234"), Attribute.keyword("job-password-encryption", "md5")],
+     Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED),
+    ([Attribute.octets("job-password", b"")], Status.CLIENT_ERROR_BAD_REQUEST),
+    ([Attribute.octets("job-password", b"\xff\xfe")], Status.CLIENT_ERROR_BAD_REQUEST),
+    ([Attribute.text("job-password", "1234")], Status.CLIENT_ERROR_BAD_REQUEST),
+])  # fmt: skip
+def test_a_job_password_we_cannot_use_is_refused_without_a_job(client: Client, rig: Rig, attributes: list[Attribute],
+                                                                status: Status) -> None:  # fmt: skip
+    assert status_of(print_job(client, PDF, *attributes)) == status
+    assert rig.store.list_jobs() == [] and list(rig.config.incoming_dir.iterdir()) == []
+
+
+def test_the_printer_says_it_takes_job_passwords(client: Client) -> None:
+    attributes = printer_attributes(client, "job-password-supported", "job-password-encryption-supported")
+    assert attributes["job-password-supported"].first == 255
+    assert attributes["job-password-encryption-supported"].all == ["none"]
+
+
+def test_a_decompression_bomb_is_refused_and_leaves_nothing(client: Client, rig: Rig) -> None:
+    """Finding 10: 48 MiB of zeros in 48 KiB of gzip; past the 16 MiB allowance the ratio (100) stops it."""
+    bomb = gzip.compress(b"\0" * (48 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 100_000
+    response = print_job(client, bomb, Attribute.keyword("compression", "gzip"), chunked=True)
+    assert status_of(response) == Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE
+    assert "expands more than 100 times" in str(response.operation_attributes["status-message"].first)
+    assert rig.store.list_jobs() == []
+    assert list(rig.config.incoming_dir.iterdir()) == [] and list(rig.config.spool_dir.iterdir()) == []
+    # A document that compresses well but not absurdly is taken whole.
+    text = b"".join(b"line %06d of a long listing\n" % n for n in range(400_000))  # ~11 MiB, ratio ~5
+    assert status_of(print_job(client, gzip.compress(text), Attribute.keyword("compression", "gzip"))) \
+        == Status.SUCCESSFUL_OK  # fmt: skip
+
+
+def test_other_users_jobs_hide_their_private_values_when_authentication_is_on(tmp_path: Path) -> None:
+    """Finding 8: as CUPS's JobPrivateValues and JobPrivateAccess defaults (the owner and admins see them)."""
+    from spooler.ipp.operations import PrinterOperations, RequestContext
+
+    rig = Rig(tmp_path, ipp={"admin_users": ["root"]})
+    site = build_ipp_site(rig.service, rig.config, rig.clock)
+    own = Client(site)
+    job_id = job_id_of(print_job(own, PDF, user="alice"))
+    operations = PrinterOperations(rig.service, site.operations.printer, admin_users=("root",), up_since=0,
+                                   clock_seconds=rig.clock.seconds, job_privacy=True)  # fmt: skip
+
+    def seen(operation: int, claimed: str | None) -> dict[str, Any]:
+        # (with authentication, the resource puts the authenticated user in requesting-user-name)
+        message = ipp_request(operation, Attribute.integer("job-id", job_id),
+                              Attribute.keyword("requested-attributes", "all"), user=claimed)  # fmt: skip
+        answers: list[IppMessage] = []
+        operations.respond(message, RequestContext(PRINTER_URI, "127.0.0.1")).addCallback(answers.append)
+        [group] = answers[0].groups_of(Tag.JOB)
+        return {attribute.name: attribute.first for attribute in group.attributes}
+
+    for operation in (Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES):
+        for other in (None, "bob"):
+            hidden = seen(operation, other)
+            assert "job-name" not in hidden and "job-originating-user-name" not in hidden
+            assert hidden["job-id"] == job_id and "job-state" in hidden
+        assert seen(operation, "alice")["job-name"] == "Quarterly report"
+        assert seen(operation, "root")["job-originating-user-name"] == "alice"

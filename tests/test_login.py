@@ -1,8 +1,10 @@
-"""Offline login core: the encrypted cache (tamper, wrong key, rotation), the throttle (Clock), the
-merge rules (newest wins, revocation wins) and the login decisions with a scripted central API."""
+"""Offline login core: the encrypted cache (tamper, wrong key, rotation), the failure budgets (Clock),
+the merge rules (newest wins, revocation wins), the lookup index, and the login decisions with a
+scripted central API."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -23,7 +25,7 @@ from spooler.login.cache import CacheError, CredentialCache
 from spooler.login.entries import Credential, Revocation, UserEntry, apply_sync, is_revoked, merge_entries
 from spooler.login.keys import KeyFileError, LoginKeys
 from spooler.login.service import OFFLINE_NOTICE, LoginOutcome, LoginRefused, LoginService
-from spooler.login.throttle import Throttle
+from spooler.login.budget import BudgetPolicy, FailureBudgets
 from spooler.verifiers import make_verifier
 
 
@@ -46,7 +48,7 @@ def entry(user: str = "alice", *creds: Credential, expires: float = 10_000.0, up
 
 def open_cache(tmp_path: Path) -> CredentialCache:
     keys = LoginKeys.open_or_create(tmp_path / "keys" / "login.key")
-    return CredentialCache.open(tmp_path / "login.db", keys)
+    return CredentialCache.open(tmp_path / "login.db", keys, lookup_cost=16)
 
 
 def test_key_file_is_private_and_created_once(tmp_path: Path) -> None:
@@ -211,36 +213,104 @@ def test_shared_entries_carry_logins_only_and_no_fingerprint() -> None:
     assert entry("bob", cred("pin-1", origin="sync")).shareable() is None
 
 
-# -- the throttle ----------------------------------------------------------------------------------
+# -- failure budgets --------------------------------------------------------------------------------
 
 
-def test_throttle_locks_after_max_failures_then_unlocks() -> None:
+def test_a_budget_locks_after_free_failures_with_doubling_delays() -> None:
     clock = Clock()
-    throttle = Throttle(clock, max_failures=3, lockout=60)
+    budgets = FailureBudgets.open(":memory:", clock)
+    policy = BudgetPolicy(free=3, first_delay=60, max_delay=200)
     for _ in range(2):
-        throttle.failed(None, "t1")
-    assert throttle.locked(None, "t1") is None
-    throttle.failed(None, "t1")
-    assert throttle.locked(None, "t1") == 60
-    assert throttle.locked(None, "t2") is None
+        budgets.charge("t1", policy)
+    assert budgets.wait("t1", policy) is None
+    budgets.charge("t1", policy)
+    assert budgets.wait("t1", policy) == 60
+    assert budgets.wait("t2", policy) is None
     clock.advance(59)
-    assert throttle.locked(None, "t1") == 1
+    assert budgets.wait("t1", policy) == 1
     clock.advance(1)
-    assert throttle.locked(None, "t1") is None
-    throttle.failed(None, "t1")  # a fresh count after the lock
-    assert throttle.locked(None, "t1") is None
+    assert budgets.wait("t1", policy) is None
+    budgets.charge("t1", policy)  # the count outlived the lock: a longer one
+    assert budgets.wait("t1", policy) == 120
+    clock.advance(120)
+    budgets.charge("t1", policy)
+    assert budgets.wait("t1", policy) == 200  # capped
+    clock.advance(200 * 10)  # one failure forgotten per max_delay: all of them, and no lock
+    assert budgets.failures("t1", policy) == 0
+    budgets.charge("t1", policy)
+    assert budgets.wait("t1", policy) is None
 
 
-def test_throttle_per_user_across_terminals_and_success_resets() -> None:
+def test_a_success_gives_back_only_its_own_charge() -> None:
     clock = Clock()
-    throttle = Throttle(clock, max_failures=2, lockout=60)
-    throttle.failed("alice", "t1")
-    throttle.succeeded("alice", "t1")
-    throttle.failed("alice", "t2")
-    assert throttle.locked("alice", "t3") is None
-    throttle.failed("alice", "t3")
-    assert throttle.locked("alice", "t9") == 60
-    assert throttle.locked("bob", "t9") is None
+    budgets = FailureBudgets.open(":memory:", clock)
+    policy = BudgetPolicy(free=5, first_delay=60, max_delay=600)
+    for _ in range(4):
+        budgets.charge("device:pin", policy)
+    right = budgets.charge("device:pin", policy)  # the fifth attempt locks while it is checked ...
+    assert budgets.wait("device:pin", policy) == 60
+    budgets.refund(right)  # ... and it was right: its charge and its lock go, the four failures stay
+    assert budgets.wait("device:pin", policy) is None and budgets.failures("device:pin", policy) == 4
+    budgets.charge("device:pin", policy)
+    assert budgets.wait("device:pin", policy) == 60
+
+
+def test_a_clock_set_back_cannot_lock_for_longer_than_the_cap() -> None:
+    clock = Clock()
+    clock.advance(10_000)
+    budgets = FailureBudgets.open(":memory:", clock)
+    policy = BudgetPolicy(free=1, first_delay=60, max_delay=120)
+    budgets.charge("t", policy)
+    clock.rightNow -= 5_000
+    assert budgets.wait("t", policy) == 120
+
+
+@pytest.mark.parametrize("policy", [BudgetPolicy(10, 300, 900), BudgetPolicy(5, 300, 900), BudgetPolicy(5, 30, 900),
+                                    BudgetPolicy(3, 60, 60), BudgetPolicy(1, 1, 3600)])
+def test_the_guess_bound_holds_for_a_guesser_on_a_clock(policy: BudgetPolicy) -> None:
+    """A guesser who tries the moment each lock ends, against FailureBudgets on a Clock for a day:
+    the count is the pure simulation's, and never more than the documented bound at any hour."""
+    clock = Clock()
+    budgets = FailureBudgets.open(":memory:", clock)
+    guesses, hours = 0, 24
+    per_hour = []
+    while clock.seconds() <= hours * 3600:
+        wait = budgets.wait("device:pin", policy)
+        if wait is not None:
+            clock.advance(wait)
+            continue
+        budgets.charge("device:pin", policy)
+        guesses += 1
+        per_hour.append(clock.seconds())
+    assert guesses == policy.greedy_guesses(hours * 3600)
+    for hour in range(1, hours + 1):
+        assert sum(1 for t in per_hour if t <= hour * 3600) <= policy.guess_bound(hour * 3600)
+
+
+def test_budgets_survive_reopening_the_database(tmp_path: Path) -> None:
+    clock = Clock()
+    policy = BudgetPolicy(free=2, first_delay=60, max_delay=600)
+    budgets = FailureBudgets.open(tmp_path / "login.db", clock)
+    budgets.charge("device:pin", policy)
+    budgets.charge("device:pin", policy)
+    budgets.close()
+    again = FailureBudgets.open(tmp_path / "login.db", clock)
+    assert again.wait("device:pin", policy) == 60
+    assert stat.S_IMODE(os.stat(tmp_path / "login.db").st_mode) == 0o600
+
+
+def test_a_flood_of_new_scopes_does_not_push_out_a_count_under_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spooler.login import budget
+
+    monkeypatch.setattr(budget, "MAX_SCOPES", 50)
+    clock = Clock()
+    budgets = FailureBudgets.open(":memory:", clock)
+    policy = BudgetPolicy(free=5, first_delay=60, max_delay=600)
+    for _ in range(4):
+        budgets.charge("user:alice", policy)
+    for number in range(500):
+        budgets.charge(f"user:made-up-{number}", policy)
+    assert budgets.failures("user:alice", policy) == 4
 
 
 # -- login decisions -------------------------------------------------------------------------------
@@ -377,7 +447,7 @@ def test_a_synced_user_never_seen_logs_in_by_scan_then_by_fingerprint(rig: Any) 
     outcome = login(service, "0017")
     assert isinstance(outcome, LoginOutcome) and outcome.user == "user17"
     assert rig.cache.entries["user17"].credentials["pin-1"].fingerprint is not None
-    assert rig.cache.indexed(rig.cache.fingerprint("pin", "0017")) == [("user17", "pin-1")]
+    assert rig.cache.indexed(rig.cache.lookup_key("pin", rig.cache.lookup("0017"))) == [("user17", "pin-1")]
     assert login(service, "0099").reason == "invalid"  # type: ignore[union-attr]
 
 
@@ -426,8 +496,157 @@ def test_scans_queue_up_to_a_bound(rig: Any) -> None:
     results: list[Any] = []
     for number in range(MAX_WAITING_SCANS + 2):
         service.login(method="pin", secret="0000", user=None, terminal=f"t{number}").addBoth(results.append)
+    lookups = [item for item in held if getattr(item[1], "__name__", "") == "lookup"]
+    assert len(lookups) == MAX_WAITING_SCANS + 2  # each attempt costs its lookup KDF first ...
+    for item in lookups:
+        held.remove(item)
+        item[0].callback(item[1](*item[2]))
+    # ... then the credential not in the index is scanned: one scan runs, the others wait, one is turned away.
     assert len(results) == 1 and results[0].value.reason == "unavailable"  # the one over the bound
     while held:
         deferred, function, args = held.pop(0)
         deferred.callback(function(*args))
     assert [r.value.reason for r in results[1:]] == ["invalid"] * (MAX_WAITING_SCANS + 1)
+
+
+# -- issue 14: guessing, enumeration, the lookup index ---------------------------------------------
+
+
+def test_own_pin_between_guesses_does_not_clear_the_count(rig: Any) -> None:
+    """Finding 2a: 4 wrong PINs and the guesser's own PIN, again and again: the guesses add up."""
+    rig.cache.put(entry("mallory", cred("pin-1", secret="1111"), expires=rig.clock.seconds() + 86400))
+    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), expires=rig.clock.seconds() + 86400))
+    rig.down[0] = True
+    service = rig.service()
+    refused = []
+    for _ in range(6):
+        for wrong in ("0001", "0002", "0003", "0004"):
+            refused.append(login(service, wrong).reason)  # type: ignore[union-attr]
+        login(service, "1111")
+    assert "locked" in refused  # by the terminal's count, then the device's: no clean slate per own login
+    assert login(service, "7391").reason == "locked"  # type: ignore[union-attr]
+
+
+def test_new_terminals_do_not_get_a_new_budget(rig: Any) -> None:
+    """Finding 2b: one guess per address, many addresses: the device counts them all."""
+    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), expires=rig.clock.seconds() + 86400))
+    rig.down[0] = True
+    service = rig.service()
+    reasons = [login(service, f"{n:04d}", terminal=f"192.0.2.{n}").reason for n in range(12)]  # type: ignore[union-attr]
+    assert reasons[:10] == ["invalid"] * 10 and reasons[10:] == ["locked", "locked"]
+    assert login(service, "7391", terminal="198.51.100.1").reason == "locked"  # type: ignore[union-attr]
+    # Card logins have their own count; a named password login only its user's and terminal's.
+    rig.cache.put(entry("bob", cred("password", "password", "bob-pw"), expires=rig.clock.seconds() + 86400))
+    assert login(service, "bob-pw", user="bob", method="password", terminal="198.51.100.2").user == "bob"  # type: ignore[union-attr]
+    rig.clock.advance(300)
+    assert login(service, "7391", terminal="198.51.100.1").user == "victim"  # type: ignore[union-attr]
+
+
+def test_the_device_budget_outlives_the_service(rig: Any, tmp_path: Path) -> None:
+    """A restart (a new LoginService on the same database) keeps the lock."""
+    rig.down[0] = True
+    budgets = FailureBudgets.open(tmp_path / "login.db", rig.clock)
+    service = LoginService(rig.clock, rig.config, rig.cache, device="b", api=None, run_in_thread=run_synchronously,
+                           budgets=budgets)  # fmt: skip
+    for n in range(10):
+        login(service, f"{n:04d}", terminal=f"t{n}")
+    budgets.close()
+    again = LoginService(rig.clock, rig.config, rig.cache, device="b", api=None, run_in_thread=run_synchronously,
+                         budgets=FailureBudgets.open(tmp_path / "login.db", rig.clock))  # fmt: skip
+    locked = login(again, "1234", terminal="fresh")
+    assert isinstance(locked, LoginRefused) and locked.reason == "locked" and locked.retry_after == 300
+
+
+def test_an_unknown_user_costs_the_same_scrypt_as_a_known_one(rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 7: a wrong password of a known user and any password of an unknown one both run one
+    scrypt check with the cached verifiers' parameters (the timing itself is in bench/login_scan.py)."""
+    from spooler.login import service as service_module
+    from spooler.verifiers import verifier_parameters
+
+    rig.cache.put(entry("alice", cred("password", "password", "secret-a"), expires=rig.clock.seconds() + 60))
+    rig.down[0] = True
+    service = rig.service()
+    checked: list[str] = []
+    real = service_module.check_verifier
+
+    def counting(secret: str, verifier: str) -> bool:
+        checked.append(verifier)
+        return real(secret, verifier)
+
+    monkeypatch.setattr(service_module, "check_verifier", counting)
+    known = login(service, "wrong", user="alice", method="password", terminal="t1")
+    unknown = login(service, "wrong", user="nobody", method="password", terminal="t2")
+    assert isinstance(known, LoginRefused) and isinstance(unknown, LoginRefused)
+    assert (known.reason, known.message) == (unknown.reason, unknown.message)
+    alice = rig.cache.entries["alice"].credentials["password"].verifier
+    assert len(checked) == 2 and checked[0] == alice and checked[1] != alice
+    assert verifier_parameters(checked[1]) == verifier_parameters(alice)
+
+
+def test_synced_pins_with_lookups_cost_one_scrypt_per_attempt(rig: Any) -> None:
+    """Finding 11: with the server's lookup KDF, a wrong PIN among 30 synced ones runs one scrypt
+    (the lookup), a right one two (the lookup and its verifier): no scan."""
+    from spooler.login.sync import synced_entry
+    from spooler.verifiers import lookup_digest, make_lookup_kdf
+
+    kdf = make_lookup_kdf(n=16)
+    rig.cache.set_lookup_kdf(kdf, "server")
+    for number in range(10):
+        pins = [{"id": f"pin-{k}", "verifier": cheap(f"{number}{k}99"),
+                 "lookup": base64.b64encode(lookup_digest(f"{number}{k}99", kdf)).decode()}
+                for k in range(1, 4)]  # fmt: skip
+        rig.cache.put(synced_entry({"name": f"user{number}", "pins": pins}, verified_at=1.0,
+                                   expires_at=rig.clock.seconds() + 3600, now=rig.clock.seconds(),
+                                   fingerprint=rig.cache.fingerprint))  # fmt: skip
+    rig.down[0] = True
+    calls: list[str] = []
+
+    def counting(function: Any, *args: Any) -> Any:
+        calls.append(getattr(function, "__name__", repr(function)))
+        return run_synchronously(function, *args)
+
+    service = LoginService(rig.clock, rig.config, rig.cache, device="b", api=None, run_in_thread=counting)
+    assert login(service, "0000").reason == "invalid"  # type: ignore[union-attr]
+    assert calls == ["lookup"]
+    calls.clear()
+    assert login(service, "7399", terminal="t2").user == "user7"  # type: ignore[union-attr]
+    assert calls == ["lookup", "_check_many"]
+
+
+def test_a_new_lookup_kdf_retires_the_old_fingerprints(rig: Any) -> None:
+    from spooler.verifiers import make_lookup_kdf
+
+    rig.api.answers = [ok()]
+    service = rig.service()
+    login(service, "1234")
+    pin = rig.cache.entries["alice"].credentials["pin-1"]
+    assert rig.cache.is_indexed(pin)
+    rig.cache.set_lookup_kdf(make_lookup_kdf(n=16), "server")
+    assert not rig.cache.is_indexed(pin)
+    rig.down[0] = True
+    assert login(service, "1234").user == "alice"  # type: ignore[union-attr]  # found by the scan ...
+    assert rig.cache.is_indexed(rig.cache.entries["alice"].credentials["pin-1"])  # ... and indexed again
+
+
+def test_a_fingerprint_counts_only_for_the_verifier_it_was_made_with(rig: Any) -> None:
+    """A PIN changed at the server (same id, new verifier) is not found through the old PIN's index."""
+    rig.api.answers = [ok()]
+    service = rig.service()
+    login(service, "1234")
+    old = rig.cache.entries["alice"].credentials["pin-1"]
+    changed = replace(old, verifier=cheap("5678"))
+    rig.cache.put(replace(rig.cache.entries["alice"], credentials={"pin-1": changed}))
+    rig.down[0] = True
+    assert login(service, "1234").reason == "invalid"  # type: ignore[union-attr]
+    assert login(service, "5678", terminal="t2").user == "alice"  # type: ignore[union-attr]
+
+
+def test_naming_each_user_in_turn_does_not_multiply_pin_guesses(rig: Any) -> None:
+    """A PIN login that names a user still counts for the device: 100 users named in turn would
+    otherwise give 100 budgets to PIN guesses."""
+    for number in range(12):
+        rig.cache.put(entry(f"user{number}", cred("pin-1", secret=f"{number:04d}99"), expires=rig.clock.seconds() + 60))
+    rig.down[0] = True
+    service = rig.service()
+    reasons = [login(service, "000000", user=f"user{n}", terminal=f"t{n}").reason for n in range(12)]  # type: ignore[union-attr]
+    assert reasons[:10] == ["invalid"] * 10 and reasons[10:] == ["locked", "locked"]

@@ -15,6 +15,7 @@ from spooler.pjl import (
     UEL,
     PjlHeader,
     parse_pjl_header,
+    strip_hold_key,
 )
 
 CUPS_CAPTURE = (
@@ -670,3 +671,59 @@ def test_internal_error_is_contained(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(pjl_module, "_parse", broken)
     assert parse_pjl_header(head) == expected
+
+
+# -- taking the release key out (issue 14, finding 4) --------------------------
+
+
+@pytest.mark.parametrize(
+    "lines, kept",
+    [
+        # The issue's job: key and hold go, the rest stays byte for byte.
+        (['SET HOLD=ON HOLDTYPE=PRIVATE HOLDKEY="7777"', 'SET USERNAME="alice"'], ['SET USERNAME="alice"']),
+        (["SET HOLD=ON", "SET HOLDTYPE=PRIVATE", 'SET HOLDKEY="7777"', "SET COPIES=2"], ["SET COPIES=2"]),
+        (['SET JOBPASSWORD="7777"', "SET DUPLEX=ON"], ["SET DUPLEX=ON"]),
+        (['SET COPIES=2 HOLDKEY = "7777" DUPLEX=ON'], ["SET COPIES=2 DUPLEX=ON"]),
+        (['DEFAULT HOLDKEY="7777"', 'SET HOLDKEY="7777"'], []),
+        # Malformed key lines are dropped whole (the parser does not take them as keys, but they
+        # still carry the secret).
+        (['SET HOLDKEY "7777"', 'SET HOLDKEY 7777 =', "SET COPIES=3"], ["SET COPIES=3"]),
+        # HOLD=OFF with a key: not private, the hold stays, the key goes.
+        (["SET HOLD=OFF", 'SET HOLDKEY="7777"'], ["SET HOLD=OFF"]),
+        # A public hold is the device's business: untouched.
+        (["SET HOLD=ON", "SET HOLDTYPE=PUBLIC"], ["SET HOLD=ON", "SET HOLDTYPE=PUBLIC"]),
+    ],
+)
+def test_strip_hold_key(lines: list[str], kept: list[str]) -> None:
+    head = pjl(*lines) + PDF_BODY
+    stripped, header = strip_hold_key(head)
+    assert b"7777" not in stripped
+    assert stripped == pjl(*kept) + PDF_BODY
+    assert header == parse_pjl_header(head)  # the facts as received (the key included)
+    after = parse_pjl_header(stripped)
+    assert after is not None and after.hold_key is None and not after.private
+    assert after.language == "PDF" and stripped[after.pdl_offset:] == PDF_BODY
+
+
+@pytest.mark.parametrize("head", [CUPS_CAPTURE + PDF_BODY, PDF_BODY + b'@PJL SET HOLDKEY="7777"\n', b"",
+                                  pjl("COMMENT HOLDKEY") + PDF_BODY])
+def test_strip_hold_key_leaves_other_jobs_alone(head: bytes) -> None:
+    assert strip_hold_key(head)[0] == head
+
+
+def test_strip_hold_key_keeps_crlf_and_uels() -> None:
+    head = UEL + b'@PJL SET HOLDKEY="7777"\r\n' + UEL + b'@PJL SET USERNAME="bob"\r\n@PJL ENTER LANGUAGE=PCL\r\nE'
+    stripped, header = strip_hold_key(head)
+    assert header is not None and header.hold_key == "7777" and header.user == "bob"
+    assert stripped == UEL + b"\r\n" + UEL + b'@PJL SET USERNAME="bob"\r\n@PJL ENTER LANGUAGE=PCL\r\nE'
+    assert parse_pjl_header(stripped).user == "bob"  # type: ignore[union-attr]
+
+
+@settings(max_examples=200, deadline=None)
+@given(pjlish)
+def test_strip_hold_key_never_raises_and_never_keeps_a_parsed_key(tail: bytes) -> None:
+    head = UEL + b"@PJL\n" + tail
+    stripped, header = strip_hold_key(head)
+    after = parse_pjl_header(stripped)
+    if header is not None and header.hold_key is not None:
+        assert after is None or after.hold_key is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -11,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionLost
 
 from inprocess import Rig
-from spooler.model import JobState, NotAuthorized, SpoolFull
+from spooler.model import HoldKeyRefused, JobState, NotAuthorized, SpoolFull
 from spooler.raw import RawJobFactory, RawJobProtocol
 from spooler.spoolfiles import CHUNK_SIZE
 from spooler.verifiers import check_verifier
@@ -155,16 +156,75 @@ def test_users_names_and_formats_from_the_job_itself(tmp_path: Path, data: bytes
     assert (job.name, job.document_format) == (name, document_format)
 
 
-def test_a_private_print_job_is_held_and_its_key_never_stored_in_clear(tmp_path: Path) -> None:
-    rig = Rig(tmp_path)
-    job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra='@PJL SET HOLD=ON\r\n@PJL SET HOLDTYPE=PRIVATE\r\n'
-                             '@PJL SET HOLDKEY="4711"\r\n'))  # fmt: skip
-    assert job.state == JobState.PENDING_HELD
+PRIVATE = '@PJL SET HOLD=ON\r\n@PJL SET HOLDTYPE=PRIVATE\r\n@PJL SET HOLDKEY="4711"\r\n'
+
+
+def outcome(deferred: Any) -> Any:
+    results: list[Any] = []
+    deferred.addBoth(results.append)
+    assert results, "did not finish synchronously"
+    return results[0].value if isinstance(results[0], Failure) else results[0]
+
+
+@pytest.mark.parametrize("inline_max, body", [(0, b"%PDF-1.4"), (65536, b"%PDF-1.4"),
+                                              (0, b"%PDF-1.4" + b"x" * (3 * CHUNK_SIZE))])
+def test_a_private_print_job_is_held_and_its_key_never_stored(tmp_path: Path, inline_max: int, body: bytes) -> None:
+    """The key leaves the job's head before any byte is written: not in the spool file (small,
+    inline in the database, or streamed in chunks), the database or its WAL; only its verifier is."""
+    rig = Rig(tmp_path, spool={"inline_max": inline_max})
+    data = pjl_job("carol", "payslips", body, extra=PRIVATE)
+    job = rig.submit(data)
+    assert (job.state, job.reason) == (JobState.PENDING_HELD, "job-password-wait")
     assert job.hold_key_verifier and "4711" not in job.hold_key_verifier
     assert check_verifier("4711", job.hold_key_verifier) and not check_verifier("4712", job.hold_key_verifier)
-    # The job's own bytes carry the key to the device unchanged; the database (and its WAL) must not.
-    for database_file in rig.config.state_dir.glob("spooler.db*"):
-        assert b"4711" not in database_file.read_bytes()
+    assert job.attributes["pjl"]["hold"] == "ON" and job.user == "carol"
+    for path in rig.config.state_dir.rglob("*"):
+        if path.is_file():
+            assert b"4711" not in path.read_bytes(), path
+    [stored] = outcome(rig.service.document_files(job.job_id))
+    assert stored.read_bytes() == pjl_job("carol", "payslips", body)  # the hold and its key are gone
+    assert job.size == len(stored.read_bytes())
+
+
+def test_a_private_job_is_released_only_with_its_key(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra=PRIVATE))
+    with pytest.raises(HoldKeyRefused) as refused:
+        rig.service.release(job.job_id, requester="carol")
+    assert refused.value.reason == "key-required"
+    theirs = outcome(rig.service.release_with_key(job.job_id, "4711", requester="mallory"))
+    assert type(theirs) is NotAuthorized  # the owner rule comes first: the key is not even tried
+    wrong = outcome(rig.service.release_with_key(job.job_id, "0000", requester="carol"))
+    assert isinstance(wrong, HoldKeyRefused) and wrong.reason == "wrong-key"
+    assert rig.store.get(job.job_id).state == JobState.PENDING_HELD
+    released = outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol", to_device=True))
+    assert released.state == JobState.PENDING and released.attributes["release_to_device"] is True
+    assert rig.store.get(job.job_id).attributes["release_to_device"] is True
+
+
+def test_wrong_keys_lock_the_job_and_a_restart_does_not_lift_it(tmp_path: Path) -> None:
+    from spooler.login.budget import FailureBudgets
+
+    rig = Rig(tmp_path)
+    rig.service.key_budgets = FailureBudgets.open(tmp_path / "login.db", rig.clock)
+    job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra=PRIVATE))
+    for key in ("1", "2", "3", "4", "5"):
+        assert outcome(rig.service.release_with_key(job.job_id, key, requester="carol")).reason == "wrong-key"
+    locked = outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol"))
+    assert isinstance(locked, HoldKeyRefused) and locked.reason == "locked" and locked.retry_after == 300
+    rig.service.key_budgets.close()
+    rig.service.key_budgets = FailureBudgets.open(tmp_path / "login.db", rig.clock)  # as after a restart
+    assert outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol")).reason == "locked"
+    rig.clock.advance(300)
+    assert outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol")).state == JobState.PENDING
+
+
+def test_only_an_admin_releases_a_private_job_without_its_key(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra=PRIVATE))
+    with pytest.raises(NotAuthorized):
+        rig.service.release(job.job_id, requester="carol", without_key=True)
+    assert rig.service.release(job.job_id, admin=True, without_key=True).state == JobState.PENDING
 
 
 def test_only_the_owner_or_an_admin_may_change_a_job(tmp_path: Path) -> None:

@@ -398,6 +398,27 @@ def test_the_session_table_is_bounded_and_ends_at_the_logins_validity() -> None:
     assert store.find("", "p") is None and store.find(None, "p") is None
 
 
+def test_one_users_logins_end_only_their_own_sessions() -> None:
+    """Finding 9: 256 logins by one user used to push every other session out of the table."""
+    from twisted.internet.task import Clock
+
+    from spooler.terminal.sessions import MAX_SESSIONS, MAX_SESSIONS_PER_USER
+
+    clock = Clock()
+    store = SessionStore(clock, idle_timeout=600)
+    others = [store.open(user=f"u{n}", mode="online", notice=None, profile={}, peer="p", valid_until=None)[0]
+              for n in range(10)]  # fmt: skip
+    mallory = []
+    for _ in range(MAX_SESSIONS + 10):
+        clock.advance(0.01)
+        mallory.append(store.open(user="mallory", mode="online", notice=None, profile={}, peer="q",
+                                  valid_until=None)[0])  # fmt: skip
+    assert all(store.find(token, "p") is not None for token in others)
+    alive = [token for token in mallory if store.find(token, "q") is not None]
+    assert alive == mallory[-MAX_SESSIONS_PER_USER:]  # the newest of hers; the oldest ended
+    assert len(store) == 10 + MAX_SESSIONS_PER_USER
+
+
 # -- my jobs ----------------------------------------------------------------------------------------
 
 

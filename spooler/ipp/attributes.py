@@ -312,6 +312,9 @@ class PrinterAttributes:
             Attribute.keyword("job-hold-until-supported", *HOLD_UNTIL),
             Attribute.boolean("job-ids-supported", True),
             Attribute.range("job-k-octets-supported", (0, min(ident.max_job_size // 1024, 0x7FFFFFFF))),
+            # Private print (PWG 5100.11): a job-password holds the job until it is released with it.
+            Attribute.keyword("job-password-encryption-supported", "none"),
+            Attribute.integer("job-password-supported", 255),
             Attribute.integer("job-priority-default", 50),
             Attribute.integer("job-priority-supported", 1),
             Attribute.name("job-sheets-default", "none"),
@@ -465,9 +468,11 @@ def job_summary(job: Job, printer_uri: str) -> list[Attribute]:
     ]
 
 
-def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: float | None = None) -> list[Attribute]:
-    """The job's attributes (requested None or containing "all" = every one we know). Times are
-    seconds since the epoch, as CUPS does, so that they stay comparable across restarts."""
+def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: float | None = None, *,
+                   hidden: frozenset[str] = frozenset()) -> list[Attribute]:  # fmt: skip
+    """The job's attributes (requested None or containing "all" = every one we know), less `hidden`
+    ones (private values of someone else's job). Times are seconds since the epoch, as CUPS does,
+    so that they stay comparable across restarts."""
     def when(seconds: float | None, name: str) -> Attribute:
         if seconds is None:
             return Attribute.out_of_band(name, Tag.NO_VALUE)
@@ -502,6 +507,7 @@ def job_attributes(job: Job, printer_uri: str, requested: set[str] | None, now: 
         Attribute.charset("attributes-charset", "utf-8"),
         Attribute.language("attributes-natural-language", "en"),
     ]
+    attributes = [attribute for attribute in attributes if attribute.name not in hidden]
     if requested is None or "all" in requested or "job-description" in requested:
         return attributes
     wanted = set(requested)

@@ -1,6 +1,13 @@
 """IPP printer operations: turns decoded requests into calls on the JobService and answers with IPP
 responses. Request checks (RFC 8011 4.1), status mapping of the service's typed errors, and the
-operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs)."""
+operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs).
+
+Private print (PWG 5100.11 job-password): Print-Job and Create-Job with `job-password` (octetString,
+job-password-encryption "none") make a job held until released with that key; Release-Job of a
+private job (from PJL HOLDKEY too) takes the key in the same `job-password` operation attribute.
+Job privacy (CUPS's JobPrivateValues and JobPrivateAccess defaults): with authentication on,
+Get-Jobs and Get-Job-Attributes leave out job-name and job-originating-user-name of jobs that are
+neither the requester's nor asked for by an admin."""
 
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ from spooler.ipp.attributes import (
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs import JobRequest, JobService
+from spooler.jobs import MAX_HOLD_KEY, JobRequest, JobService
 from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
     SpoolFull
 from spooler.spoolfiles import IncomingFile
@@ -42,6 +49,10 @@ JOB_OPERATIONS = frozenset({
     Operation.RELEASE_JOB, Operation.CLOSE_JOB,
 })  # fmt: skip
 NOT_COMPLETED = (JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING, JobState.PROCESSING_STOPPED)
+#: What a requester who is neither the job's owner nor an admin does not see (CUPS's JobPrivateValues
+#: default: job-name, job-originating-host-name, job-originating-user-name, phone; only the first and
+#: the third exist here).
+PRIVATE_JOB_VALUES = frozenset({"job-name", "job-originating-user-name", "job-originating-host-name", "phone"})
 
 
 class IppError(Exception):
@@ -79,15 +90,31 @@ class DocumentPlan:
 
 class Decompressor:
     """Streams `compression` = gzip or deflate data (zlib or raw deflate, detected) into a sink,
-    bounded output per step, so a small compressed request cannot balloon in memory."""
+    bounded output per step, so a small compressed request cannot balloon in memory. With
+    `max_ratio`, a document that expands more than that many times its compressed size (past the
+    first EXPANSION_ALLOWANCE bytes) is refused with request-entity-too-large: a 1 MB gzip of zeros
+    does not become a 1 GiB job."""
 
     STEP = 1024 * 1024
+    #: Output always allowed, whatever the ratio (a small, very regular document is no attack).
+    EXPANSION_ALLOWANCE = 16 * 1024 * 1024
 
-    def __init__(self, compression: str, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, compression: str, sink: Callable[[bytes], None], *, max_ratio: float = 0) -> None:
         self._compression = compression
         self._sink = sink
         self._inflater: Any = None
         self._pending = b""
+        self._max_ratio = max_ratio
+        self.consumed = 0  # compressed bytes taken in
+        self.produced = 0  # document bytes given out
+
+    def _emit(self, out: bytes) -> None:
+        self.produced += len(out)
+        if self._max_ratio and self.produced > max(self.EXPANSION_ALLOWANCE, self._max_ratio * self.consumed):
+            raise IppError(Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE,
+                           f"the {self._compression} document expands more than {self._max_ratio:g} times "
+                           f"its compressed size")  # fmt: skip
+        self._sink(out)
 
     def write(self, data: bytes) -> None:
         if self._compression == "none":
@@ -107,10 +134,12 @@ class Decompressor:
             self._inflater = zlib.decompressobj(wbits)
         try:
             out = self._inflater.decompress(data, self.STEP)
+            self.consumed += len(data) - len(self._inflater.unconsumed_tail)
             while out:
-                self._sink(out)
-                out = self._inflater.decompress(self._inflater.unconsumed_tail, self.STEP) \
-                    if self._inflater.unconsumed_tail else b""
+                self._emit(out)
+                tail = self._inflater.unconsumed_tail
+                out = self._inflater.decompress(tail, self.STEP) if tail else b""
+                self.consumed += len(tail) - len(self._inflater.unconsumed_tail)
         except zlib.error as error:
             raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, f"cannot decompress the document: {error}") from None
 
@@ -126,7 +155,7 @@ class Decompressor:
         except zlib.error as error:
             raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, f"cannot decompress the document: {error}") from None
         if rest:
-            self._sink(rest)
+            self._emit(rest)
         if not self._inflater.eof:
             raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, "truncated compressed document")
 
@@ -174,10 +203,14 @@ class PrinterOperations:
         admin_users: tuple[str, ...] = (),
         up_since: float,
         clock_seconds: Callable[[], float],
+        job_privacy: bool = False,
     ) -> None:
+        """`job_privacy`: hide private job values from other users (on when IPP authentication is,
+        since without it a user name is only what the client claims)."""
         self.jobs = jobs
         self.printer = printer
         self.admin_users = frozenset(admin_users)
+        self.job_privacy = job_privacy
         self.up_since = up_since
         self._seconds = clock_seconds
         self._handlers: dict[int, Callable[..., Any]] = {
@@ -382,7 +415,28 @@ class PrinterOperations:
             copies=int(copies) if isinstance(copies, int) and 1 <= copies <= 999 else None,
             sides=str(sides) if sides in ("one-sided", "two-sided-long-edge", "two-sided-short-edge") else None,
             attributes={"ipp": ipp} if ipp else {}, hold=hold == "indefinite",
+            hold_key=self._job_password(operation),
         )  # fmt: skip
+
+    @staticmethod
+    def _job_password(operation: AttributeGroup) -> str | None:
+        """The key of a private job (job-password, PWG 5100.11), or None; only in clear ("none")."""
+        password = _value(operation, "job-password", (Tag.OCTET_STRING,))
+        if password is None:
+            return None
+        encryption = _value(operation, "job-password-encryption", (Tag.KEYWORD,), "none")
+        if encryption != "none":
+            raise IppError(Status.CLIENT_ERROR_ATTRIBUTES_OR_VALUES_NOT_SUPPORTED,
+                           f"job-password-encryption {encryption} is not supported (only none)",
+                           [operation["job-password-encryption"]])  # fmt: skip
+        try:
+            text = bytes(password).decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        if not 0 < len(text) <= MAX_HOLD_KEY or not text.isprintable():
+            raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "job-password must be 1 to 255 printable characters",
+                           [operation["job-password"]])  # fmt: skip
+        return text
 
     def _job_response(self, message: IppMessage, context: RequestContext, job: Job,
                       warnings: list[Attribute]) -> IppMessage:  # fmt: skip
@@ -424,11 +478,14 @@ class PrinterOperations:
             response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
         return response
 
-    def create_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
+    @inlineCallbacks
+    def create_job(self, message: IppMessage, context: RequestContext) -> Any:
         operation = _operation_attributes(message)
         document_format = self._document_format(operation) if "document-format" in operation else None
         warnings = self._job_template(message)
-        job = self.jobs.create_job(self._job_request(message, context, document_format))
+        request = self._job_request(message, context, document_format)
+        verifier = (yield self.jobs.hold_key_verifier(request.hold_key)) if request.hold_key else None
+        job = self.jobs.create_job(request, hold_key_verifier=verifier)
         return self._job_response(message, context, job, warnings)
 
     @inlineCallbacks
@@ -462,8 +519,16 @@ class PrinterOperations:
     def hold_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
         return self._job_change(message, self.jobs.hold)
 
-    def release_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
-        return self._job_change(message, self.jobs.release)
+    def release_job(self, message: IppMessage, context: RequestContext) -> Any:
+        """Release-Job; a private job's key comes as job-password (client-error-not-authorized
+        without it, with a wrong one, or after too many wrong ones)."""
+        operation = _operation_attributes(message)
+        key = self._job_password(operation)
+        if key is None:
+            return self._job_change(message, self.jobs.release)
+        released = self.jobs.release_with_key(self._job_id(operation), key, requester=self._user(operation),
+                                              admin=self._is_admin(operation))  # fmt: skip
+        return released.addCallback(lambda _: response_for(message, Status.SUCCESSFUL_OK))
 
     def cancel_my_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
@@ -484,8 +549,20 @@ class PrinterOperations:
         job = self.jobs.get(self._job_id(operation))
         requested = self._requested(operation)
         response = response_for(message, Status.SUCCESSFUL_OK)
-        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds()))
+        response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds(),
+                                                    hidden=self._hidden_from(job, operation)))  # fmt: skip
         return response
+
+    def _hidden_from(self, job: Job, operation: AttributeGroup) -> frozenset[str]:
+        """The private values of `job` that this requester does not see (none if it is theirs or
+        they are an admin). The requester is CUPS's: the authenticated user (who replaced
+        requesting-user-name), else the requesting-user-name of an anonymous request."""
+        if not self.job_privacy:
+            return frozenset()
+        requester = self._user(operation)
+        if requester is not None and (requester == job.user or requester in self.admin_users):
+            return frozenset()
+        return PRIVATE_JOB_VALUES
 
     def get_jobs(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
@@ -519,7 +596,8 @@ class PrinterOperations:
         requested = self._requested(operation) or set(JOB_DESCRIPTION_DEFAULT)
         response = response_for(message, Status.SUCCESSFUL_OK)
         for job in jobs:
-            response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds()))
+            response.add_group(Tag.JOB, *job_attributes(job, context.printer_uri, requested, self._seconds(),
+                                                        hidden=self._hidden_from(job, operation)))  # fmt: skip
         return response
 
     @staticmethod

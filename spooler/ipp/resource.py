@@ -144,7 +144,8 @@ class IppIntake:
             self.failure = Failure()
             self.state = "discard"
             return
-        self.decompressor = Decompressor(self.plan.compression, self.document.write)
+        self.decompressor = Decompressor(self.plan.compression, self.document.write,
+                                         max_ratio=self.site.max_compression_ratio)  # fmt: skip
         self.state = "data"
 
     def _set_requester(self, user: str) -> None:
@@ -448,6 +449,8 @@ class IppSite(LimitedSite):
         self.queues: tuple[str, ...] = ("default",)
         self.describer: DeviceDescriber | None = None
         self.default_queue = "default"
+        #: A gzip/deflate document may expand this many times its compressed size (0: no limit).
+        self.max_compression_ratio: float = 0
 
     def printer_for(self, path: bytes) -> tuple[str, str] | None:
         """(queue, printer path) of a request path, or None. `/ipp/print` (and `/`) is the default
@@ -554,6 +557,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                        header_timeout=config.limits.header_timeout)  # fmt: skip
         site.queues = tuple(queue.name for queue in config.queues)
         site.default_queue = "default" if "default" in site.queues else site.queues[0]
+        site.max_compression_ratio = config.limits.max_compression_ratio
         return site
     identity = PrinterIdentity(
         name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
@@ -564,7 +568,8 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
     )  # fmt: skip
     printer = PrinterAttributes(identity)
     operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
-                                   up_since=reactor.seconds(), clock_seconds=reactor.seconds)  # fmt: skip
+                                   up_since=reactor.seconds(), clock_seconds=reactor.seconds,
+                                   job_privacy=basic)  # fmt: skip
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
@@ -572,6 +577,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                    header_timeout=config.limits.header_timeout)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
     site.default_queue = "default" if "default" in site.queues else site.queues[0]
+    site.max_compression_ratio = config.limits.max_compression_ratio
     if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
         # The device is an IPP printer: describe its paper path as it describes it itself.
         from spooler.delivery.ipp import IppBackend

@@ -3,7 +3,14 @@ the key file, bound to its row (kind, slot, key id) so that rows cannot be swapp
 decrypted entries live in memory, with the fingerprint index of PIN and card logins.
 
 Rows: `("user", random slot)` holds one UserEntry; `("meta", "revocations")` the revocations;
-`("meta", "sync")` the last sync's server time. Nothing in a row is readable without the key file.
+`("meta", "sync")` the last sync's server time; `("meta", "lookup")` the lookup KDF. Nothing in a
+row is readable without the key file.
+
+The index of PIN and card logins: a credential's `fingerprint` is `KDF-ID:VERIFIER-TAG:KEY`, KEY
+being the HMAC (under the key file's fingerprint key) of the lookup KDF of the secret (one scrypt
+with the salt that every PIN and card of this spooler share: the central server's, from the user
+sync, else one made here). A fingerprint counts only while the lookup KDF and the credential's
+verifier are the ones it was made with; a login still checks the verifier it points to.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from spooler.login.entries import Credential, Revocation, UserEntry
 from spooler.login.keys import LoginKeys
 from spooler.model import SpoolerError
+from spooler.login.schema import LOGIN_SCHEMA
 from spooler.schema import migrate
+from spooler.verifiers import SCRYPT_N, lookup_digest, make_lookup_kdf, parse_lookup_kdf
 
 #: Revocations kept (the newest); the server keeps every one, so an older one comes back with a full pull.
 MAX_REVOCATIONS = 10_000
@@ -32,24 +41,12 @@ MAX_REVOCATIONS = 10_000
 KEEP_EXPIRED = 7 * 86400.0
 
 
-#: login.db's migrations (spooler.schema): step N makes version N. Append a step for a new table or
-#: column (e.g. persisted lockouts); never edit one that has shipped.
-LOGIN_SCHEMA = [
-    # version 1: the sealed rows. (Caches from before versioning have the table already.)
-    """
-    CREATE TABLE IF NOT EXISTS sealed (kind TEXT NOT NULL, slot TEXT NOT NULL, key_id TEXT NOT NULL,
-                                       blob BLOB NOT NULL, PRIMARY KEY (kind, slot))
-    """,
-]
-
-
 class CacheError(SpoolerError):
     """A row cannot be opened: altered, or sealed under a key the key file does not hold."""
 
 
-def fingerprint(key: bytes, method: str, secret: str) -> str:
-    """The keyed index of a PIN or card number (HMAC-SHA256): finds a seen credential without a scan."""
-    return hmac.new(key, f"{method}\0{secret}".encode("utf-8"), hashlib.sha256).hexdigest()
+def _tag(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _aad(kind: str, slot: str, key_id: str) -> bytes:
@@ -85,13 +82,16 @@ class CredentialCache:
         self.unreadable: int = 0
         self._slots: dict[str, str] = {}
         self._index: dict[str, list[tuple[str, str]]] = {}
+        self.lookup_kdf = ""
+        self.lookup_source = "device"  # or "server": the salt came with the user sync
 
     # -- opening -----------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, keys: LoginKeys, *, strict: bool = False) -> CredentialCache:
+    def open(cls, path: Path, keys: LoginKeys, *, strict: bool = False, lookup_cost: int = SCRYPT_N) -> CredentialCache:
         """Open (create) the database and decrypt every row. A row that does not open is skipped and
-        counted in `unreadable` (logged by the caller), or raises CacheError when `strict`."""
+        counted in `unreadable` (logged by the caller), or raises CacheError when `strict`. A cache
+        without a lookup KDF gets one of its own (scrypt N=`lookup_cost`, a random salt)."""
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.close(fd)
         connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -102,6 +102,8 @@ class CredentialCache:
         migrate(connection, LOGIN_SCHEMA, what=f"the login cache {path}")
         cache = cls(connection, keys)
         cache._load(strict)
+        if not cache.lookup_kdf:
+            cache.set_lookup_kdf(make_lookup_kdf(n=lookup_cost), "device")
         return cache
 
     def _load(self, strict: bool) -> None:
@@ -116,6 +118,9 @@ class CredentialCache:
                     self.revocations = [Revocation.from_dict(item) for item in value]
                 elif (kind, slot) == ("meta", "sync"):
                     self.sync_since = value.get("since")
+                elif (kind, slot) == ("meta", "lookup"):
+                    parse_lookup_kdf(value.get("kdf"))
+                    self.lookup_kdf, self.lookup_source = value["kdf"], str(value.get("source", "device"))
             except CacheError:
                 if strict:
                     raise
@@ -138,8 +143,43 @@ class CredentialCache:
 
     def _index_entry(self, entry: UserEntry) -> None:
         for credential in entry.credentials.values():
-            if credential.fingerprint:
-                self._index.setdefault(credential.fingerprint, []).append((entry.user, credential.id))
+            if (key := self._current_key(credential)) is not None:
+                self._index.setdefault(key, []).append((entry.user, credential.id))
+
+    def _current_key(self, credential: Credential) -> str | None:
+        """The index key of a credential's fingerprint, if it was made with this lookup KDF for this verifier."""
+        kdf_id, _, rest = (credential.fingerprint or "").partition(":")
+        verifier_tag, _, key = rest.partition(":")
+        if key and kdf_id == _tag(self.lookup_kdf) and verifier_tag == _tag(credential.verifier):
+            return key
+        return None
+
+    def is_indexed(self, credential: Credential) -> bool:
+        return self._current_key(credential) is not None
+
+    def lookup(self, secret: str) -> bytes:
+        """The lookup KDF of a secret: one scrypt (blocking: run it in a thread)."""
+        return lookup_digest(secret, self.lookup_kdf)
+
+    def lookup_key(self, method: str, digest: bytes) -> str:
+        """Where a PIN or card whose lookup KDF is `digest` sits in the index (HMAC-SHA256)."""
+        return hmac.new(self.keys.fingerprint_key, method.encode("ascii") + b"\0" + digest, hashlib.sha256).hexdigest()
+
+    def fingerprint(self, method: str, digest: bytes, verifier: str) -> str:
+        """The fingerprint to store with a credential of this verifier whose lookup KDF is `digest`."""
+        return f"{_tag(self.lookup_kdf)}:{_tag(verifier)}:{self.lookup_key(method, digest)}"
+
+    def set_lookup_kdf(self, kdf: str, source: str) -> bool:
+        """Use this lookup KDF from now on (ValueError if it is not one); True if it changed. The
+        fingerprints made with the previous one stop counting (their logins are found by a scan
+        until they log in again, or until the next sync brings theirs)."""
+        parse_lookup_kdf(kdf)
+        if (kdf, source) == (self.lookup_kdf, self.lookup_source):
+            return False
+        self.lookup_kdf, self.lookup_source = kdf, source
+        self._put_meta("lookup", {"kdf": kdf, "source": source})
+        self._reindex()
+        return True
 
     def _unindex(self, user: str) -> None:
         for fp, owners in list(self._index.items()):
@@ -149,11 +189,8 @@ class CredentialCache:
             else:
                 del self._index[fp]
 
-    def fingerprint(self, method: str, secret: str) -> str:
-        return fingerprint(self.keys.fingerprint_key, method, secret)
-
-    def indexed(self, fp: str) -> list[tuple[str, str]]:
-        return list(self._index.get(fp, []))
+    def indexed(self, key: str) -> list[tuple[str, str]]:
+        return list(self._index.get(key, []))
 
     # -- changes -----------------------------------------------------------------------------------
 
@@ -221,6 +258,7 @@ class CredentialCache:
             self._put_meta("revocations", [r.to_dict() for r in self.revocations])
             if self.sync_since is not None:
                 self._put_meta("sync", {"since": self.sync_since})
+            self._put_meta("lookup", {"kdf": self.lookup_kdf, "source": self.lookup_source})
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -27,7 +27,7 @@ class Credential:
     verified_at: float
     origin: str = "login"
     source: str = "login"
-    fingerprint: str | None = None  # HMAC of the secret under this spooler's key; never shared
+    fingerprint: str | None = None  # this spooler's index of the secret (spooler.login.cache); never shared
 
     def to_dict(self, *, shared: bool = False) -> dict[str, Any]:
         data = {"id": self.id, "kind": self.kind, "verifier": self.verifier, "verified_at": self.verified_at,
@@ -160,7 +160,8 @@ def apply_sync(local: UserEntry | None, synced: UserEntry) -> UserEntry:
     """A user as the server's sync lists them now: the synced credentials replace the ones learned by
     an earlier sync (a salt changes when the server restarts; a credential not listed is gone); those
     learned from a login stay until they expire or are revoked. A credential id seen at a login keeps
-    its origin and its fingerprint, with the synced verifier."""
+    its origin, with the synced verifier and the synced fingerprint (if the server sent a lookup; else
+    ours, which stops counting if the verifier changed)."""
     if local is None:
         return synced
     credentials = {cid: c for cid, c in local.credentials.items() if c.origin != "sync" and cid not in synced.credentials}
@@ -169,7 +170,8 @@ def apply_sync(local: UserEntry | None, synced: UserEntry) -> UserEntry:
         if ours is None:
             credentials[credential_id] = theirs
         else:  # seen at a login here: it stays a login credential (kept when the sync drops the user)
-            credentials[credential_id] = replace(theirs, fingerprint=ours.fingerprint, origin=ours.origin)
+            credentials[credential_id] = replace(theirs, fingerprint=theirs.fingerprint or ours.fingerprint,
+                                                 origin=ours.origin)  # fmt: skip
     return UserEntry(local.user, synced.profile, credentials, max(local.expires_at, synced.expires_at),
                      synced.updated_at, "sync")  # fmt: skip
 

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from spooler.central.base import CentralBackend
 from spooler.centralapi import CentralApi, CentralApiError
 from spooler.config import Config
+from spooler.login.budget import FailureBudgets
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import is_revoked
 from spooler.login.keys import LoginKeys
@@ -43,16 +44,18 @@ def open_cache(config: Config) -> CredentialCache:
 
 
 def user_rows(cache: CredentialCache, now: float) -> list[dict[str, Any]]:
-    """Who can log in offline and until when (`spooler users list`)."""
+    """Who can log in offline and until when (`spooler users list`); `indexed`: the PINs and cards
+    found by one lookup (the others cost a scan of the verifiers not in the index)."""
     rows = []
     for name in sorted(cache.entries):
         entry = cache.entries[name]
         live = [c for c in entry.credentials.values() if not is_revoked(name, c, cache.revocations)]
         kinds = sorted({c.kind for c in live})
         state = "revoked" if not live else "expired" if entry.expires_at <= now else "ok"
+        indexed = sum(1 for c in live if c.kind != "password" and cache.is_indexed(c))
         rows.append({"user": name, "full_name": entry.profile.get("full_name", ""), "state": state,
                      "valid_until": entry.expires_at, "methods": kinds, "credentials": len(live),
-                     "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
+                     "indexed": indexed, "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
     return rows
 
 
@@ -83,19 +86,23 @@ def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
 
 class LoginRuntime(MultiService):
     def __init__(self, config: Config, reactor: Any, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None) -> None:  # fmt: skip
+                 server_known_down: Callable[[], bool] | None = None, *, backend: Any = None,
+                 budgets: FailureBudgets | None = None) -> None:  # fmt: skip
         """`backend`: the central server's (spooler.central.make_backend); by default the generic API of
-        [server] api_url."""
+        [server] api_url. `budgets`: the failure counts (opened on STATE/login.db here if not given)."""
         super().__init__()
         self.setName("login")
         self.config = config
         self.reactor = reactor
         self.cache = open_cache(config)
         self.cache.purge(reactor.seconds())
+        self._own_budgets = budgets is None
+        self.budgets = budgets or FailureBudgets.open(config.login_cache_path, reactor)
         api_url = config.server.api_url if config.server is not None else None
         self.api: CentralBackend | None = backend if backend is not None else CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
-                                    run_in_thread=run_in_thread, server_known_down=server_known_down)  # fmt: skip
+                                    run_in_thread=run_in_thread, server_known_down=server_known_down,
+                                    budgets=self.budgets)  # fmt: skip
         self.sync: UserSync | None = None
         if self.api is not None:
             self.sync = UserSync(reactor, self.cache, self.api, device=config.device.name,
@@ -126,9 +133,7 @@ class LoginRuntime(MultiService):
     def reconfigure(self, config: Config) -> None:
         """A reload changed [login] keys that apply live: validity, offline logins, limits, peers."""
         self.config = config
-        self.service.config = config.login
-        self.service.throttle.max_failures = config.login.max_failures
-        self.service.throttle.lockout = config.login.lockout
+        self.service.reconfigure(config.login)
         if self.sync is not None:
             self.sync.validity = self.service.validity
         if self.sharing is not None:
@@ -139,6 +144,8 @@ class LoginRuntime(MultiService):
 
         def close(passthrough: object) -> object:
             self.cache.close()
+            if self._own_budgets:
+                self.budgets.close()
             return passthrough
 
         return maybeDeferred(lambda: result).addBoth(close)
@@ -163,6 +170,8 @@ class LoginRuntime(MultiService):
     def _rotate(self) -> dict[str, Any]:
         key_id = self.cache.rotate()
         log.info("Login cache key rotated", spool_event="login_key_rotated", key_id=key_id)
+        if self.sync is not None:
+            self.sync.scheduled()  # the synced PINs and cards get their index (made under the old key) back
         return {"key_id": key_id, "entries": len(self.cache.entries)}
 
     @staticmethod

@@ -1,6 +1,17 @@
 """Logins at the device: online the central server decides and the cache learns a verifier; offline
-(the server unreachable, or known to be down) the cache alone decides. Throttled per user and per
-terminal; every refusal is a LoginRefused with a machine reason and a sentence for the terminal.
+(the server unreachable, or known to be down) the cache alone decides. Every refusal is a
+LoginRefused with a machine reason and a sentence for the terminal.
+
+Guessing is bounded by failure budgets (spooler.login.budget), charged before a secret is checked:
+per terminal, per user for a login that names one, and per device for every PIN or card login (one
+that names no user can only be counted by the device as a whole; one that names a user is counted
+there too, or guessers would name each user in turn). A success gives back only its
+own charge; a password login's success also clears its user's count.
+
+Finding the credential: a password is checked against its user's one verifier (or a dummy one of the
+same cost, so that a user who does not exist costs the same scrypt); a PIN or card costs one scrypt
+of the lookup KDF, looked up in the cache's keyed index, and the verifier found is checked. Only
+credentials not in the index (learned from a peer, or before the lookup KDF changed) are scanned.
 
 Secrets (PIN, card number, password) exist only in the arguments of `login` and in the request to
 the server: they are never logged, stored, or put in an error.
@@ -21,12 +32,12 @@ from twisted.logger import Logger
 from spooler.central.base import CentralBackend, capabilities_of
 from spooler.centralapi import LOGIN, CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
+from spooler.login.budget import BudgetPolicy, Charge, FailureBudgets
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import METHODS, Credential, UserEntry, clean_profile, is_revoked, parse_server_time
-from spooler.login.throttle import Throttle
 from spooler.model import SpoolerError
 from spooler.spoolfiles import RunInThread
-from spooler.verifiers import check_verifier, make_verifier
+from spooler.verifiers import check_verifier, dummy_verifier, make_verifier, verifier_parameters
 
 log = Logger(namespace="spooler.login")
 
@@ -89,19 +100,30 @@ def _check_many(secret: str, candidates: list[tuple[str, Credential]], stop: thr
 class LoginService:
     def __init__(self, reactor: Any, config: LoginConfig, cache: CredentialCache, *, device: str,
                  api: CentralBackend | None, run_in_thread: RunInThread,
-                 server_known_down: Callable[[], bool] | None = None) -> None:  # fmt: skip
+                 server_known_down: Callable[[], bool] | None = None,
+                 budgets: FailureBudgets | None = None) -> None:  # fmt: skip
+        """`budgets`: where failures are counted (STATE/login.db in the daemon; in memory if None)."""
         self._reactor = reactor
-        self.config = config
+        self.reconfigure(config)
         self.cache = cache
         self.device = device
         self.api = api
         self._run = run_in_thread
         self._server_known_down = server_known_down or (lambda: False)
-        self.throttle = Throttle(reactor, max_failures=config.max_failures, lockout=config.lockout)
+        self.budgets = budgets or FailureBudgets.open(":memory:", reactor)
+        self._dummies: dict[tuple[int, int, int], str] = {}
         self._scans = DeferredSemaphore(SCANS_AT_ONCE)
         self.on_renewed: list[Callable[[UserEntry], None]] = []  # e.g. the push to peers
         #: Logins since the start by outcome: "online", "offline", or the refusal's reason (metrics).
         self.outcomes: collections.Counter[str] = collections.Counter()
+
+    def reconfigure(self, config: LoginConfig) -> None:
+        """The [login] settings and the failure budgets' policies made of them (at start, and when a
+        reload changes them: the counts so far are kept)."""
+        self.config = config
+        self.user_policy = BudgetPolicy(config.max_failures, config.lockout, max(config.lockout, config.max_lockout))
+        self.device_policy = BudgetPolicy(config.device_max_failures, config.lockout,
+                                          max(config.lockout, config.max_lockout))  # fmt: skip
 
     @property
     def validity(self) -> float:
@@ -121,6 +143,17 @@ class LoginService:
 
         return attempt.addBoth(counted)
 
+    def scopes(self, method: str, user: str | None, terminal: str) -> list[tuple[str, BudgetPolicy]]:
+        """The failure budgets an attempt is charged to: its terminal; its user if it names one; and
+        for a PIN or card the device (per method: guessing PINs does not lock card logins), also when
+        a user is named, or naming each user in turn would give every user's budget to PIN guesses."""
+        scopes = [(f"terminal:{terminal}", self.user_policy)]
+        if user:
+            scopes.append((f"user:{user}", self.user_policy))
+        if method != "password":
+            scopes.append((f"device:{method}", self.device_policy))
+        return scopes
+
     @inlineCallbacks
     def _login(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
         if method not in METHODS:
@@ -133,27 +166,48 @@ class LoginService:
             raise LoginRefused("invalid", "Login failed: a password login needs the user name.")
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET or (user and len(user) > MAX_USER):
             raise LoginRefused("invalid")
-        wait = self.throttle.locked(user, terminal)
-        if wait is not None:
+        scopes = self.scopes(method, user, terminal)
+        waits = [wait for scope, policy in scopes if (wait := self.budgets.wait(scope, policy)) is not None]
+        if waits:
             log.warn("Login at {terminal} refused: locked for {wait:.0f}s more", spool_event="login_refused",
-                     reason="locked", user=user, terminal=terminal, method=method, wait=wait)  # fmt: skip
-            raise LoginRefused("locked", retry_after=wait)
+                     reason="locked", user=user, terminal=terminal, method=method, wait=max(waits))  # fmt: skip
+            raise LoginRefused("locked", retry_after=max(waits))
+        charges = [self.budgets.charge(scope, policy) for scope, policy in scopes]
         try:
             outcome = yield self._decide(method, secret, user, terminal)
         except LoginRefused as refused:
             if refused.reason in ("invalid", "expired", "revoked"):
-                self.throttle.failed(user, terminal)
+                self._report_locks(charges)
+            else:
+                self._refund(charges)  # offline login off, or unavailable: not a guess
             log.warn("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
                      reason=refused.reason, user=user, terminal=terminal, method=method)  # fmt: skip
             raise
         except Exception:  # a bug or a broken cache: the terminal says "not available", the log has the rest
+            self._refund(charges)
             log.failure("Login at {terminal} failed", terminal=terminal, spool_event="login_error")
             raise LoginRefused("unavailable") from None
-        self.throttle.succeeded(user, terminal)
-        self.throttle.succeeded(outcome.user, terminal)
+        self._refund(charges)
+        if method == "password" and user:
+            # A password's owner typed it: the guesses at this user's password are moot. (A PIN or card
+            # success clears nothing: a short secret's count must outlive its owner's logins.)
+            self.budgets.clear(f"user:{user}")
         log.info("Login of {user} at {terminal} by {method} ({mode})", spool_event="login_ok", user=outcome.user,
                  terminal=terminal, method=method, mode=outcome.mode, valid_until=outcome.valid_until)  # fmt: skip
         return outcome
+
+    def _refund(self, charges: list[Charge]) -> None:
+        for charge in charges:
+            self.budgets.refund(charge)
+
+    def _report_locks(self, charges: list[Charge]) -> None:
+        now = self._reactor.seconds()
+        for charge in charges:
+            if charge.locked_until_after > now and charge.locked_until_after != charge.locked_until_before:
+                failures = self.budgets.failures(charge.scope, charge.policy)
+                log.warn("Logins by {scope} locked for {wait:.0f}s after {failures:.1f} recent failures",
+                         spool_event="login_locked", scope=charge.scope, wait=charge.locked_until_after - now,
+                         failures=failures)  # fmt: skip
 
     @inlineCallbacks
     def _decide(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
@@ -193,7 +247,10 @@ class LoginService:
             log.warn("The central server's login answer is not as documented", spool_event="login_api_error")
             raise LoginRefused("unavailable") from None
         verifier = yield self._run(make_verifier, secret)
-        fp = self.cache.fingerprint(method, secret) if method != "password" else None
+        fp = None
+        if method != "password":
+            digest = yield self._run(self.cache.lookup, secret)
+            fp = self.cache.fingerprint(method, digest, verifier)
         now = self._reactor.seconds()
         local = self.cache.entries.get(name)
         credentials = dict(local.credentials) if local is not None else {}
@@ -212,7 +269,7 @@ class LoginService:
         found = yield self._find(method, secret, user, now)
         if found is None:
             raise LoginRefused("invalid")
-        name, credential = found
+        name, credential, digest = found
         entry = self.cache.entries.get(name)
         if entry is None or credential.id not in entry.credentials:
             raise LoginRefused("invalid")  # removed while the check ran
@@ -221,8 +278,8 @@ class LoginService:
         if entry.expires_at <= now:
             raise LoginRefused("expired")
         current = entry.credentials[credential.id]
-        if method != "password" and current.fingerprint is None:
-            current = replace(current, fingerprint=self.cache.fingerprint(method, secret))
+        if digest is not None and not self.cache.is_indexed(current):
+            current = replace(current, fingerprint=self.cache.fingerprint(method, digest, current.verifier))
         renewed = replace(entry, credentials={**entry.credentials, credential.id: current},
                           expires_at=now + self.validity, updated_at=now)  # fmt: skip
         self.cache.put(renewed)
@@ -247,21 +304,30 @@ class LoginService:
 
     @inlineCallbacks
     def _find(self, method: str, secret: str, user: str | None, now: float) -> Any:
-        """(user, credential) whose verifier the secret matches, or None. A PIN or card seen here
-        before is found by its fingerprint (one scrypt check); otherwise the verifiers are scanned
-        in SCAN_THREADS threads, one scan at a time."""
-        if method != "password":
-            fp = self.cache.fingerprint(method, secret)
-            hinted = []
-            for owner, credential_id in self.cache.indexed(fp):
-                entry = self.cache.entries.get(owner)
-                if entry is not None and credential_id in entry.credentials and (not user or owner == user):
-                    hinted.append((owner, entry.credentials[credential_id]))
-            if hinted:
-                match = yield self._scan(secret, hinted)
-                if match is not None:
-                    return match
-        candidates = self._candidates(method, user, now)
+        """(user, credential, lookup digest or None) whose verifier the secret matches, or None.
+
+        A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN
+        or card: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
+        the credentials of that kind that are not in the index (in SCAN_THREADS threads, one scan at
+        a time), if there are any."""
+        if method == "password":
+            entry = self.cache.entries.get(user or "")
+            mine = [c for c in entry.credentials.values() if c.kind == "password"] if entry else []
+            target = mine[0].verifier if mine else self._dummy_verifier()
+            matched = yield self._run(check_verifier, secret, target)
+            return (entry.user, mine[0], None) if matched and mine and entry else None
+        digest = yield self._run(self.cache.lookup, secret)
+        hinted = []
+        for owner, credential_id in self.cache.indexed(self.cache.lookup_key(method, digest)):
+            entry = self.cache.entries.get(owner)
+            credential = entry.credentials.get(credential_id) if entry is not None else None
+            if credential is not None and credential.kind == method and (not user or owner == user):
+                hinted.append((owner, credential))
+        if hinted:
+            match = yield self._scan(secret, hinted)
+            if match is not None:
+                return (*match, digest)
+        candidates = [pair for pair in self._candidates(method, user, now) if not self.cache.is_indexed(pair[1])]
         if not candidates:
             return None
         if len(self._scans.waiting) >= MAX_WAITING_SCANS:
@@ -273,7 +339,17 @@ class LoginService:
             match = yield self._scan(secret, candidates)
         finally:
             self._scans.release()
-        return match
+        return (*match, digest) if match is not None else None
+
+    def _dummy_verifier(self) -> str:
+        """A verifier nobody matches, at the cost of this cache's password verifiers."""
+        parameters = next((found for _, c in self.cache.credentials_of("password")
+                           if (found := verifier_parameters(c.verifier)) is not None), None)  # fmt: skip
+        parameters = parameters or verifier_parameters(dummy_verifier())
+        assert parameters is not None
+        if parameters not in self._dummies:
+            self._dummies[parameters] = dummy_verifier(*parameters)
+        return self._dummies[parameters]
 
     @inlineCallbacks
     def _scan(self, secret: str, candidates: list[tuple[str, Credential]]) -> Any:

@@ -1,8 +1,14 @@
 """User sync: pulls the users the central server assigns to this device (up to 100, verifiers only)
-and the revocations into the credential cache, on demand (`spooler users sync`) and on a schedule."""
+and the revocations into the credential cache, on demand (`spooler users sync`) and on a schedule.
+
+When the server sends a lookup KDF (`lookup_kdf`) and, with each PIN and card, its `lookup` (that
+KDF of the secret), the synced credentials enter the cache's keyed index: a PIN typed without a user
+name then costs one scrypt, not a scan of every synced verifier."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from typing import Any
 
@@ -25,8 +31,14 @@ class SyncError(SpoolerError):
     """The server's answer cannot be used (the message says why)."""
 
 
-def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float) -> UserEntry:
-    """A user of a `devices/{device}/users` answer as a cache entry (pure)."""
+#: (method, lookup digest, verifier) -> the fingerprint to store (CredentialCache.fingerprint).
+Fingerprinter = Callable[[str, bytes, str], str]
+
+
+def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float,
+                 fingerprint: Fingerprinter | None = None) -> UserEntry:  # fmt: skip
+    """A user of a `devices/{device}/users` answer as a cache entry (pure). With `fingerprint`, a
+    PIN or card that comes with its `lookup` gets its fingerprint (an unusable lookup is ignored)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise SyncError("a synced user has no name")
     credentials: dict[str, Credential] = {}
@@ -34,7 +46,7 @@ def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float)
         if not isinstance(items, list):
             raise SyncError(f"the {kind}s of {raw['name']!r} are not a list")
         for item in items[:MAX_PER_KIND]:
-            credential = _credential(item, kind, verified_at)
+            credential = _credential(item, kind, verified_at, fingerprint)
             credentials[credential.id] = credential
     if raw.get("password") is not None:
         credential = _credential(raw["password"], "password", verified_at)
@@ -42,11 +54,19 @@ def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float)
     return UserEntry(raw["name"], clean_profile(raw), credentials, expires_at, now, "sync")
 
 
-def _credential(item: Any, kind: str, verified_at: float) -> Credential:
+def _credential(item: Any, kind: str, verified_at: float, fingerprint: Fingerprinter | None = None) -> Credential:
     if not isinstance(item, dict) or not isinstance(item.get("verifier"), str) \
             or not item["verifier"].startswith("scrypt$") or not isinstance(item.get("id"), str):  # fmt: skip
         raise SyncError(f"a synced {kind} is not an id with an scrypt verifier")
-    return Credential(item["id"], kind, item["verifier"], verified_at, origin="sync", source="sync")
+    fp = None
+    if fingerprint is not None and isinstance(item.get("lookup"), str):
+        try:
+            digest = base64.b64decode(item["lookup"], validate=True)
+        except binascii.Error:
+            digest = b""
+        if len(digest) == 32:
+            fp = fingerprint(kind, digest, item["verifier"])
+    return Credential(item["id"], kind, item["verifier"], verified_at, origin="sync", source="sync", fingerprint=fp)
 
 
 def assigned_users(answer: dict[str, Any]) -> tuple[int, bool]:
@@ -84,10 +104,12 @@ class UserSync:
             raise SyncError("the users answer has no \"users\" list")
         now = self._reactor.seconds()
         verified_at = parse_server_time(answer.get("server_time"), now)
+        fingerprint = self._lookup_kdf(answer.get("lookup_kdf"))
         listed: dict[str, UserEntry] = {}
         total, at_least = assigned_users(answer)
         for raw in answer["users"][:MAX_SYNCED_USERS]:
-            entry = synced_entry(raw, verified_at=verified_at, expires_at=now + self.validity, now=now)
+            entry = synced_entry(raw, verified_at=verified_at, expires_at=now + self.validity, now=now,
+                                 fingerprint=fingerprint)  # fmt: skip
             listed[entry.user] = entry
         removed = 0
         for name, local in list(self.cache.entries.items()):
@@ -114,6 +136,20 @@ class UserSync:
             log.info("User sync: {users} users, {removed} no longer listed, {revocations} new revocations",
                      spool_event="users_synced", **self.last)  # fmt: skip
         return self.last
+
+    def _lookup_kdf(self, kdf: Any) -> Fingerprinter | None:
+        """Adopt the server's lookup KDF; how to fingerprint its lookups (None: it sent none usable)."""
+        if kdf is None:
+            return None
+        try:
+            if self.cache.set_lookup_kdf(kdf, "server"):
+                log.info("The user sync brought a new lookup KDF: PINs and cards are indexed anew",
+                         spool_event="login_lookup_kdf")  # fmt: skip
+        except ValueError as error:
+            log.warn("The server's lookup KDF is not usable ({detail}); synced PINs and cards are found by a scan",
+                     spool_event="login_lookup_kdf_refused", detail=str(error))  # fmt: skip
+            return None
+        return self.cache.fingerprint
 
     @inlineCallbacks
     def pull_revocations(self) -> Any:

@@ -4,10 +4,15 @@ The users file is the server's own database stand-in, the only place plain secre
 every password, PIN and card number is turned into a verifier (`spooler.verifiers.make_verifier`)
 and the secret is dropped; a PIN or card login without a user name finds its candidates through an
 HMAC fingerprint keyed with a random key that lives in memory only, then checks the verifier.
+
+Each PIN and card also gets its *lookup*: the lookup KDF of the directory (scrypt with one salt for
+all of them, `lookup_kdf`) of the secret, sent with the user sync so that a spooler can index the
+PINs and cards it never saw typed (spooler.login.cache), as a server computes it when a PIN is set.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spooler.verifiers import SCRYPT_N, check_verifier, make_verifier
+from spooler.verifiers import SCRYPT_N, check_verifier, lookup_digest, make_lookup_kdf, make_verifier
 
 MAX_USERS_PER_DEVICE = 100
 MAX_CARDS = 3
@@ -34,9 +39,13 @@ class Credential:
     id: str  # "card-1", "pin-2", "password": stable within a users file, named by revocations
     kind: str
     verifier: str
+    lookup: str | None = None  # base64 of the directory's lookup KDF of the secret (PINs and cards)
 
     def as_dict(self) -> dict[str, str]:
-        return {"id": self.id, "verifier": self.verifier}
+        shown = {"id": self.id, "verifier": self.verifier}
+        if self.lookup is not None:
+            shown["lookup"] = self.lookup
+        return shown
 
 
 @dataclass
@@ -64,10 +73,11 @@ class UserDirectory:
     """Users by name, their verifiers, and the fingerprint index for PIN and card logins."""
 
     def __init__(self, users: list[User], fingerprints: dict[tuple[str, str], list[tuple[str, str]]],
-                 key: bytes) -> None:  # fmt: skip
+                 key: bytes, lookup_kdf: str = "") -> None:  # fmt: skip
         self.users = {user.name: user for user in users}
         self._fingerprints = fingerprints
         self._key = key
+        self.lookup_kdf = lookup_kdf
 
     @classmethod
     def from_mapping(
@@ -77,6 +87,7 @@ class UserDirectory:
         if not isinstance(raw, dict) or not isinstance(raw.get("users"), list):
             raise UsersFileError(f"{source}: expected an object with a \"users\" list")
         key = secrets.token_bytes(32)
+        lookup_kdf = make_lookup_kdf(n=cost)
         users: list[User] = []
         fingerprints: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for index, entry in enumerate(raw["users"]):
@@ -98,7 +109,8 @@ class UserDirectory:
                 if len(values) > limit:
                     raise UsersFileError(f"{where}: at most {limit} {plural} per user")
                 for number, secret in enumerate(values, start=1):
-                    credential = Credential(f"{kind}-{number}", kind, make_verifier(secret, n=cost))
+                    lookup = base64.b64encode(lookup_digest(secret, lookup_kdf)).decode("ascii")
+                    credential = Credential(f"{kind}-{number}", kind, make_verifier(secret, n=cost), lookup)
                     user.credentials.append(credential)
                     fingerprints.setdefault((kind, _fingerprint(key, secret)), []).append((name, credential.id))
             if (password := entry.get("password")) is not None:
@@ -109,7 +121,7 @@ class UserDirectory:
         revocations = raw.get("revocations", [])
         if not isinstance(revocations, list):
             raise UsersFileError(f"{source}: \"revocations\" must be a list")
-        return cls(users, fingerprints, key), revocations
+        return cls(users, fingerprints, key, lookup_kdf), revocations
 
     @classmethod
     def load(cls, path: Path, *, cost: int = SCRYPT_N) -> tuple[UserDirectory, list[dict[str, Any]]]:

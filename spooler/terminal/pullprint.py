@@ -10,6 +10,8 @@ The rules:
   also when the central server has come back since the job was held, and also for a job held at
   intake, which would otherwise be forwarded to the server's queue and need a second release
   there. The owner rule of JobService (requester == the job's user) still applies.
+* A private job (PJL HOLDKEY, IPP job-password) is released only with its key, typed on the
+  terminal's keypad: the session proves who the user is, the key that the job's sender knew it.
 * Delete cancels the job (JobService.cancel with the session's user as requester).
 """
 
@@ -17,11 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from spooler.jobs import INCOMING, JobService
-from spooler.model import IllegalTransition, Job, JobNotFound, JobState, NotAuthorized, SpoolerError
+from twisted.internet.defer import Deferred, maybeDeferred
 
-#: The attribute the dispatcher honours: a job released at the device is printed on the device.
-RELEASE_TO_DEVICE = "release_to_device"
+from spooler.jobs import INCOMING, JobService
+from spooler.model import Job, JobNotFound, JobState, SpoolerError
 
 
 class NotYourJob(SpoolerError):
@@ -82,19 +83,15 @@ class PullPrint:
             raise NotYourJob(job_id)
         return job
 
-    def release(self, user: str, job_id: int) -> Job:
-        """Release one of `user`'s held jobs to this device."""
+    def release(self, user: str, job_id: int, key: str | None = None) -> Deferred[Job]:
+        """Release one of `user`'s held jobs to this device; a private one with its `key`. Fails with
+        NotYourJob, JobNotHeld or HoldKeyRefused."""
         job = self._mine(user, job_id)
         if job.state is not JobState.PENDING_HELD or job.reason == INCOMING:
             raise JobNotHeld(job)
-        store = self._jobs.store
-        if not job.attributes.get(RELEASE_TO_DEVICE):
-            store.update_job(job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True}))
-        try:
-            return self._jobs.release(job_id, requester=user)
-        except (IllegalTransition, NotAuthorized):
-            store.update_job(store.get(job_id).evolve(attributes=job.attributes))  # as it was
-            raise
+        if job.hold_key_verifier is not None and key is not None:
+            return self._jobs.release_with_key(job_id, key, requester=user, to_device=True)
+        return maybeDeferred(self._jobs.release, job_id, requester=user, to_device=True)
 
     def delete(self, user: str, job_id: int) -> Job:
         """Cancel one of `user`'s jobs that has not finished."""

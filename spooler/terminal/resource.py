@@ -8,8 +8,9 @@ Routes (JSON in and out; every error is `{"error": text, "code": keyword}` with 
                                          (and in the body when the client asks with "token": true, for
                                          an `Authorization: Bearer` client such as a printer panel)
     GET  /api/v1/session                 who is logged in here, mode (online/offline), the offline notice
-    GET  /api/v1/jobs                    my held jobs: id, name, pages, colour, time
-    POST /api/v1/jobs/ID/release         print one of my held jobs on this device
+    GET  /api/v1/jobs                    my held jobs: id, name, pages, colour, time, private
+    POST /api/v1/jobs/ID/release         print one of my held jobs on this device ({"key": "..."} for a
+                                         private one: 403 key-required / wrong-key, 429 when locked)
     POST /api/v1/jobs/ID/delete          delete (cancel) one of my jobs
     POST /api/v1/logout                  end the session
 
@@ -36,7 +37,7 @@ from twisted.web.server import Request
 
 from spooler.jobs import JobService
 from spooler.login.service import LoginOutcome, LoginRefused
-from spooler.model import IllegalTransition, NotAuthorized
+from spooler.model import HoldKeyRefused, IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view
 from spooler.terminal.sessions import Session, SessionStore
 from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
@@ -46,6 +47,7 @@ log = Logger(namespace="spooler.terminal")
 MAX_BODY = 4096
 MAX_SECRET = 256
 MAX_USER = 127
+MAX_KEY = 255
 COOKIE = b"spooler_terminal"
 METHODS = ("pin", "card", "password")
 #: How long an idle HTTP connection to the terminal stays open.
@@ -263,18 +265,35 @@ class TerminalResource(JsonResource):
             log.info("Terminal logout of {user}", spool_event="terminal_logout", user=session.user)
         return {"logged_out": session is not None}
 
-    def _job_action(self, request: Request, job_id: int, action: str) -> dict[str, Any]:
+    def _job_action(self, request: Request, job_id: int, action: str) -> Deferred[dict[str, Any]]:
         session = self._session(request)
-        try:
-            if action == "release":
-                job = self.pull.release(session.user, job_id)
-            else:
-                job = self.pull.delete(session.user, job_id)
-        except (NotYourJob, NotAuthorized):
-            raise ApiError(404, "not-found", f"You have no job {job_id}.") from None
-        except (JobNotHeld, IllegalTransition) as error:
-            raise ApiError(409, "conflict", str(error)) from None
-        return {"job": job_view(job)}
+        key = self._body(request).get("key") if action == "release" else None
+        if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY):
+            raise ApiError(400, "bad-request", f"\"key\", when given, must be a text of 1 to {MAX_KEY} characters")
+        if action == "release":
+            done = maybeDeferred(self.pull.release, session.user, job_id, key)
+        else:
+            done = maybeDeferred(self.pull.delete, session.user, job_id)
+        del key  # the key goes to the job service and nowhere else
+
+        def refused(failure: Failure) -> Failure:
+            if failure.check(HoldKeyRefused):
+                error = failure.value
+                if error.reason == "locked":
+                    wait = math.ceil(error.retry_after or 0)
+                    request.setHeader(b"retry-after", str(wait).encode())
+                    raise ApiError(429, "locked", f"Too many wrong keys. Try again in {wait_text(wait)}.",
+                                   retry_after=wait)  # fmt: skip
+                if error.reason == "wrong-key":
+                    raise ApiError(403, "wrong-key", "Wrong key for this private job.")
+                raise ApiError(403, "key-required", "This job is private: type its key to print it.")
+            if failure.check(NotYourJob, NotAuthorized):
+                raise ApiError(404, "not-found", f"You have no job {job_id}.")
+            if failure.check(JobNotHeld, IllegalTransition):
+                raise ApiError(409, "conflict", str(failure.value))
+            return failure
+
+        return done.addCallbacks(lambda job: {"job": job_view(job)}, refused)
 
 
 class TerminalSite(LimitedSite):

@@ -18,6 +18,9 @@ from twisted.internet.interfaces import IReactorTime
 
 #: The most sessions kept at once; beyond it the least recently used one ends.
 MAX_SESSIONS = 256
+#: The most sessions of one user; a further login of theirs ends their own least recently used one
+#: (never someone else's: one user logging in again and again cannot log everyone else out).
+MAX_SESSIONS_PER_USER = 4
 
 
 @dataclass
@@ -48,10 +51,12 @@ def _key(token: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, clock: IReactorTime, *, idle_timeout: float, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(self, clock: IReactorTime, *, idle_timeout: float, max_sessions: int = MAX_SESSIONS,
+                 max_per_user: int = MAX_SESSIONS_PER_USER) -> None:  # fmt: skip
         self._clock = clock
         self.idle_timeout = idle_timeout
         self._max = max_sessions
+        self._max_per_user = max_per_user
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
@@ -60,8 +65,16 @@ class SessionStore:
 
     def open(self, *, user: str, mode: str, notice: str | None, profile: dict[str, Any], peer: str,
              valid_until: float | None) -> tuple[str, Session]:  # fmt: skip
-        """A new session: (its token, the session). The token is shown once, to its client."""
+        """A new session: (its token, the session). The token is shown once, to its client. A user at
+        their cap loses their own least recently used session; a full table loses its least
+        recently used one (with the per-user cap, at least MAX_SESSIONS / MAX_SESSIONS_PER_USER users
+        must be logged in for that)."""
         self._expire()
+        mine = [session for session in self._sessions.values() if session.user == user]
+        while len(mine) >= self._max_per_user:
+            oldest = min(mine, key=lambda session: session.last_seen)
+            mine.remove(oldest)
+            del self._sessions[oldest.key]
         while len(self._sessions) >= self._max:
             oldest = min(self._sessions.values(), key=lambda session: session.last_seen)
             del self._sessions[oldest.key]

@@ -1,5 +1,6 @@
 // The device terminal page: log in (PIN keypad, card, password), list my held jobs, print or delete
-// them, log out. Talks to /api/v1/ with the session cookie (HttpOnly: this script never sees it).
+// them (a private job asks for its key on a keypad), log out. Talks to /api/v1/ with the session
+// cookie (HttpOnly: this script never sees it).
 "use strict";
 
 (function () {
@@ -11,6 +12,7 @@
   let idleTimer = null;
   let lockTimer = null;
   let busy = false;
+  let keyJob = null;  // the private job whose key is being typed
 
   // -- talking to the spooler -------------------------------------------------------------------
 
@@ -34,6 +36,7 @@
   function show(screen) {
     $("login").hidden = screen !== "login";
     $("jobs").hidden = screen !== "jobs";
+    $("key-screen").hidden = screen !== "key";
   }
 
   function say(element, text, kind) {
@@ -167,6 +170,13 @@
       const meta = document.createElement("span");
       meta.className = "meta";
       meta.textContent = describe(job);
+      if (job.private) {
+        const lock = document.createElement("span");
+        lock.className = "badge private";
+        lock.textContent = "Private";
+        lock.title = "needs its key";
+        name.prepend(lock);
+      }
       if (job.color === "color") {
         const badge = document.createElement("span");
         badge.className = "badge";
@@ -178,7 +188,7 @@
       const actions = document.createElement("div");
       actions.className = "actions";
       actions.append(
-        button("Print", "primary", () => act(job, "release")),
+        button("Print", "primary", () => (job.private ? askKey(job) : act(job, "release"))),
         button("Delete", "danger", (event) => confirmDelete(event.currentTarget, job)),
       );
       item.append(info, actions);
@@ -225,11 +235,62 @@
     const answer = await api("jobs");
     if (!answer.ok) return failed(answer);
     let printed = 0;
+    let private_ = 0;
     for (const job of answer.data.jobs || []) {
+      if (job.private) { private_ += 1; continue; }  // each needs its own key
       const result = await api("jobs/" + job.id + "/release", {});
       if (result.ok) printed += 1;
     }
-    say("jobs-message", printed === 1 ? "Printing 1 job." : "Printing " + printed + " jobs.", "ok");
+    let text = printed === 1 ? "Printing 1 job." : "Printing " + printed + " jobs.";
+    if (private_) text += " " + private_ + " private job" + (private_ === 1 ? " needs its" : "s need their") + " key: print " + (private_ === 1 ? "it" : "them") + " one by one.";
+    say("jobs-message", text, "ok");
+    load();
+  }
+
+  // -- the key of a private job -----------------------------------------------------------------
+
+  function askKey(job) {
+    keyJob = job;
+    $("key-prompt").textContent = "\u201C" + job.name + "\u201D is private: enter its key";
+    $("job-key").value = "";
+    say("key-message", "");
+    show("key");
+    $("job-key").focus();
+  }
+
+  function keyPad(value) {
+    const input = $("job-key");
+    if (value === "back") input.value = input.value.slice(0, -1);
+    else if (value === "ok") { sendKey(); return; }
+    else if (input.value.length < 255) input.value += value;
+    say("key-message", "");
+  }
+
+  async function sendKey() {
+    const job = keyJob;
+    const secret = $("job-key").value;
+    if (!job || !secret || busy) return;
+    busy = true;
+    touch();
+    say("key-message", "Checking\u2026", "info");
+    const answer = await api("jobs/" + job.id + "/release", { key: secret });
+    busy = false;
+    $("job-key").value = "";
+    if (answer.ok) {
+      keyJob = null;
+      show("jobs");
+      say("jobs-message", "Printing: " + job.name, "ok");
+      load();
+      return;
+    }
+    if (answer.status === 401) { keyJob = null; failed(answer); return; }
+    say("key-message", (answer.data && answer.data.error) || "That did not work.", "error");
+  }
+
+  function cancelKey() {
+    keyJob = null;
+    $("job-key").value = "";
+    show("jobs");
     load();
   }
 
@@ -241,6 +302,8 @@
   function leave(message) {
     clearTimeout(idleTimer);
     idleTimer = null;
+    keyJob = null;
+    $("job-key").value = "";
     $("job-list").replaceChildren();
     choose("pin");
     show("login");
@@ -250,7 +313,7 @@
   // -- idle: the session ends on the server; the page goes back to the login screen too ---------
 
   function touch() {
-    if ($("jobs").hidden) return;
+    if ($("jobs").hidden && $("key-screen").hidden) return;
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => { api("logout", {}); leave("You were logged out after a while without use."); },
                            idleTimeout * 1000);
@@ -286,6 +349,10 @@
   $("logout").addEventListener("click", logout);
   $("refresh").addEventListener("click", () => { touch(); load(); });
   $("release-all").addEventListener("click", releaseAll);
+  $("key-keypad").replaceChildren(...Array.from($("keypad").children, (b) => b.cloneNode(true)));
+  document.querySelectorAll("#key-keypad button").forEach((b) => b.addEventListener("click", () => keyPad(b.dataset.key)));
+  $("key-entry").addEventListener("submit", (event) => { event.preventDefault(); sendKey(); });
+  $("key-cancel").addEventListener("click", cancelKey);
 
   choose("pin");
   tickClock();
