@@ -385,21 +385,18 @@ class ChaosRun:
         self.log(f"{time.strftime('%H:%M:%S')} {what}")
 
     def _chaos(self, rng: random.Random) -> None:
-        """Acts of chaos at random moments (mean `pace` seconds apart) until the time is up: the acts
-        from `script` in turn when one is given, random ones otherwise."""
+        """Acts of chaos at random moments (mean `pace` seconds apart): random ones until the time is
+        up, or, when `script` is given, every act of the script in turn (however long the acts take on a
+        loaded machine: a restart waits for the spooler to listen), then quiet until the time is up."""
         deadline = time.monotonic() + self.seconds
         script = list(self.script or [])
-        while time.monotonic() < deadline:
-            time.sleep(min(rng.expovariate(1 / self.pace), max(0.0, deadline - time.monotonic())))
-            if time.monotonic() >= deadline:
-                break
-            if self.script is not None:
-                if not script:
-                    continue
-                act = script.pop(0)
-            else:
-                act = rng.choices(["spooler", "server", "device"], weights=[4, 3, 2])[0]
-            self.act(act, rng)
+        while script or time.monotonic() < deadline:
+            wait = rng.expovariate(1 / self.pace)
+            time.sleep(wait if script else min(wait, max(0.0, deadline - time.monotonic())))
+            if script:
+                self.act(script.pop(0), rng)
+            elif self.script is None and time.monotonic() < deadline:
+                self.act(rng.choices(["spooler", "server", "device"], weights=[4, 3, 2])[0], rng)
 
     def act(self, act: str, rng: random.Random) -> None:
         """One act: "spooler" (kill -9, restart), "server" or "device" (down if up, up if down)."""
