@@ -147,7 +147,7 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
     from twisted.logger import globalLogBeginner
 
     from spooler.service import SpoolerService, handle_signals
-    from spooler.spoollog import LevelFilter, SpoolLogObserver, TextObserver
+    from spooler.spoollog import LevelFilter, SpoolLogObserver, TextObserver, on_journal
     from spooler.systemd import Notifier
 
     os.umask(0o077)  # spool data, the database and logs are for the spooler's user only
@@ -157,7 +157,8 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
     except OSError as error:
         raise CommandError(f"cannot open the spool log in {config.log_dir}: {error.strerror}") from None
     levels = LevelFilter(config.log.level)
-    globalLogBeginner.beginLoggingTo([spool_log, levels.wrap(TextObserver(err))], redirectStandardIO=False)
+    text = TextObserver(err, journal=on_journal(err))  # under systemd: priorities for journalctl -p
+    globalLogBeginner.beginLoggingTo([spool_log, levels.wrap(text)], redirectStandardIO=False)
     service = SpoolerService(config, reactor, notifier=Notifier(), log_levels=levels,
                              load_config=lambda: load_config(args.config, state_dir=args.state_dir))  # fmt: skip
     handle_signals(reactor, service)  # before the start: a SIGHUP while starting must not kill it

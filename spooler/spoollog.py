@@ -81,23 +81,43 @@ class SpoolLogObserver:
         self._file.close()
 
 
+#: syslog priorities of the levels, as the "<N>" prefix journald reads (sd-daemon(3)).
+JOURNAL_PRIORITY = {"debug": 7, "info": 6, "warn": 4, "error": 3, "critical": 2}
+
+
+def on_journal(stream: IO[str], environ: Any = None) -> bool:
+    """Whether `stream` is systemd's journal ($JOURNAL_STREAM names its device and inode)."""
+    expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        stat = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return bool(expected) and expected == f"{stat.st_dev}:{stat.st_ino}"
+
+
 @implementer(ILogObserver)
 class TextObserver:
-    """A readable one-line form of every event on a stream (stderr), for the admin's terminal."""
+    """A readable one-line form of every event on a stream (stderr), for the admin's terminal. On the
+    journal (`journal`), without the time (the journal has it) and with the level's syslog priority,
+    so that `journalctl -u spooler -p warning` shows the warnings and worse."""
 
-    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+    def __init__(self, stream: IO[str] = sys.stderr, *, journal: bool = False) -> None:
         self._stream = stream
+        self._journal = journal
 
     def __call__(self, event: dict[str, Any]) -> None:
-        stamp = datetime.fromtimestamp(event.get("log_time", time.time())).strftime("%Y-%m-%d %H:%M:%S")
         level = event["log_level"].name if "log_level" in event else "info"
+        if self._journal:
+            stamp = f"<{JOURNAL_PRIORITY.get(level, 6)}>"
+        else:
+            stamp = datetime.fromtimestamp(event.get("log_time", time.time())).strftime("%Y-%m-%d %H:%M:%S ")
         text = formatEvent(event)
         if "log_failure" in event:
             text += f" ({event['log_failure'].getErrorMessage()})"
             if event.get("log_level") in (LogLevel.critical,):
                 text += "\n" + event["log_failure"].getTraceback()
         namespace = event.get("log_namespace", "?")
-        self._stream.write(f"{stamp} [{level}] {namespace}: {text}\n")
+        self._stream.write(f"{stamp}[{level}] {namespace}: {text}\n")
         self._stream.flush()
 
 

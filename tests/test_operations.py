@@ -136,6 +136,31 @@ def test_the_watchdog_pings_while_the_reactor_turns(tmp_path: Path) -> None:
 # -- quiet logs ------------------------------------------------------------------------------------
 
 
+def test_on_the_journal_lines_carry_their_syslog_priority(tmp_path: Path) -> None:
+    from twisted.logger import Logger
+
+    from spooler.spoollog import TextObserver, on_journal
+
+    with open(tmp_path / "stderr", "w") as stream:
+        stat = __import__("os").fstat(stream.fileno())
+        assert on_journal(stream, {"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"})
+        assert not on_journal(stream, {"JOURNAL_STREAM": "1:2"}) and not on_journal(stream, {})
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        try:
+            Logger(namespace="spooler.test").warn("the server is down")
+            Logger(namespace="spooler.test").info("a sync")
+        finally:
+            globalLogPublisher.removeObserver(seen.append)
+        journal, terminal = TextObserver(stream, journal=True), TextObserver(stream)
+        for event in seen:
+            journal(event)
+        terminal(seen[0])
+    lines = (tmp_path / "stderr").read_text().splitlines()
+    assert lines[:2] == ["<4>[warn] spooler.test: the server is down", "<6>[info] spooler.test: a sync"]
+    assert lines[2].endswith(" [warn] spooler.test: the server is down") and lines[2][:4].isdigit()
+
+
 def test_client_factory_chatter_is_debug_not_info(events: list[dict[str, Any]]) -> None:
     factory = Factory()
     factory.doStart()
