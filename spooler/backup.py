@@ -174,6 +174,8 @@ def write_backup(state_dir: Path, target: Path, *, now: float | None = None) -> 
     target = target.absolute()
     if target.is_dir():
         raise BackupError(f"{target} is a folder; give a file name")
+    if target.resolve().is_relative_to(state_dir.resolve()):
+        raise BackupError(f"{target} is inside the state folder {state_dir}: write the backup elsewhere")
     try:
         staging = Path(tempfile.mkdtemp(prefix=".spooler-backup-", dir=target.parent))
     except OSError as error:

@@ -96,6 +96,8 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
 
 def test_restore_refuses_a_damaged_or_foreign_file(spooler_factory, tmp_path: Path) -> None:
     spooler = spooler_factory().start()
+    inside = spooler.cli("backup", str(spooler.state_dir / "x.backup"), check=False)
+    assert inside.returncode == 1 and "inside the state folder" in inside.stderr
     spooler.cli("backup", str(tmp_path / "good.backup"))
     spooler.stop()
 
