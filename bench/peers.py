@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from chaos_harness import ipp_print_job, lpd_print, raw_print  # noqa: E402
-from spooler_harness import ScratchCups, Spooler, free_port, wait_for  # noqa: E402
+from spooler_harness import IppEvePrinter, ScratchCups, Spooler, free_port, wait_for  # noqa: E402
 
 P910ND_PORT = 9100
 
@@ -100,54 +100,6 @@ class P910nd:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(10)
-        self.process = None
-
-
-class IppEvePrinter:
-    """ippeveprinter in a private mount and PID namespace with its own dbus and avahi (lo only):
-    when it stops, the namespace and both daemons go with it."""
-
-    AVAHI = ("[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=lo\nenable-dbus=yes\n"
-             "[wide-area]\nenable-wide-area=no\n[publish]\npublish-addresses=no\npublish-hinfo=no\n"
-             "publish-workstation=no\npublish-domain=no\n[reflector]\nenable-reflector=no\n")  # fmt: skip
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.uri = f"ipp://127.0.0.1:{self.port}/ipp/print"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> IppEvePrinter:
-        (self.root / "avahi.conf").write_text(self.AVAHI)
-        (self.root / "spool").mkdir(exist_ok=True)
-        script = (
-            "mount -t tmpfs -o size=4m,mode=755 run /run && mkdir -p /run/dbus /run/avahi-daemon && "
-            "(dbus-daemon --system --nofork >/dev/null 2>&1 &) && sleep 0.3 && "
-            f"(avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {self.root}/avahi.conf >/dev/null 2>&1 &) && "
-            f"sleep 0.5 && ippeveprinter -p {self.port} -n localhost -d {self.root}/spool -c /bin/cat "
-            "-D file:///dev/null -f application/pdf,image/pwg-raster,image/urf Peer"
-        )  # fmt: skip
-        self.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", "sh", "-c",
-             script], stdout=subprocess.DEVNULL, stderr=open(self.root / "ippeveprinter.log", "ab"))  # fmt: skip
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ippeveprinter exited: {(self.root / 'ippeveprinter.log').read_text()[-500:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            except OSError:
-                return False
-            return True
-
-        wait_for(ready, timeout=20, what="ippeveprinter to listen")
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()  # --kill-child: the namespace's init dies, and every process in it with it
             self.process.wait(10)
         self.process = None
 

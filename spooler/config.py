@@ -100,6 +100,14 @@ class LpdConfig:
     max_control_file_size: int = 64 * 1024
     max_line_length: int = 1024
     max_data_files: int = 100
+    #: Queue names that reach the default queue, matched without regard to case: the names clients
+    #: default to (as a JetDirect printer answers them). Default: these four when no [queues.*] is
+    #: configured (one queue), none when the administrator names queues.
+    aliases: tuple[str, ...] = ()
+
+
+#: What an LPD client usually names when it was told nothing (lpr -P lp, Windows' LPR port, JetDirect).
+COMMON_LPD_QUEUES = ("lp", "raw", "auto", "PASSTHRU")
 
 
 @dataclass(frozen=True)
@@ -325,6 +333,12 @@ class Config:
         return next((queue for queue in self.queues if queue.name == name), None)
 
     @property
+    def default_queue(self) -> str:
+        """The queue of `/ipp/print`, of raw jobs and of the LPD aliases: "default", else the first one."""
+        names = [queue.name for queue in self.queues]
+        return "default" if "default" in names else names[0]
+
+    @property
     def database_path(self) -> Path:
         return self.state_dir / "spooler.db"
 
@@ -517,6 +531,14 @@ def _dnssd(section: dict[str, Any], ipp_name: str, ipp_listener: str | None) -> 
     )
 
 
+def _lpd_aliases(key: str, value: Any) -> tuple[str, ...]:
+    names = _names(key, value)
+    for name in names:
+        if not QUEUE_NAME.match(name):
+            raise ConfigError(key, f"{name!r} is not a queue name (1-64 letters, digits, '.', '_' or '-')")
+    return names
+
+
 def _queues(raw: Any) -> tuple[QueueConfig, ...]:
     if not isinstance(raw, dict) or not raw:
         raise ConfigError("queues", "must be a table of queues, e.g. [queues.default]")
@@ -705,7 +727,7 @@ def config_from_mapping(
     admin = _section(raw, "admin", ("socket", "listen", "users_file"))
     log = _section(raw, "log", ("level", "spool_log_max_size", "spool_log_keep"))
     lpd = _section(raw, "lpd", ("admin_agents", "allow", "max_control_file_size", "max_line_length",
-                                "max_data_files"))  # fmt: skip
+                                "max_data_files", "aliases"))  # fmt: skip
 
     default_device_uri = (state_dir / "device").as_uri()
     device_config = DeviceConfig(
@@ -728,6 +750,11 @@ def config_from_mapping(
         )
 
     queues = _queues(raw.get("queues", {"default": {}}))
+    aliases = _get(lpd, "lpd", "aliases", _lpd_aliases,
+                   () if "queues" in raw else COMMON_LPD_QUEUES)  # fmt: skip
+    for alias in aliases:
+        if any(alias.lower() == queue.name.lower() for queue in queues):
+            raise ConfigError("lpd.aliases", f"{alias!r} is the name of a configured queue")
     analysis = _section(raw, "analysis", ("enabled", "workers", "memory_limit", "page_cap"))
     analysis_config = AnalysisConfig(
         enabled=_get(analysis, "analysis", "enabled", _boolean, AnalysisConfig.enabled),
@@ -783,6 +810,7 @@ def config_from_mapping(
                                        LpdConfig.max_control_file_size),
             max_line_length=_get(lpd, "lpd", "max_line_length", _positive_int, LpdConfig.max_line_length),
             max_data_files=_get(lpd, "lpd", "max_data_files", _positive_int, LpdConfig.max_data_files),
+            aliases=aliases,
         ),
         limits=LimitsConfig(
             max_job_size=_get(limits, "limits", "max_job_size", parse_size, LimitsConfig.max_job_size),

@@ -23,9 +23,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.config import QueueConfig, ServerConfig
-from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.health import DOWN, UP, HealthTracker
-from spooler.model import DeliveryError, Job, JobState, Mode, Route
+from spooler.model import DeliveryError, Job, JobNotFound, JobState, Mode, Route
 from spooler.router import Decision, mode, route
 from spooler.states import transition
 from spooler.store import JobStore
@@ -117,6 +117,7 @@ class Dispatcher:
                 "server", down_after=self._server_config.down_after, up_after=self._server_config.up_after
             )
         self._running = False
+        self._paused = False  # by pause(), also before start() (a printer paused before a restart)
         self._stopping = False
         self._probe_timer: IDelayedCall | None = None
         self._probing: Deferred[Any] | None = None
@@ -136,7 +137,7 @@ class Dispatcher:
     def start(self) -> None:
         for name in self._store.waiting_queues():
             self._lane(name)  # jobs of a queue no longer configured still leave
-        self._running = True
+        self._running = not self._paused
         if self._server is not None and self._probe_timer is None and not self._stopping:
             self._probe_timer = self._clock.callLater(0, self._probe)
         self.wake()
@@ -190,17 +191,19 @@ class Dispatcher:
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
         print it twice)."""
+        self._paused = True
         self._running = False
         for lane in self._lanes.values():
             self._cancel_timer(lane)
 
     def resume(self) -> None:
+        self._paused = False
         self._running = True
         self.wake()
 
     @property
     def paused(self) -> bool:
-        return not self._running and not self._stopping
+        return self._paused and not self._stopping
 
     def wake(self, delay: float = 0.0, queue: str | None = None) -> None:
         """Look at the queues again after `delay` seconds (sooner if already scheduled sooner)."""
@@ -240,6 +243,11 @@ class Dispatcher:
     @property
     def busy_with(self) -> int | None:
         return next((lane.job_id for lane in self._lanes.values() if lane.job_id is not None), None)
+
+    def delivering(self, queue: str) -> int | None:
+        """The job of `queue` being delivered now, if any."""
+        lane = self._lanes.get(queue)
+        return lane.job_id if lane is not None else None
 
     @property
     def mode(self) -> Mode:
@@ -344,7 +352,9 @@ class Dispatcher:
             route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
         )
         self._store.update_job(job)  # journaled before the attempt
-        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)]
+        canceled = set(job.attributes.get("canceled_documents") or ())  # IPP Cancel-Document
+        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)
+                 if doc.number not in canceled]  # fmt: skip
         log.info(
             "Job {job_id} sending to {destination} (attempt {attempt})",
             spool_event="delivery_started", job_id=job.job_id, user=job.user, route=target.route.value,
@@ -356,12 +366,15 @@ class Dispatcher:
             entry = dict(stored.attributes.get("delivery") or {}) | {"remote_job_id": remote_job_id}
             self._store.update_job(stored.evolve(attributes=stored.attributes | {"delivery": entry}))
 
-        def deliver(found: DeliveryReceipt | None) -> Any:
-            if found is not None:
+        def deliver(found: DeliveryReceipt | PartialDelivery | None) -> Any:
+            if isinstance(found, DeliveryReceipt):
                 return found
+            # Some documents are at the peer already (one peer job per document): only the rest go.
+            resume: dict[str, Any] = {"resume": found} if isinstance(found, PartialDelivery) else {}
             if self.prepare_files is not None:
-                return self.prepare_files(job.job_id).addCallback(lambda _: target.backend.deliver(job, files, journal))
-            return target.backend.deliver(job, files, journal)
+                return self.prepare_files(job.job_id).addCallback(
+                    lambda _: target.backend.deliver(job, files, journal, **resume))
+            return target.backend.deliver(job, files, journal, **resume)
 
         if "remote_job_id" in journal_entry:
             # An earlier attempt got as far as the peer's own job: ask it before sending again.
@@ -378,8 +391,12 @@ class Dispatcher:
         self.wake(0, lane.name)
 
     def _fresh(self, job: Job) -> Job | None:
-        """The job as stored now, if it is still the one being delivered (it may have been canceled)."""
-        current = self._store.get(job.job_id)
+        """The job as stored now, if it is still the one being delivered (it may have been canceled,
+        or canceled and purged: IPP Purge-Jobs)."""
+        try:
+            current = self._store.get(job.job_id)
+        except JobNotFound:
+            return None
         return current if current.state == JobState.PROCESSING else None
 
     def _delivered(self, receipt: DeliveryReceipt, job: Job, target: _Target) -> None:

@@ -27,9 +27,10 @@ from spooler.groupcommit import GroupCommit
 from spooler.dispatch import Dispatcher
 from spooler.analysis import AnalysisRunner, job_analysis
 from spooler.login.budget import BudgetPolicy, FailureBudgets
-from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobNotFound, JobState, NotAuthorized,
-                           SpoolFull)  # fmt: skip
+from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobNotFound, JobState, NotAccepting,
+                           NotAuthorized, SpoolFull)  # fmt: skip
 from spooler.pjl import PjlHeader, parse_pjl_header, strip_hold_key
+from spooler.printer_settings import PrinterSettings
 from spooler.spoolfiles import (
     INCOMING_SUFFIX,
     IncomingFile,
@@ -50,6 +51,8 @@ log = Logger(namespace="spooler.jobs")
 DEFAULT_QUEUE = "default"
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
+#: job-state-reasons of a job held because its queue holds new jobs (IPP Hold-New-Jobs, PWG 5100.11).
+HELD_ON_CREATE = "job-held-on-create"
 #: Page figures that land within this many seconds are written in one transaction.
 FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
@@ -123,10 +126,13 @@ class JobService:
         self._run_in_thread = run_in_thread
         self.analysis = analysis
         self.incoming_timeout = config.ipp.multiple_operation_timeout
-        self.paused = False
+        #: What administrators set over IPP (paused, queues not accepting or holding new jobs, texts).
+        self.settings = PrinterSettings.load(store)
+        if self.settings.paused:
+            dispatcher.pause()  # paused before a restart: stays paused
         self._next_document: dict[int, int] = {}
-        self._condition: tuple[str, tuple[str, ...]] | None = None
-        self._condition_since = clock.seconds()
+        self._conditions: dict[str | None, tuple[tuple[str, tuple[str, ...]], float]] = {}
+        self._started_at = clock.seconds()
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
         dispatcher.prepare_files = self.document_files
         #: Page figures that have landed and wait to be written, by job id, with who waits for them:
@@ -141,6 +147,14 @@ class JobService:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
         return self._clock.seconds()
 
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    @property
+    def run_in_thread(self) -> RunInThread:
+        """The injected helper that runs blocking work (file system) off the reactor thread."""
+        return self._run_in_thread
+
     # -- intake ----------------------------------------------------------------------------------
 
     def space_left(self) -> int:
@@ -148,6 +162,21 @@ class JobService:
 
     def accepting(self) -> bool:
         return self.space_left() >= self.config.spool.min_free_space
+
+    @property
+    def paused(self) -> bool:
+        return self.settings.paused
+
+    def accepting_jobs(self, queue: str) -> bool:
+        """Whether `queue` takes new jobs as its administrators left it (the spool's room aside)."""
+        return self.settings.queue(queue).accepting and not self.settings.shut_down
+
+    def check_accepting(self, queue: str) -> None:
+        """Raises NotAccepting when an administrator set `queue` not to take jobs."""
+        if not self.accepting_jobs(queue):
+            why = self.settings.queue(queue).reason or ("the printer is shut down" if self.settings.shut_down
+                                                         else "an administrator disabled it")  # fmt: skip
+            raise NotAccepting(f"queue {queue} does not accept jobs: {why}")
 
     def open_incoming(self, *, on_pressure: Callable[[bool], None] = lambda paused: None) -> IncomingFile:
         """Start receiving a document. Raises SpoolFull below the free-space floor."""
@@ -177,6 +206,12 @@ class JobService:
         incoming = [documents] if isinstance(documents, IncomingFile) else list(documents)
         if not incoming:
             raise ValueError("a job needs at least one document")
+        try:
+            self.check_accepting(request.queue)
+        except NotAccepting:
+            for document in incoming:
+                yield document.discard()
+            raise
         committed: list[Path] = []
         file_names: list[str] = []
         inline: dict[int, bytes] = {}
@@ -207,6 +242,7 @@ class JobService:
             for path in committed:
                 remove_quietly(path)
             raise
+        self.store.notify(job)  # committed by the group commit's own connection: tell the observers here
         log.info(
             "Job {job_id} received from {user}@{host} over {protocol}: {name!r}, {size} bytes, {document_format}",
             spool_event="job_received", job_id=job.job_id, user=job.user, host=job.host, protocol=job.protocol,
@@ -319,7 +355,9 @@ class JobService:
         if request.document_format:
             attributes["declared_format"] = request.document_format
         key = request.hold_key or (header.hold_key if header is not None and header.private else None)
-        held = (header is not None and header.private) or request.hold or key is not None
+        asked = (header is not None and header.private) or request.hold or key is not None
+        held_on_create = not asked and self.settings.queue(request.queue).holding_new_jobs  # Hold-New-Jobs
+        held = asked or held_on_create
         attributes["documents"] = len(incoming)
         if request.hold:
             attributes["hold"] = True
@@ -343,8 +381,10 @@ class JobService:
             copies=max(1, min(copies, 9999)),
             sides=sides,
             state=JobState.PENDING_HELD if held else JobState.PENDING,
-            reason=PRIVATE_REASON if verifier else "job-hold-until-specified" if held else "job-queued",
-            message=PRIVATE_MESSAGE if verifier else "held until released" if held else "",
+            reason=PRIVATE_REASON if verifier else HELD_ON_CREATE if held_on_create else
+            "job-hold-until-specified" if held else "job-queued",
+            message=PRIVATE_MESSAGE if verifier else "held: the queue holds new jobs" if held_on_create else
+            "held until released" if held else "",
             created_at=self._now(),
             hold_key_verifier=verifier,
             attributes=attributes,
@@ -389,9 +429,12 @@ class JobService:
             raise SpoolFull(
                 f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
             )
+        self.check_accepting(request.queue)
         verifier = hold_key_verifier
         now = self._now()
         attributes = dict(request.attributes) | {"documents": 0, "incoming_since": now}
+        if self.settings.queue(request.queue).holding_new_jobs:
+            attributes["held_on_create"] = True
         if request.hold or verifier is not None:
             attributes["hold"] = True
         if request.document_format:
@@ -430,7 +473,7 @@ class JobService:
         """The job if it still takes documents from this requester; raises JobNotFound, NotAuthorized
         or IllegalTransition (closed, canceled or aborted) otherwise."""
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.state != JobState.PENDING_HELD or job.reason != INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)
         return job
@@ -502,6 +545,8 @@ class JobService:
             closed = job.evolve(reason=PRIVATE_REASON, message=PRIVATE_MESSAGE)
         elif job.attributes.get("hold"):
             closed = job.evolve(reason="job-hold-until-specified", message="held until released")
+        elif job.attributes.get("held_on_create"):
+            closed = job.evolve(reason=HELD_ON_CREATE, message="held: the queue holds new jobs")
         else:
             closed = transition(job, JobState.PENDING, now=now, reason="job-queued", message="")
         self.store.update_job(closed)
@@ -536,34 +581,49 @@ class JobService:
 
     def pause_printer(self, *, by: str | None) -> None:
         """Stop sending jobs to the device. A delivery under way is let finish (cutting it could print
-        it twice); no new one starts until resume_printer."""
-        if not self.paused:
-            self.paused = True
+        it twice); no new one starts until resume_printer. Kept across restarts."""
+        if not self.settings.paused:
+            self.settings.paused = True
+            self.settings.save()
             self.dispatcher.pause()
             log.info("Printer paused by {by}", spool_event="printer_paused", by=by or "admin",
                      delivering=self.dispatcher.busy_with)  # fmt: skip
 
     def resume_printer(self, *, by: str | None) -> None:
-        if self.paused:
-            self.paused = False
+        if self.settings.paused:
+            self.settings.paused = False
+            self.settings.save()
             self.dispatcher.resume()
             log.info("Printer resumed by {by}", spool_event="printer_resumed", by=by or "admin")
 
-    def printer_condition(self) -> PrinterCondition:
-        counts = self.store.count_by_state()
+    def printer_condition(self, queue: str | None = None) -> PrinterCondition:
+        """The printer's state as IPP reports it: of one queue (its jobs, its delivery, whether it
+        accepts jobs, its offline policy), or of the whole spooler (queue None)."""
+        counts = self.store.count_by_state(queue)
         queued = sum(counts.get(state, 0) for state in (JobState.PENDING, JobState.PENDING_HELD,
                                                          JobState.PROCESSING, JobState.PROCESSING_STOPPED))  # fmt: skip
         waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
         device = self.dispatcher.device
-        busy = self.dispatcher.busy_with is not None
-        accepting = self.accepting()
+        busy = (self.dispatcher.busy_with if queue is None else self.dispatcher.delivering(queue)) is not None
+        room = self.accepting()
+        accepting = room and (self.accepting_jobs(queue) if queue is not None else not self.settings.shut_down)
         reasons: list[str] = []
         messages: list[str] = []
         state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
-        if self.paused:
+        if self.settings.shut_down:
+            state = "stopped"
+            reasons.append("shutdown")
+            messages.append("Shut down by an administrator.")
+        elif self.paused:
             state = "stopped"
             reasons.append("moving-to-paused" if busy else "paused")
             messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
+        if queue is not None and not self.settings.shut_down and not self.accepting_jobs(queue):
+            settings = self.settings.queue(queue)
+            messages.append("Not accepting jobs" + (f": {settings.reason}." if settings.reason else "."))
+        if queue is not None and self.settings.queue(queue).holding_new_jobs:
+            reasons.append("hold-new-jobs")
+            messages.append("New jobs are held until released.")
         if device.state == "unreachable":
             reasons.append("offline-report")
             if waiting:
@@ -579,35 +639,36 @@ class JobService:
                 "hold": "jobs are held until their owner releases them at the device",
                 "queue": "jobs wait here, in order, until it is back",
             }
-            policies = sorted({self.dispatcher.offline_policy(queue.name) for queue in self.config.queues})
+            names = [queue] if queue is not None else [q.name for q in self.config.queues]
+            policies = sorted({self.dispatcher.offline_policy(name) for name in names})
             reasons.append("other-report")
             messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
                             + "; ".join(policy_note[p] for p in policies) + ".")  # fmt: skip
-        if not accepting:
+        if not room:
             reasons.append("spool-area-full")
             messages.append("The spool is full: new jobs are refused.")
         if not messages:
             messages.append("Printing." if state == "processing" else "Idle.")
         condition = (state, tuple(reasons))
-        if condition != self._condition:
-            if self._condition is not None:
-                self._condition_since = self._now()
-            self._condition = condition
-        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, self._condition_since, queued)
+        previous = self._conditions.get(queue)
+        since = self._now() if previous is not None and previous[0] != condition else (
+            previous[1] if previous is not None else self._started_at)  # fmt: skip
+        self._conditions[queue] = (condition, since)
+        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, since, queued)
 
     # -- what clients and admins ask ---------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
         return self.store.get(job_id)
 
-    def _authorize(self, job: Job, requester: str | None, admin: bool) -> None:
+    def authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
                 message: str, event: str) -> Job:  # fmt: skip
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)
@@ -652,7 +713,7 @@ class JobService:
 
     def _releasable(self, job_id: int, requester: str | None, admin: bool) -> Job:
         job = self.store.get(job_id)
-        self._authorize(job, requester, admin)
+        self.authorize(job, requester, admin)
         if job.reason == INCOMING:
             raise IllegalTransition(job_id, job.state, JobState.PENDING)  # its documents are still coming
         return job

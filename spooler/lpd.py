@@ -446,6 +446,9 @@ class LpdProtocol(Protocol, TimeoutMixin):
             self.factory.service.wake()
             self._answer(ACK)
         elif code == 2:
+            if not self.factory.service.accepting_jobs(queue):
+                self._refuse("job_refused", f"queue {queue} does not accept jobs (an administrator disabled it)")
+                return
             self.mode = SUBCOMMAND
             self.transport.write(ACK)  # type: ignore[union-attr]
         elif code in (3, 4):
@@ -459,9 +462,13 @@ class LpdProtocol(Protocol, TimeoutMixin):
             self._answer(self.factory.remove_jobs(queue, agent, items, host=self.peer).encode("utf-8", "replace"))
 
     def _queue_name(self, raw: bytes, event: str) -> str | None:
+        """The configured queue the command names (an alias, lpd.aliases, names the default queue)."""
         name = raw.decode("ascii", "replace")
-        if QUEUE_NAME.match(name) and self.factory.service.config.queue(name) is not None:
+        config = self.factory.service.config
+        if QUEUE_NAME.match(name) and config.queue(name) is not None:
             return name
+        if QUEUE_NAME.match(name) and name.lower() in {alias.lower() for alias in config.lpd.aliases}:
+            return config.default_queue
         self._refuse(event, f"unknown queue {name[:64]!r}", queue=name[:64])
         return None
 

@@ -177,6 +177,14 @@ class SpoolFull(SpoolerError):
     """Free space is below the configured floor: new jobs are refused, existing ones are untouched."""
 
 
+class NotPossible(SpoolerError):
+    """The request makes sense but not for this job or printer now (IPP client-error-not-possible)."""
+
+
+class NotAccepting(SpoolerError):
+    """An administrator set the queue not to accept jobs (IPP Disable-Printer, Shutdown-Printer)."""
+
+
 class JobTooLarge(SpoolerError):
     """A job exceeded the configured maximum size."""
 

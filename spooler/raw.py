@@ -65,8 +65,12 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             self.transport.bufferSize = RECEIVE_SIZE  # fewer, larger reads for big jobs
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
         self.last_activity = self.factory.clock.seconds()
+        service = self.factory.service
+        if not service.accepting_jobs(service.config.default_queue):
+            self._refuse("job_refused", f"queue {service.config.default_queue} does not accept jobs")
+            return
         try:
-            self.incoming = self.factory.service.open_incoming(on_pressure=self._pressure)
+            self.incoming = service.open_incoming(on_pressure=self._pressure)
         except SpoolFull as error:
             self._refuse("spool_full", str(error))
             return
@@ -102,7 +106,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             set_reset_on_close(self.transport, False)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        d = self.factory.service.submit(incoming, JobRequest(protocol="raw", host=self.host))
+        request = JobRequest(protocol="raw", host=self.host, queue=self.factory.service.config.default_queue)
+        d = self.factory.service.submit(incoming, request)
         d.addCallbacks(self._accepted, self._not_accepted)
         self.factory.track_submission(d)
 

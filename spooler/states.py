@@ -66,7 +66,10 @@ def transition(
 
 
 def recover_after_restart(job: Job, *, now: float) -> Job | None:
-    """What a job loaded at start-up becomes: a job cut off while processing goes back to pending."""
+    """What a job loaded at start-up becomes: a job cut off while processing goes back to pending
+    (one an administrator suspended, IPP Suspend-Current-Job, stays stopped until resumed)."""
+    if job.state == S.PROCESSING_STOPPED and job.reason == "job-suspended":
+        return None
     if job.state in (S.PROCESSING, S.PROCESSING_STOPPED):
         return transition(
             job, S.PENDING, now=now, reason="job-queued", message="requeued after a restart of the spooler"

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger
+
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
 from spooler.schema import migrate
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Makes a finished job's accounting record (spooler.accounting.RecordMaker); pure.
 RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
+
+log = Logger(namespace="spooler.store")
 
 SCHEMA_VERSION = 2
 
@@ -165,6 +169,9 @@ class JobStore:
         #: When set, every write of a job in a final state also writes its accounting record, in the
         #: same transaction (see update_job).
         self.record_maker: RecordMakerType | None = None
+        #: Called with each job this connection wrote, once its transaction committed (IPP event
+        #: notifications); `notify` also calls them for a job another connection wrote.
+        self.observers: list[Callable[[Job], None]] = []
 
     @classmethod
     def open(cls, path: Path) -> JobStore:
@@ -234,6 +241,15 @@ class JobStore:
     def spool_id(self) -> str:
         return self._meta("spool_id")
 
+    def setting(self, key: str) -> str | None:
+        """A value kept in the meta table (spooler.printer_settings), or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"setting:{key}",)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"setting:{key}", value))
+
     # -- writes ----------------------------------------------------------------------------------
 
     def insert_job(self, job: Job, documents: Iterable[Document]) -> None:
@@ -248,10 +264,21 @@ class JobStore:
                 "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
                 (job.job_id + 1,),
             )
+        self.notify(job)
+
+    def notify(self, *jobs: Job) -> None:
+        """Tell the observers about jobs that were written (an observer's failure is only logged)."""
+        for observer in list(self.observers):
+            for job in jobs:
+                try:
+                    observer(job)
+                except Exception:
+                    log.failure("A job observer failed", job_id=job.job_id)
 
     def insert_jobs(self, entries: Iterable[tuple[Job, Iterable[Document], dict[int, bytes]]]) -> None:
         """Several new jobs in one transaction (group commit: one WAL fsync for all of them), each
         with its documents and the data of those stored inline (document number -> bytes)."""
+        entries = list(entries)
         placeholders = ", ".join("?" for _ in _JOB_COLUMNS)
         with self._transaction() as db:
             highest = 0
@@ -266,6 +293,7 @@ class JobStore:
                 highest = max(highest, job.job_id)
             db.execute("UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?) WHERE key = 'next_job_id'",
                        (highest + 1,))  # fmt: skip
+        self.notify(*(job for job, _, _ in entries))
 
     def inline_data(self, job_id: int, number: int) -> bytes | None:
         """The data of a document stored inline, or None (it has a spool file of its own)."""
@@ -306,6 +334,7 @@ class JobStore:
                 self._update_row(db, job)
                 if self.record_maker is not None and job.state.is_final:
                     self._write_record(db, job)
+        self.notify(*jobs)
 
     def add_document(self, job: Job, document: Document) -> None:
         """One more document of a job (IPP Send-Document) and the job's new row, in one transaction."""
@@ -315,6 +344,7 @@ class JobStore:
                 "INSERT INTO documents (job_id, number, file_name, size, document_format) VALUES (?, ?, ?, ?, ?)",
                 (document.job_id, document.number, document.file_name, document.size, document.document_format),
             )
+        self.notify(job)
 
     def delete_jobs(self, job_ids: Iterable[int]) -> None:
         with self._transaction() as db:
@@ -347,17 +377,26 @@ class JobStore:
         return [_row_to_job(row) for row in self._db.execute(query, params)]
 
     def head_of_queue(self, queue: str | None = None) -> Job | None:
-        """The oldest job (of `queue`, or of every queue) that still waits for delivery; held jobs step aside."""
-        states = (int(JobState.PENDING), int(JobState.PROCESSING))
-        if queue is None:
-            row = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY job_id LIMIT 1", states
-            ).fetchone()
-        else:
-            row = self._db.execute(
-                "SELECT * FROM jobs WHERE queue = ? AND state IN (?, ?) ORDER BY job_id LIMIT 1", (queue, *states)
-            ).fetchone()
+        """The oldest job (of `queue`, or of every queue) that still waits for delivery; held jobs step
+        aside. A job being delivered stays at the head; an administrator's reordering (Promote-Job,
+        Schedule-Job-After: the job's "queue_order" attribute) comes before arrival order."""
+        states = (int(JobState.PROCESSING), int(JobState.PENDING))
+        where = "state IN (?, ?)" + (" AND queue = ?" if queue is not None else "")
+        row = self._db.execute(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY state = ? DESC, "
+            "COALESCE(json_extract(attributes, '$.queue_order'), job_id), job_id LIMIT 1",
+            (*states, *([queue] if queue is not None else []), states[0]),
+        ).fetchone()
         return _row_to_job(row) if row else None
+
+    def queue_order(self, queue: str) -> list[tuple[int, float]]:
+        """(job id, place) of the jobs of `queue` waiting for delivery, in the order they will leave."""
+        rows = self._db.execute(
+            "SELECT job_id, COALESCE(json_extract(attributes, '$.queue_order'), job_id) AS place FROM jobs "
+            "WHERE queue = ? AND state IN (?, ?, ?) ORDER BY place, job_id",
+            (queue, int(JobState.PENDING), int(JobState.PENDING_HELD), int(JobState.PROCESSING)),
+        ).fetchall()
+        return [(int(job_id), float(place)) for job_id, place in rows]
 
     def waiting_queues(self) -> set[str]:
         """The queues that have jobs waiting for delivery."""
@@ -386,8 +425,12 @@ class JobStore:
             (int(JobState.COMPLETED), since),
         ).fetchone()[0])  # fmt: skip
 
-    def count_by_state(self) -> dict[JobState, int]:
-        rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+    def count_by_state(self, queue: str | None = None) -> dict[JobState, int]:
+        if queue is None:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        else:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs WHERE queue = ? GROUP BY state",
+                                    (queue,)).fetchall()  # fmt: skip
         return {JobState(state): count for state, count in rows}
 
     def finished_before(self, when: float, *, files_present: bool | None = None) -> list[Job]:

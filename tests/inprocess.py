@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from conftest import run_synchronously
 from spooler.config import Config, config_from_mapping
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.dispatch import Dispatcher
 from spooler.jobs import JobService
 from spooler.model import DeliveryError, Job
@@ -31,12 +31,15 @@ class ScriptedBackend:
     canceled: int = 0
     probe_results: list[bool | None] = field(default_factory=list)  # None: never answers
     probes: int = 0
-    recover_results: dict[int, DeliveryReceipt | None] = field(default_factory=dict)
+    recover_results: dict[int, DeliveryReceipt | PartialDelivery | None] = field(default_factory=dict)
     recovered: list[tuple[int, str | None]] = field(default_factory=list)
+    resumes: list[PartialDelivery | None] = field(default_factory=list)
 
-    def deliver(self, job: Job, files: list[DeliveryFile], journal: Any = None) -> Deferred[DeliveryReceipt]:
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Any = None,
+                resume: PartialDelivery | None = None) -> Deferred[DeliveryReceipt]:  # fmt: skip
         self.attempts.append((job.job_id, b"".join(f.path.read_bytes() for f in files)))
         self.journals.append(journal)
+        self.resumes.append(resume)
 
         def cancel(_: object) -> None:
             self.canceled += 1
@@ -54,7 +57,7 @@ class ScriptedBackend:
             return succeed(None)
         return fail(DeliveryError("connection refused", retryable=True))
 
-    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
         self.recovered.append((job.job_id, remote_job_id))
         return succeed(self.recover_results.get(job.job_id))
 

@@ -14,13 +14,15 @@
 #   curl           sends the oversized and chunked bodies and holds the slow connections in test_e2e_web_limits
 #   qpdf           bench/page_count.py's peer page counter (gs is also its peer and makes samples/corpus)
 #   poppler-utils  pdftoppm and pdftotext, which render and read `spooler report --pdf` in the tests
+#   avahi-daemon, dbus  ippeveprinter (in cups-ipp-utils), CUPS' reference IPP printer, refuses to start
+#                  without DNS-SD: the tests run it as a device with its own dbus and avahi, limited to lo
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
 #                  which uses this system browser: never `playwright install`)
 #   systemd        systemd-analyze, which checks samples/systemd/spooler.service (verify, security)
 set -eu
 packages="python3 python3-venv ghostscript"
 if [ "${1:-}" != "--runtime" ]; then
-    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd curl qpdf poppler-utils chromium systemd"
+    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd curl qpdf poppler-utils avahi-daemon dbus chromium systemd"
 fi
 missing=""
 for package in $packages; do

@@ -271,14 +271,14 @@ class RawJobSender(threading.Thread):
         return dict(self.acknowledged)
 
 
-class RawDevice:
-    """A stand-in raw printer on 127.0.0.1: accepts connections, reads each job to EOF, then closes."""
+class LoopbackListener:
+    """A TCP listener on 127.0.0.1 served by a thread: `accepted(connection)` is called for each
+    connection, on that thread (one at a time, unless it hands the connection on). `close()` stops it."""
 
     def __init__(self, port: int | None = None) -> None:
         import threading
 
         self.port = port or free_port()
-        self.jobs: list[bytes] = []
         self._server = socket.socket()
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._server.bind(("127.0.0.1", self.port))
@@ -294,18 +294,32 @@ class RawDevice:
                 connection, _ = self._server.accept()
             except (TimeoutError, OSError):
                 continue
-            with connection:
-                connection.settimeout(10)
-                data = b""
-                while chunk := connection.recv(65536):
-                    data += chunk
-                if data:  # an empty connection (a probe) is not a job, as on a real printer
-                    self.jobs.append(data)
+            self.accepted(connection)
+
+    def accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
         self._server.close()
+
+
+class RawDevice(LoopbackListener):
+    """A stand-in raw printer on 127.0.0.1: accepts connections, reads each job to EOF, then closes."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.jobs: list[bytes] = []
+        super().__init__(port)
+
+    def accepted(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(10)
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+            if data:  # an empty connection (a probe) is not a job, as on a real printer
+                self.jobs.append(data)
 
 
 class ScratchCups:
@@ -379,6 +393,67 @@ class ScratchCups:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+
+class IppEvePrinter:
+    """ippeveprinter (CUPS' IPP Everywhere reference printer) on a free loopback port, in a private mount
+    and PID namespace with its own dbus and avahi restricted to lo (it refuses to start without DNS-SD):
+    when it stops, the namespace and both daemons go with it. `-c /bin/cat` prints at once (without a
+    command it takes 5-15 s per job); `keep` keeps every job's document in `spool` (-k)."""
+
+    AVAHI = ("[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=lo\nenable-dbus=yes\n"
+             "[wide-area]\nenable-wide-area=no\n[publish]\npublish-addresses=no\npublish-hinfo=no\n"
+             "publish-workstation=no\npublish-domain=no\n[reflector]\nenable-reflector=no\n")  # fmt: skip
+
+    def __init__(self, root: Path, *, name: str = "Peer", keep: bool = False,
+                 formats: str = "application/pdf,image/pwg-raster,image/urf") -> None:  # fmt: skip
+        self.root = root
+        self.port = free_port()
+        self.uri = f"ipp://127.0.0.1:{self.port}/ipp/print"
+        self.spool = root / "spool"
+        self.name = name
+        self.keep = keep
+        self.formats = formats
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def require() -> None:
+        for tool in ("ippeveprinter", "dbus-daemon", "avahi-daemon", "unshare"):
+            require_tool(tool)
+
+    def start(self) -> IppEvePrinter:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "avahi.conf").write_text(self.AVAHI)
+        self.spool.mkdir(exist_ok=True)
+        script = (
+            "mount -t tmpfs -o size=4m,mode=755 run /run && mkdir -p /run/dbus /run/avahi-daemon && "
+            "(dbus-daemon --system --nofork >/dev/null 2>&1 &) && sleep 0.3 && "
+            f"(avahi-daemon --no-drop-root --no-chroot --no-rlimits -f {self.root}/avahi.conf >/dev/null 2>&1 &) && "
+            f"sleep 0.5 && ippeveprinter -p {self.port} -n localhost -d {self.spool} -c /bin/cat "
+            f"{'-k ' if self.keep else ''}-D file:///dev/null -f {self.formats} '{self.name}'"
+        )  # fmt: skip
+        self.process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--", "sh", "-c",
+             script], stdout=subprocess.DEVNULL, stderr=open(self.root / "ippeveprinter.log", "ab"))  # fmt: skip
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ippeveprinter exited: {(self.root / 'ippeveprinter.log').read_text()[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(ready, timeout=20, what="ippeveprinter to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()  # --kill-child: the namespace's init dies, and every process in it with it
+            self.process.wait(10)
         self.process = None
 
 

@@ -147,6 +147,17 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert "no such file" in err.getvalue()
 
 
+def test_lpd_aliases_only_when_no_queue_is_named(tmp_path: Path) -> None:
+    assert build({}, tmp_path).lpd.aliases == ("lp", "raw", "auto", "PASSTHRU")
+    assert build({"queues": {"default": {}}}, tmp_path).lpd.aliases == ()
+    assert build({"queues": {"office": {}}, "lpd": {"aliases": ["lp"]}}, tmp_path).lpd.aliases == ("lp",)
+    assert build({"queues": {"office": {}}}, tmp_path).default_queue == "office"
+    for raw in ({"lpd": {"aliases": ["../x"]}}, {"queues": {"lp": {}}, "lpd": {"aliases": ["LP"]}}):
+        with pytest.raises(ConfigError) as raised:
+            build(raw, tmp_path)
+        assert raised.value.key == "lpd.aliases"
+
+
 def test_queues(tmp_path: Path) -> None:
     assert [q.name for q in build({}, tmp_path).queues] == ["default"]
     config = build({"queues": {"lp": {}, "colour-A4": {}}}, tmp_path)

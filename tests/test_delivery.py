@@ -132,6 +132,52 @@ async def test_socket_delivery_sends_every_byte_and_waits_for_the_device(reactor
         await port.stopListening()
 
 
+class DocumentPeer(Peer):
+    """Keeps what each connection brought apart."""
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.data += data
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_documents_go_one_connection_each_and_a_restart_resumes(reactor: Any, tmp_path: Path) -> None:
+    """A raw stream cannot say where a document (and its language) ends: without PJL each document has
+    its own connection, in order; each one the device closed is journaled, and a restart sends only the
+    documents after those."""
+    from spooler.delivery.base import PartialDelivery
+
+    factory = PeerFactory()
+    factory.buildProtocol = lambda addr: _half_closeable(DocumentPeer(factory))  # type: ignore[method-assign]
+    port = listen(reactor, factory)
+    try:
+        backend = socket_backend(reactor, port.getHost().port)
+        parts = [b"%PDF-1.7 first", b"%!PS-Adobe-3.0 second", b"\x1bE third PCL"]
+        journaled: list[str] = []
+        receipt = await backend.deliver(make_job(), files(tmp_path, *parts), journaled.append)
+        assert [c.data for c in factory.connections] == parts  # type: ignore[attr-defined]
+        assert journaled == ["sent:1", "sent:2", "sent:3"] and "one connection per document" in receipt.detail
+        found = await backend.recover(make_job(), "sent:1")
+        assert isinstance(found, PartialDelivery) and found.documents_done == 1
+        await backend.deliver(make_job(), files(tmp_path, *parts), resume=found)
+        assert [c.data for c in factory.connections[3:]] == parts[1:]  # type: ignore[attr-defined]
+        assert await backend.recover(make_job(), None) is None
+    finally:
+        await port.stopListening()
+
+
+def _half_closeable(protocol: Protocol) -> Protocol:
+    from zope.interface import directlyProvides
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+
+    directlyProvides(protocol, IHalfCloseableProtocol)
+    return protocol
+
+
 @pytest_twisted.ensureDeferred
 async def test_socket_refused_is_retryable(reactor: Any, tmp_path: Path) -> None:
     factory = PeerFactory()
@@ -221,17 +267,33 @@ def test_backends_are_chosen_by_scheme(tmp_path: Path) -> None:
 def test_pjl_wrapper_names_the_job_and_enters_the_language() -> None:
     from spooler.delivery.socket import pjl_wrapper
 
+    def wrap(job: Job, head: bytes, document_format: str) -> tuple[bytes, bytes]:
+        header, [before], end = pjl_wrapper(job, [(head, document_format)])
+        return header + before, end
+
     job = make_job().evolve(name='say "hi"\r\n@PJL ECHO x', user="alice")
-    prefix, suffix = pjl_wrapper(job, b"%PDF-1.7\n...", "application/pdf")
+    prefix, suffix = wrap(job, b"%PDF-1.7\n...", "application/pdf")
     assert prefix == (b'\x1b%-12345X@PJL\r\n@PJL JOB NAME="say hi@PJL ECHO x"\r\n@PJL SET USERNAME="alice"\r\n'
                       b"@PJL ENTER LANGUAGE=PDF\r\n")  # fmt: skip
     assert suffix == b'\x1b%-12345X@PJL EOJ NAME="say hi@PJL ECHO x"\r\n\x1b%-12345X'
-    wrapped, _ = pjl_wrapper(job, b"\x1b%-12345X@PJL\r\n@PJL ENTER LANGUAGE=PCL\r\n\x1bE", "application/vnd.hp-pcl")
+    wrapped, _ = wrap(job, b"\x1b%-12345X@PJL\r\n@PJL ENTER LANGUAGE=PCL\r\n\x1bE", "application/vnd.hp-pcl")
     assert b"ENTER LANGUAGE" not in wrapped  # the document says it itself
-    unknown, _ = pjl_wrapper(job, b"plain", "application/octet-stream")
+    unknown, _ = wrap(job, b"plain", "application/octet-stream")
     assert b"ENTER LANGUAGE" not in unknown  # the printer picks the language
-    accented, _ = pjl_wrapper(job.evolve(user="zoë"), b"%PDF", "application/pdf")
+    accented, _ = wrap(job.evolve(user="zoë"), b"%PDF", "application/pdf")
     assert b"@PJL SET STRINGCODESET=UTF8\r\n" in accented and 'USERNAME="zoë"'.encode() in accented
+
+
+def test_pjl_wrapper_gives_each_document_a_section_and_its_language() -> None:
+    from spooler.delivery.socket import pjl_wrapper
+
+    pcl = b"\x1b%-12345X@PJL\r\n@PJL ENTER LANGUAGE=PCL\r\n\x1bE"
+    header, before, end = pjl_wrapper(make_job(), [(b"%PDF-1.7", "application/pdf"),
+                                                   (b"%!PS-Adobe-3.0", "application/postscript"), (pcl, "application/vnd.hp-pcl"),
+                                                   (b"plain text", "text/plain")])  # fmt: skip
+    assert header.count(b"@PJL JOB NAME") == 1 and end.count(b"@PJL EOJ") == 1  # one job for accounting
+    assert before == [b"@PJL ENTER LANGUAGE=PDF\r\n", b"\x1b%-12345X@PJL\r\n@PJL ENTER LANGUAGE=POSTSCRIPT\r\n",
+                      b"", b"\x1b%-12345X@PJL\r\n"]  # fmt: skip
 
 
 @pytest_twisted.ensureDeferred

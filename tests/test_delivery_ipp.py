@@ -17,7 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from spooler.delivery import backend_for_uri
-from spooler.delivery.base import DeliveryFile
+from spooler.delivery.base import DeliveryFile, PartialDelivery
 from spooler.delivery.ipp import IppBackend
 from spooler.ipp.codec import Attribute, IppMessage, decode, encode_message
 from spooler.ipp.tags import Operation, Status, Tag
@@ -92,19 +92,22 @@ async def test_create_job_and_send_document_to_a_real_spooler(reactor: Any, spoo
 @pytest_twisted.ensureDeferred
 async def test_print_job_when_the_peer_has_no_create_job(reactor: Any, spooler_factory: SpoolerFactory,
                                                          tmp_path: Path) -> None:  # fmt: skip
+    """A peer with Print-Job only takes one document per job: each document is a Print-Job of its own,
+    in order, with the job's copies, user and name; the journal grows with each peer job."""
     spooler = spooler_factory().start()
     parts = [pdf(b"a", 50_000), b"tail" * 1000]
     backend = ipp_backend(reactor, spooler.ipp_port)
     # As if Get-Printer-Attributes had listed Print-Job only (a printer without multi-document jobs).
     backend._capabilities = (reactor.seconds(), frozenset({Operation.PRINT_JOB, Operation.GET_JOB_ATTRIBUTES}),
-                             frozenset({"application/pdf"}))  # fmt: skip
+                             frozenset({"application/pdf"}), False)  # fmt: skip
     journaled: list[str] = []
     receipt = await backend.deliver(make_job(copies=3, name="one body"), files(tmp_path, *parts), journaled.append)
-    assert journaled == [receipt.remote_job_id]
-    [data] = spooler.sink_files()
-    assert data.read_bytes() == b"".join(parts)
-    sidecar = spooler.sink_sidecar(data)
-    assert (sidecar["user"], sidecar["name"], sidecar["copies"]) == ("alice", "one body", 3)
+    assert journaled == ["jobs:1", "jobs:1,2"] and receipt.remote_job_id == "jobs:1,2"
+    data = spooler.sink_files()
+    assert [f.read_bytes() for f in data] == parts
+    for delivered in data:
+        sidecar = spooler.sink_sidecar(delivered)
+        assert (sidecar["user"], sidecar["name"], sidecar["copies"]) == ("alice", "one body", 3)
 
 
 def _ipp_post(port: int, message: IppMessage) -> IppMessage:
@@ -200,11 +203,13 @@ def answer(request: IppMessage, status: int = Status.SUCCESSFUL_OK) -> IppMessag
     return response
 
 
-def printer_answer(request: IppMessage, operations: tuple[int, ...] = (Operation.PRINT_JOB,)) -> IppMessage:
+def printer_answer(request: IppMessage, operations: tuple[int, ...] = (Operation.PRINT_JOB,),
+                   multiple_documents: bool = True) -> IppMessage:  # fmt: skip
     response = answer(request)
     response.add_group(Tag.PRINTER, Attribute.enum("operations-supported", *operations),
                        Attribute.mime("document-format-supported", "application/octet-stream"),
-                       Attribute.enum("printer-state", 3), Attribute.boolean("printer-is-accepting-jobs", True))
+                       Attribute.enum("printer-state", 3), Attribute.boolean("printer-is-accepting-jobs", True),
+                       Attribute.boolean("multiple-document-jobs-supported", multiple_documents))  # fmt: skip
     return response
 
 
@@ -481,3 +486,138 @@ def test_uri_forms() -> None:
     secure = backend_for_uri("ipps://server.example:8631/printers/hall", reactor=None,
                              run_in_thread=None, connect_timeout=1, io_timeout=1)  # type: ignore  # fmt: skip
     assert isinstance(secure, IppBackend) and secure.tls and secure.printer_uri.endswith(":8631/printers/hall")
+
+
+# -- a printer that takes one document per job (as ippeveprinter) -------------------------------------------
+
+
+class SingleDocumentPrinter:
+    """A fake IPP printer without multiple-document jobs: Create-Job, one Send-Document, done. It
+    keeps its jobs: the document each got (None while it waits for it) and whether it was canceled."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, bytes | None] = {}
+        self.canceled: set[int] = set()
+
+    def __call__(self, request: IppMessage, data: bytes = b"") -> IppMessage:
+        operation = request.operation_attributes
+        assert operation is not None
+        if request.code == Operation.GET_PRINTER_ATTRIBUTES:
+            return printer_answer(request, (Operation.CREATE_JOB, Operation.SEND_DOCUMENT, Operation.PRINT_JOB),
+                                  multiple_documents=False)  # fmt: skip
+        if request.code == Operation.CREATE_JOB:
+            job_id = len(self.jobs) + 1
+            self.jobs[job_id] = None
+            return self._job(request, job_id)
+        job_id = operation["job-id"].first  # type: ignore[assignment]
+        assert isinstance(job_id, int)
+        if request.code == Operation.SEND_DOCUMENT:
+            if self.jobs.get(job_id) is not None or operation["last-document"].first is not True:
+                return answer(request, Status.SERVER_ERROR_MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED)
+            self.jobs[job_id] = data
+        elif request.code == Operation.CANCEL_JOB:
+            self.canceled.add(job_id)
+        return self._job(request, job_id)
+
+    def _job(self, request: IppMessage, job_id: int) -> IppMessage:
+        if job_id not in self.jobs:
+            return answer(request, Status.CLIENT_ERROR_NOT_FOUND)
+        if job_id in self.canceled:
+            return job_answer_for(request, job_id, JobState.CANCELED, "job-canceled-by-user")
+        if self.jobs[job_id] is None:
+            return job_answer_for(request, job_id, JobState.PENDING_HELD, "job-incoming")
+        return job_answer_for(request, job_id, JobState.COMPLETED, "job-completed-successfully")
+
+    def printed(self) -> list[bytes]:
+        return [data for job_id, data in sorted(self.jobs.items()) if data is not None and job_id not in self.canceled]
+
+
+def job_answer_for(request: IppMessage, job_id: int, state: JobState, reasons: str) -> IppMessage:
+    response = answer(request)
+    response.add_group(Tag.JOB, Attribute.integer("job-id", job_id), Attribute.enum("job-state", int(state)),
+                       Attribute.keyword("job-state-reasons", reasons),
+                       Attribute.integer("job-impressions-completed", 1))  # fmt: skip
+    return response
+
+
+class DocumentPrinterResource(FakePrinter):
+    """FakePrinter for SingleDocumentPrinter: passes the document bytes after the IPP header too."""
+
+    def render_POST(self, request: Any) -> bytes:
+        from spooler.ipp.codec import find_data_offset
+
+        body = request.content.read()
+        offset = find_data_offset(body)
+        message = decode(body[:offset])
+        self.requests.append(message)
+        request.setHeader(b"content-type", b"application/ipp")
+        return encode_message(self.handler(message, body[offset:]))  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def single_document_printer(reactor: Any) -> Any:
+    printer = SingleDocumentPrinter()
+    resource = DocumentPrinterResource(printer)  # type: ignore[arg-type]
+    port = reactor.listenTCP(0, Site(resource), interface="127.0.0.1")
+    yield printer, resource, port.getHost().port
+    port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_printer_without_multiple_document_jobs_gets_one_job_per_document(
+        reactor: Any, single_document_printer: Any, tmp_path: Path) -> None:  # fmt: skip
+    printer, resource, port = single_document_printer
+    parts = [pdf(b"one", 5000), pdf(b"two", 6000), pdf(b"three", 7000)]
+    journaled: list[str] = []
+    receipt = await ipp_backend(reactor, port).deliver(make_job(), files(tmp_path, *parts), journaled.append)
+    assert printer.printed() == parts
+    assert journaled == ["jobs:1", "jobs:1,2", "jobs:1,2,3"] and receipt.remote_job_id == "jobs:1,2,3"
+    assert receipt.impressions == 3 and "3 jobs" in receipt.detail
+    sends = [r for r in resource.requests if r.code == Operation.SEND_DOCUMENT]
+    assert [r.operation_attributes["last-document"].first for r in sends] == [True, True, True]  # type: ignore
+
+
+@pytest_twisted.ensureDeferred
+async def test_collated_copies_go_as_rounds_of_one_copy(reactor: Any, single_document_printer: Any,
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    printer, resource, port = single_document_printer
+    parts = [pdf(b"a", 100), pdf(b"b", 100)]
+    job = make_job(copies=2)
+    collated = job.evolve(attributes={"ipp": {"multiple-document-handling": "separate-documents-collated-copies"}})
+    await ipp_backend(reactor, port).deliver(collated, files(tmp_path, *parts))
+    assert printer.printed() == [parts[0], parts[1], parts[0], parts[1]]
+    created = [r for r in resource.requests if r.code == Operation.CREATE_JOB]
+    assert all(r.job_attributes is None or "copies" not in r.job_attributes for r in created)  # one copy each
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restart_while_document_2_of_3_was_sent_does_not_send_document_1_again(
+        reactor: Any, single_document_printer: Any, tmp_path: Path) -> None:  # fmt: skip
+    """The spooler was killed after the device had document 1 (its own job 1) and had created job 2,
+    before document 2 arrived: recover cancels job 2, and only documents 2 and 3 are sent again."""
+    printer, _, port = single_document_printer
+    parts = [pdf(b"one", 5000), pdf(b"two", 6000), pdf(b"three", 7000)]
+    printer.jobs.update({1: parts[0], 2: None})
+    backend = ipp_backend(reactor, port)
+    found = await backend.recover(make_job(), "jobs:1,2")
+    assert isinstance(found, PartialDelivery) and (found.documents_done, found.remote_job_id) == (1, "jobs:1")
+    assert printer.canceled == {2}
+    journaled: list[str] = []
+    receipt = await backend.deliver(make_job(), files(tmp_path, *parts), journaled.append, resume=found)
+    assert printer.printed() == parts  # document 1 once, as job 1; documents 2 and 3 as jobs 3 and 4
+    assert journaled == ["jobs:1,3", "jobs:1,3,4"] and not receipt.already_delivered
+
+    # Killed once document 2 was whole at the device: only document 3 goes.
+    printer.jobs.clear()
+    printer.canceled.clear()
+    printer.jobs.update({1: parts[0], 2: parts[1]})
+    found = await backend.recover(make_job(), "jobs:1,2")
+    assert isinstance(found, PartialDelivery) and found.documents_done == 2
+    await backend.deliver(make_job(), files(tmp_path, *parts), resume=found)
+    assert printer.printed() == parts
+
+    # Killed after the last document was whole: nothing is sent again.
+    found = await backend.recover(make_job(), "jobs:1,2,3")
+    assert isinstance(found, PartialDelivery) and found.documents_done == 3
+    receipt = await backend.deliver(make_job(), files(tmp_path, *parts), resume=found)
+    assert receipt.already_delivered and printer.printed() == parts

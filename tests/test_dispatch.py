@@ -177,6 +177,31 @@ def test_recovery_after_a_crash(tmp_path: Path) -> None:
     assert sorted(p.name for p in after.config.spool_dir.iterdir()) == [kept]
 
 
+def test_a_partial_delivery_found_after_a_restart_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """A job sent one peer job per document, cut off by a crash: the backend's recover says which
+    documents the peer has, and the next attempt gets that (only the rest is sent)."""
+    from spooler.delivery.base import PartialDelivery
+
+    rig = Rig(tmp_path)
+    job = rig.submit(b"three documents")
+    rig.dispatcher.start()
+    rig.clock.advance(0)
+    journal = rig.backend.journals[0]
+    journal("jobs:11,12")  # document 1 is the peer's job 11, its job 12 was made for document 2
+    rig.store.close()
+
+    after = Rig(tmp_path)
+    found = PartialDelivery(1, "jobs:11")
+    after.backend.recover_results[job.job_id] = found
+    after.dispatcher.start()
+    after.clock.advance(0)
+    assert after.backend.recovered == [(job.job_id, "jobs:11,12")]
+    assert after.backend.resumes == [found]
+    after.backend.succeed("the rest sent", remote_job_id="jobs:11,13")
+    done = after.store.get(job.job_id)
+    assert done.state == JobState.COMPLETED and done.attributes["delivery"]["remote_job_id"] == "jobs:11,13"
+
+
 def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path) -> None:
     """Upload A is fsynced first, but B's rename and row land first: B must get the lower id, or B
     would be delivered before a job (A) whose id is lower but whose row does not exist yet."""

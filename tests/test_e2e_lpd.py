@@ -91,6 +91,29 @@ def test_an_unknown_queue_is_refused_and_logged(spooler_factory: SpoolerFactory,
     assert spooler.jobs() == []
 
 
+def test_a_single_queue_spooler_answers_the_names_clients_default_to(spooler_factory: SpoolerFactory,
+                                                                     tmp_path: Path) -> None:  # fmt: skip
+    """As a JetDirect printer does: `lp`, `raw`, `auto` and `PASSTHRU` (any case) reach the one queue, when
+    the administrator named no queues; once they are named, only their names do."""
+    spooler = spooler_factory().start()
+    for number, name in enumerate(("lp", "raw", "auto", "PASSTHRU", "Lp"), start=1):
+        (tmp_path / f"{name}.txt").write_bytes(f"sent to {name}\n".encode())
+        result = run_lpd_backend(spooler, "", tmp_path / f"{name}.txt", queue=name)
+        assert result.returncode == 0, result.stderr
+        spooler.wait_delivered(number)
+    assert [job["queue"] for job in spooler.jobs()] == ["default"] * 5
+    assert [f.read_bytes() for f in spooler.sink_files()] == [f"sent to {n}\n".encode()
+                                                              for n in ("lp", "raw", "auto", "PASSTHRU", "Lp")]
+    spooler.stop()
+
+    named = spooler_factory()
+    named.config_path.write_text(named.config_path.read_text() + "[queues.default]\n")
+    named.start()
+    assert lpd_exchange(named.lpd_port, lpd_job("lp", "eve", "x", b"data")) == b"\x01"
+    wait_for(lambda: named.events("job_refused"), what="the refusal in the spool log")
+    assert "unknown queue" in named.events("job_refused")[0]["why"] and named.jobs() == []
+
+
 def test_named_queues_select_the_job_queue(spooler_factory: SpoolerFactory, tmp_path: Path) -> None:
     spooler = spooler_factory()
     spooler.config_path.write_text(spooler.config_path.read_text() + "[queues.default]\n[queues.color]\n")

@@ -86,10 +86,11 @@ def test_sighup_reloads_without_dropping_anything(spooler_factory: Any, central:
     terminal_port = free_port()
     spooler = spooler_factory(**{
         "server__queue_uri": central.ipp_uri, "server__api_url": central.api_url, "device__name": "branch-1",
-        "login__share_listen": "", "login__sync_interval": 0,
+        "login__share_listen": "", "login__sync_interval": 0, "queues.default__offline_policy": "print",
         "terminal__enabled": True, "terminal__listen": f"tcp:{terminal_port}:interface=127.0.0.1",
     })  # fmt: skip
     notify = NotifySocket(short_tmp / "notify.sock")
+    sender: RawJobSender | None = None
     try:
         spooler.start(env={"NOTIFY_SOCKET": str(notify.path)})
         ready = notify.next()
@@ -150,4 +151,6 @@ def test_sighup_reloads_without_dropping_anything(spooler_factory: Any, central:
         stopped = spooler.events("spooler_stopped")
         assert [r["reason"] for r in stopped] == ["signal SIGTERM"]
     finally:
+        if sender is not None:
+            sender.finish()
         notify.close()

@@ -212,3 +212,20 @@ def test_status_and_printer_state_tell_the_mode(tmp_path: Path) -> None:
     condition = r.service.printer_condition()
     assert "other-report" in condition.reasons
     assert "central print server is unreachable" in condition.message and "wait here" in condition.message
+
+
+def test_each_queue_tells_its_own_policy_and_state(tmp_path: Path) -> None:
+    """Two queues while the server is down: each one's printer-state-message names its own offline
+    policy; a queue an administrator disabled says so, the other still takes jobs."""
+    from spooler.queue_admin import QueueAdministration
+
+    r = Rig(tmp_path, server=SERVER, queues={"default": {"offline_policy": "print"}, "front": {"offline_policy": "hold"}})
+    r.dispatcher.start()
+    take_down(r)
+    default, front = r.service.printer_condition("default"), r.service.printer_condition("front")
+    assert "print directly on this device" in default.message and "held" not in default.message
+    assert "held until their owner releases them" in front.message and "directly" not in front.message
+    QueueAdministration(r.service).set_accepting("front", False, by="root", reason="Toner change")
+    front = r.service.printer_condition("front")
+    assert not front.accepting and "Not accepting jobs: Toner change." in front.message
+    assert r.service.printer_condition("default").accepting

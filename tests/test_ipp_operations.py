@@ -35,12 +35,13 @@ def ipp_request(
     version: tuple[int, int] = (2, 0),
     request_id: int = 7,
     printer_uri: bool = True,
+    uri: str = PRINTER_URI,
 ) -> IppMessage:
     message = IppMessage(version, operation, request_id)
     group = message.add_group(Tag.OPERATION, Attribute.charset("attributes-charset", "utf-8"),
                               Attribute.language("attributes-natural-language", "en"))  # fmt: skip
     if printer_uri:
-        group.add(Attribute.uri("printer-uri", PRINTER_URI))
+        group.add(Attribute.uri("printer-uri", uri))
     if user is not None:
         group.add(Attribute.name("requesting-user-name", user))
     group.add(*attributes)
@@ -138,7 +139,7 @@ BAD_REQUESTS = [
      Status.CLIENT_ERROR_BAD_REQUEST),
     ("version 0.0", _raw(b"\x00\x00", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
      Status.SERVER_ERROR_VERSION_NOT_SUPPORTED),
-    ("version 2.1", _raw(b"\x02\x01", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
+    ("version 3.0", _raw(b"\x03\x00", 0x0B, 1, b"\x01" + CHARSET + LANGUAGE + URI + b"\x03"),
      Status.SERVER_ERROR_VERSION_NOT_SUPPORTED),
     ("no operation attributes", _raw(b"\x01\x01", 0x0B, 1, b"\x01\x03"), Status.CLIENT_ERROR_BAD_REQUEST),
     ("charset only", _raw(b"\x01\x01", 0x0B, 1, b"\x01" + CHARSET + b"\x03"), Status.CLIENT_ERROR_BAD_REQUEST),
@@ -173,15 +174,16 @@ def test_malformed_requests_get_the_right_status_never_a_traceback(client: Clien
 
 
 def test_the_request_id_is_echoed_and_the_version_answered_in_kind(client: Client) -> None:
-    for version in ((1, 0), (1, 1), (2, 0)):
+    for version in ((1, 0), (1, 1), (2, 0), (2, 1), (2, 2)):
         response = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES, version=version, request_id=4242))
         assert (response.version, response.request_id, response.code) == (version, 4242, 0)
 
 
-def test_not_ipp_or_not_the_printer_is_an_http_error(client: Client) -> None:
+def test_not_ipp_is_an_http_error_and_ipp_is_answered_wherever_it_is_posted(client: Client) -> None:
     client.send(http_post(b"x", content_type="text/plain"))
-    client.send(http_post(encode_message(ipp_request(Operation.GET_JOBS)), path="/elsewhere"))
-    assert [status for status, _ in client.responses()] == [400, 404]
+    client.send(http_post(encode_message(ipp_request(Operation.GET_JOBS)), path="/admin/"))  # as cupsdisable does
+    [(text, _), (ipp, answer)] = client.responses()
+    assert (text, ipp) == (400, 200) and status_of(decode(answer)) == Status.SUCCESSFUL_OK
 
 
 # -- Print-Job and friends -------------------------------------------------------------------------
@@ -609,20 +611,54 @@ def test_arbitrary_bytes_never_break_the_printer(tmp_path: Path) -> None:
 
 
 def test_each_configured_queue_is_a_printer_of_its_own(tmp_path: Path) -> None:
-    rig = Rig(tmp_path, queues={"default": {}, "color": {}})
+    rig = Rig(tmp_path, queues={"default": {}, "color": {}}, ipp={"name": "Branch printer"})
     client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
     for path, queue in (("/ipp/print", "default"), ("/ipp/print/color", "color"), ("/printers/color", "color")):
-        response = client.call(ipp_request(Operation.PRINT_JOB), PDF, path=path)
+        uri = f"ipp://localhost:8631{path}"
+        response = client.call(ipp_request(Operation.PRINT_JOB, uri=uri), PDF, path=path)
         job_id = job_id_of(response)
         assert rig.store.get(job_id).queue == queue
-        assert response.job_attributes["job-uri"].first == f"ipp://localhost:8631{path}/{job_id}"  # type: ignore
-    listed = client.call(ipp_request(Operation.GET_JOBS), path="/ipp/print/color")
+        assert response.job_attributes["job-uri"].first == f"{uri}/{job_id}"  # type: ignore
+    listed = client.call(ipp_request(Operation.GET_JOBS, uri="ipp://localhost:8631/ipp/print/color"),
+                         path="/ipp/print/color")  # fmt: skip
     assert [group["job-id"].first for group in listed.groups_of(Tag.JOB)] == [2, 3]
-    printer = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES), path="/printers/color").printer_attributes
+    printer = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES, uri="ipp://localhost:8631/printers/color"),
+                          path="/printers/color").printer_attributes  # fmt: skip
     assert printer["printer-uri-supported"].first == "ipp://localhost:8631/printers/color"  # type: ignore
-    client.send(http_post(encode_message(ipp_request(Operation.PRINT_JOB)) + PDF, path="/ipp/print/nope"))
-    assert client.responses()[-1][0] == 404
+    assert printer["printer-name"].first == "color"  # type: ignore
+    default = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES)).printer_attributes
+    assert default["printer-name"].first == "Branch printer"  # type: ignore
+    nowhere = ipp_request(Operation.PRINT_JOB, uri="ipp://localhost:8631/ipp/fax")
+    assert status_of(client.call(nowhere, PDF, path="/admin/")) == Status.CLIENT_ERROR_NOT_FOUND
     assert list(rig.config.incoming_dir.iterdir()) == [] and len(rig.store.list_jobs()) == 3
+    client.send(b"GET /somewhere/else HTTP/1.1\r\nHost: localhost:8631\r\n\r\n")
+    assert client.responses()[-1][0] == 404
+
+
+def test_the_queue_is_the_one_printer_uri_names_wherever_the_request_is_posted(tmp_path: Path) -> None:
+    """What `lp -h HOST -d QUEUE` does (captured): every request is posted to `/` (or to the URI the
+    printer reported) with printer-uri `/printers/QUEUE` in its body. Each request reaches QUEUE; the
+    printer reports QUEUE's URI, so the Send-Document that follows goes there too; an unknown queue is
+    refused before any job or data exists."""
+    rig = Rig(tmp_path, queues={"default": {}, "front": {"offline_policy": "hold"}})
+    client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    front = "ipp://localhost:8631/printers/front"
+    printer = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES, uri=front), path="/").printer_attributes
+    assert printer["printer-uri-supported"].first == front and printer["printer-name"].first == "front"  # type: ignore
+    created = client.call(ipp_request(Operation.CREATE_JOB, uri=front), path="/")
+    job_id = job_id_of(created)
+    assert rig.store.get(job_id).queue == "front"
+    assert created.job_attributes["job-uri"].first == f"{front}/{job_id}"  # type: ignore
+    sent = client.call(ipp_request(Operation.SEND_DOCUMENT, Attribute.integer("job-id", job_id),
+                                   Attribute.boolean("last-document", True), uri=front), PDF,
+                       path="/printers/front")  # fmt: skip
+    assert status_of(sent) == Status.SUCCESSFUL_OK
+    assert rig.store.get(job_id).state in (JobState.PENDING, JobState.PROCESSING)
+    for operation in (Operation.PRINT_JOB, Operation.CREATE_JOB, Operation.GET_PRINTER_ATTRIBUTES):
+        refused = client.call(ipp_request(operation, uri="ipp://localhost:8631/printers/nope"),
+                              PDF if operation == Operation.PRINT_JOB else b"", path="/")  # fmt: skip
+        assert status_of(refused) == Status.CLIENT_ERROR_NOT_FOUND
+    assert len(rig.store.list_jobs()) == 1 and list(rig.config.incoming_dir.iterdir()) == []
 
 
 # -- issue 14: private print, job privacy, decompression amplification ------------------------------

@@ -29,6 +29,17 @@ class DeliveryReceipt:
 
 
 @dataclass(frozen=True)
+class PartialDelivery:
+    """What `recover` found of a job a backend sends as several peer jobs or connections, one per
+    document (a device without multiple-document jobs): the first `documents_done` are at the peer,
+    as `remote_job_id` (the backend's own journal value) records; `deliver(..., resume=...)` sends
+    the rest only, so that a restart never sends a document the peer already has."""
+
+    documents_done: int
+    remote_job_id: str
+
+
+@dataclass(frozen=True)
 class DeliveryFile:
     document: Document
     path: Path
@@ -38,7 +49,8 @@ class DeliveryBackend(Protocol):
     uri: str
 
     def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
-        """Send the job. Fails with DeliveryError (retryable or not); cancelling aborts the attempt."""
+        """Send the job. Fails with DeliveryError (retryable or not); cancelling aborts the attempt.
+        A backend whose `recover` may return a PartialDelivery also takes it as `resume=`."""
         ...
 
     def probe(self) -> Deferred[None]:
@@ -46,8 +58,9 @@ class DeliveryBackend(Protocol):
         retryable DeliveryError otherwise (refused, timed out, accepted but silent, error status)."""
         ...
 
-    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
         """After a restart, for a job whose delivery was under way: a receipt if the peer already has
         the whole job (it must not be sent again), None if it must be sent again (a partial job left at
-        the peer has been canceled where the protocol allows). Backends that cannot ask return None."""
+        the peer has been canceled where the protocol allows), a PartialDelivery if the job went as
+        one peer job per document and only some are at the peer. Backends that cannot ask return None."""
         ...

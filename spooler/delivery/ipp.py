@@ -4,12 +4,19 @@ How a delivery goes, as the CUPS ipp backend does it:
 
 1. Get-Printer-Attributes (operations-supported, document-format-supported), cached for a while.
 2. Create-Job, then one Send-Document per spool file (last-document true on the last), when the peer
-   lists both operations; otherwise one Print-Job with the files concatenated. The peer's job-id is
-   passed to the journal as soon as the peer has given it: right after Create-Job (before any
-   document byte is sent), or after Print-Job's response.
+   lists both operations; otherwise one Print-Job. The peer's job-id is passed to the journal as
+   soon as the peer has given it: right after Create-Job (before any document byte is sent), or
+   after Print-Job's response.
 3. Get-Job-Attributes every `poll_interval` until the remote job is completed (receipt, with
    job-impressions-completed), canceled or aborted (permanent DeliveryError), or `follow_timeout`
    has passed (receipt: the peer has the job, it must not be sent again).
+
+A job of several documents for a peer that does not take multiple-document jobs (its
+multiple-document-jobs-supported is not true, as ippeveprinter's; or it has no Create-Job) goes as
+one peer job per document, in order, each followed as in 3 before the next is sent: the journal
+holds every peer job-id so far ("jobs:12,13"), so that after a restart `recover` asks about the last
+one and only the documents the peer does not have are sent again (PartialDelivery). Copies with
+multiple-document-handling=separate-documents-collated-copies go as rounds of single copies.
 
 Documents are streamed from the spool files (the HTTP body is the encoded IPP header followed by the
 file bytes, sent with a Content-Length), never read into memory. A stalled exchange is given up on
@@ -44,7 +51,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer, IResponse
 from zope.interface import implementer
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery
 from spooler.ipp.codec import Attribute, IppMessage, IppParseError, decode, encode_message
 from spooler.ipp.tags import JobState, Operation, Status, Tag
 from spooler.model import DeliveryError, Job
@@ -79,6 +86,24 @@ RETRYABLE_STATUSES = frozenset({
 #: HTTP statuses besides 5xx after which trying again later may succeed. 404 is one (as CUPS stops
 #: the queue and keeps the jobs): a wrong printer path is a configuration error, not the job's fault.
 RETRYABLE_HTTP = frozenset({404, 408, 429})
+
+
+#: The journal of a job sent as one peer job per document: "jobs:" and the peer's job-ids so far.
+SPLIT_PREFIX = "jobs:"
+
+
+def split_journal(job_ids: Sequence[int]) -> str:
+    return SPLIT_PREFIX + ",".join(str(job_id) for job_id in job_ids)
+
+
+def split_job_ids(journal: str) -> list[int]:
+    """The peer job-ids of a split journal, in order; [] for anything else."""
+    if not journal.startswith(SPLIT_PREFIX):
+        return []
+    parts = journal[len(SPLIT_PREFIX):].split(",")
+    if not all(part.isascii() and part.isdigit() and len(part) <= 10 for part in parts):
+        return []
+    return [int(part) for part in parts]
 
 
 def is_retryable_status(status: int) -> bool:
@@ -273,7 +298,7 @@ class IppBackend:
         self._tls_trust_root = tls_trust_root
         self._cooperator = Cooperator(scheduler=lambda work: clock.callLater(0, work))
         self._request_id = 0
-        self._capabilities: tuple[float, frozenset[int], frozenset[str]] | None = None
+        self._capabilities: tuple[float, frozenset[int], frozenset[str], bool] | None = None
 
     # -- the HTTP exchange --------------------------------------------------------------------------
 
@@ -359,24 +384,30 @@ class IppBackend:
 
     # -- capabilities -------------------------------------------------------------------------------
 
-    async def _capabilities_now(self) -> tuple[frozenset[int], frozenset[str]]:
+    async def _capabilities_now(self) -> tuple[frozenset[int], frozenset[str], bool]:
+        """The peer's operations-supported, document-format-supported and whether it takes jobs of
+        several documents (multiple-document-jobs-supported true; absent means no, RFC 8011)."""
         now = self._clock.seconds()
         if self._capabilities is not None and now - self._capabilities[0] < CAPABILITIES_TTL:
-            return self._capabilities[1], self._capabilities[2]
+            return self._capabilities[1], self._capabilities[2], self._capabilities[3]
         answer = await self._post(self._request(
             Operation.GET_PRINTER_ATTRIBUTES,
-            Attribute.keyword("requested-attributes", "operations-supported", "document-format-supported"),
+            Attribute.keyword("requested-attributes", "operations-supported", "document-format-supported",
+                              "multiple-document-jobs-supported"),
         ))  # fmt: skip
         printer = answer.printer_attributes
         operations: frozenset[int] = frozenset()
         formats: frozenset[str] = frozenset()
+        multiple = False
         if printer is not None:
             if (found := printer.get("operations-supported")) is not None:
                 operations = frozenset(v for v in found.all if isinstance(v, int))
             if (found := printer.get("document-format-supported")) is not None:
                 formats = frozenset(v.lower() for v in found.all if isinstance(v, str))
-        self._capabilities = (now, operations, formats)
-        return operations, formats
+            if (found := printer.get("multiple-document-jobs-supported")) is not None:
+                multiple = found.first is True
+        self._capabilities = (now, operations, formats, multiple)
+        return operations, formats, multiple
 
     def printer_attributes(self, names: Sequence[str], *, timeout: float | None = None) -> Deferred[Any]:
         """Get-Printer-Attributes for `names`: fires with the peer's printer attributes (a list of
@@ -411,13 +442,15 @@ class IppBackend:
         if accepting is not None and accepting.first is False:
             raise DeliveryError(f"{self.printer_uri} is not accepting jobs", retryable=True)
 
-    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
-        return Deferred.fromCoroutine(self._deliver(job, files, journal))
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None,
+                resume: PartialDelivery | None = None) -> Deferred[DeliveryReceipt]:  # fmt: skip
+        return Deferred.fromCoroutine(self._deliver(job, files, journal, resume))
 
-    def _job_attributes(self, job: Job) -> list[Attribute]:
+    def _job_attributes(self, job: Job, copies: int | None = None) -> list[Attribute]:
         attributes = []
-        if job.copies > 1:
-            attributes.append(Attribute.integer("copies", job.copies))
+        copies = job.copies if copies is None else copies
+        if copies > 1:
+            attributes.append(Attribute.integer("copies", copies))
         if job.sides:
             attributes.append(Attribute.keyword("sides", job.sides))
         ipp = job.attributes.get("ipp", {})
@@ -439,11 +472,14 @@ class IppBackend:
         document_format = (document_format or OCTET_STREAM).lower()
         return document_format if document_format in formats else OCTET_STREAM
 
-    async def _deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None) -> DeliveryReceipt:
+    async def _deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None,
+                       resume: PartialDelivery | None = None) -> DeliveryReceipt:  # fmt: skip
         if not files:
             raise DeliveryError("the job has no documents", retryable=False)
-        operations, formats = await self._capabilities_now()
+        operations, formats, multiple = await self._capabilities_now()
         multi = Operation.CREATE_JOB in operations and Operation.SEND_DOCUMENT in operations
+        if resume is not None or (len(files) > 1 and not (multi and multiple)):
+            return await self._deliver_split(job, files, journal, resume, multi, formats)
         user = Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255))
         if multi:
             created = self._request(Operation.CREATE_JOB, *self._identity(job))
@@ -479,6 +515,64 @@ class IppBackend:
             if journal is not None:
                 journal(str(job_id))
         return await self._follow(job, job_id)
+
+    @staticmethod
+    def split_steps(job: Job, files: list[DeliveryFile]) -> list[tuple[DeliveryFile, int]]:
+        """The peer jobs a job of several documents becomes where the peer takes one document per
+        job: (document, copies) in order. Uncollated (the default): each document with all its
+        copies; collated: rounds of one copy of every document."""
+        handling = (job.attributes.get("ipp") or {}).get("multiple-document-handling")
+        if handling == "separate-documents-collated-copies" and job.copies > 1 and len(files) > 1:
+            return [(delivery_file, 1) for _ in range(job.copies) for delivery_file in files]
+        return [(delivery_file, job.copies) for delivery_file in files]
+
+    async def _deliver_split(self, job: Job, files: list[DeliveryFile], journal: Journal | None,
+                             resume: PartialDelivery | None, multi: bool, formats: frozenset[str]) -> DeliveryReceipt:
+        """One peer job per document, in order, each followed before the next goes (see the module's
+        docstring); the journal records every peer job-id as soon as the peer gives it."""
+        steps = self.split_steps(job, files)
+        done = min(resume.documents_done, len(steps)) if resume is not None else 0
+        job_ids = split_job_ids(resume.remote_job_id)[:done] if resume is not None else []
+        if done and len(job_ids) < done:
+            done, job_ids = 0, []  # a journal this backend did not write: send everything
+        impressions: list[int | None] = []
+        for number in range(done, len(steps)):
+            delivery_file, copies = steps[number]
+            document_format = self._format(delivery_file.document.document_format, formats)
+            if multi:
+                created = self._request(Operation.CREATE_JOB, *self._identity(job))
+                if job_attributes := self._job_attributes(job, copies):
+                    created.add_group(Tag.JOB, *job_attributes)
+                job_id = self._job_id(await self._post(created))
+                job_ids.append(job_id)
+                if journal is not None:
+                    journal(split_journal(job_ids))
+                try:
+                    await self._post(self._request(
+                        Operation.SEND_DOCUMENT, Attribute.integer("job-id", job_id),
+                        Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
+                        Attribute.mime("document-format", document_format), Attribute.boolean("last-document", True),
+                    ), [delivery_file.path])  # fmt: skip
+                except DeliveryError:
+                    await self._cancel_quietly(job_id, job)
+                    raise
+            else:
+                printed = self._request(Operation.PRINT_JOB, *self._identity(job),
+                                        Attribute.mime("document-format", document_format))  # fmt: skip
+                if job_attributes := self._job_attributes(job, copies):
+                    printed.add_group(Tag.JOB, *job_attributes)
+                job_id = self._job_id(await self._post(printed, [delivery_file.path]))
+                job_ids.append(job_id)
+                if journal is not None:
+                    journal(split_journal(job_ids))
+            impressions.append((await self._follow(job, job_id)).impressions)
+        remote = split_journal(job_ids)
+        if done == len(steps):
+            return DeliveryReceipt(f"{self.printer_uri} already has every document of the job ({remote})",
+                                   remote_job_id=remote, already_delivered=True)  # fmt: skip
+        counted = None if done or any(count is None for count in impressions) else sum(c or 0 for c in impressions)
+        return DeliveryReceipt(f"sent to {self.printer_uri} as {len(steps)} jobs, one per document ({remote})",
+                               remote_job_id=remote, impressions=counted)  # fmt: skip
 
     def _job_id(self, answer: IppMessage) -> int:
         group = answer.job_attributes
@@ -561,13 +655,26 @@ class IppBackend:
         except DeliveryError:
             pass
 
-    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
         """Asks the peer about the job it gave `remote_job_id`: a receipt when it has the whole job,
         None (after Cancel-Job of a job still waiting for documents) when it must be sent again.
         Fails with a retryable DeliveryError when the peer cannot be asked."""
         return Deferred.fromCoroutine(self._recover(job, remote_job_id))
 
-    async def _recover(self, job: Job, remote_job_id: str | None) -> DeliveryReceipt | None:
+    async def _recover_split(self, job: Job, remote_job_id: str) -> PartialDelivery | None:
+        """A job sent one peer job per document: the peer has every document up to the last job
+        journaled if that job is whole; that last one is sent again otherwise (canceled first if it
+        still waits for its document)."""
+        job_ids = split_job_ids(remote_job_id)
+        if not job_ids:
+            return None
+        whole = await self._recover(job, str(job_ids[-1]))
+        done = len(job_ids) if whole is not None else len(job_ids) - 1
+        return PartialDelivery(done, split_journal(job_ids[:done]))
+
+    async def _recover(self, job: Job, remote_job_id: str | None) -> DeliveryReceipt | PartialDelivery | None:
+        if remote_job_id is not None and remote_job_id.startswith(SPLIT_PREFIX):
+            return await self._recover_split(job, remote_job_id)
         if remote_job_id is None or not (remote_job_id.strip().isascii() and remote_job_id.strip().isdigit()):
             return None
         job_id = int(remote_job_id)

@@ -5,17 +5,27 @@ side (it has then taken the whole job). A stalled peer is given up on after `io_
 progress. Connection failures are retryable; the job waits and nothing is dropped.
 
 With `socket://host:port?pjl=1` the job is wrapped in a PJL job (see `pjl_wrapper`): UEL,
-``@PJL JOB NAME="..."``, ``@PJL SET USERNAME="..."``, ``@PJL ENTER LANGUAGE=...`` (only when the
-document is not PJL-wrapped itself and its format has a PJL language), the documents, then UEL
-``@PJL EOJ NAME="..."`` UEL. Printers show the name and user, and accounting counts the job as one.
+``@PJL JOB NAME="..."``, ``@PJL SET USERNAME="..."``, then each document in a section of its own
+(after a UEL, with ``@PJL ENTER LANGUAGE=...`` when the document is not PJL-wrapped itself and its
+format has a PJL language), then UEL ``@PJL EOJ NAME="..."`` UEL. Printers show the name and user,
+switch language for each document, and accounting counts the job as one.
+
+For the central server's raw queue (`username`), a job of one PJL-framed document that names no user
+gets ``@PJL SET USERNAME`` where its own PJL starts; any other job the PJL wrapper, as with pjl=1.
+
+Without PJL, a job of several documents goes as one connection per document, in order: a raw
+stream has no way to tell the device where one document (and its language) ends. Each connection
+the device closed cleanly is journaled ("sent:N"), so that after a restart only the documents it has
+not taken are sent again.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from typing import IO
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectError, ConnectionDone, DNSLookupError, TimeoutError
 from twisted.internet.interfaces import IDelayedCall, IReactorTCP, IReactorTime
@@ -23,7 +33,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery
 from spooler.model import DeliveryError, Job
 from spooler.pjl import UEL, parse_pjl_header, username_insertion
 
@@ -39,13 +49,14 @@ class DeviceResetAfterSend(DeliveryError):
 
 
 class _RawSender(Protocol):
-    def __init__(self, files: list[DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
-                 io_timeout: float, description: str, prefix: bytes = b"", suffix: bytes = b"",
-                 skip: int = 0) -> None:  # fmt: skip
-        self._files = list(files)
-        self._skip = skip  # bytes of the first file already sent, rewritten, in the prefix
-        self._prefix = prefix
-        self._suffix = suffix
+    """Writes `parts` in order (bytes as they are, files streamed; the first file from byte `skip`,
+    its start having gone, rewritten, in the bytes before it), half-closes, and waits for the device
+    to close its side."""
+
+    def __init__(self, parts: Sequence[bytes | DeliveryFile], done: Deferred[DeliveryReceipt], clock: IReactorTime,
+                 io_timeout: float, description: str, skip: int = 0) -> None:  # fmt: skip
+        self._parts = list(parts)
+        self._skip = skip
         self._done = done
         self._clock = clock
         self._io_timeout = io_timeout
@@ -60,9 +71,6 @@ class _RawSender(Protocol):
 
     def connectionMade(self) -> None:
         self._arm_watchdog()
-        if self._prefix:
-            self.transport.write(self._prefix)  # type: ignore[union-attr]
-            self._progress += len(self._prefix)
         self._send_next()
 
     def _send_next(self, _: object = None) -> None:
@@ -70,14 +78,17 @@ class _RawSender(Protocol):
             self._progress += self._current.tell()
             self._current.close()
             self._current = None
-        if not self._files:
-            if self._suffix:
-                self.transport.write(self._suffix)  # type: ignore[union-attr]
-                self._progress += len(self._suffix)
+        while self._parts and isinstance(self._parts[0], bytes):
+            data = self._parts.pop(0)
+            assert isinstance(data, bytes)
+            self.transport.write(data)  # type: ignore[union-attr]
+            self._progress += len(data)
+        if not self._parts:
             self._sent_all = True
             self.transport.loseWriteConnection()  # type: ignore[attr-defined]
             return
-        delivery_file = self._files.pop(0)
+        delivery_file = self._parts.pop(0)
+        assert isinstance(delivery_file, DeliveryFile)
         try:
             self._current = open(delivery_file.path, "rb")
             if self._skip:
@@ -170,22 +181,32 @@ def username_line(job: Job) -> bytes:
     return f'@PJL SET STRINGCODESET=UTF8\r\n@PJL SET USERNAME="{user}"\r\n'.encode()
 
 
-def pjl_wrapper(job: Job, head: bytes, document_format: str) -> tuple[bytes, bytes]:
-    """The PJL bytes to send before and after the job's documents; `head` is the first document's start."""
+def pjl_wrapper(job: Job, documents: Sequence[tuple[bytes, str]]) -> tuple[bytes, list[bytes], bytes]:
+    """The PJL around a job's documents: (the job's header, what goes before each document, the
+    job's end). `documents`: each document's first bytes and its format. Every document after the
+    first starts a new section (UEL); each gets ``ENTER LANGUAGE`` when it is not PJL-wrapped itself
+    and its format has a PJL language."""
     name = pjl_string(job.name) or "untitled"
     user = pjl_string(job.user) or "anonymous"
     utf8 = not (name + user).isascii()
-    lines = ["@PJL"]
-    if utf8:
-        lines.append("@PJL SET STRINGCODESET=UTF8")
-    lines += [f'@PJL JOB NAME="{name}"', f'@PJL SET USERNAME="{user}"']
-    language = PJL_LANGUAGES.get((document_format or "").lower())
-    if language is not None and parse_pjl_header(head) is None:
-        lines.append(f"@PJL ENTER LANGUAGE={language}")
     encoding = "utf-8" if utf8 else "ascii"
-    prefix = UEL + "".join(line + "\r\n" for line in lines).encode(encoding)
-    suffix = UEL + f'@PJL EOJ NAME="{name}"\r\n'.encode(encoding) + UEL
-    return prefix, suffix
+    lines = ["@PJL"] + (["@PJL SET STRINGCODESET=UTF8"] if utf8 else [])
+    lines += [f'@PJL JOB NAME="{name}"', f'@PJL SET USERNAME="{user}"']
+    header = UEL + "".join(line + "\r\n" for line in lines).encode(encoding)
+    before = []
+    for number, (head, document_format) in enumerate(documents):
+        language = PJL_LANGUAGES.get((document_format or "").lower())
+        wrapped = parse_pjl_header(head) is not None
+        section = b"" if number == 0 or wrapped else UEL + b"@PJL\r\n"  # a wrapped document brings its own UEL
+        if language is not None and not wrapped:
+            section += f"@PJL ENTER LANGUAGE={language}\r\n".encode("ascii")
+        before.append(section)
+    end = UEL + f'@PJL EOJ NAME="{name}"\r\n'.encode(encoding) + UEL
+    return header, before, end
+
+
+#: remote_job_id journaled by a job sent as one connection per document: "sent:N" (N documents taken).
+SENT_PREFIX = "sent:"
 
 
 class SocketBackend:
@@ -222,10 +243,56 @@ class SocketBackend:
 
         return endpoint.connect(Factory.forProtocol(Protocol)).addCallbacks(connected, failed)
 
-    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | None]:
-        return succeed(None)  # a raw device cannot be asked what it printed
+    def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
+        """A raw device cannot be asked what it printed; but where a job went one connection per
+        document, the journal says how many connections the device closed cleanly."""
+        if remote_job_id and remote_job_id.startswith(SENT_PREFIX) and remote_job_id[len(SENT_PREFIX):].isdigit():
+            return succeed(PartialDelivery(int(remote_job_id[len(SENT_PREFIX):]), remote_job_id))
+        return succeed(None)
 
-    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None) -> Deferred[DeliveryReceipt]:
+    def deliver(self, job: Job, files: list[DeliveryFile], journal: Journal | None = None,
+                resume: PartialDelivery | None = None) -> Deferred[DeliveryReceipt]:  # fmt: skip
+        if len(files) > 1 and not (self.pjl or self.username):
+            return Deferred.fromCoroutine(self._deliver_each(job, files, journal, resume))
+        if not (self.pjl or self.username) or not files:
+            return self._send(job, list(files))
+        try:
+            documents = []
+            for delivery_file in files:
+                with open(delivery_file.path, "rb") as handle:
+                    documents.append((handle.read(PJL_SNIFF),
+                                      delivery_file.document.document_format or job.document_format))
+        except OSError as error:
+            return fail(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False))
+        if not self.pjl and len(files) == 1:
+            # The central server's raw queue: a PJL job without a user gets one, in its own PJL.
+            inserted = username_insertion(documents[0][0], username_line(job))
+            if inserted is not None:
+                prefix, skip = inserted
+                return self._send(job, [prefix, files[0]], skip)
+        header, before, end = pjl_wrapper(job, documents)
+        parts: list[bytes | DeliveryFile] = [header]
+        for section, delivery_file in zip(before, files):
+            parts += [section, delivery_file]
+        parts.append(end)
+        return self._send(job, parts)
+
+    async def _deliver_each(self, job: Job, files: list[DeliveryFile], journal: Journal | None,
+                            resume: PartialDelivery | None) -> DeliveryReceipt:  # fmt: skip
+        """One connection per document, in order; each one the device took is journaled."""
+        done = min(resume.documents_done, len(files)) if resume is not None else 0
+        if done == len(files):
+            return DeliveryReceipt(f"{self.host}:{self.port} had taken all {len(files)} documents already",
+                                   already_delivered=True)  # fmt: skip
+        for number in range(done, len(files)):
+            await self._send(job, [files[number]])
+            if journal is not None:
+                journal(f"{SENT_PREFIX}{number + 1}")
+        return DeliveryReceipt(f"sent to {self.host}:{self.port}, one connection per document ({len(files)})")
+
+    def _send(self, job: Job, parts: list[bytes | DeliveryFile], skip: int = 0) -> Deferred[DeliveryReceipt]:
+        """One connection: `parts` in order (the first file from byte `skip`), then wait for the device
+        to close."""
         transport_holder: list[object] = []
 
         def cancel(_: Deferred[DeliveryReceipt]) -> None:
@@ -237,25 +304,11 @@ class SocketBackend:
         done: Deferred[DeliveryReceipt] = Deferred(cancel)
         connecting: Deferred[Protocol] | None = None
         description = f"{self.host}:{self.port}"
-        prefix = suffix = b""
-        skip = 0
-        if (self.pjl or self.username) and files:
-            try:
-                with open(files[0].path, "rb") as first:
-                    head = first.read(PJL_SNIFF)
-            except OSError as error:
-                done.errback(Failure(DeliveryError(f"cannot read spool file: {error.strerror}", retryable=False)))
-                return done
-            inserted = None if self.pjl else username_insertion(head, username_line(job))
-            if inserted is None:
-                prefix, suffix = pjl_wrapper(job, head, files[0].document.document_format or job.document_format)
-            else:
-                prefix, skip = inserted
         endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self._connect_timeout)
         tolerate_reset = job.uuid in self._reset_after_send
 
         def sender() -> _RawSender:
-            protocol = _RawSender(files, done, self._clock, self._io_timeout, description, prefix, suffix, skip)
+            protocol = _RawSender(parts, done, self._clock, self._io_timeout, description, skip)
             protocol.tolerate_reset = tolerate_reset
             return protocol
 

@@ -10,8 +10,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spooler.ipp.codec import Attribute, Value
+from spooler.ipp.subscriptions import DEFAULT_EVENTS, DEFAULT_LEASE, EVENT_LIFE, EVENTS, MAX_EVENTS, MAX_LEASE
 from spooler.ipp.tags import Operation, Tag
 from spooler.model import Job
+from spooler.printer_settings import SETTABLE_TEXTS
 
 #: Document formats the printer accepts (it spools them; the device or the server renders them).
 DOCUMENT_FORMATS = (
@@ -26,20 +28,37 @@ DOCUMENT_FORMATS = (
 )
 DEFAULT_FORMAT = "application/octet-stream"
 COMPRESSIONS = ("none", "deflate", "gzip")
-IPP_VERSIONS = ("1.0", "1.1", "2.0")
-SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1), (2, 0)})
+IPP_VERSIONS = ("1.0", "1.1", "2.0", "2.1", "2.2")
+SUPPORTED_VERSIONS = frozenset({(1, 0), (1, 1), (2, 0), (2, 1), (2, 2)})
 
+#: Every operation the printer carries out (IPP/2.2, PWG 5100.12 section 6.4, plus Identify-Printer, and
+#: CUPS' accept/reject, which cupsaccept and cupsreject send).
 OPERATIONS = (
     Operation.PRINT_JOB, Operation.VALIDATE_JOB, Operation.CREATE_JOB, Operation.SEND_DOCUMENT,
     Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_PRINTER_ATTRIBUTES,
-    Operation.HOLD_JOB, Operation.RELEASE_JOB, Operation.PAUSE_PRINTER, Operation.RESUME_PRINTER,
-    Operation.CANCEL_MY_JOBS, Operation.CLOSE_JOB, Operation.IDENTIFY_PRINTER,
+    Operation.HOLD_JOB, Operation.RELEASE_JOB, Operation.RESTART_JOB, Operation.PAUSE_PRINTER,
+    Operation.RESUME_PRINTER, Operation.PURGE_JOBS, Operation.SET_PRINTER_ATTRIBUTES, Operation.SET_JOB_ATTRIBUTES,
+    Operation.GET_PRINTER_SUPPORTED_VALUES, Operation.CREATE_PRINTER_SUBSCRIPTIONS,
+    Operation.CREATE_JOB_SUBSCRIPTIONS, Operation.GET_SUBSCRIPTION_ATTRIBUTES, Operation.GET_SUBSCRIPTIONS,
+    Operation.RENEW_SUBSCRIPTION, Operation.CANCEL_SUBSCRIPTION, Operation.GET_NOTIFICATIONS,
+    Operation.ENABLE_PRINTER, Operation.DISABLE_PRINTER, Operation.PAUSE_PRINTER_AFTER_CURRENT_JOB,
+    Operation.HOLD_NEW_JOBS, Operation.RELEASE_HELD_NEW_JOBS, Operation.RESTART_PRINTER, Operation.SHUTDOWN_PRINTER,
+    Operation.STARTUP_PRINTER, Operation.REPROCESS_JOB, Operation.CANCEL_CURRENT_JOB, Operation.SUSPEND_CURRENT_JOB,
+    Operation.RESUME_JOB, Operation.PROMOTE_JOB, Operation.SCHEDULE_JOB_AFTER, Operation.CANCEL_DOCUMENT,
+    Operation.GET_DOCUMENT_ATTRIBUTES, Operation.GET_DOCUMENTS, Operation.SET_DOCUMENT_ATTRIBUTES,
+    Operation.CANCEL_JOBS, Operation.CANCEL_MY_JOBS, Operation.RESUBMIT_JOB, Operation.CLOSE_JOB,
+    Operation.IDENTIFY_PRINTER, Operation.CUPS_ACCEPT_JOBS, Operation.CUPS_REJECT_JOBS,
 )  # fmt: skip
 
 WHICH_JOBS = (
     "completed", "not-completed", "aborted", "all", "canceled", "pending", "pending-held", "processing",
-    "processing-stopped",
+    "processing-stopped", "proof-print",
 )  # fmt: skip
+#: Job attributes Set-Job-Attributes changes (spooler.queue_admin), and printer attributes
+#: Set-Printer-Attributes changes (spooler.printer_settings.SETTABLE_TEXTS).
+JOB_SETTABLE = ("copies", "job-hold-until", "job-name", "sides")
+PRINTER_SETTABLE = tuple(sorted(SETTABLE_TEXTS))
+DOCUMENT_SETTABLE = ("document-name",)
 
 # Media: PWG self-describing names, sizes in hundredths of millimetres.
 MEDIA_SIZES: dict[str, tuple[int, int]] = {
@@ -303,6 +322,7 @@ class PrinterAttributes:
             Attribute.enum("finishings-default", 3),
             Attribute.enum("finishings-supported", *FINISHINGS),
             Attribute.language("generated-natural-language-supported", "en"),
+            Attribute.integer("ippget-event-life", EVENT_LIFE),
             Attribute.keyword("identify-actions-default", "sound"),
             Attribute.keyword("identify-actions-supported", *IDENTIFY_ACTIONS),
             Attribute.keyword("ipp-features-supported", "ipp-everywhere"),
@@ -318,6 +338,7 @@ class PrinterAttributes:
             Attribute.integer("job-priority-default", 50),
             Attribute.integer("job-priority-supported", 1),
             Attribute.name("job-sheets-default", "none"),
+            Attribute.keyword("job-settable-attributes-supported", *JOB_SETTABLE),
             Attribute.name("job-sheets-supported", *JOB_SHEETS),
             Attribute.integer("media-bottom-margin-supported", *MARGINS),
             Attribute.collection("media-col-default", media_col(ident.default_media, source="main",
@@ -342,10 +363,17 @@ class PrinterAttributes:
             Attribute.text("mopria-certified", "1.3"),
             Attribute.keyword("multiple-document-handling-default", MULTIPLE_DOCUMENT_HANDLING[0]),
             Attribute.keyword("multiple-document-handling-supported", *MULTIPLE_DOCUMENT_HANDLING),
+            Attribute.keyword("document-settable-attributes-supported", *DOCUMENT_SETTABLE),
             Attribute.boolean("multiple-document-jobs-supported", True),
             Attribute.integer("multiple-operation-time-out", ident.multiple_operation_timeout),
             Attribute.keyword("multiple-operation-time-out-action", "abort-job"),
             Attribute.language("natural-language-configured", "en"),
+            Attribute.keyword("notify-events-default", *DEFAULT_EVENTS),
+            Attribute.keyword("notify-events-supported", *EVENTS),
+            Attribute.integer("notify-lease-duration-default", DEFAULT_LEASE),
+            Attribute.range("notify-lease-duration-supported", (1, MAX_LEASE)),
+            Attribute.integer("notify-max-events-supported", MAX_EVENTS),
+            Attribute.keyword("notify-pull-method-supported", "ippget"),
             Attribute.integer("number-up-default", 1),
             Attribute.integer("number-up-supported", 1),
             Attribute.enum("operations-supported", *OPERATIONS),
@@ -376,11 +404,13 @@ class PrinterAttributes:
             Attribute.text("printer-info", ident.info or ident.name),
             Attribute.text("printer-location", ident.location),
             Attribute.text("printer-make-and-model", ident.make_and_model),
+            Attribute.text("printer-message-from-operator", ""),
             Attribute.name("printer-name", ident.name[:127]),
             Attribute.text("printer-organization", ident.organization),
             Attribute.text("printer-organizational-unit", ident.organizational_unit),
             Attribute.resolution("printer-resolution-default", RESOLUTIONS[-1]),
             Attribute.resolution("printer-resolution-supported", *RESOLUTIONS),
+            Attribute.keyword("printer-settable-attributes-supported", *PRINTER_SETTABLE),
             Attribute.octets("printer-supply", b"index=1;class=supplyThatIsConsumed;type=toner;unit=percent;"
                                                b"maxcapacity=100;level=-3;colorantname=black;"),  # fmt: skip
             Attribute.text("printer-supply-description", "Black Toner"),
@@ -402,10 +432,13 @@ class PrinterAttributes:
         return f"MFG:{make};MDL:{model};CMD:PDF,PWG,URF,JPEG,PS,PCL;CLS:PRINTER;"
 
     def render(self, status: PrinterStatus, base_uri: str, requested: set[str] | None,
-               uris: list[tuple[str, str, str]] | None = None) -> list[Attribute]:  # fmt: skip
+               uris: list[tuple[str, str, str]] | None = None,
+               overrides: Iterable[Attribute] = ()) -> list[Attribute]:  # fmt: skip
         """Every attribute the request asks for (requested: a set of names or group names; None = all).
         `uris`: (printer-uri-supported, uri-security-supported, uri-authentication-supported) of each
-        listener, the one the client used first; default: `base_uri`, no security, requesting-user-name."""
+        listener, the one the client used first; default: `base_uri`, no security, requesting-user-name.
+        `overrides`: attributes of the queue addressed (printer-name, what an administrator set) that
+        replace or join the printer's own."""
         up = int(status.up_since)
         uris = uris or [(base_uri, "none", "requesting-user-name")]
         dynamic = [
@@ -427,8 +460,10 @@ class PrinterAttributes:
             Attribute.keyword("uri-authentication-supported", *(authentication for _, _, authentication in uris)),
             Attribute.keyword("uri-security-supported", *(security for _, security, _ in uris)),
         ]
-        per_uri = ("printer-config-change-date-time", "uri-authentication-supported", "uri-security-supported")
+        replaced = {attribute.name: attribute for attribute in overrides}
+        per_uri = {"printer-config-change-date-time", "uri-authentication-supported", "uri-security-supported"}
         attributes = [a for a in self._static if a.name not in per_uri] + dynamic
+        attributes = [replaced.pop(a.name, a) for a in attributes] + list(replaced.values())
         if requested is None or "all" in requested:
             chosen = attributes
         else:
@@ -442,6 +477,24 @@ class PrinterAttributes:
         if requested is not None and "media-col-database" in requested:
             chosen.append(self._media_col_database)
         return chosen
+
+
+#: printer-alert (PWG 5100.9) of each printer-state-reasons keyword that is a fault.
+_ALERTS = {
+    "offline-report": ("code=other;severity=critical;training=none;group=interface", "The device is unreachable."),
+    "spool-area-full": ("code=other;severity=warning;training=none;group=storage", "The spool is full."),
+    "other-report": ("code=other;severity=warning;training=none;group=interface",
+                     "The central print server is unreachable."),
+    "shutdown": ("code=other;severity=critical;training=none;group=generalPrinter", "Shut down."),
+}
+
+
+def printer_alerts(status: PrinterStatus) -> list[tuple[bytes, str]]:
+    """printer-alert values and their printer-alert-description, one per fault in the printer's
+    reasons. With no fault, one empty value and text (an IPP attribute has at least one value)."""
+    alerts = [(f"index={index};{code}".encode(), text)
+              for index, (code, text) in enumerate((_ALERTS[r] for r in status.reasons if r in _ALERTS), start=1)]
+    return alerts or [(b"", "")]
 
 
 def base_uri_http(printer_uri: str) -> str:

@@ -30,23 +30,30 @@ from spooler.ipp.attributes import (
     PrinterAttributes,
     PrinterStatus,
     check_job_template,
+    ipp_datetime,
     job_attributes,
     job_summary,
+    printer_alerts,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
+from spooler.ipp.subscriptions import ipp_status
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import MAX_HOLD_KEY, JobRequest, JobService
-from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, \
-    SpoolFull
+from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAccepting, \
+    NotAuthorized, NotPossible, SpoolFull
 from spooler.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
 
 CHARSETS = frozenset({"utf-8", "us-ascii"})
 DOCUMENT_OPERATIONS = frozenset({Operation.PRINT_JOB, Operation.SEND_DOCUMENT})
+#: Operations on one job, which a job-uri may address without a printer-uri (RFC 8011 4.1.5).
 JOB_OPERATIONS = frozenset({
     Operation.SEND_DOCUMENT, Operation.CANCEL_JOB, Operation.GET_JOB_ATTRIBUTES, Operation.HOLD_JOB,
-    Operation.RELEASE_JOB, Operation.CLOSE_JOB,
+    Operation.RELEASE_JOB, Operation.CLOSE_JOB, Operation.RESTART_JOB, Operation.SET_JOB_ATTRIBUTES,
+    Operation.REPROCESS_JOB, Operation.RESUME_JOB, Operation.PROMOTE_JOB, Operation.SCHEDULE_JOB_AFTER,
+    Operation.CANCEL_DOCUMENT, Operation.GET_DOCUMENT_ATTRIBUTES, Operation.GET_DOCUMENTS,
+    Operation.SET_DOCUMENT_ATTRIBUTES, Operation.RESUBMIT_JOB,
 })  # fmt: skip
 NOT_COMPLETED = (JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING, JobState.PROCESSING_STOPPED)
 #: What a requester who is neither the job's owner nor an admin does not see (CUPS's JobPrivateValues
@@ -75,6 +82,9 @@ class RequestContext:
     user: str | None = None  # the authenticated user; it replaced requesting-user-name in the request
     #: printer-uri-supported with uri-security-supported and uri-authentication-supported, in order.
     uris: list[tuple[str, str, str]] | None = None
+    printer_name: str | None = None  # the queue's printer-name (None: the configured printer name)
+    #: Why the request must be refused once it passed the request checks (a queue that does not exist).
+    refusal: IppError | None = None
 
 
 @dataclass
@@ -230,7 +240,24 @@ class PrinterOperations:
             Operation.CLOSE_JOB: self.close_job,
             Operation.IDENTIFY_PRINTER: self.identify_printer,
         }
+        # The IPP/2.1-2.2 operations live in modules of their own, which use this module's helpers.
+        from spooler.ipp.administration import AdministrationOperations
+        from spooler.ipp.notifications import SubscriptionOperations
+        from spooler.ipp.subscriptions import Subscriptions
+        from spooler.queue_admin import QueueAdministration
+
+        self.administration = QueueAdministration(jobs)
+        self.notifications = SubscriptionOperations(self, Subscriptions(clock_seconds))
+        self._handlers.update(self.notifications.handlers())
+        self._handlers.update(AdministrationOperations(self, self.administration).handlers())
         assert set(self._handlers) == set(OPERATIONS)
+        notifier = self.notifications.notifier
+        jobs.store.observers.append(notifier.job_changed)
+        self.administration.printer_changed.append(notifier.printer_changed)
+        jobs.dispatcher.server_listeners.append(lambda state: notifier.printer_changed(None, None))
+
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.jobs.config.queues]
 
     # -- request checks (RFC 8011 4.1) -------------------------------------------------------------
 
@@ -253,12 +280,11 @@ class PrinterOperations:
         if str(charset).lower() not in CHARSETS:
             raise IppError(Status.CLIENT_ERROR_CHARSET_NOT_SUPPORTED, f"charset {charset} is not supported",
                            [operation.attributes[0]])  # fmt: skip
-        seen: set[tuple[int, str]] = set()
-        for group in message.groups:
-            for attribute in group.attributes:
-                if (group.tag, attribute.name) in seen:
-                    raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{attribute.name} is given twice")
-                seen.add((group.tag, attribute.name))
+        for group in message.groups:  # several groups of one kind (subscription templates) may repeat names
+            names = [attribute.name for attribute in group.attributes]
+            if len(set(names)) != len(names):
+                twice = next(name for name in names if names.count(name) > 1)
+                raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{twice} is given twice")
         if message.code not in self._handlers:
             raise IppError(Status.SERVER_ERROR_OPERATION_NOT_SUPPORTED,
                            f"operation {message.code:#06x} is not supported")  # fmt: skip
@@ -266,10 +292,17 @@ class PrinterOperations:
         has_job_uri = _value(operation, "job-uri", (Tag.URI,)) is not None
         if not has_printer_uri and not (has_job_uri and message.code in JOB_OPERATIONS):
             raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, "printer-uri is missing")
+        self._user(operation)  # its syntax
+
+    def _check(self, message: IppMessage, context: RequestContext) -> None:
+        """check_request, then whether the printer addressed exists."""
+        self.check_request(message)
+        if context.refusal is not None:
+            raise context.refusal
 
     def plan_document(self, message: IppMessage, context: RequestContext) -> DocumentPlan:
         """Header-time checks of a Print-Job or Send-Document, before any of its data is accepted."""
-        self.check_request(message)
+        self._check(message, context)
         operation = _operation_attributes(message)
         plan = DocumentPlan()
         plan.compression = self._compression(operation)
@@ -351,7 +384,7 @@ class PrinterOperations:
         """Run the request's operation; fires with the response, never fails (errors become statuses)."""
         try:
             if plan is None:
-                self.check_request(message)
+                self._check(message, context)
             handler = self._handlers[message.code]
             if message.code in DOCUMENT_OPERATIONS:
                 result = handler(message, context, document, plan or self.plan_document(message, context))
@@ -382,6 +415,13 @@ class PrinterOperations:
         elif isinstance(error, JobTooLarge):
             status, text, unsupported = Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, str(error), []
             self._refused(message, text)
+        elif isinstance(error, NotPossible):
+            status, text, unsupported = Status.CLIENT_ERROR_NOT_POSSIBLE, str(error), []
+        elif isinstance(error, NotAccepting):
+            status, text, unsupported = Status.SERVER_ERROR_NOT_ACCEPTING_JOBS, str(error), []
+            self._refused(message, text)
+        elif (known := ipp_status(error)) is not None:
+            (status, text), unsupported = known, []
         else:
             log.failure("IPP operation {operation:#06x} failed", failure, spool_event="ipp_error",
                         operation=message.code)  # fmt: skip
@@ -404,7 +444,8 @@ class PrinterOperations:
         copies = _value(job_group, "copies", (Tag.INTEGER,))
         sides = _value(job_group, "sides", (Tag.KEYWORD,))
         ipp: dict[str, Any] = {}
-        for key in ("media", "print-color-mode", "print-quality", "output-bin", "orientation-requested"):
+        for key in ("media", "print-color-mode", "print-quality", "output-bin", "orientation-requested",
+                    "multiple-document-handling"):
             if job_group is not None and (attribute := job_group.get(key)) is not None and \
                     isinstance(attribute.first, (str, int)):
                 ipp[key] = attribute.first
@@ -439,12 +480,19 @@ class PrinterOperations:
         return text
 
     def _job_response(self, message: IppMessage, context: RequestContext, job: Job,
-                      warnings: list[Attribute]) -> IppMessage:  # fmt: skip
+                      warnings: list[Attribute], *, subscribe: bool = False) -> IppMessage:  # fmt: skip
+        """The answer to a job-creating request; with `subscribe`, the subscriptions its subscription
+        groups ask for are made for the job and answered (RFC 3995 7.1)."""
+        subscriptions, failed = self.notifications.with_job(message, context, job) if subscribe else ([], 0)
         status = Status.SUCCESSFUL_OK_IGNORED_OR_SUBSTITUTED_ATTRIBUTES if warnings else Status.SUCCESSFUL_OK
+        if failed:
+            status = Status.SUCCESSFUL_OK_IGNORED_SUBSCRIPTIONS
         response = response_for(message, status)
         if warnings:
             response.add_group(Tag.UNSUPPORTED_GROUP, *warnings)
         response.add_group(Tag.JOB, *job_summary(job, context.printer_uri))
+        for group in subscriptions:
+            response.add_group(Tag.SUBSCRIPTION, *group)
         return response
 
     # -- operations ------------------------------------------------------------------------------------
@@ -463,7 +511,7 @@ class PrinterOperations:
             yield document.discard()
             raise
         job = yield self.jobs.submit(document, request)
-        return self._job_response(message, context, job, plan.warnings)
+        return self._job_response(message, context, job, plan.warnings, subscribe=True)
 
     def validate_job(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
@@ -486,7 +534,7 @@ class PrinterOperations:
         request = self._job_request(message, context, document_format)
         verifier = (yield self.jobs.hold_key_verifier(request.hold_key)) if request.hold_key else None
         job = self.jobs.create_job(request, hold_key_verifier=verifier)
-        return self._job_response(message, context, job, warnings)
+        return self._job_response(message, context, job, warnings, subscribe=True)
 
     @inlineCallbacks
     def send_document(self, message: IppMessage, context: RequestContext, document: IncomingFile | None,
@@ -583,6 +631,8 @@ class PrinterOperations:
             states = NOT_COMPLETED
         elif which == "all":
             states = tuple(JobState)
+        elif which == "proof-print":
+            states = ()  # no job here is a proof print
         else:
             states = (JobState.from_keyword(str(which)),)
         jobs = [job for job in self.jobs.list_jobs(include_finished=True)
@@ -607,22 +657,39 @@ class PrinterOperations:
             return None
         return {str(value) for value in attribute.all if isinstance(value, str)}
 
-    def printer_status(self) -> PrinterStatus:
-        condition = self.jobs.printer_condition()
+    def printer_status(self, queue: str | None = None) -> PrinterStatus:
+        """The state of the printer of `queue` (None: of the whole spooler)."""
+        condition = self.jobs.printer_condition(queue)
         return PrinterStatus(
             state=condition.state, reasons=condition.reasons, message=condition.message,
             accepting=condition.accepting, state_changed_at=max(condition.changed_at, self.up_since),
             queued_jobs=condition.queued, now=self._seconds(), up_since=self.up_since,
         )  # fmt: skip
 
+    def queue_attributes(self, context: RequestContext, status: PrinterStatus) -> list[Attribute]:
+        """What differs between the queues' printers: printer-name, what administrators set
+        (Set-Printer-Attributes), when they last changed it, and the queue's alerts."""
+        settings = self.jobs.settings.queue(context.queue)
+        attributes = [Attribute.name("printer-name", (context.printer_name or self.printer.identity.name)[:127])]
+        attributes += [Attribute.text(name, value) for name, value in sorted(settings.texts.items())]
+        if settings.config_changed_at > self.up_since:
+            attributes += [Attribute.integer("printer-config-change-time", int(settings.config_changed_at)),
+                           Attribute.datetime("printer-config-change-date-time",
+                                              ipp_datetime(settings.config_changed_at))]  # fmt: skip
+        alerts = printer_alerts(status)
+        attributes += [Attribute.octets("printer-alert", *(alert for alert, _ in alerts)),
+                       Attribute.text("printer-alert-description", *(text for _, text in alerts))]  # fmt: skip
+        return attributes
+
     def get_printer_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)
         if "document-format" in operation:
             self._document_format(operation)
         requested = self._requested(operation)
+        status = self.printer_status(context.queue)
         response = response_for(message, Status.SUCCESSFUL_OK)
-        response.add_group(Tag.PRINTER, *self.printer.render(self.printer_status(), context.printer_uri, requested,
-                                                             uris=context.uris))  # fmt: skip
+        response.add_group(Tag.PRINTER, *self.printer.render(status, context.printer_uri, requested, uris=context.uris,
+                                                             overrides=self.queue_attributes(context, status)))
         return response
 
     def _require_admin(self, operation: AttributeGroup) -> str:
@@ -633,10 +700,12 @@ class PrinterOperations:
 
     def pause_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
         self.jobs.pause_printer(by=self._require_admin(_operation_attributes(message)))
+        self.notifications.notifier.printer_changed(None, None)
         return response_for(message, Status.SUCCESSFUL_OK)
 
     def resume_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:
         self.jobs.resume_printer(by=self._require_admin(_operation_attributes(message)))
+        self.notifications.notifier.printer_changed(None, None)
         return response_for(message, Status.SUCCESSFUL_OK)
 
     def identify_printer(self, message: IppMessage, context: RequestContext) -> IppMessage:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IAddress
@@ -57,7 +58,7 @@ from spooler.ipp.operations import (
 )
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.jobs import JobService
-from spooler.model import JobTooLarge
+from spooler.model import Job, JobNotFound, JobTooLarge
 from spooler.spoolfiles import IncomingFile
 from spooler.web import HttpLimits, LimitedChannel, LimitedSite
 
@@ -79,7 +80,8 @@ class IppIntake:
         self.request = request
         # The printer the request addressed; render_POST sets it from the path once the body is in.
         self.context = RequestContext(printer_uri=site.printer_uri(request, PRINTER_PATH.decode()),
-                                      peer_host=request.peer_host(), user=request.auth_user)  # fmt: skip
+                                      peer_host=request.peer_host(), queue=site.default_queue,
+                                      user=request.auth_user)  # fmt: skip
         self.state = "header"  # header -> data | discard
         self.buffer = bytearray()
         self.message: Any = None
@@ -128,6 +130,10 @@ class IppIntake:
             self.parse_error = str(error)
             self.state = "discard"
             return
+        try:
+            self.site.address(self.request, self.message, self.context)
+        except IppError as error:
+            self.context.refusal = error  # a queue that does not exist: refused after the request checks
         if self.context.user is not None:
             self._set_requester(self.context.user)
         elif self.request.anonymous and self.message.code not in ANONYMOUS_OPERATIONS:
@@ -230,6 +236,8 @@ class IppRequest(Request):
 
     def gotLength(self, length: int | None) -> None:
         self.content = io.BytesIO()  # type: ignore[assignment]  # stays empty: the body is streamed
+        # The request line's path (Request.path is only set once the whole body is in).
+        self.target_path: bytes = getattr(self.channel, "_path", None) or b"/"
         self._body_over = False
         self._paused_by_us = False
         self._length = length
@@ -312,7 +320,7 @@ class IppRequest(Request):
 
 
 class PrinterResource(Resource):
-    """`/ipp/print`: POST application/ipp is an IPP request; GET shows a one-line page."""
+    """POST application/ipp is an IPP request; GET of a printer's path shows a one-line page."""
 
     isLeaf = True
 
@@ -360,20 +368,12 @@ class PrinterResource(Resource):
         return f"{refusal.reason}\n".encode()
 
     def render_POST(self, request: IppRequest) -> Any:  # type: ignore[override]
-        printer = self._site.printer_for(request.path)
-        if printer is None:
-            if request.intake is not None:
-                request.intake.abort()  # a document sent to no printer is dropped
-            request.setResponseCode(404)
-            return b"not found\n"
+        """An IPP request, wherever it is posted (`/`, `/admin/` as CUPS' admin tools do, a printer's
+        path): its printer-uri names the printer (IppSite.address)."""
         if request.intake is None:
             request.setResponseCode(400)
             request.setHeader(b"content-type", b"text/plain")
             return b"expected Content-Type: application/ipp\n"
-        queue, path = printer
-        request.intake.context.queue = queue
-        request.intake.context.printer_uri = self._site.printer_uri(request, path)
-        request.intake.context.uris = self._site.printer_uris(request, path)
         answer = request.intake.finish()
         self._site.track(answer)
         answer.addCallback(self._write, request)
@@ -397,11 +397,12 @@ class PrinterResource(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        printer = self._site.printer_for(request.path)
-        if printer is None:
+        printer = self._site.printer_path(request.path)
+        queue = self._site.queue_named(printer[0]) if printer is not None else None
+        if queue is None:
             request.setResponseCode(404)
             return b"not found\n"
-        return f"{self._site.operations.printer.identity.name}: IPP printer for queue {printer[0]}\n".encode()
+        return f"{self._site.printer_name(queue)}: IPP printer for queue {queue}\n".encode()
 
 
 class IppChannel(LimitedChannel):
@@ -452,21 +453,75 @@ class IppSite(LimitedSite):
         #: A gzip/deflate document may expand this many times its compressed size (0: no limit).
         self.max_compression_ratio: float = 0
 
-    def printer_for(self, path: bytes) -> tuple[str, str] | None:
-        """(queue, printer path) of a request path, or None. `/ipp/print` (and `/`) is the default
-        queue; `/ipp/print/NAME` and `/printers/NAME` (the CUPS and Windows style) name a configured
-        queue; a trailing job-id segment (a job URI) is allowed. All-digit queue names are not
-        reachable, they read as job ids."""
-        parts = [part for part in path.decode("utf-8", "replace").split("?", 1)[0].split("/") if part]
+    @staticmethod
+    def printer_path(path: bytes | str) -> tuple[str | None, str] | None:
+        """(queue name, printer path) of a request path or of a printer-uri's path; the name is None
+        for the default queue, whether or not a queue of that name is configured. `/ipp/print` (and
+        `/`) is the default queue; `/ipp/print/NAME` and `/printers/NAME` (the CUPS and Windows style)
+        name queue NAME; a trailing job-id segment (a job URI) is allowed. None: not a printer's
+        path. All-digit queue names read as job ids."""
+        text = path.decode("utf-8", "replace") if isinstance(path, bytes) else path
+        parts = [part for part in text.split("?", 1)[0].split("/") if part]
         if parts and parts[-1].isdigit():
             parts = parts[:-1]
         if parts in ([], ["ipp", "print"]):
-            return self.default_queue, PRINTER_PATH.decode()
-        if len(parts) == 3 and parts[:2] == ["ipp", "print"] and parts[2] in self.queues:
+            return None, PRINTER_PATH.decode()
+        if len(parts) == 3 and parts[:2] == ["ipp", "print"]:
             return parts[2], f"/ipp/print/{parts[2]}"
-        if len(parts) == 2 and parts[0] == "printers" and parts[1] in self.queues:
+        if len(parts) == 2 and parts[0] == "printers":
             return parts[1], f"/printers/{parts[1]}"
         return None
+
+    def queue_named(self, name: str | None) -> str | None:
+        """The configured queue a printer path names (None: the default queue), or None."""
+        if name is None:
+            return self.default_queue
+        return name if name in self.queues else None
+
+    def printer_name(self, queue: str) -> str:
+        """printer-name of a queue: the configured printer name for the default queue, the queue's
+        own name for the others (as CUPS names its printers after their queues)."""
+        return self.operations.printer.identity.name if queue == self.default_queue else queue
+
+    def address(self, request: Request, message: Any, context: RequestContext) -> None:
+        """Point `context` at the queue the request addresses: the one its printer-uri names (or, for
+        a job operation without one, its job-uri), wherever the request was posted (`lp -h HOST -d
+        QUEUE` posts to `/` with printer-uri `/printers/QUEUE`); without either, the request path's.
+        Raises IppError(client-error-not-found) for a queue that is not configured."""
+        target: str | None = None
+        operation = message.groups[0] if message.groups and message.groups[0].tag == Tag.OPERATION else None
+        for name in ("printer-uri", "job-uri"):
+            attribute = operation.get(name) if operation is not None else None
+            if attribute is not None and len(attribute.values) == 1 and attribute.values[0].tag == Tag.URI:
+                try:
+                    target = urlsplit(str(attribute.values[0].value)).path or "/"
+                except ValueError:
+                    raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{name} is not a URI") from None
+                break
+        printer = self.printer_path(target if target is not None else
+                                    (request.path or getattr(request, "target_path", b"/")))
+        if printer is None and target is not None and (job := self._cups_job(target)) is not None:
+            printer = (None if job.queue == self.default_queue else job.queue,
+                       PRINTER_PATH.decode() if job.queue == self.default_queue else f"/printers/{job.queue}")
+        queue = self.queue_named(printer[0]) if printer is not None else None
+        if printer is None or queue is None:
+            raise IppError(Status.CLIENT_ERROR_NOT_FOUND, f"there is no printer at {(target or '')[:200]}")
+        path = printer[1]
+        context.queue = queue
+        context.printer_name = self.printer_name(queue)
+        context.printer_uri = self.printer_uri(request, path)
+        context.uris = self.printer_uris(request, path)
+
+    def _cups_job(self, path: str) -> Job | None:
+        """The job a CUPS-style job URI path (`/jobs/ID`, as `lp -i` sends) names, if it exists."""
+        parts = [part for part in path.split("/") if part]
+        if len(parts) != 2 or parts[0] != "jobs" or not (parts[1].isascii() and parts[1].isdigit()) \
+                or len(parts[1]) > 10:
+            return None
+        try:
+            return self.jobs.get(int(parts[1]))
+        except JobNotFound:
+            return None
 
     def printer_uri(self, request: Request, path: str) -> str:
         host = (request.getHeader(b"host") or b"").decode("ascii", "replace").strip()
@@ -556,7 +611,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                        refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
                        header_timeout=config.limits.header_timeout)  # fmt: skip
         site.queues = tuple(queue.name for queue in config.queues)
-        site.default_queue = "default" if "default" in site.queues else site.queues[0]
+        site.default_queue = config.default_queue
         site.max_compression_ratio = config.limits.max_compression_ratio
         return site
     identity = PrinterIdentity(
@@ -576,7 +631,7 @@ def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bo
                    refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
                    header_timeout=config.limits.header_timeout)  # fmt: skip
     site.queues = tuple(queue.name for queue in config.queues)
-    site.default_queue = "default" if "default" in site.queues else site.queues[0]
+    site.default_queue = config.default_queue
     site.max_compression_ratio = config.limits.max_compression_ratio
     if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
         # The device is an IPP printer: describe its paper path as it describes it itself.
