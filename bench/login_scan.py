@@ -65,7 +65,7 @@ def build_cache(folder: Path, users: int, verifiers: list[str], lookups: list[st
                 item["lookup"] = lookups[user * PINS_PER_USER + k]
             pins.append(item)
         raw = {"name": f"user{user:03d}", "pins": pins, "password": {"id": "password", "verifier": verifiers[user * PINS_PER_USER]}}
-        cache.put(synced_entry(raw, verified_at=now, expires_at=now + 86400, now=now,
+        cache.put(synced_entry(raw, verified_at=now, now=now, device="bench",
                                fingerprint=cache.fingerprint if lookups is not None else None))  # fmt: skip
     return cache
 

@@ -11,6 +11,8 @@ client. Routes:
     POST /v1/flush                      body {"job_ids": [..]} or {} for every waiting job
     POST /v1/login                      body {"method", "secret", "user", "terminal"} (spooler.login)
     GET  /v1/users                      who can log in offline; POST /v1/users/sync; POST /v1/keys/rotate
+    GET  /v1/peers                      this spooler's key and the enrolled peers; POST /v1/peers
+                                        {"name", "key", "address"}; POST /v1/peers/remove {"name"}
 
 Errors are `{"error", "code"}` with a 4xx/5xx status (spooler.web); a body over MAX_BODY is refused
 with 413 before it is read.

@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -459,16 +459,15 @@ def _offline_status(config: Config, why: str) -> dict[str, Any]:
 
 def _stored_login_status(config: Config) -> dict[str, Any] | None:
     """The login cache as stored (the daemon is down): users and expiry; no sync or sharing news."""
-    from spooler.login.runtime import cache_status
+    from spooler.login.runtime import cache_status, open_trust
 
     try:
         cache = _open_login_cache(config)
     except CommandError:
         return None
     try:
-        return cache_status(cache, time.time(), validity=config.login.validity_hours * 3600.0, last_sync=None,
-                            sharing=None,
-                            offline_enabled=config.login.offline_enabled)  # fmt: skip
+        return cache_status(cache, time.time(), trust=open_trust(config), validity=config.login.validity_hours * 3600.0,
+                            last_sync=None, sharing=None, offline_enabled=config.login.offline_enabled)  # fmt: skip
     finally:
         cache.close()
 
@@ -698,14 +697,14 @@ def cmd_users_list(config: Config, args: argparse.Namespace, out: IO[str], err: 
     try:
         users = admin_request(config, "GET", "/v1/users")["users"]
     except DaemonDown as down:
-        from spooler.login.runtime import user_rows
+        from spooler.login.runtime import open_trust, user_rows
 
         if daemon_running(config):
             raise CommandError(f"{down}, but the state folder is locked") from None
         err.write(f"note: {down}; showing the stored login cache\n")
         cache = _open_login_cache(config)
         try:
-            users = user_rows(cache, time.time())
+            users = user_rows(cache, time.time(), open_trust(config), config.login.validity_hours * 3600.0)
         finally:
             cache.close()
     if args.json:
@@ -747,16 +746,77 @@ def cmd_keys_rotate(config: Config, args: argparse.Namespace, out: IO[str], err:
 
 
 def cmd_keys_fleet(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from spooler.login.keys import write_fleet_key
+    from spooler.config import FLEET_KEY_GONE
 
+    raise CommandError(f"there is no fleet key any more: [login] fleet_key_file {FLEET_KEY_GONE}", EXIT_USAGE)
+
+
+def _offline_peers(config: Config, change: Callable[[Any, Any], Any]) -> Any:
+    """Run `change(trust, peers)` on the files directly, the daemon being down (its state lock held meanwhile)."""
+    from spooler.login.runtime import open_trust
+    from spooler.model import StateDirLocked
+    from spooler.service import StateDirLock
+
+    config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = StateDirLock(config.lock_path)
     try:
-        write_fleet_key(args.file)
-    except FileExistsError:
-        raise CommandError(f"{args.file} exists already (a fleet key is never overwritten)") from None
-    except OSError as error:
-        raise CommandError(f"cannot write {args.file}: {error.strerror or error}") from None
-    out.write(f"wrote a new fleet key to {args.file} (mode 0600); give the same file to every spooler of the "
-              "fleet ([login] fleet_key_file)\n")  # fmt: skip
+        lock.acquire()  # the daemon must not start while the peers file changes
+    except StateDirLocked as error:
+        raise CommandError(str(error)) from None
+    try:
+        trust = open_trust(config)
+        return change(trust, trust.peers)
+    finally:
+        lock.release()
+
+
+def cmd_peers(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """`peers self|list|add|remove`: this spooler's public key and the peers whose login entries count
+    here. Through the daemon when it runs (a change counts at the next login), else on the files."""
+    from spooler.login.peers import PeerError, make_peer
+    from spooler.login.runtime import peer_rows
+    from spooler.signing import SignatureError
+
+    action = args.peers_command
+    try:
+        if action in ("self", "list"):
+            try:
+                result = admin_request(config, "GET", "/v1/peers")
+            except DaemonDown:
+                result = _offline_peers(config, lambda trust, peers: peer_rows(trust))
+        elif action == "add":
+            body = {"name": args.name, "key": args.key, "address": args.address}
+            try:
+                result = admin_request(config, "POST", "/v1/peers", body)
+            except DaemonDown:
+                def add(trust: Any, peers: Any) -> Any:
+                    peer = make_peer(args.name, args.key, args.address)
+                    peers.add(peer, own_key=trust.own_key)
+                    return peer.to_dict()
+
+                result = _offline_peers(config, add)
+        else:
+            try:
+                result = admin_request(config, "POST", "/v1/peers/remove", {"name": args.name})
+            except DaemonDown:
+                result = _offline_peers(config, lambda trust, peers: peers.remove(args.name).to_dict())
+    except (PeerError, SignatureError) as error:
+        raise CommandError(str(error), EXIT_USAGE) from None
+    if args.json:
+        _print_json(out, result)
+    elif action == "self":
+        out.write(f"{result['self']}\n")
+    elif action == "list":
+        out.write(f"this spooler ({result['device']}): {result['self']}\n")
+        if not result["peers"]:
+            out.write("no peers enrolled (spooler peers add NAME KEY [--address HOST:PORT])\n")
+        else:
+            rows = [[p["name"], p["key"], p["address"] or "-"] for p in result["peers"]]
+            out.write(table(rows, ["NAME", "KEY", "ADDRESS"]) + "\n")
+    elif action == "add":
+        out.write(f"enrolled {result['name']} ({result['key']}): its login entries count here\n")
+    else:
+        out.write(f"removed {result['name']}: its login entries no longer count here\n")
     return EXIT_OK
 
 
@@ -1016,14 +1076,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            help="who can log in offline, and until when")
     users_list.set_defaults(handler=cmd_users_list)
 
-    keys = commands.add_parser("keys", help="the login cache's encryption key and the fleet key")
+    keys = commands.add_parser("keys", help="the login cache's encryption key")
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     keys_rotate = keys_commands.add_parser("rotate", parents=[common, json_option],
                                            help="re-encrypt the login cache under a new key")
     keys_rotate.set_defaults(handler=cmd_keys_rotate)
     keys_fleet = keys_commands.add_parser("new-fleet-key", parents=[common],
-                                          help="write a new fleet key (for [login] fleet_key_file) to FILE")
-    keys_fleet.add_argument("file", type=Path, metavar="FILE")
+                                          help="gone: peers are enrolled by key (spooler peers)")
+    keys_fleet.add_argument("file", type=Path, metavar="FILE", nargs="?")
     keys_fleet.set_defaults(handler=cmd_keys_fleet)
 
     backup = commands.add_parser("backup", parents=[common, json_option],
@@ -1048,6 +1108,24 @@ def build_parser() -> argparse.ArgumentParser:
         user_remove = user_commands.add_parser("remove", parents=[common], help="remove a user")
         user_remove.add_argument("name", metavar="NAME")
         user_remove.set_defaults(handler=cmd_ipp_user)
+
+    peers = commands.add_parser("peers", help="login sharing: this spooler's key and the peers it trusts")
+    peers_commands = peers.add_subparsers(dest="peers_command", metavar="ACTION", required=True)
+    peers_self = peers_commands.add_parser("self", parents=[common, json_option],
+                                           help="print this spooler's public key (to enroll it on the others)")
+    peers_self.set_defaults(handler=cmd_peers)
+    peers_list = peers_commands.add_parser("list", parents=[common, json_option], help="the enrolled peers")
+    peers_list.set_defaults(handler=cmd_peers)
+    peers_add = peers_commands.add_parser("add", parents=[common, json_option],
+                                          help="enroll a peer by its public key (`spooler peers self` there)")
+    peers_add.add_argument("name", metavar="NAME", help="a name for it (letters, digits, . _ -)")
+    peers_add.add_argument("key", metavar="KEY", help="its public key, ed25519:BASE64")
+    peers_add.add_argument("--address", metavar="HOST:PORT", help="its share endpoint, to push to and pull from")
+    peers_add.set_defaults(handler=cmd_peers)
+    peers_remove = peers_commands.add_parser("remove", parents=[common, json_option],
+                                             help="remove a peer: its entries stop counting at once")
+    peers_remove.add_argument("name", metavar="NAME", help="its name (or its key)")
+    peers_remove.set_defaults(handler=cmd_peers)
     return parser
 
 

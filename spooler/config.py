@@ -216,6 +216,9 @@ class ServerConfig:
     scope: str = "users"  # myq: the scopes asked for with client credentials
     papercut_server: str | None = None  # papercut: "server" of imported jobs (default: [device] name)
     papercut_printer: str | None = None  # papercut: "printer" of imported jobs (default: [device] name)
+    #: The API's grant-signing public key ("ed25519:BASE64", `spooler-refserver key`), pinned here: logins are
+    #: cached only with a valid server grant, and a peer's entry or revocation counts only when the server signed it.
+    signing_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,9 +289,9 @@ class LoginConfig:
     lockout: float = 300.0  # ... for this long, doubled by each further failure ...
     max_lockout: float = 900.0  # ... up to this
     device_max_failures: int = 10  # PIN or card failures (no user named) that lock that method on this device
-    peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints
-    share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with a fleet key
-    fleet_key_file: Path | None = None  # the key every spooler of the fleet holds; None: no sharing
+    share: bool = False  # share entries with the enrolled peers (spooler peers add)
+    peers: tuple[str, ...] = ()  # "host:port" of other spoolers' share endpoints (their keys must be enrolled)
+    share_listen: str | None = "tcp:8640:interface=127.0.0.1"  # served only with share = true
     share_interval: float = 300.0  # pull the peers' entries this often
     discover: bool = False  # also find peers by DNS-SD (_spooler-login._tcp)
 
@@ -365,6 +368,16 @@ class Config:
     @property
     def login_key_path(self) -> Path:
         return self.state_dir / "keys" / "login.key"
+
+    @property
+    def peer_key_path(self) -> Path:
+        """This spooler's own key pair (spooler.login.peers)."""
+        return self.state_dir / "keys" / "peer.key"
+
+    @property
+    def peers_path(self) -> Path:
+        """The peers enrolled by public key (`spooler peers add`)."""
+        return self.state_dir / "keys" / "peers.json"
 
     @property
     def lock_path(self) -> Path:
@@ -567,7 +580,7 @@ def _default_device_name() -> str:
 SERVER_KEYS = ("queue_uri", "probe_interval", "probe_timeout", "down_after", "up_after", "connect_timeout",
                "io_timeout", "api_url", "kind", "auth_token_file", "auth_token_env", "health_key_file",
                "health_key_env", "client_id", "client_secret_file", "client_secret_env", "scope", "papercut_server",
-               "papercut_printer")  # fmt: skip
+               "papercut_printer", "signing_key")  # fmt: skip
 
 
 def _server(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> ServerConfig | None:
@@ -599,6 +612,7 @@ def _server(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> Ser
         scope=_get(section, "server", "scope", _text, defaults.scope),
         papercut_server=_get(section, "server", "papercut_server", _text, None),
         papercut_printer=_get(section, "server", "papercut_printer", _text, None),
+        signing_key=_get(section, "server", "signing_key", _signing_key, defaults.signing_key),
     )
     if config.api_url and kind == "papercut" and not (config.auth_token_file or config.auth_token_env):
         raise ConfigError("server.auth_token_file", "kind papercut needs the web services auth token: "
@@ -606,7 +620,19 @@ def _server(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> Ser
     if config.api_url and kind == "myq" and not (config.client_id and (config.client_secret_file
                                                                        or config.client_secret_env)):
         raise ConfigError("server.client_id", "kind myq needs client_id and client_secret_file or client_secret_env")
+    if config.signing_key and kind != "generic":
+        raise ConfigError("server.signing_key", f"kind {kind} does not sign its logins: only the generic API "
+                                                "(docs/central-api.md, \"Signatures\") has a key to pin")  # fmt: skip
     return config
+
+
+def _signing_key(key: str, value: Any) -> str:
+    from spooler.signing import SignatureError, canonical_key
+
+    try:
+        return canonical_key(value)
+    except SignatureError as error:
+        raise ConfigError(key, f"{error} (the central API's key: `spooler-refserver key`, or GET signing-key)") from None
 
 
 def _api_url(key: str, value: Any) -> str:
@@ -658,8 +684,17 @@ def _hours(key: str, value: Any) -> float:
     return float(value)
 
 
-def _login(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> LoginConfig:
+FLEET_KEY_GONE = (
+    "is no longer used: login sharing is no longer authenticated by a shared fleet key (whoever held it could "
+    "impersonate anyone). Each spooler now has its own key pair: run `spooler peers self` on each spooler, "
+    "`spooler peers add NAME KEY` on the others, set `share = true`, and remove fleet_key_file (and the key file)"
+)
+
+
+def _login(section: dict[str, Any]) -> LoginConfig:
     d = LoginConfig()
+    if "fleet_key_file" in section:
+        raise ConfigError("login.fleet_key_file", FLEET_KEY_GONE)
     config = LoginConfig(
         validity_hours=_get(section, "login", "validity_hours", _hours, d.validity_hours),
         offline_enabled=_get(section, "login", "offline_enabled", _boolean, d.offline_enabled),
@@ -668,9 +703,9 @@ def _login(section: dict[str, Any], resolve: Callable[[str, Any], Path]) -> Logi
         lockout=_get(section, "login", "lockout", _positive_duration, d.lockout),
         max_lockout=_get(section, "login", "max_lockout", _positive_duration, d.max_lockout),
         device_max_failures=_get(section, "login", "device_max_failures", _positive_int, d.device_max_failures),
+        share=_get(section, "login", "share", _boolean, d.share),
         peers=_get(section, "login", "peers", _peer_address, d.peers),
         share_listen=_get(section, "login", "share_listen", _endpoint, d.share_listen),
-        fleet_key_file=_get(section, "login", "fleet_key_file", resolve, d.fleet_key_file),
         share_interval=_get(section, "login", "share_interval", _positive_duration, d.share_interval),
         discover=_get(section, "login", "discover", _boolean, d.discover),
     )
@@ -768,12 +803,12 @@ def config_from_mapping(
                                                           "retry_max", "analysis_wait")))  # fmt: skip
 
     login = _section(raw, "login", ("validity_hours", "offline_enabled", "sync_interval", "max_failures", "lockout",
-                                    "max_lockout", "device_max_failures", "peers", "share_listen", "fleet_key_file",
-                                    "share_interval", "discover"))  # fmt: skip
+                                    "max_lockout", "device_max_failures", "share", "peers", "share_listen",
+                                    "fleet_key_file", "share_interval", "discover"))  # fmt: skip
     return Config(
         state_dir=state_dir,
         accounting=accounting,
-        login=_login(login, resolve),
+        login=_login(login),
         queues=queues,
         server=server_config,
         analysis=analysis_config,

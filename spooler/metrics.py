@@ -175,42 +175,37 @@ class SpoolerCollector(Collector):
         runtime = service.login_runtime
         if runtime is None:
             return
-        from spooler.login.runtime import user_rows
-
         logins = CounterMetricFamily("spooler_logins", "Logins at the device since the start, by outcome: online, "
                                      "offline, or why it was refused", labels=["outcome"])  # fmt: skip
         for outcome, count in sorted(runtime.service.outcomes.items()):
             logins.add_metric([outcome], count)
         yield logins
+        status = runtime.status()
         users = GaugeMetricFamily("spooler_login_cache_users", "Users in the offline login cache by state",
                                   labels=["state"])  # fmt: skip
-        states = {"ok": 0, "expired": 0, "revoked": 0}
-        for row in user_rows(runtime.cache, service.reactor.seconds()):
-            states[row["state"]] = states.get(row["state"], 0) + 1
-        for state, count in sorted(states.items()):
+        for state, count in sorted(status["by_state"].items()):
             users.add_metric([state], count)
         yield users
-        last = runtime.sync.last if runtime.sync is not None else None
+        last = status["last_sync"]
         if last is not None:
             yield GaugeMetricFamily("spooler_login_last_sync_timestamp_seconds", "When the last user sync succeeded "
                                     "(Unix time)", value=last["at"])  # fmt: skip
             yield GaugeMetricFamily("spooler_login_sync_truncated", "1 if the last user sync kept only part of the "
                                     "users assigned to this device", value=1.0 if last["truncated"] else 0.0)
-        sharing = runtime.sharing
+        sharing = status["sharing"]
         if sharing is not None:
-            peers = sharing.peers()
+            peers = sharing["peers"]
             yield GaugeMetricFamily("spooler_share_peers", "Peers this spooler shares login entries with",
                                     value=len(peers))  # fmt: skip
             exchange = GaugeMetricFamily("spooler_share_last_exchange_timestamp_seconds", "When the last exchange "
                                          "with a peer worked (Unix time)", labels=["peer"])  # fmt: skip
             reachable = GaugeMetricFamily("spooler_share_peer_up", "1 if the last exchange with a peer worked",
                                           labels=["peer"])  # fmt: skip
-            for peer in peers:
-                record = sharing.exchanges.get(peer)
-                if record is not None:
+            for record in peers:
+                if record["at"] is not None:  # an exchange was tried
                     if record["last_ok"] is not None:
-                        exchange.add_metric([peer], record["last_ok"])
-                    reachable.add_metric([peer], 1.0 if record["error"] is None else 0.0)
+                        exchange.add_metric([record["peer"]], record["last_ok"])
+                    reachable.add_metric([record["peer"]], 1.0 if record["error"] is None else 0.0)
             yield exchange
             yield reachable
 

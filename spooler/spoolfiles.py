@@ -49,6 +49,26 @@ def ensure_private_dir(directory: Path) -> None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with `data`, readable by this user only: a 0600 temporary file,
+    fsync, rename, fsync of the folder (key files, the enrolled peers)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
 def commit_file(source: Path, destination: Path) -> None:
     """Rename a fully written, fsynced file into place and make the rename durable."""
     os.replace(source, destination)

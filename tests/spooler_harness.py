@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import http.client
 import json
 import os
 import shutil
@@ -462,7 +463,7 @@ class RefServer(ManagedProcess):
     and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
 
     def __init__(self, root: Path, *, users: Path | None = None, mode: str = "normal", delay: float | None = None,
-                 verifier_cost: int = 1024, raw: bool = False) -> None:  # fmt: skip
+                 verifier_cost: int = 1024, raw: bool = False, sign: bool = True) -> None:  # fmt: skip
         self.root = root
         self.state_dir = root / "state"
         self.received_dir = self.state_dir / "received"
@@ -475,6 +476,7 @@ class RefServer(ManagedProcess):
         self.initial_mode = mode
         self.initial_delay = delay
         self.verifier_cost = verifier_cost
+        self.sign = sign
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
 
@@ -509,7 +511,15 @@ class RefServer(ManagedProcess):
             command += ["--users", str(self.users)]
         if self.initial_delay is not None:
             command += ["--delay", str(self.initial_delay)]
+        if not self.sign:
+            command.append("--no-sign")
         return command
+
+    def signing_key(self) -> str:
+        """The public key spoolers pin as [server] signing_key (`spooler-refserver key`; made if new)."""
+        command = [sys.executable, "-m", "spooler.refserver", "key", "--state", str(self.state_dir)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=self._env(), check=True)
+        return result.stdout.strip()
 
     @staticmethod
     def _env() -> dict[str, str]:
@@ -602,3 +612,52 @@ class RefServer(ManagedProcess):
         wait_for(lambda: len(self.received_files()) >= count, timeout=timeout,
                  what=f"{count} jobs in {self.received_dir} (log: {self.stderr_path})")  # fmt: skip
         return self.received_files()
+
+
+# -- the offline login of a running spooler (its admin API) ---------------------------------------------
+
+
+def admin(spooler: Spooler, method: str, path: str, body: Any = None, timeout: float = 60) -> tuple[int, Any]:
+    """One admin API request over the spooler's socket: (status, decoded body)."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(str(spooler.state_dir / "admin.sock"))
+
+    connection = Connection("localhost", timeout=timeout)
+    try:
+        connection.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                           headers={"content-type": "application/json"})  # fmt: skip
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def login(spooler: Spooler, secret: str, *, method: str = "pin", user: str | None = None,
+          terminal: str = "panel-1") -> tuple[int, dict[str, Any]]:  # fmt: skip
+    return admin(spooler, "POST", "/v1/login", {"method": method, "secret": secret, "user": user, "terminal": terminal})
+
+
+def users_of(spooler: Spooler) -> dict[str, str]:
+    status, body = admin(spooler, "GET", "/v1/users")
+    assert status == 200, body
+    return {row["user"]: row["state"] for row in body["users"]}
+
+
+def share_address(spooler: Spooler) -> str:
+    """"127.0.0.1:PORT" of the spooler's share endpoint (login__share_listen = "tcp:PORT:interface=127.0.0.1")."""
+    return "127.0.0.1:" + str(spooler.settings["login__share_listen"]).split(":")[1]
+
+
+def enroll(*spoolers: Spooler, with_address: bool = False) -> None:
+    """Every spooler enrolls every other by the key `spooler peers self` prints (daemons down or up),
+    named by its device name, with its share address if asked."""
+    keys = {spooler: spooler.cli("peers", "self").stdout.strip() for spooler in spoolers}
+    for spooler in spoolers:
+        for other in spoolers:
+            if other is not spooler:
+                address = ["--address", share_address(other)] if with_address else []
+                spooler.cli("peers", "add", other.settings["device__name"], keys[other], *address)

@@ -11,6 +11,7 @@ import pytest
 from spooler.cli import main
 from spooler.config import config_from_mapping, load_config, parse_duration, parse_size
 from spooler.model import ConfigError
+from spooler.login.peers import PeerIdentity
 
 
 def build(raw: dict[str, Any], tmp_path: Path) -> Any:
@@ -74,7 +75,7 @@ def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
                    "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy", "analysis.enabled",
                    "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "login.validity_hours",
                    "login.offline_enabled", "login.sync_interval", "login.max_failures", "login.lockout",
-                   "login.peers", "login.share_listen", "login.fleet_key_file", "login.share_interval",
+                   "login.peers", "login.share_listen", "login.share", "login.share_interval", "server.signing_key",
                    "login.discover", "listen.ipps", "ipp.authentication", "ipp.users_file",
                    "ipp.allow_basic_without_tls", "ipp.tls_certificate", "ipp.tls_key"):  # fmt: skip
         key = dotted.split(".")[-1]
@@ -92,6 +93,12 @@ BAD = [
     ({"login": {"lockout": "10m", "max_lockout": "5m"}}, "login.max_lockout", "not be shorter"),
     ({"limits": {"max_compression_ratio": 1}}, "limits.max_compression_ratio", "ratio of 2 or more"),
     ({"login": {"pin": 1}}, "login.pin", "unknown key"),
+    ({"login": {"fleet_key_file": "fleet.key"}}, "login.fleet_key_file", "spooler peers add NAME KEY"),
+    ({"login": {"share": "yes"}}, "login.share", "true or false"),
+    ({"server": {"queue_uri": "ipp://h/p", "signing_key": "ed25519:AAAA"}}, "server.signing_key", "32 bytes"),
+    ({"server": {"queue_uri": "ipp://h/p", "signing_key": "rsa:AAAA"}}, "server.signing_key", "ed25519:BASE64"),
+    ({"server": {"queue_uri": "ipp://h/p", "api_url": "http://h:9191/", "kind": "papercut", "auth_token_env": "T",
+                 "signing_key": PeerIdentity.generate().key}}, "server.signing_key", "does not sign"),
     ({"listen": {"ipp6": "tcp:1"}}, "listen.ipp6", "unknown key"),
     ({"listen": "tcp:9100"}, "listen", "must be a table"),
     ({"listen": {"raw": "9100"}}, "listen.raw", "endpoint"),

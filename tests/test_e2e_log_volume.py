@@ -51,11 +51,8 @@ def test_one_idle_hour_writes_a_handful_of_lines(spooler_factory: Any, central: 
         "server__probe_interval": f"{1000 / SPEED:.3f}ms", "login__sync_interval": f"{HOUR / SPEED}s",
         "accounting__interval": f"{10 * 1000 / SPEED:.1f}ms", "login__share_interval": f"{300 / SPEED}s",
         "login__peers": [f"127.0.0.1:{free_port()}"], "login__share_listen": f"tcp:{free_port()}:interface=127.0.0.1",
-        "admin__listen": f"tcp:{admin_port}:interface=127.0.0.1",
+        "login__share": True, "admin__listen": f"tcp:{admin_port}:interface=127.0.0.1",
     })  # fmt: skip
-    fleet_key = spooler.root / "fleet.key"
-    spooler.cli("keys", "new-fleet-key", str(fleet_key))
-    spooler.write_config(login__fleet_key_file=str(fleet_key))
     subprocess.run([sys.executable, "-m", "spooler", "admin-user", "add", "m", "--stdin", "--config",
                     str(spooler.config_path)], input="metrics-pass-1\n", text=True, check=True, timeout=60)  # fmt: skip
     spooler.start()

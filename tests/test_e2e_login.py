@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, admin, enroll, free_port, login, short_tempdir, users_of, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,30 +33,6 @@ USERS = {
 }
 SECRETS = [secret for user in USERS["users"] for secret in [user["password"], *user["pins"], *user.get("cards", [])]]
 WRONG = ["111111", "222222", "333333", "444444", "555555", "666666", "777777"]
-
-
-def admin(spooler: Spooler, method: str, path: str, body: Any = None, timeout: float = 60) -> tuple[int, Any]:
-    """One admin API request over the spooler's socket: (status, decoded body)."""
-
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(str(spooler.state_dir / "admin.sock"))
-
-    connection = Connection("localhost", timeout=timeout)
-    try:
-        connection.request(method, path, body=json.dumps(body).encode() if body is not None else None,
-                           headers={"content-type": "application/json"})  # fmt: skip
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def login(spooler: Spooler, secret: str, *, method: str = "pin", user: str | None = None,
-          terminal: str = "panel-1") -> tuple[int, dict[str, Any]]:  # fmt: skip
-    return admin(spooler, "POST", "/v1/login", {"method": method, "secret": secret, "user": user, "terminal": terminal})
 
 
 def find_secrets(roots: list[Path], secrets: list[str]) -> list[str]:
@@ -94,7 +69,8 @@ def spoolers() -> Iterator[list[Spooler]]:
 
 def make_spooler(spoolers: list[Spooler], central: RefServer, **settings: Any) -> Spooler:
     defaults = {"server__queue_uri": central.ipp_uri, "server__api_url": central.api_url,
-                "device__name": "branch-1", "login__sync_interval": 0, "login__share_listen": ""}  # fmt: skip
+                "server__signing_key": central.signing_key(), "device__name": "branch-1", "login__sync_interval": 0,
+                "login__share_listen": ""}  # fmt: skip
     spooler = Spooler(short_tempdir(), **{**defaults, **settings})
     spoolers.append(spooler)
     return spooler
@@ -224,22 +200,13 @@ def test_users_sync_without_a_server_api(spoolers: list[Spooler]) -> None:
     assert (status, refused["reason"]) == (403, "invalid")
 
 
-def users_of(spooler: Spooler) -> dict[str, str]:
-    status, body = admin(spooler, "GET", "/v1/users")
-    assert status == 200, body
-    return {row["user"]: row["state"] for row in body["users"]}
-
-
-def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler],
-                                                          tmp_path: Path) -> None:  # fmt: skip
-    fleet_key = tmp_path / "fleet.key"
+def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, spoolers: list[Spooler]) -> None:
     port_a, port_b = free_port(), free_port()
-    a = make_spooler(spoolers, central, device__name="branch-1", login__fleet_key_file=str(fleet_key),
+    a = make_spooler(spoolers, central, device__name="branch-1", login__share=True,
                      login__share_listen=f"tcp:{port_a}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_b}"])
-    b = make_spooler(spoolers, central, device__name="branch-2", login__fleet_key_file=str(fleet_key),
+    b = make_spooler(spoolers, central, device__name="branch-2", login__share=True,
                      login__share_listen=f"tcp:{port_b}:interface=127.0.0.1", login__peers=[f"127.0.0.1:{port_a}"])
-    a.cli("keys", "new-fleet-key", str(fleet_key))
-    assert a.cli("keys", "new-fleet-key", str(fleet_key), check=False).returncode == 1  # never overwritten
+    enroll(a, b)
     a.start()
 
     # Pull: logins at A while B is down (A's push fails); B pulls A's entries when it starts.
@@ -247,7 +214,7 @@ def test_a_login_at_one_spooler_works_offline_at_the_next(central: RefServer, sp
     assert login(a, "0AB1C2D3E4", method="card")[0] == 200  # bob
     b.start()
     wait_for(lambda: users_of(b) == {"alice": "ok", "bob": "ok"}, timeout=20, what="B to pull alice and bob")
-    for body in (b"{}", b"not json", json.dumps({"v": 1, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
+    for body in (b"{}", b"not json", json.dumps({"v": 2, "ts": time.time(), "nonce": "AAAAAAAAAAAAAAAA",
                                                  "ct": "AAAAAAAAAAAAAAAAAAAAAAAA"}).encode()):  # fmt: skip
         connection = http.client.HTTPConnection("127.0.0.1", port_b, timeout=10)
         connection.request("POST", "/v1/share/push", body=body)

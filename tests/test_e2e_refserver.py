@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from spooler_harness import RefServer, Spooler, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler.signing import GRANT, REVOCATION, from_json, parse_public_key, verify
+from spooler.verifiers import check_verifier
 
 pytestmark = pytest.mark.e2e
 CUPS_LPD_BACKEND = "/usr/lib/cups/backend/lpd"
@@ -104,7 +106,12 @@ def test_the_api_over_the_wire(central: RefServer) -> None:
     status, health = central.health()
     assert status == 200 and health["status"] == "ok" and health["server_time"].endswith("Z")
     status, login = central.api("POST", "login", {"device": "branch-1", "method": "card", "secret": "0A0B0C0D"})
-    assert status == 200 and login["user"]["name"] == "bob"
+    assert status == 200 and login["user"]["name"] == "bob" and login["devices"] == ["*"]
+    status, published = central.api("GET", "signing-key")
+    assert status == 200 and published == {"algorithm": "ed25519", "key": central.signing_key()}
+    grant = verify(parse_public_key(published["key"]), GRANT, from_json(login["grant"]))
+    assert (grant["user"], grant["credential"], grant["kind"], grant["devices"]) == ("bob", "card-1", "card", ["*"])
+    assert check_verifier("0A0B0C0D", grant["verifier"]) and grant["issued_at"] == login["server_time"]
     status, _ = central.api("POST", "login", {"device": "branch-1", "method": "password", "user": "bob",
                                               "secret": "alice-password"})  # fmt: skip
     assert status == 401
@@ -122,7 +129,10 @@ def test_revoke_through_ctl_shows_in_revocations(central: RefServer) -> None:
     revoked = central.revoke("alice", "card", "card-2")
     assert revoked["credential"] == "card-2"
     status, after = central.api("GET", f"revocations?since={before['server_time']}")
-    assert status == 200 and after["revocations"] == [revoked]
+    assert status == 200 and [{k: v for k, v in r.items() if k != "signed"} for r in after["revocations"]] == [revoked]
+    # Signed by the server's key (the one `spooler-refserver key` prints), over exactly these fields.
+    signed = from_json(after["revocations"][0]["signed"])
+    assert verify(parse_public_key(central.signing_key()), REVOCATION, signed) == revoked
     status, _ = central.api("POST", "login", {"device": "d", "method": "card", "secret": "04FFEE0011"})
     assert status == 401
 

@@ -57,7 +57,7 @@ def many_files() -> None:
 
 @pytest.fixture
 def branch() -> Iterator[tuple[LimitedSpooler, RefServer, int, int]]:
-    """A spooler with the terminal, login sharing (a fleet key, 127.0.0.1 as its one peer) and a reference
+    """A spooler with the terminal, login sharing (127.0.0.1 as its one peer address) and a reference
     central server that checks logins; (spooler, central, terminal port, share port)."""
     root = short_tempdir("wl")
     (root / "users.json").write_text(json.dumps(USERS))
@@ -70,10 +70,8 @@ def branch() -> Iterator[tuple[LimitedSpooler, RefServer, int, int]]:
         "server__queue_uri": central.ipp_uri, "server__api_url": central.api_url, "device__name": "branch-1",
         "terminal__enabled": True, "terminal__listen": f"tcp:{terminal_port}:interface=127.0.0.1:backlog=2048",
         "login__share_listen": f"tcp:{share_port}:interface=127.0.0.1:backlog=2048",
-        "login__peers": ["127.0.0.1:18640"], "login__fleet_key_file": str(root / "fleet.key"),
-        "limits__header_timeout": "8s",
+        "login__peers": ["127.0.0.1:18640"], "login__share": True, "limits__header_timeout": "8s",
     })  # fmt: skip
-    spooler.cli("keys", "new-fleet-key", str(root / "fleet.key"))
     spooler.start()
     yield spooler, central, terminal_port, share_port
     spooler.cleanup()

@@ -1,18 +1,16 @@
 """Offline login core: the encrypted cache (tamper, wrong key, rotation), the failure budgets (Clock),
-the merge rules (newest wins, revocation wins), the lookup index, and the login decisions with a
-scripted central API."""
+the revocation and sync rules, the lookup index, and the login decisions with a scripted central API
+(validity computed at the check, devices, online refusals, the server's signed grants)."""
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from dataclasses import replace
 
 import pytest
 from twisted.internet.defer import fail, succeed
@@ -22,7 +20,7 @@ from conftest import run_synchronously
 from spooler.centralapi import CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
 from spooler.login.cache import CacheError, CredentialCache
-from spooler.login.entries import Credential, Revocation, UserEntry, apply_sync, is_revoked, merge_entries
+from spooler.login.entries import Credential, Revocation, UserEntry, apply_sync, is_revoked
 from spooler.login.keys import KeyFileError, LoginKeys
 from spooler.login.service import OFFLINE_NOTICE, LoginOutcome, LoginRefused, LoginService
 from spooler.login.budget import BudgetPolicy, FailureBudgets
@@ -37,10 +35,10 @@ def cred(cid: str, kind: str = "pin", secret: str = "1234", at: float = 100.0, *
     return Credential(cid, kind, cheap(secret), at, **kw)
 
 
-def entry(user: str = "alice", *creds: Credential, expires: float = 10_000.0, updated: float = 100.0,
+def entry(user: str = "alice", *creds: Credential, renewed: float = 100.0, updated: float = 100.0,
           source: str = "login") -> UserEntry:  # fmt: skip
     return UserEntry(user, {"full_name": user.title(), "email": "", "groups": []},
-                     {c.id: c for c in creds or (cred("pin-1"),)}, expires, updated, source)  # fmt: skip
+                     {c.id: c for c in creds or (cred("pin-1"),)}, renewed, updated, source)  # fmt: skip
 
 
 # -- the cache at rest -----------------------------------------------------------------------------
@@ -166,21 +164,6 @@ def test_a_rotation_cut_short_leaves_an_openable_cache(tmp_path: Path, monkeypat
 # -- merge rules -----------------------------------------------------------------------------------
 
 
-def test_merge_newest_credential_and_entry_win() -> None:
-    local = entry("alice", cred("pin-1", at=100, fingerprint="fp"), cred("card-1", "card", "C1", at=300),
-                  updated=500, expires=1000)
-    incoming = entry("alice", cred("pin-1", at=200), cred("card-1", "card", "C1", at=250), cred("pin-2", at=50),
-                     updated=600, expires=2000, source="peer")
-    merged = merge_entries(local, incoming)
-    assert merged.credentials["pin-1"] == replace(incoming.credentials["pin-1"], fingerprint="fp")  # newer
-    assert merged.credentials["card-1"] == local.credentials["card-1"]  # ours is newer
-    assert "pin-2" in merged.credentials
-    assert (merged.expires_at, merged.updated_at, merged.source) == (2000, 600, "peer")
-    older = merge_entries(local, entry("alice", cred("pin-3"), updated=400, expires=9999))
-    assert (older.expires_at, older.updated_at) == (1000, 500) and "pin-3" in older.credentials
-    assert merge_entries(None, incoming) is incoming
-
-
 @pytest.mark.parametrize(
     ("revocation", "credential", "revoked"),
     [(Revocation("alice", "user", None, 150), cred("pin-1", at=100), True),
@@ -202,15 +185,6 @@ def test_a_sync_replaces_synced_credentials_and_keeps_logins() -> None:
     result = apply_sync(local, synced)
     assert set(result.credentials) == {"pin-1", "password"}
     assert result.credentials["pin-1"].verified_at == 900 and result.credentials["pin-1"].fingerprint == "fp"
-
-
-def test_shared_entries_carry_logins_only_and_no_fingerprint() -> None:
-    mixed = entry("alice", cred("pin-1", fingerprint="fp"), cred("pin-2", origin="sync", source="sync"))
-    shared = mixed.shareable()
-    assert shared is not None and set(shared.credentials) == {"pin-1"}
-    assert shared.credentials["pin-1"].fingerprint is None
-    assert "fingerprint" not in json.dumps(shared.to_dict(shared=True))
-    assert entry("bob", cred("pin-1", origin="sync")).shareable() is None
 
 
 # -- failure budgets --------------------------------------------------------------------------------
@@ -441,7 +415,7 @@ def test_sixth_wrong_pin_is_locked_even_if_right(rig: Any) -> None:
 def test_a_synced_user_never_seen_logs_in_by_scan_then_by_fingerprint(rig: Any) -> None:
     for number in range(20):
         rig.cache.put(entry(f"user{number}", cred("pin-1", secret=f"{number:04d}", origin="sync", source="sync"),
-                            expires=rig.clock.seconds() + 3600))
+                            renewed=rig.clock.seconds()))
     service = rig.service()
     rig.down[0] = True
     outcome = login(service, "0017")
@@ -452,7 +426,7 @@ def test_a_synced_user_never_seen_logs_in_by_scan_then_by_fingerprint(rig: Any) 
 
 
 def test_password_needs_a_user_and_checks_only_that_user(rig: Any) -> None:
-    rig.cache.put(entry("alice", cred("password", "password", "secret-a"), expires=rig.clock.seconds() + 60))
+    rig.cache.put(entry("alice", cred("password", "password", "secret-a"), renewed=rig.clock.seconds()))
     service = rig.service()
     rig.down[0] = True
     assert login(service, "secret-a", method="password").reason == "invalid"  # type: ignore[union-attr]
@@ -483,7 +457,7 @@ def test_a_key_file_readable_by_others_is_tightened(tmp_path: Path) -> None:
 def test_scans_queue_up_to_a_bound(rig: Any) -> None:
     from spooler.login.service import MAX_WAITING_SCANS
 
-    rig.cache.put(entry("alice", cred("pin-1", secret="4321", origin="sync"), expires=rig.clock.seconds() + 60))
+    rig.cache.put(entry("alice", cred("pin-1", secret="4321", origin="sync"), renewed=rig.clock.seconds()))
     held: list[Any] = []
 
     def parked(function: Any, *args: Any) -> Any:  # a run_in_thread whose work never ends (yet)
@@ -514,8 +488,8 @@ def test_scans_queue_up_to_a_bound(rig: Any) -> None:
 
 def test_own_pin_between_guesses_does_not_clear_the_count(rig: Any) -> None:
     """Finding 2a: 4 wrong PINs and the guesser's own PIN, again and again: the guesses add up."""
-    rig.cache.put(entry("mallory", cred("pin-1", secret="1111"), expires=rig.clock.seconds() + 86400))
-    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), expires=rig.clock.seconds() + 86400))
+    rig.cache.put(entry("mallory", cred("pin-1", secret="1111"), renewed=rig.clock.seconds()))
+    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), renewed=rig.clock.seconds()))
     rig.down[0] = True
     service = rig.service()
     refused = []
@@ -529,14 +503,14 @@ def test_own_pin_between_guesses_does_not_clear_the_count(rig: Any) -> None:
 
 def test_new_terminals_do_not_get_a_new_budget(rig: Any) -> None:
     """Finding 2b: one guess per address, many addresses: the device counts them all."""
-    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), expires=rig.clock.seconds() + 86400))
+    rig.cache.put(entry("victim", cred("pin-1", secret="7391"), renewed=rig.clock.seconds()))
     rig.down[0] = True
     service = rig.service()
     reasons = [login(service, f"{n:04d}", terminal=f"192.0.2.{n}").reason for n in range(12)]  # type: ignore[union-attr]
     assert reasons[:10] == ["invalid"] * 10 and reasons[10:] == ["locked", "locked"]
     assert login(service, "7391", terminal="198.51.100.1").reason == "locked"  # type: ignore[union-attr]
     # Card logins have their own count; a named password login only its user's and terminal's.
-    rig.cache.put(entry("bob", cred("password", "password", "bob-pw"), expires=rig.clock.seconds() + 86400))
+    rig.cache.put(entry("bob", cred("password", "password", "bob-pw"), renewed=rig.clock.seconds()))
     assert login(service, "bob-pw", user="bob", method="password", terminal="198.51.100.2").user == "bob"  # type: ignore[union-attr]
     rig.clock.advance(300)
     assert login(service, "7391", terminal="198.51.100.1").user == "victim"  # type: ignore[union-attr]
@@ -563,7 +537,7 @@ def test_an_unknown_user_costs_the_same_scrypt_as_a_known_one(rig: Any, monkeypa
     from spooler.login import service as service_module
     from spooler.verifiers import verifier_parameters
 
-    rig.cache.put(entry("alice", cred("password", "password", "secret-a"), expires=rig.clock.seconds() + 60))
+    rig.cache.put(entry("alice", cred("password", "password", "secret-a"), renewed=rig.clock.seconds()))
     rig.down[0] = True
     service = rig.service()
     checked: list[str] = []
@@ -596,8 +570,7 @@ def test_synced_pins_with_lookups_cost_one_scrypt_per_attempt(rig: Any) -> None:
                  "lookup": base64.b64encode(lookup_digest(f"{number}{k}99", kdf)).decode()}
                 for k in range(1, 4)]  # fmt: skip
         rig.cache.put(synced_entry({"name": f"user{number}", "pins": pins}, verified_at=1.0,
-                                   expires_at=rig.clock.seconds() + 3600, now=rig.clock.seconds(),
-                                   fingerprint=rig.cache.fingerprint))  # fmt: skip
+                                   now=rig.clock.seconds(), device="b", fingerprint=rig.cache.fingerprint))  # fmt: skip
     rig.down[0] = True
     calls: list[str] = []
 
@@ -645,8 +618,87 @@ def test_naming_each_user_in_turn_does_not_multiply_pin_guesses(rig: Any) -> Non
     """A PIN login that names a user still counts for the device: 100 users named in turn would
     otherwise give 100 budgets to PIN guesses."""
     for number in range(12):
-        rig.cache.put(entry(f"user{number}", cred("pin-1", secret=f"{number:04d}99"), expires=rig.clock.seconds() + 60))
+        rig.cache.put(entry(f"user{number}", cred("pin-1", secret=f"{number:04d}99"), renewed=rig.clock.seconds()))
     rig.down[0] = True
     service = rig.service()
     reasons = [login(service, "000000", user=f"user{n}", terminal=f"t{n}").reason for n in range(12)]  # type: ignore[union-attr]
     assert reasons[:10] == ["invalid"] * 10 and reasons[10:] == ["locked", "locked"]
+
+
+# -- validity, devices, online refusals, server grants (issue 14: findings 1, 3, 12) -------------------
+
+
+def test_validity_is_computed_at_the_check_so_a_shorter_setting_applies_at_once(rig: Any) -> None:
+    rig.api.answers = [ok()]
+    assert isinstance(login(rig.service(validity_hours=24.0), "1234"), LoginOutcome)
+    rig.down[0] = True
+    rig.clock.advance(2 * 3600)
+    shortened = login(rig.service(validity_hours=1.0), "1234")  # the same cache, the setting shortened
+    assert isinstance(shortened, LoginRefused) and shortened.reason == "expired"
+    renewed = login(rig.service(validity_hours=3.0), "1234", terminal="t2")
+    assert isinstance(renewed, LoginOutcome) and renewed.valid_until == rig.clock.seconds() + 3 * 3600
+
+
+def test_devices_of_the_answer_are_cached_and_checked(rig: Any) -> None:
+    rig.api.answers = [dict(ok(), devices=["branch-1", "branch-2"]), ok("bob", "pin-2")]
+    login(rig.service(), "1234")
+    login(rig.service(), "5678")
+    assert rig.cache.entries["alice"].credentials["pin-1"].devices == ("branch-1", "branch-2")
+    assert rig.cache.entries["bob"].credentials["pin-2"].devices == ("branch-1",)  # not said: this device only
+    rig.down[0] = True
+    assert isinstance(login(rig.service(), "1234"), LoginOutcome)
+    restricted = entry("carol", cred("pin-1", secret="4444", source="peer", devices=("branch-9",), issuer="k"),
+                       renewed=rig.clock.seconds())  # fmt: skip
+    rig.cache.put(restricted)
+    assert login(rig.service(), "4444").reason == "invalid"  # type: ignore[union-attr]
+
+
+def test_an_online_refusal_removes_the_cached_credential(rig: Any) -> None:
+    service = rig.service()
+    rig.api.answers = [ok(), ok("alice", "card-1")]
+    login(service, "1234")
+    login(service, "CARD", method="card")
+    rig.api.answers = [CentralApiRefused(401, "invalid credentials")]
+    assert login(service, "1234").reason == "invalid"  # type: ignore[union-attr]
+    assert set(rig.cache.entries["alice"].credentials) == {"card-1"}  # the PIN went, the card stays
+    assert any(r.refusal and r.credential == "pin-1" for r in rig.cache.revocations)
+    rig.down[0] = True
+    assert login(service, "1234", terminal="t2").reason == "invalid"  # type: ignore[union-attr]
+    assert isinstance(login(service, "CARD", method="card", terminal="t2"), LoginOutcome)
+
+
+def grant_answer(server: Any, secret: str = "1234", **changes: Any) -> dict[str, Any]:
+    from spooler.refserver.store import iso
+    from spooler.signing import GRANT, as_json, sign
+
+    fields = {"user": "alice", "credential": "pin-1", "kind": "pin", "verifier": cheap(secret), "devices": ["*"],
+              "issued_at": "2026-11-25T00:00:00.000Z", "expires_at": iso(1_800_000_000 + 86400), **changes}
+    return dict(ok(), devices=fields["devices"], grant=as_json(sign(server, GRANT, fields)))
+
+
+def test_with_a_server_key_the_grant_is_cached_and_a_bad_one_is_not(rig: Any) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from spooler.login.trust import Trust
+
+    server = Ed25519PrivateKey.generate()
+    trust = Trust("branch-1", server_key=server.public_key())
+    config = LoginConfig(validity_hours=1000.0)
+    service = LoginService(rig.clock, config, rig.cache, device="branch-1", api=rig.api,  # type: ignore[arg-type]
+                           run_in_thread=run_synchronously, server_known_down=lambda: rig.down[0],
+                           trust=trust)  # fmt: skip
+    for bad in (ok(), grant_answer(Ed25519PrivateKey.generate()), grant_answer(server, user="bob"),
+                grant_answer(server, secret="9999")):  # none, another key, another user, another secret
+        rig.api.answers = [bad]
+        outcome = login(service, "1234")
+        assert isinstance(outcome, LoginOutcome) and outcome.mode == "online"  # the server said yes ...
+        assert "alice" not in rig.cache.entries  # ... but nothing is cached without its valid grant
+    rig.api.answers = [grant_answer(server)]
+    online = login(service, "1234")
+    credential = rig.cache.entries["alice"].credentials["pin-1"]
+    assert credential.grant is not None and credential.devices == ("*",)
+    assert isinstance(online, LoginOutcome) and online.valid_until == 1_800_000_000 + 86400  # capped by the grant
+    rig.down[0] = True
+    assert isinstance(login(service, "1234"), LoginOutcome)
+    rig.clock.advance(86400)
+    assert login(service, "1234").reason == "expired"  # type: ignore[union-attr]

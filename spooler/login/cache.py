@@ -21,6 +21,8 @@ import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,17 @@ class CredentialCache:
 
     # -- changes -----------------------------------------------------------------------------------
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many changes in one durable commit (a peer's pull brings up to a thousand entries at once)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def put(self, entry: UserEntry) -> None:
         slot = self._slots.get(entry.user) or secrets.token_hex(12)
         key_id, blob = seal(self.keys, "user", slot, entry.to_dict())
@@ -229,9 +242,10 @@ class CredentialCache:
         self._db.execute("INSERT OR REPLACE INTO sealed (kind, slot, key_id, blob) VALUES ('meta', ?, ?, ?)",
                          (slot, key_id, blob))  # fmt: skip
 
-    def purge(self, now: float) -> list[str]:
-        """Remove entries expired for longer than KEEP_EXPIRED; the users removed."""
-        gone = [user for user, entry in self.entries.items() if entry.expires_at + KEEP_EXPIRED < now]
+    def purge(self, now: float, validity: float) -> list[str]:
+        """Remove entries expired (under `validity`, the setting of now) for longer than KEEP_EXPIRED;
+        the users removed."""
+        gone = [user for user, entry in self.entries.items() if entry.valid_until(validity) + KEEP_EXPIRED < now]
         for user in gone:
             self.remove(user)
         return gone

@@ -1,6 +1,7 @@
 """Opt-in DNS-SD discovery of login-sharing peers ([login] discover = true): advertises this spooler's
 share endpoint as `_spooler-login._tcp` and browses for the others; found peers join the sharing's
-peer list (the fleet key still authenticates every exchange: discovery only says where to ask).
+peer list (discovery only says where to ask: a found spooler is exchanged with only if its key is
+enrolled, and every record it sends is checked as any peer's).
 zeroconf's blocking calls run in a thread; its callbacks come back to the reactor."""
 
 from __future__ import annotations

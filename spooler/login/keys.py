@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spooler.model import SpoolerError
-from spooler.spoolfiles import fsync_directory
+from spooler.spoolfiles import write_private_file
 
 KEY_BYTES = 32
 
@@ -90,16 +90,7 @@ class LoginKeys:
         body = json.dumps({"version": 1, "current": self.current,
                            "keys": {key_id: _b64(key) for key_id, key in self.keys.items()},
                            "fingerprint_key": _b64(self.fingerprint_key)}, indent=1)  # fmt: skip
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, body.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        fsync_directory(path.parent)
+        write_private_file(path, body.encode("ascii"))
         self.path = path
 
     @property
@@ -117,24 +108,3 @@ class LoginKeys:
 
     def only_current(self) -> LoginKeys:
         return LoginKeys(self.current, {self.current: self.current_key}, self.fingerprint_key, self.path)
-
-
-def read_fleet_key(path: Path) -> bytes:
-    """The fleet key shared by the spoolers of a subnet: 32 bytes, base64 in a file of its own."""
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except OSError as error:
-        raise KeyFileError(f"cannot read the fleet key {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise KeyFileError(f"{path} is not a fleet key (base64 text)") from None
-    return _unb64(text, f"the fleet key {path}")
-
-
-def write_fleet_key(path: Path) -> None:
-    """A new random fleet key at `path` (mode 0600); refuses to overwrite one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (_b64(secrets.token_bytes(KEY_BYTES)) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,6 +1,7 @@
-"""The login part of the running spooler: opens the key file and the credential cache, builds the
-LoginService, the user sync (with its timer) and the sharing with peers, and answers the admin API's
-login routes (`/v1/login`, `/v1/users`, `/v1/users/sync`, `/v1/keys/rotate`)."""
+"""The login part of the running spooler: opens the key file, the credential cache, this spooler's key
+pair and its enrolled peers, builds the LoginService, the user sync (with its timer) and the sharing
+with peers, and answers the admin API's login routes (`/v1/login`, `/v1/users`, `/v1/users/sync`,
+`/v1/keys/rotate`, `/v1/peers`)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from spooler.login.budget import FailureBudgets
 from spooler.login.cache import CredentialCache
 from spooler.login.entries import is_revoked
 from spooler.login.keys import LoginKeys
+from spooler.login.peers import EnrolledPeers, PeerError, PeerIdentity, make_peer
 from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
+from spooler.login.trust import Trust
+from spooler.signing import SignatureError, parse_public_key
 from spooler.spoolfiles import RunInThread
 from spooler.web import ApiError
 
@@ -43,20 +47,39 @@ def open_cache(config: Config) -> CredentialCache:
     return cache
 
 
-def user_rows(cache: CredentialCache, now: float) -> list[dict[str, Any]]:
-    """Who can log in offline and until when (`spooler users list`); `indexed`: the PINs and cards
+def open_trust(config: Config) -> Trust:
+    """This spooler's key pair (made on first start), its enrolled peers and the server's signing key."""
+    identity = PeerIdentity.open_or_create(config.peer_key_path)
+    server = config.server.signing_key if config.server is not None else None
+    return Trust(config.device.name, EnrolledPeers.load(config.peers_path), identity=identity,
+                 server_key=parse_public_key(server) if server else None)  # fmt: skip
+
+
+def user_rows(cache: CredentialCache, now: float, trust: Trust, validity: float) -> list[dict[str, Any]]:
+    """Who can log in offline here and until when (`spooler users list`): only credentials that count on
+    this device (spooler.login.trust), under the validity configured now; `indexed`: the PINs and cards
     found by one lookup (the others cost a scan of the verifiers not in the index)."""
     rows = []
+    revocations = trust.counting(cache.revocations)
     for name in sorted(cache.entries):
         entry = cache.entries[name]
-        live = [c for c in entry.credentials.values() if not is_revoked(name, c, cache.revocations)]
+        counting = [c for c in entry.credentials.values() if trust.usable(c)]
+        if not counting:
+            continue
+        live = [c for c in counting if not is_revoked(name, c, revocations)]
         kinds = sorted({c.kind for c in live})
-        state = "revoked" if not live else "expired" if entry.expires_at <= now else "ok"
+        valid_until = entry.valid_until(validity)
+        state = "revoked" if not live else "expired" if valid_until <= now else "ok"
         indexed = sum(1 for c in live if c.kind != "password" and cache.is_indexed(c))
         rows.append({"user": name, "full_name": entry.profile.get("full_name", ""), "state": state,
-                     "valid_until": entry.expires_at, "methods": kinds, "credentials": len(live),
+                     "valid_until": valid_until, "methods": kinds, "credentials": len(live),
                      "indexed": indexed, "source": entry.source, "updated_at": entry.updated_at})  # fmt: skip
     return rows
+
+
+def peer_rows(trust: Trust) -> dict[str, Any]:
+    """This spooler's key and the enrolled peers (`spooler peers list`)."""
+    return {"self": trust.own_key, "device": trust.device, "peers": [peer.to_dict() for peer in trust.peers]}
 
 
 def expiring_window(validity: float) -> float:
@@ -65,9 +88,12 @@ def expiring_window(validity: float) -> float:
     return min(validity / 4, 6 * 3600.0)
 
 
-def cache_status(cache: CredentialCache, now: float, *, validity: float, last_sync: dict[str, Any] | None,
-                 sharing: dict[str, Any] | None, offline_enabled: bool) -> dict[str, Any]:  # fmt: skip
-    rows = user_rows(cache, now)
+def cache_status(cache: CredentialCache, now: float, *, trust: Trust, validity: float,
+                 last_sync: dict[str, Any] | None, sharing: dict[str, Any] | None,
+                 offline_enabled: bool) -> dict[str, Any]:  # fmt: skip
+    """The login cache for `spooler status` and the admin page: users by state (as `users list` counts
+    them here), who expires soon, the last sync, and the sharing peers with their last exchange."""
+    rows = user_rows(cache, now, trust, validity)
     window = expiring_window(validity)
     states = {"ok": 0, "expired": 0, "revoked": 0}
     for row in rows:
@@ -95,28 +121,33 @@ class LoginRuntime(MultiService):
         self.config = config
         self.reactor = reactor
         self.cache = open_cache(config)
-        self.cache.purge(reactor.seconds())
+        self.trust = open_trust(config)
+        self.cache.purge(reactor.seconds(), config.login.validity_hours * 3600.0)
         self._own_budgets = budgets is None
         self.budgets = budgets or FailureBudgets.open(config.login_cache_path, reactor)
         api_url = config.server.api_url if config.server is not None else None
         self.api: CentralBackend | None = backend if backend is not None else CentralApi(reactor, api_url) if api_url else None
         self.service = LoginService(reactor, config.login, self.cache, device=config.device.name, api=self.api,
                                     run_in_thread=run_in_thread, server_known_down=server_known_down,
-                                    budgets=self.budgets)  # fmt: skip
+                                    budgets=self.budgets, trust=self.trust)  # fmt: skip
         self.sync: UserSync | None = None
         if self.api is not None:
             self.sync = UserSync(reactor, self.cache, self.api, device=config.device.name,
-                                 validity=self.service.validity)  # fmt: skip
+                                 validity=self.service.validity, trust=self.trust)  # fmt: skip
             if config.login.sync_interval > 0:
                 timer = TimerService(config.login.sync_interval, self.sync.scheduled)
                 timer.clock = reactor
                 timer.setName("login-sync")
                 timer.setServiceParent(self)
         self.sharing: Any = None
-        if config.login.fleet_key_file is not None:
+        if config.login.share:
             from spooler.login.share import Sharing
 
-            self.sharing = Sharing(config, reactor, self.cache, self.service, run_in_thread=run_in_thread)
+            if self.trust.server_key is None and self.api is not None:
+                log.warn("Sharing login entries without [server] signing_key: an enrolled spooler, if stolen, can "
+                         "make up credentials for any user until it is removed (spooler peers remove)",
+                         spool_event="share_unsigned")  # fmt: skip
+            self.sharing = Sharing(config, reactor, self.cache, self.service, self.trust, run_in_thread=run_in_thread)
             if self.sync is not None:
                 self.sync.on_revocations.append(self.sharing.push_revocations)
             self.sharing.setServiceParent(self)
@@ -125,7 +156,7 @@ class LoginRuntime(MultiService):
         """The login cache (users by state, who expires within a day, the last sync) and the sharing
         peers with their last exchange, for `spooler status` and the admin page."""
         now = self.reactor.seconds()
-        return cache_status(self.cache, now, validity=self.service.validity,
+        return cache_status(self.cache, now, trust=self.trust, validity=self.service.validity,
                             last_sync=self.sync.last if self.sync is not None else None,
                             sharing=self.sharing.status() if self.sharing is not None else None,
                             offline_enabled=self.config.login.offline_enabled)  # fmt: skip
@@ -157,8 +188,14 @@ class LoginRuntime(MultiService):
         if method == "POST" and path == ["login"]:
             return self._login(body())
         if method == "GET" and path == ["users"]:
-            return succeed({"users": user_rows(self.cache, self.reactor.seconds()),
+            return succeed({"users": user_rows(self.cache, self.reactor.seconds(), self.trust, self.service.validity),
                             "last_sync": self.sync.last if self.sync else None})  # fmt: skip
+        if method == "GET" and path == ["peers"]:
+            return succeed(peer_rows(self.trust))
+        if method == "POST" and path == ["peers"]:
+            return maybeDeferred(self._enroll, body())
+        if method == "POST" and path == ["peers", "remove"]:
+            return maybeDeferred(self._unenroll, body())
         if method == "POST" and path == ["users", "sync"]:
             if self.sync is None:
                 return fail(RouteError(409, "no-server", "no central server API is configured ([server] api_url)"))
@@ -166,6 +203,25 @@ class LoginRuntime(MultiService):
         if method == "POST" and path == ["keys", "rotate"]:
             return maybeDeferred(self._rotate)
         return None
+
+    def _enroll(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            peer = make_peer(body.get("name"), body.get("key"), body.get("address"))
+            self.trust.peers.add(peer, own_key=self.trust.own_key)
+        except (PeerError, SignatureError) as error:
+            raise RouteError(400, "bad-peer", str(error)) from None
+        log.info("Enrolled the login peer {name} ({key})", spool_event="peer_enrolled", name=peer.name, key=peer.key,
+                 address=peer.address)  # fmt: skip
+        return peer.to_dict()
+
+    def _unenroll(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            peer = self.trust.peers.remove(str(body.get("name")))
+        except PeerError as error:
+            raise RouteError(404, "no-such-peer", str(error)) from None
+        log.info("Removed the login peer {name} ({key}): its entries no longer count", spool_event="peer_removed",
+                 name=peer.name, key=peer.key)  # fmt: skip
+        return peer.to_dict()
 
     def _rotate(self) -> dict[str, Any]:
         key_id = self.cache.rotate()

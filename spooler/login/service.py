@@ -34,8 +34,11 @@ from spooler.centralapi import LOGIN, CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
 from spooler.login.budget import BudgetPolicy, Charge, FailureBudgets
 from spooler.login.cache import CredentialCache
-from spooler.login.entries import METHODS, Credential, UserEntry, clean_profile, is_revoked, parse_server_time
+from spooler.login.entries import (METHODS, Credential, Revocation, UserEntry, clean_profile, is_revoked,
+                                   parse_devices, parse_server_time)  # fmt: skip
+from spooler.login.trust import Trust
 from spooler.model import SpoolerError
+from spooler.signing import SignatureError
 from spooler.spoolfiles import RunInThread
 from spooler.verifiers import check_verifier, dummy_verifier, make_verifier, verifier_parameters
 
@@ -101,8 +104,9 @@ class LoginService:
     def __init__(self, reactor: Any, config: LoginConfig, cache: CredentialCache, *, device: str,
                  api: CentralBackend | None, run_in_thread: RunInThread,
                  server_known_down: Callable[[], bool] | None = None,
-                 budgets: FailureBudgets | None = None) -> None:  # fmt: skip
-        """`budgets`: where failures are counted (STATE/login.db in the daemon; in memory if None)."""
+                 budgets: FailureBudgets | None = None, trust: Trust | None = None) -> None:  # fmt: skip
+        """`budgets`: where failures are counted (STATE/login.db in the daemon; in memory if None);
+        `trust`: what counts here (this device, the enrolled peers, the server's signing key)."""
         self._reactor = reactor
         self.reconfigure(config)
         self.cache = cache
@@ -110,6 +114,7 @@ class LoginService:
         self.api = api
         self._run = run_in_thread
         self._server_known_down = server_known_down or (lambda: False)
+        self.trust = trust if trust is not None else Trust(device)
         self.budgets = budgets or FailureBudgets.open(":memory:", reactor)
         self._dummies: dict[tuple[int, int, int], str] = {}
         self._scans = DeferredSemaphore(SCANS_AT_ONCE)
@@ -218,7 +223,8 @@ class LoginService:
             try:
                 answer = yield self.api.call("POST", "login", body, deadline=LOGIN)
             except CentralApiRefused as refused:
-                if refused.status == 401:
+                if refused.status in (401, 403):
+                    yield self._forget_refused(method, secret, user)
                     raise LoginRefused("invalid") from None
                 log.warn("The central server refused a login request with {status}: {detail}; checking offline",
                          spool_event="login_api_error", status=refused.status, detail=refused.message)  # fmt: skip
@@ -237,16 +243,35 @@ class LoginService:
 
     @inlineCallbacks
     def _learn(self, method: str, secret: str, answer: Any) -> Any:
-        """Cache a verifier of the secret that the server accepted, with the profile; renew the entry."""
+        """Cache a verifier of the secret that the server accepted, with the profile and the devices the
+        server allows the user on; renew the entry. When the server signs (`[server] signing_key`), the
+        verifier is the one of its grant, which must verify; without a valid grant the login stands but
+        nothing is cached."""
         try:
             profile_raw = answer["user"]
             name = str(profile_raw["name"])
             credential_id = str(answer.get("credential") or method)
             verified_at = _server_time(answer, self._reactor.seconds())
+            devices = parse_devices(answer["devices"]) if "devices" in answer else (self.device,)
         except (KeyError, TypeError, ValueError):
             log.warn("The central server's login answer is not as documented", spool_event="login_api_error")
             raise LoginRefused("unavailable") from None
-        verifier = yield self._run(make_verifier, secret)
+        grant = None
+        if self.trust.server_key is not None:
+            try:
+                grant = self.trust.learned_grant(answer, name, credential_id, method)
+                if not (yield self._run(check_verifier, secret, grant.verifier)):
+                    raise SignatureError("the grant's verifier does not match what the user typed")
+            except SignatureError as error:
+                log.error("Login of {user} accepted by the central server, but not cached: {detail} (is "
+                          "[server] signing_key the server's key?)", spool_event="login_grant_invalid", user=name,
+                          detail=str(error))  # fmt: skip
+                now = self._reactor.seconds()
+                return LoginOutcome(name, dict(clean_profile(profile_raw), credit=profile_raw.get("credit")), "online",
+                                    None, now + self.validity)  # fmt: skip
+            verifier, devices, verified_at = grant.verifier, grant.devices, grant.issued_at
+        else:
+            verifier = yield self._run(make_verifier, secret)
         fp = None
         if method != "password":
             digest = yield self._run(self.cache.lookup, secret)
@@ -254,12 +279,46 @@ class LoginService:
         now = self._reactor.seconds()
         local = self.cache.entries.get(name)
         credentials = dict(local.credentials) if local is not None else {}
-        credentials[credential_id] = Credential(credential_id, method, verifier, verified_at, "login", "login", fp)
-        entry = UserEntry(name, clean_profile(profile_raw), credentials, now + self.validity, now, "login")
+        credentials[credential_id] = Credential(credential_id, method, verifier, verified_at, "login", "login", fp,
+                                                devices, grant=grant.statement if grant else None,
+                                                grant_until=grant.expires_at if grant else None)  # fmt: skip
+        entry = UserEntry(name, clean_profile(profile_raw), credentials, now, now, "login")
         self.cache.put(entry)
         self._renewed(entry)
         profile = dict(entry.profile, credit=profile_raw.get("credit"))
-        return LoginOutcome(name, profile, "online", None, entry.expires_at)
+        return LoginOutcome(name, profile, "online", None, self._valid_until(entry, credentials[credential_id]))
+
+    def _valid_until(self, entry: UserEntry, credential: Credential) -> float:
+        """Until when this credential lets its user in offline: the entry's validity under the setting
+        of now, and never past the server's grant."""
+        until = entry.valid_until(self.validity)
+        return min(until, credential.grant_until) if credential.grant_until is not None else until
+
+    @inlineCallbacks
+    def _forget_refused(self, method: str, secret: str, user: str | None) -> Any:
+        """The server refused this secret: a cached credential that would let it in offline goes, and a
+        local revocation keeps a peer's older copy of it from coming back. Never fails the refusal."""
+        try:
+            found = yield self._find(method, secret, user, self._reactor.seconds())
+        except Exception:  # noqa: BLE001 - busy scans or a broken row: the refusal stands all the same
+            log.failure("Could not look for a cached credential the server refused")
+            return
+        if found is None:
+            return
+        name, credential = found[0], found[1]
+        entry = self.cache.entries.get(name)
+        if entry is None or credential.id not in entry.credentials:
+            return
+        now = self._reactor.seconds()
+        refused_at = max(now, credential.verified_at)  # covers this copy and every older one, whatever the clocks
+        self.cache.add_revocations([Revocation(name, credential.kind, credential.id, refused_at, refusal=True)])
+        kept = {cid: c for cid, c in entry.credentials.items() if cid != credential.id}
+        if kept:
+            self.cache.put(replace(entry, credentials=kept, updated_at=now))
+        else:
+            self.cache.remove(name)
+        log.info("The central server refused a credential of {user} that the cache held: removed",
+                 spool_event="login_cache_refused", user=name, credential=credential.id)  # fmt: skip
 
     # -- offline -----------------------------------------------------------------------------------
 
@@ -273,38 +332,44 @@ class LoginService:
         entry = self.cache.entries.get(name)
         if entry is None or credential.id not in entry.credentials:
             raise LoginRefused("invalid")  # removed while the check ran
-        if is_revoked(name, entry.credentials[credential.id], self.cache.revocations):
-            raise LoginRefused("revoked")
-        if entry.expires_at <= now:
-            raise LoginRefused("expired")
         current = entry.credentials[credential.id]
+        if not self.trust.usable(current) or not self.trust.grant_holds(name, current):
+            raise LoginRefused("invalid")  # its peer was removed while the check ran, or a bad grant
+        if is_revoked(name, current, self.trust.counting(self.cache.revocations)):
+            raise LoginRefused("revoked")
+        if self._valid_until(entry, current) <= now:
+            raise LoginRefused("expired")
         if digest is not None and not self.cache.is_indexed(current):
             current = replace(current, fingerprint=self.cache.fingerprint(method, digest, current.verifier))
-        renewed = replace(entry, credentials={**entry.credentials, credential.id: current},
-                          expires_at=now + self.validity, updated_at=now)  # fmt: skip
+        renewed = replace(entry, credentials={**entry.credentials, credential.id: current}, renewed_at=now,
+                          updated_at=now)  # fmt: skip
         self.cache.put(renewed)
         self._renewed(renewed)
-        return LoginOutcome(name, dict(renewed.profile, credit=None), "offline", OFFLINE_NOTICE, renewed.expires_at)
+        return LoginOutcome(name, dict(renewed.profile, credit=None), "offline", OFFLINE_NOTICE,
+                            self._valid_until(renewed, current))  # fmt: skip
 
     def _candidates(self, method: str, user: str | None, now: float) -> list[tuple[str, Credential]]:
-        """Credentials to try, usable ones first (so the first match is the best one), the most
-        recently used users first."""
+        """Credentials to try: only those that may count on this device (spooler.login.trust), unexpired
+        and unrevoked ones first (so the first match is the best one), the most recently used users first."""
         if user:
             entry = self.cache.entries.get(user)
             pairs = [(user, c) for c in entry.credentials.values() if c.kind == method] if entry else []
         else:
             pairs = self.cache.credentials_of(method)
+        pairs = [pair for pair in pairs if self.trust.usable(pair[1])]
+        revocations = self.trust.counting(self.cache.revocations)
 
         def rank(pair: tuple[str, Credential]) -> tuple[int, float]:
             entry = self.cache.entries[pair[0]]
-            usable = entry.expires_at > now and not is_revoked(pair[0], pair[1], self.cache.revocations)
+            usable = self._valid_until(entry, pair[1]) > now and not is_revoked(pair[0], pair[1], revocations)
             return (0 if usable else 1, -entry.updated_at)
 
         return sorted(pairs, key=rank)
 
     @inlineCallbacks
     def _find(self, method: str, secret: str, user: str | None, now: float) -> Any:
-        """(user, credential, lookup digest or None) whose verifier the secret matches, or None.
+        """(user, credential, lookup digest or None) whose verifier the secret matches, or None; only
+        credentials that may count on this device (spooler.login.trust) are tried.
 
         A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN
         or card: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
@@ -312,7 +377,8 @@ class LoginService:
         a time), if there are any."""
         if method == "password":
             entry = self.cache.entries.get(user or "")
-            mine = [c for c in entry.credentials.values() if c.kind == "password"] if entry else []
+            mine = [c for c in entry.credentials.values()
+                    if c.kind == "password" and self.trust.usable(c)] if entry else []  # fmt: skip
             target = mine[0].verifier if mine else self._dummy_verifier()
             matched = yield self._run(check_verifier, secret, target)
             return (entry.user, mine[0], None) if matched and mine and entry else None
@@ -321,7 +387,8 @@ class LoginService:
         for owner, credential_id in self.cache.indexed(self.cache.lookup_key(method, digest)):
             entry = self.cache.entries.get(owner)
             credential = entry.credentials.get(credential_id) if entry is not None else None
-            if credential is not None and credential.kind == method and (not user or owner == user):
+            if credential is not None and credential.kind == method and (not user or owner == user) \
+                    and self.trust.usable(credential):  # fmt: skip
                 hinted.append((owner, credential))
         if hinted:
             match = yield self._scan(secret, hinted)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import DeferredLock, inlineCallbacks
@@ -17,9 +18,11 @@ from twisted.logger import Logger
 
 from spooler.centralapi import REVOCATIONS, USERS, CentralApi
 from spooler.login.cache import CredentialCache
-from spooler.login.entries import (Credential, Revocation, UserEntry, apply_sync, clean_profile,
+from spooler.login.entries import (Credential, Revocation, UserEntry, apply_sync, clean_profile, parse_devices,
                                    parse_server_time)  # fmt: skip
+from spooler.login.trust import Trust, open_server_revocation
 from spooler.model import SpoolerError
+from spooler.signing import SignatureError, from_json
 
 log = Logger(namespace="spooler.login.sync")
 
@@ -35,26 +38,32 @@ class SyncError(SpoolerError):
 Fingerprinter = Callable[[str, bytes, str], str]
 
 
-def synced_entry(raw: Any, *, verified_at: float, expires_at: float, now: float,
+def synced_entry(raw: Any, *, verified_at: float, now: float, device: str,
                  fingerprint: Fingerprinter | None = None) -> UserEntry:  # fmt: skip
-    """A user of a `devices/{device}/users` answer as a cache entry (pure). With `fingerprint`, a
-    PIN or card that comes with its `lookup` gets its fingerprint (an unusable lookup is ignored)."""
+    """A user of a `devices/{device}/users` answer as a cache entry (pure), with the devices the server
+    allows the user on (this device, when the server does not say). With `fingerprint`, a PIN or card
+    that comes with its `lookup` gets its fingerprint (an unusable lookup is ignored)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise SyncError("a synced user has no name")
+    try:
+        devices = parse_devices(raw["devices"]) if "devices" in raw else (device,)
+    except ValueError as error:
+        raise SyncError(f"the devices of {raw['name']!r}: {error}") from None
     credentials: dict[str, Credential] = {}
     for kind, items in (("card", raw.get("cards") or []), ("pin", raw.get("pins") or [])):
         if not isinstance(items, list):
             raise SyncError(f"the {kind}s of {raw['name']!r} are not a list")
         for item in items[:MAX_PER_KIND]:
-            credential = _credential(item, kind, verified_at, fingerprint)
+            credential = _credential(item, kind, verified_at, devices, fingerprint)
             credentials[credential.id] = credential
     if raw.get("password") is not None:
-        credential = _credential(raw["password"], "password", verified_at)
+        credential = _credential(raw["password"], "password", verified_at, devices)
         credentials[credential.id] = credential
-    return UserEntry(raw["name"], clean_profile(raw), credentials, expires_at, now, "sync")
+    return UserEntry(raw["name"], clean_profile(raw), credentials, now, now, "sync")
 
 
-def _credential(item: Any, kind: str, verified_at: float, fingerprint: Fingerprinter | None = None) -> Credential:
+def _credential(item: Any, kind: str, verified_at: float, devices: tuple[str, ...],
+                fingerprint: Fingerprinter | None = None) -> Credential:  # fmt: skip
     if not isinstance(item, dict) or not isinstance(item.get("verifier"), str) \
             or not item["verifier"].startswith("scrypt$") or not isinstance(item.get("id"), str):  # fmt: skip
         raise SyncError(f"a synced {kind} is not an id with an scrypt verifier")
@@ -66,7 +75,8 @@ def _credential(item: Any, kind: str, verified_at: float, fingerprint: Fingerpri
             digest = b""
         if len(digest) == 32:
             fp = fingerprint(kind, digest, item["verifier"])
-    return Credential(item["id"], kind, item["verifier"], verified_at, origin="sync", source="sync", fingerprint=fp)
+    return Credential(item["id"], kind, item["verifier"], verified_at, origin="sync", source="sync", fingerprint=fp,
+                      devices=devices)  # fmt: skip
 
 
 def assigned_users(answer: dict[str, Any]) -> tuple[int, bool]:
@@ -83,8 +93,9 @@ def assigned_users(answer: dict[str, Any]) -> tuple[int, bool]:
 
 class UserSync:
     def __init__(self, reactor: Any, cache: CredentialCache, api: CentralApi, *, device: str,
-                 validity: float) -> None:  # fmt: skip
+                 validity: float, trust: Trust | None = None) -> None:  # fmt: skip
         self._reactor = reactor
+        self.trust = trust
         self.cache = cache
         self.api = api
         self.device = device
@@ -108,7 +119,7 @@ class UserSync:
         listed: dict[str, UserEntry] = {}
         total, at_least = assigned_users(answer)
         for raw in answer["users"][:MAX_SYNCED_USERS]:
-            entry = synced_entry(raw, verified_at=verified_at, expires_at=now + self.validity, now=now,
+            entry = synced_entry(raw, verified_at=verified_at, now=now, device=self.device,
                                  fingerprint=fingerprint)  # fmt: skip
             listed[entry.user] = entry
         removed = 0
@@ -118,13 +129,13 @@ class UserSync:
             kept = {cid: c for cid, c in local.credentials.items() if c.origin != "sync"}
             removed += 1
             if kept:
-                self.cache.put(UserEntry(name, local.profile, kept, local.expires_at, now, local.source))
+                self.cache.put(UserEntry(name, local.profile, kept, local.renewed_at, now, local.source))
             else:
                 self.cache.remove(name)
         for name, entry in listed.items():
             self.cache.put(apply_sync(self.cache.entries.get(name), entry))
         new_revocations = yield self.pull_revocations()
-        self.cache.purge(now)
+        self.cache.purge(now, self.validity)
         truncated = bool(answer.get("truncated")) or total > len(listed)
         self.last = {"users": len(listed), "removed": removed, "revocations": new_revocations,
                      "truncated": truncated, "assigned": total, "at": now}  # fmt: skip
@@ -163,7 +174,9 @@ class UserSync:
                 revoked_at = parse_server_time(raw.get("revoked_at"), float("nan"))
                 if revoked_at != revoked_at:
                     raise ValueError("no revoked_at")
-                revocations.append(Revocation.from_dict(dict(raw, revoked_at=revoked_at)))
+                revocation = Revocation.from_dict({"user": raw.get("user"), "kind": raw.get("kind", "user"),
+                                                   "credential": raw.get("credential"), "revoked_at": revoked_at})
+                revocations.append(self._with_signature(revocation, raw.get("signed")))
             except (ValueError, TypeError, AttributeError):
                 log.warn("A revocation from the server is not usable; skipped", spool_event="revocation_skipped")
         known = set(self.cache.revocations)
@@ -178,6 +191,22 @@ class UserSync:
         if isinstance(answer.get("server_time"), str):
             self.cache.set_sync_since(answer["server_time"])
         return new
+
+    def _with_signature(self, revocation: Revocation, signed: Any) -> Revocation:
+        """The revocation with the server's signature kept (so that peers take it when they require
+        one), if the server signed it and the signature verifies under the pinned key."""
+        if self.trust is None or self.trust.server_key is None or signed is None:
+            return revocation
+        try:
+            statement = from_json(signed)
+            server = open_server_revocation(self.trust.server_key, statement)
+        except SignatureError as error:
+            log.warn("A revocation from the server has no valid signature ({detail}); applied here, not shared",
+                     spool_event="revocation_unsigned", detail=str(error))  # fmt: skip
+            return revocation
+        if (server.user, server.kind, server.credential) != (revocation.user, revocation.kind, revocation.credential):
+            return revocation
+        return replace(revocation, revoked_at=server.revoked_at, signed=statement)
 
     @inlineCallbacks
     def scheduled(self) -> Any:

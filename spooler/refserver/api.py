@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -17,6 +18,7 @@ from spooler import __version__
 from spooler.refserver.modes import ModeController
 from spooler.refserver.store import CentralStore, iso, parse_iso
 from spooler.refserver.users import MAX_USERS_PER_DEVICE, METHODS, REVOCATION_KINDS, Credential, User, UserDirectory
+from spooler.signing import GRANT, REVOCATION, as_json, public_key_text, sign
 from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
 
 __all__ = ["ApiError", "CentralApi", "build_api_site", "build_control_site"]
@@ -28,16 +30,22 @@ MAX_BODY = 10 * 1024 * 1024
 MAX_RECORDS_PER_UPLOAD = 1000
 MAX_RECORD_ID = 200
 MAX_SECRET = 256
+#: How long a signed login grant lets spoolers accept the login offline (and from each other), at most.
+DEFAULT_GRANT_VALIDITY = 30 * 86400.0
 
 
 class CentralApi:
-    """What the endpoints do, without HTTP: users, logins, revocations and accounting."""
+    """What the endpoints do, without HTTP: users, logins, revocations and accounting. With a `signer`,
+    login answers carry a signed grant and revocations a signature (docs/central-api.md, "Signatures")."""
 
     def __init__(self, directory: UserDirectory, store: CentralStore, clock: IReactorTime,
-                 file_revocations: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+                 file_revocations: list[dict[str, Any]] | None = None, *, signer: Ed25519PrivateKey | None = None,
+                 grant_validity: float = DEFAULT_GRANT_VALIDITY) -> None:  # fmt: skip
         self.directory = directory
         self.store = store
         self.clock = clock
+        self.signer = signer
+        self.grant_validity = grant_validity
         for index, entry in enumerate(file_revocations or []):
             user, kind, credential = _revocation_fields(entry, f"revocations[{index}]")
             try:
@@ -79,8 +87,15 @@ class CentralApi:
             if owner.allowed_on(device) and not self._revoked(owner, credential):
                 log.info("Login of {user} on {device} by {method}: accepted", refserver_event="login_ok",
                          user=owner.name, device=device, method=method)  # fmt: skip
-                return {"user": owner.profile(), "method": method, "credential": credential.id,
-                        "server_time": iso(self.clock.seconds())}  # fmt: skip
+                now = self.clock.seconds()
+                answer = {"user": owner.profile(), "method": method, "credential": credential.id,
+                          "devices": owner.devices or ["*"], "server_time": iso(now)}  # fmt: skip
+                if self.signer is not None:
+                    answer["grant"] = as_json(sign(self.signer, GRANT, {
+                        "user": owner.name, "credential": credential.id, "kind": credential.kind,
+                        "verifier": credential.verifier, "devices": answer["devices"], "issued_at": iso(now),
+                        "expires_at": iso(now + self.grant_validity)}))  # fmt: skip
+                return answer
         log.info("Login on {device} by {method}: refused", refserver_event="login_refused", device=device,
                  method=method, user=user)  # fmt: skip
         raise ApiError(401, "invalid-credentials", "invalid credentials")
@@ -93,7 +108,7 @@ class CentralApi:
         for user in eligible[:MAX_USERS_PER_DEVICE]:
             live = [c for c in user.credentials if not self._revoked(user, c)]
             password = next((c for c in live if c.kind == "password"), None)
-            listed.append(dict(user.profile(),
+            listed.append(dict(user.profile(), devices=user.devices or ["*"],
                                cards=[c.as_dict() for c in live if c.kind == "card"],
                                pins=[c.as_dict() for c in live if c.kind == "pin"],
                                password=password.as_dict() if password else None))  # fmt: skip
@@ -109,8 +124,19 @@ class CentralApi:
                 threshold = parse_iso(since)
             except ValueError:
                 raise ApiError(400, "bad-request", "\"since\" must be an ISO 8601 time such as 2026-11-25T00:00:00Z") from None
-        found = [_public(entry) for entry in self.store.revocations() if entry["_at"] >= threshold]
+        found = [self._signed(_public(entry)) for entry in self.store.revocations() if entry["_at"] >= threshold]
         return {"revocations": found, "server_time": iso(now)}
+
+    def _signed(self, revocation: dict[str, Any]) -> dict[str, Any]:
+        if self.signer is None:
+            return revocation
+        fields = {key: revocation[key] for key in ("user", "kind", "credential", "revoked_at")}
+        return dict(revocation, signed=as_json(sign(self.signer, REVOCATION, fields)))
+
+    def signing_key(self) -> dict[str, Any]:
+        if self.signer is None:
+            raise ApiError(404, "not-signing", "this server does not sign")
+        return {"algorithm": "ed25519", "key": public_key_text(self.signer)}
 
     def revoke(self, body: Any) -> dict[str, Any]:
         """Control API: revoke a user or one of their credentials now."""
@@ -218,6 +244,8 @@ class ApiResource(PrefixedResource):
         match method, segments:
             case "GET", ["health"]:
                 return lambda request: api.health()
+            case "GET", ["signing-key"]:
+                return lambda request: api.signing_key()
             case "POST", ["login"]:
                 return lambda request: api.login(read_body(request))
             case "GET", ["devices", device, "users"]:

@@ -5,6 +5,7 @@
     spooler-refserver ctl --state DIR status
     spooler-refserver ctl --state DIR mode hang [--delay 2]
     spooler-refserver ctl --state DIR revoke USER [--kind card --credential card-1]
+    spooler-refserver key --state DIR        (the public key spoolers pin as [server] signing_key)
 
 Errors are one line on stderr and a non-zero exit: 1 for a failed request, 2 for a usage error.
 """
@@ -44,7 +45,8 @@ def cmd_serve(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     options = RefServerOptions(state=args.state.absolute(), api=args.api, ipp=args.ipp or None, lpd=args.lpd or None,
                                raw=args.raw or None, users=args.users, mode=args.mode, delay=args.delay,
-                               verifier_cost=args.verifier_cost)  # fmt: skip
+                               verifier_cost=args.verifier_cost, sign=not args.no_sign,
+                               grant_validity=args.grant_validity * 3600.0)  # fmt: skip
     os.umask(0o077)
     config = queue_config(options)
     try:
@@ -101,17 +103,42 @@ def cmd_ctl(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
-def _delay(text: str) -> float:
+def cmd_key(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Print the public half of the server's signing key (made now if the server never ran)."""
+    from spooler.refserver.service import RefServerOptions, open_signing_key
+    from spooler.signing import public_key_text
+
+    os.umask(0o077)
+    options = RefServerOptions(state=args.state.absolute())
     try:
-        value = float(text)
+        key = open_signing_key(options.signing_key_path)
+    except OSError as error:
+        raise CommandError(f"cannot make the signing key in {options.state}: {error.strerror or error}") from None
+    out.write(public_key_text(key) + "\n")
+    return EXIT_OK
+
+
+def _number(text: str, unit: str) -> float:
+    try:
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+
+
+def _hours(text: str) -> float:
+    if not 0 < (value := _number(text, "hours")) <= 24 * 3650:
+        raise argparse.ArgumentTypeError("expected a number of hours above zero")
+    return value
+
+
+def _delay(text: str) -> float:
+    if not 0 <= (value := _number(text, "seconds")) <= 3600:
         raise argparse.ArgumentTypeError("the delay must be between 0 and 3600 seconds")
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from spooler.refserver.api import DEFAULT_GRANT_VALIDITY
     from spooler.refserver.service import DEFAULT_API, DEFAULT_IPP, DEFAULT_LPD, SAMPLE_USERS
     from spooler.verifiers import SCRYPT_N
 
@@ -138,8 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"delay of the slow mode ({DEFAULT_DELAY:g})")  # fmt: skip
     serve.add_argument("--verifier-cost", type=int, default=SCRYPT_N, metavar="N",
                        help=f"scrypt N of the verifiers (power of 2; default {SCRYPT_N}, tests use less)")  # fmt: skip
+    serve.add_argument("--no-sign", action="store_true",
+                       help="do not sign login grants and revocations (play an API that cannot)")  # fmt: skip
+    serve.add_argument("--grant-validity", type=_hours, default=DEFAULT_GRANT_VALIDITY / 3600, metavar="HOURS",
+                       help=f"how long a signed login grant holds ({DEFAULT_GRANT_VALIDITY / 3600:g})")  # fmt: skip
     serve.add_argument("--log-level", choices=("debug", "info", "warn", "error"), default="info")
     serve.set_defaults(handler=cmd_serve)
+
+    key = commands.add_parser("key", help="print the public key spoolers pin ([server] signing_key)")
+    key.add_argument("--state", type=Path, required=True, metavar="DIR")
+    key.set_defaults(handler=cmd_key)
 
     ctl = commands.add_parser("ctl", help="steer a running reference server through DIR/control.sock")
     ctl.add_argument("--state", type=Path, required=True, metavar="DIR")

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred, succeed
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
@@ -17,7 +19,7 @@ from twisted.logger import Logger
 from spooler import __version__
 from spooler.config import Config, config_from_mapping
 from spooler.model import ConfigError
-from spooler.refserver.api import CentralApi, build_api_site, build_control_site
+from spooler.refserver.api import DEFAULT_GRANT_VALIDITY, CentralApi, build_api_site, build_control_site
 from spooler.refserver.modes import (
     DEFAULT_DELAY,
     FailureModeFactory,
@@ -29,7 +31,8 @@ from spooler.refserver.modes import (
 from spooler.refserver.store import CentralStore
 from spooler.refserver.users import UserDirectory
 from spooler.service import ListenerService, SpoolerService
-from spooler.spoolfiles import ensure_private_dir
+from spooler.signing import public_key_text
+from spooler.spoolfiles import ensure_private_dir, write_private_file
 from spooler.verifiers import SCRYPT_N
 
 log = Logger(namespace="spooler.refserver")
@@ -51,6 +54,12 @@ class RefServerOptions:
     mode: str = "normal"
     delay: float = DEFAULT_DELAY
     verifier_cost: int = SCRYPT_N
+    sign: bool = True  # sign login grants and revocations (False: an API that cannot, as some products)
+    grant_validity: float = DEFAULT_GRANT_VALIDITY
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.state / "signing.key"
 
     @property
     def queue_dir(self) -> Path:
@@ -67,6 +76,23 @@ class RefServerOptions:
     @property
     def database(self) -> Path:
         return self.state / "central.db"
+
+
+def open_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The server's Ed25519 signing key (PEM, mode 0600), made the first time: spoolers pin its public half."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        ensure_private_dir(path.parent)
+        key = Ed25519PrivateKey.generate()
+        write_private_file(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))  # fmt: skip
+        return key
+    except (OSError, ValueError) as error:
+        raise ConfigError("--state", f"cannot read the signing key {path}: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError("--state", f"{path} is not an Ed25519 key")
+    return key
 
 
 def queue_config(options: RefServerOptions) -> Config:
@@ -132,7 +158,9 @@ class RefServerService(MultiService):
         directory, file_revocations = UserDirectory.load(options.users, cost=options.verifier_cost)
         self.store = CentralStore.open(options.database)
         try:
-            self.api = CentralApi(directory, self.store, self.reactor, file_revocations)
+            signer = open_signing_key(options.signing_key_path) if options.sign else None
+            self.api = CentralApi(directory, self.store, self.reactor, file_revocations, signer=signer,
+                                  grant_validity=options.grant_validity)  # fmt: skip
         except ValueError as error:
             raise ConfigError("--users", str(error)) from None
         self.queue = QueueService(queue_config(options), self.reactor, self.controller)
@@ -184,6 +212,7 @@ class RefServerService(MultiService):
             listeners=self.listeners(),
             received_jobs=len(list(received.glob("job-*.prn"))) if received.is_dir() else 0,
             accounting_records=self.store.record_count() if self.store is not None else 0,
+            signing_key=public_key_text(self.api.signer) if self.api is not None and self.api.signer else None,
         )
 
     @inlineCallbacks
