@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spooler.spoolfiles import fsync_directory  # the same fsync the spooler does, for the baseline
+from spooler.store.spoolfiles import fsync_directory  # the same fsync the spooler does, for the baseline
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024

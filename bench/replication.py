@@ -39,10 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from spooler.accounting import RecordMaker  # noqa: E402
+from spooler.accounting.records import RecordMaker  # noqa: E402
 from spooler.config import AccountingConfig  # noqa: E402
 from spooler.model import Document, Job, JobState, Mode, Route  # noqa: E402
-from spooler.store import JobStore  # noqa: E402
+from spooler.store.database import JobStore  # noqa: E402
 from spooler_harness import RefServer, Spooler, wait_for  # noqa: E402
 
 POLL = 0.02
@@ -53,9 +53,8 @@ def populate(state_dir: Path, count: int) -> float:
     """N finished offline jobs with their records, written through the store API. Returns seconds."""
     started = time.perf_counter()
     state_dir.mkdir(parents=True)
-    store = JobStore.open(state_dir / "spooler.db")
+    store = JobStore.open(state_dir / "spooler.db", record_maker=RecordMaker(device="branch-bench"))
     store._db.execute("PRAGMA synchronous=OFF")  # setup only: the daemon reopens it with FULL
-    store.record_maker = RecordMaker(device="branch-bench", spool_id=store.spool_id)
     now = time.time()
     for job_id in range(1, count + 1):
         pages = 1 + job_id % 9

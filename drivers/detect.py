@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spooler.pjl import PjlHeader, parse_pjl_header
+from drivers.pjl import PjlHeader, parse_pjl_header
 
 UEL = b"\x1b%-12345X"
 

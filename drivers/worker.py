@@ -9,7 +9,7 @@ input, when its parent dies, and after a document that exhausted its memory (its
 damaged). The same limits as the one-shot child (drivers.analyze): RLIMIT_AS for the whole process
 (set once, after the imports), RLIMIT_CPU per document (the soft limit is moved to the CPU time used
 so far plus the document's allowance), the page cap. The wall-clock limit and the recycling are the
-parent's (spooler.analysis).
+parent's (spooler.jobs.analysis).
 """
 
 from __future__ import annotations

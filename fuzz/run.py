@@ -123,8 +123,8 @@ def worker(name: str, seconds: int) -> None:
     with atheris.instrument_imports(include=include):
         import drivers.detect, drivers.image, drivers.pcl5, drivers.pclxl, drivers.pdf  # noqa: E401,F401
         import drivers.postscript, drivers.raster, drivers.text  # noqa: E401,F401
-        import spooler.ipp.codec, spooler.ipp.operations, spooler.ipp.resource, spooler.jobs  # noqa: E401,F401
-        import spooler.lpd, spooler.pjl, spooler.store  # noqa: E401,F401
+        import spooler.ipp.codec, spooler.ipp.server.operations, spooler.ipp.server.resource, spooler.jobs.service  # noqa: E401,F401
+        import spooler.intake.lpd, drivers.pjl, spooler.store.database  # noqa: E401,F401
     from fuzz.targets import TARGETS
 
     target = TARGETS[name]

@@ -147,10 +147,9 @@ def ipp_request(data: bytes) -> None:
     from twisted.internet.testing import StringTransport
 
     from spooler.ipp.codec import decode
-    from spooler.ipp.resource import build_ipp_site
     from spooler.ipp.tags import Status
 
-    rig = _ipp.get(lambda rig: build_ipp_site(rig.service, rig.config, rig.clock))
+    rig = _ipp.get(lambda rig: rig.ipp_site())
     site = _ipp.extra
     address = IPv4Address("TCP", "127.0.0.1", 40000)
     channel = site.buildProtocol(address)
@@ -180,7 +179,7 @@ def ipp_request(data: bytes) -> None:
 
 def lpd_control(data: bytes) -> None:
     """parse_control_file, then job_request on what it accepted (what the protocol does with it)."""
-    from spooler.lpd import LpdProtocolError, job_request, parse_control_file
+    from spooler.intake.lpd import LpdProtocolError, job_request, parse_control_file
 
     try:
         control = parse_control_file(data, max_line_length=1024)
@@ -209,9 +208,10 @@ def lpd_session(data: bytes) -> None:
     from twisted.internet.protocol import connectionDone
     from twisted.python.failure import Failure
 
-    from spooler.lpd import LpdFactory, LpdProtocol
+    from spooler.intake.lpd import LpdFactory, LpdProtocol
 
-    rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, idle_timeout=30, max_connections=10))
+    rig = _lpd.get(lambda rig: LpdFactory(rig.service, rig.clock, config=rig.config, idle_timeout=30,
+                                          max_connections=10))  # fmt: skip
     factory = _lpd.extra
     step, end, stream = (data[0] % 8, (data[0] >> 3) % 4, data[1:]) if data else (0, 0, b"")
     address = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -243,7 +243,7 @@ def lpd_session(data: bytes) -> None:
 def pjl(data: bytes) -> None:
     """The PJL header parser without its defensive catch-all (parse_pjl_header hides internal errors
     as the problem "internal error while parsing"; here they surface)."""
-    from spooler import pjl as module
+    from drivers import pjl as module
 
     head = data[:module.PJL_HEADER_LIMIT]
     header = module._parse(head, len(head) >= module.PJL_HEADER_LIMIT)

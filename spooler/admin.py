@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.model import HoldKeyRefused, IllegalTransition, JobNotFound, JobState, NotAuthorized, SpoolerError
 from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, read_json
 
@@ -41,7 +41,7 @@ def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
     detail = job.summary()
     detail["documents"] = [
         {"number": d.number, "file": str(service.spool_path(d)), "size": d.size, "document_format": d.document_format}
-        for d in service.store.documents(job_id)
+        for d in service.documents(job_id)
     ]
     return detail
 

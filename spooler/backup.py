@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from spooler import __version__
 from spooler.model import SpoolerError
-from spooler.spoolfiles import ensure_private_dir, fsync_directory
+from spooler.store.spoolfiles import ensure_private_dir, fsync_directory
 
 FORMAT = "branch-spooler-backup"
 FORMAT_VERSION = 1
@@ -342,7 +342,7 @@ def _extract_checked(archive: tarfile.TarFile, manifest: dict[str, Any], staging
 def _check_databases(staging: Path, source: Path) -> dict[str, int]:
     from spooler.login.schema import LOGIN_SCHEMA
     from spooler.schema import check_known
-    from spooler.store import _SCHEMA
+    from spooler.store.database import _SCHEMA
 
     known = {"spooler.db": _SCHEMA, "login.db": LOGIN_SCHEMA}
     versions = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,6 +22,14 @@ from .web import AnswerTooLarge, read_capped
 
 #: The largest answer the spooler reads from the API (a sync of 100 users is well under 1 MB).
 MAX_ANSWER = 10 * 1024 * 1024
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """UTC with millisecond precision and a Z (docs/central-api.md, "Conventions")."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class CentralApiError(SpoolerError):

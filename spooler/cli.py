@@ -89,7 +89,7 @@ def admin_request(config: Config, method: str, path: str, body: dict[str, Any] |
 
 
 def open_store(config: Config) -> Any:
-    from spooler.store import JobStore
+    from spooler.store.database import JobStore
 
     try:
         return JobStore.open_readonly(config.database_path)
@@ -420,56 +420,17 @@ def _login_lines(login: dict[str, Any] | None) -> list[str]:
 
 
 def _offline_status(config: Config, why: str) -> dict[str, Any]:
-    from spooler.spoolfiles import free_space
+    """The status while the daemon is down: what the store and the spool folder say (spooler.status)."""
+    from spooler.status import spooler_status
 
     running = daemon_running(config)
+    daemon = {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
+              "state_dir": str(config.state_dir)}  # fmt: skip
     store = open_store(config)
     try:
-        counts = store.count_by_state()
-        waiting = store.count_waiting_by_route()
-        try:
-            accounting: dict[str, Any] | None = store.outbox_counts(not_before=time.time() - config.accounting.max_age)
-            local_only = config.server is None or not config.server.api_url
-            accounting = dict(accounting or {}, state="local only (no [server] api_url)" if local_only else "daemon down")
-        except sqlite3.OperationalError:
-            accounting = None  # a spool from before accounting
+        return spooler_status(config, store, daemon=daemon)
     finally:
         store.close()
-    queue = {state.keyword: counts.get(state, 0) for state in JobState}
-    free = free_space(config.state_dir)
-    return {
-        "daemon": {"running": False, "detail": why + (" (but the state folder is locked)" if running else ""),
-                   "state_dir": str(config.state_dir)},  # fmt: skip
-        "mode": "standalone" if config.server is None else "unknown",
-        "mode_since": None,
-        "server": None if config.server is None else {"uri": config.server.queue_uri, "state": "unknown", "detail": ""},
-        "listeners": {},
-        "device": {"uri": config.device.uri, "state": "unknown", "since": None, "detail": "", "consecutive_failures": 0},
-        "queue": queue,
-        "waiting_for_server": waiting.get("server", 0),
-        "waiting_for_device": waiting.get("device", 0),
-        "held": queue["pending-held"],
-        "spool": {"free_bytes": free, "floor_bytes": config.spool.min_free_space,
-                  "accepting": free >= config.spool.min_free_space},  # fmt: skip
-        "accounting": accounting,
-        "offline": None,
-        "login": _stored_login_status(config),
-    }
-
-
-def _stored_login_status(config: Config) -> dict[str, Any] | None:
-    """The login cache as stored (the daemon is down): users and expiry; no sync or sharing news."""
-    from spooler.login.runtime import cache_status, open_trust
-
-    try:
-        cache = _open_login_cache(config)
-    except CommandError:
-        return None
-    try:
-        return cache_status(cache, time.time(), trust=open_trust(config), validity=config.login.validity_hours * 3600.0,
-                            last_sync=None, sharing=None, offline_enabled=config.login.offline_enabled)  # fmt: skip
-    finally:
-        cache.close()
 
 
 def cmd_log(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -509,7 +470,7 @@ def _accounting_store(config: Config) -> Any:
 
 
 def _period(args: argparse.Namespace) -> tuple[float | None, float | None, str]:
-    from spooler.report import BadPeriod, parse_moment
+    from spooler.accounting.report import BadPeriod, parse_moment
 
     try:
         since = parse_moment(args.since) if args.since else None
@@ -533,7 +494,7 @@ def _records(config: Config, args: argparse.Namespace) -> tuple[list[dict[str, A
 
 def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Usage from the accounting records (works with the daemon down: read-only)."""
-    from spooler.report import GROUPS, as_csv, as_table, headers, summarize
+    from spooler.accounting.report import GROUPS, as_csv, as_table, headers, summarize
 
     by = [group.strip() for group in args.by.split(",") if group.strip()]
     unknown = [group for group in by if group not in GROUPS]
@@ -556,7 +517,11 @@ def cmd_stats(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
 
 
 def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    from spooler.report import render_pdf
+    from spooler.accounting.report import render_pdf
+    from spooler.config import missing_package
+
+    if (problem := missing_package("reportlab")) is not None:
+        raise CommandError(f"report --pdf {problem}")
 
     records, period = _records(config, args)
     target = args.pdf
@@ -572,7 +537,7 @@ def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
-    from spooler.store import IN_DOUBT
+    from spooler.store.database import IN_DOUBT
 
     store = _accounting_store(config)
     try:
@@ -824,7 +789,7 @@ def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO
     """`ipp-user add NAME` (password prompted twice, or one line on stdin with --stdin) and
     `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only.
     `admin-user add|remove NAME` does the same for the admin web listener's users file."""
-    from spooler.ipp.auth import valid_user_name, write_user
+    from spooler.ipp.server.auth import valid_user_name, write_user
 
     admin = args.command == "admin-user"
     path = config.admin.users_file if admin else config.ipp.users_file
@@ -931,7 +896,7 @@ def cmd_analyze(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
     is analysed as the daemon analyses a job's (the same child code, memory limit and page cap) and
     its figures come from the same function as a job's record (spooler.analysis.job_analysis)."""
     from drivers.sandbox import analyze_isolated
-    from spooler.analysis import job_analysis
+    from spooler.jobs.analysis import job_analysis
 
     for path in args.files:
         try:

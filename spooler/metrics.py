@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from spooler import __version__
 from spooler.model import JobState, Mode
+from spooler.status import local_accounting
 
 #: An analysis backlog above this many documents makes the spooler "degraded".
 ANALYSIS_BACKLOG_WARNING = 100
@@ -102,12 +103,12 @@ class SpoolerCollector(Collector):
         for name, factory in sorted(service.intake.items()):
             connections.add_metric([name], len(factory.connections))
         yield connections
-        free = service.jobs.space_left()
-        yield GaugeMetricFamily("spooler_spool_free_bytes", "Free space on the spool's disk", value=free)
+        room = service.jobs.floor.room()  # the spool's one measure of room (spooler.store.spoolfiles)
+        yield GaugeMetricFamily("spooler_spool_free_bytes", "Free space on the spool's disk", value=room.free_bytes)
         yield GaugeMetricFamily("spooler_spool_floor_bytes", "Free space below which new jobs are refused",
-                                value=service.config.spool.min_free_space)  # fmt: skip
+                                value=room.floor_bytes)  # fmt: skip
         yield GaugeMetricFamily("spooler_accepting_jobs", "1 while new jobs are accepted (free space above the floor)",
-                                value=1.0 if free >= service.config.spool.min_free_space else 0.0)  # fmt: skip
+                                value=1.0 if room.accepting else 0.0)  # fmt: skip
         status = health(service)["status"]
         state = StateSetMetricFamily("spooler_health", "ok, or degraded (see /healthz for the reasons)")
         state.add_metric([], {"ok": status == "ok", "degraded": status != "ok"})
@@ -211,7 +212,9 @@ class SpoolerCollector(Collector):
 
     @staticmethod
     def _accounting(service: Any) -> Iterator[Metric]:
-        status = service.accounting_status()
+        outbox = service.outbox
+        status = dict(outbox.status()) if outbox is not None else \
+            local_accounting(service.config, service.store, daemon_running=True) or {}  # fmt: skip
         records = GaugeMetricFamily("spooler_accounting_records", "Accounting records by where they stand: sent, "
                                     "waiting (the outbox backlog), pending_analysis, expired, rejected",
                                     labels=["status"])  # fmt: skip

@@ -2,14 +2,15 @@
 running spooler applies at once and which wait for a restart, and the configuration that then runs
 (the new one, with the old value of every key that waits). Pure: no I/O, no services.
 
-A key applies live when the running pieces read it at use time or can be handed the new value without
-dropping anything: listener endpoints (a moved listener opens its new port, then closes the old one;
-open connections stay), queues and their offline policies, the device and the central server's queue
-and health settings, limits, spool settings, the LPD settings, IPP admin users, login limits and
-validity, accounting upload settings, analysis worker settings, the log level. Anything else (the
-state folder, the admin socket, [server] added or removed, its API, the device name, TLS and
-authentication, DNS-SD, turning the IPP or terminal listeners on or off, ...) needs a restart, and a
-key added to the configuration later needs one too until it is listed here.
+Each key's declaration in spooler.config says whether it applies live (`setting(..., live=True)`):
+the running pieces read it at use time or are handed the new value without dropping anything
+(listener endpoints: a moved listener opens its new port, then closes the old one, open connections
+stay; queues and their offline policies; the device and the central server's queue and health
+settings; limits; spool settings; the LPD settings; IPP admin users; login limits and validity;
+accounting upload settings; analysis worker settings; the log level). Anything else (the state
+folder, the admin socket, [server] added or removed, its API, the device name, TLS and
+authentication, DNS-SD, turning the IPP or terminal listeners on or off, ...) needs a restart, and so
+does a key added later until its declaration says `live`.
 """
 
 from __future__ import annotations
@@ -19,19 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-#: Keys applied at once, by exact name or by "section." prefix.
-LIVE = (
-    "listen.raw", "listen.lpd", "terminal.listen", "admin.listen", "queues",
-    "device.uri", "device.connect_timeout", "device.io_timeout", "device.retry_initial", "device.retry_max",
-    "server.queue_uri", "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
-    "server.connect_timeout", "server.io_timeout",
-    "limits.", "spool.", "lpd.", "accounting.", "log.level", "ipp.admin_users", "ipp.max_request_size",
-    "login.validity_hours", "login.offline_enabled", "login.max_failures", "login.lockout", "login.max_lockout",
-    "login.device_max_failures", "login.peers",
-    "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "terminal.session_idle",
-)  # fmt: skip
-#: Keys that move live while they stay on, and need a restart to be turned on or off.
-LIVE_WHILE_ON = ("listen.ipp", "listen.ipps", "login.share_listen")
+from spooler.config import reload_rule
+
+#: Keys that are not in a section's table (spooler.config declares the others' `live`).
+LIVE_TOP_LEVEL = {"queues": True}
 #: Not configuration (where the file was read from).
 IGNORED = ("source",)
 MISSING = object()
@@ -75,12 +67,14 @@ def _on(value: Any) -> bool:
 
 
 def applies_live(key: str, old: Any, new: Any) -> bool:
-    """Whether a change of `key` from `old` to `new` applies without a restart."""
+    """Whether a change of `key` from `old` to `new` applies without a restart: as its declaration in
+    spooler.config says (`setting(..., live=...)`); a key nobody declared live waits for a restart."""
     if old is MISSING or new is MISSING:
         return False  # a section appeared or went (e.g. [server]): the pieces it wires are built at start
-    if key in LIVE_WHILE_ON:
+    rule = LIVE_TOP_LEVEL.get(key, False) if "." not in key else reload_rule(key)
+    if rule == "while_on":
         return _on(old) and _on(new)
-    return any(key == live or (live.endswith(".") and key.startswith(live)) for live in LIVE)
+    return rule is True
 
 
 @dataclass(frozen=True)

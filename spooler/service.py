@@ -12,32 +12,35 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from spooler import __version__
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.admin import AdminResource, build_admin_site
-from spooler.analysis import AnalysisRunner
+from spooler.jobs.analysis import AnalysisRunner
 from spooler.config import Config
 from spooler.delivery import backend_for_uri
-from spooler.dispatch import Dispatcher
-from spooler.ipp.resource import build_ipp_site
-from spooler.jobs import JobService
-from spooler.lpd import LpdFactory
-from spooler.model import ConfigError, JobState, StateDirLocked
-from spooler.raw import RawJobFactory
-from spooler.spoolfiles import RunInThread, ensure_private_dir
-from spooler.groupcommit import CommitThread
-from spooler.health import DOWN
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.ipp.server.resource import build_ipp_site
+from spooler.jobs.figures import JobFigures
+from spooler.jobs.service import JobService
+from spooler.jobs.upkeep import SpoolUpkeep
+from spooler.intake.lpd import LpdFactory
+from spooler.model import ConfigError, StateDirLocked
+from spooler.intake.raw import RawJobFactory
+from spooler.store.spoolfiles import RunInThread, ensure_private_dir
+from spooler.store.groupcommit import CommitThread
+from spooler.listeners import ListenerService
+from spooler.status import spooler_status
+from spooler.store.database import JobStore
+from spooler.store.documents import SpoolDocuments
+from spooler.dispatch.health import DOWN
 from spooler.reload import plan, with_old_values
 from spooler.spoollog import LevelFilter
-from spooler.store import JobStore
 from spooler.systemd import Notifier
 from spooler.web import HttpLimits, LimitedSite
 
@@ -94,59 +97,6 @@ class StateDirLock:
         finally:
             os.close(fd)
         return False
-
-
-class ListenerService(Service):
-    """Listens on one endpoint; fails at start-up (not later, in a log line) if it cannot."""
-
-    def __init__(self, name: str, endpoint: Any, factory: IProtocolFactory) -> None:
-        self.setName(name)
-        self._endpoint = endpoint
-        self._factory = factory
-        self.port: IListeningPort | None = None
-
-    def startService(self) -> None:
-        outcome: list[Any] = []
-        self._endpoint.listen(self._factory).addBoth(outcome.append)
-        if not outcome:
-            raise RuntimeError(f"listener {self.name} did not start synchronously")
-        if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        self.port = outcome[0]
-        super().startService()
-
-    def stopService(self) -> Deferred[None] | None:
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return maybeDeferred(port.stopListening)
-        return None
-
-    def rebind(self, endpoint: Any) -> None:
-        """Listen on `endpoint` instead (a reload moved it): the new port opens first (raising, with
-        the old one kept, if it cannot), then the old one closes; open connections stay."""
-        outcome: list[Any] = []
-        endpoint.listen(self._factory).addBoth(outcome.append)
-        if not outcome:
-            raise RuntimeError(f"listener {self.name} did not start synchronously")
-        if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        old, self.port, self._endpoint = self.port, outcome[0], endpoint
-        if old is not None:
-            maybeDeferred(old.stopListening)
-
-    @property
-    def factory(self) -> IProtocolFactory:
-        return self._factory
-
-    @property
-    def address(self) -> str:
-        if self.port is None:
-            return ""
-        host = self.port.getHost()
-        if hasattr(host, "port"):
-            return f"{host.host}:{host.port}"
-        return str(getattr(host, "name", host))
 
 
 #: The listeners a reload can move: configuration key -> service name.
@@ -216,10 +166,12 @@ class SpoolerService(MultiService):
         self.lock = StateDirLock(config.lock_path)
         self.store: JobStore | None = None
         self.jobs: JobService | None = None
+        self.upkeep: SpoolUpkeep | None = None
         self.dispatcher: Dispatcher | None = None
+        self.device_backend: Any = None  # the dispatcher's device backend (spooler.delivery)
         self.intake: dict[str, Any] = {}
         self.analysis: AnalysisRunner | None = None
-        self.outbox: Any = None  # spooler.outbox.Outbox, with [server] api_url
+        self.outbox: Any = None  # spooler.accounting.outbox.Outbox, with [server] api_url
         self.login: Any = None  # spooler.login.service.LoginService (the device terminal logs in through it)
         self.login_runtime: Any = None
         self.budgets: Any = None  # spooler.login.budget.FailureBudgets: wrong PINs, passwords, private-job keys
@@ -247,14 +199,13 @@ class SpoolerService(MultiService):
 
     def _start(self) -> None:
         config = self.config
-        self.store = JobStore.open(config.database_path)
         # Every job's final state is written with its accounting record, in one transaction.
-        self.store.record_maker = RecordMaker(device=config.device.name, spool_id=self.store.spool_id,
-                                              analysis_enabled=config.analysis.enabled)  # fmt: skip
+        self.store = JobStore.open(config.database_path, record_maker=RecordMaker(
+            device=config.device.name, analysis_enabled=config.analysis.enabled))  # fmt: skip
         for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
             if not self.store.record_missing():
                 break
-        backend = backend_for_uri(
+        backend = self.device_backend = backend_for_uri(
             config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
             connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
         )  # fmt: skip
@@ -268,24 +219,29 @@ class SpoolerService(MultiService):
                 follow_timeout=0, probe_timeout=config.server.probe_timeout,
                 username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
             )  # fmt: skip
+        documents = SpoolDocuments(self.store, config.spool_dir, config.incoming_dir, self.run_in_thread)
         self.dispatcher = Dispatcher(
-            store=self.store, backend=backend, clock=self.reactor, spool_dir=config.spool_dir,
+            store=self.store, backend=backend, clock=self.reactor, documents=documents,
             retry_initial=config.device.retry_initial, retry_max=config.device.retry_max,
             queues=config.queues, server=server, server_config=config.server,
         )  # fmt: skip
+        figures = None
         if config.analysis.enabled:
             self.analysis = AnalysisRunner(self.reactor, workers=config.analysis.workers,
                                            memory_limit=config.analysis.memory_limit,
                                            page_cap=config.analysis.page_cap)  # fmt: skip
+            figures = JobFigures(self.store, documents, self.analysis, self.reactor)
         from spooler.login.budget import FailureBudgets
 
         self.budgets = FailureBudgets.open(config.login_cache_path, self.reactor)
         self.jobs = JobService(
             config=config, store=self.store, dispatcher=self.dispatcher, clock=self.reactor,
-            run_in_thread=self.run_in_thread, analysis=self.analysis, commit_thread=self.commit_thread,
+            run_in_thread=self.run_in_thread, figures=figures, commit_thread=self.commit_thread,
             budgets=self.budgets,
         )  # fmt: skip
-        self.jobs.recover()  # retention runs from the timer below, at start and every minute
+        self.upkeep = SpoolUpkeep(config=config, store=self.store, clock=self.reactor, run_in_thread=self.run_in_thread,
+                                  analyze_later=figures.analyze_later if figures is not None else None)  # fmt: skip
+        self.upkeep.recover()  # retention runs from the timer below, at start and every minute
 
         for name, (description, factory) in self._intake_factories().items():
             self.intake[name] = factory
@@ -306,7 +262,7 @@ class SpoolerService(MultiService):
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
         if config.admin.listen:
             self._admin_web(config.admin.listen).setServiceParent(self)
-        retention = TimerService(RETENTION_INTERVAL, self.jobs.purge)
+        retention = TimerService(RETENTION_INTERVAL, self._retention)
         retention.clock = self.reactor
         retention.setName("retention")
         retention.setServiceParent(self)
@@ -326,13 +282,19 @@ class SpoolerService(MultiService):
         )  # fmt: skip
         self.notifier.ready(f"listening on {', '.join(f'{k} {v}' for k, v in self.listeners().items()) or 'nothing'}")
 
+    def _retention(self) -> Deferred[Any]:
+        """Every minute: abort the Create-Job jobs whose client went away, apply the retention times."""
+        assert self.jobs is not None and self.upkeep is not None
+        self.jobs.expire_incoming()
+        return self.upkeep.purge()
+
     def _start_outbox(self) -> None:
         """Replicate the accounting records to the central server's API, if one is configured."""
         config = self.config
         if config.server is None or not config.server.api_url or self.store is None or self.dispatcher is None:
             return
+        from spooler.accounting.outbox import Outbox
         from spooler.central import capabilities_of
-        from spooler.outbox import Outbox
 
         if self.central is None or capabilities_of(self.central).accounting_import == "none":
             log.info("Accounting records stay local: the central server ({kind}) has no accounting import",
@@ -368,8 +330,9 @@ class SpoolerService(MultiService):
         if config.listen.raw:
             factories["raw"] = (config.listen.raw, self._intake_factory("raw"))
         if config.listen.ipp:
-            factories["ipp"] = (config.listen.ipp, build_ipp_site(self.jobs, config, self.reactor,
-                                                                  authenticator=self._ipp_authenticator()))
+            factories["ipp"] = (config.listen.ipp, build_ipp_site(
+                self.jobs, config, self.reactor, spool_id=self.store.spool_id, authenticator=self._ipp_authenticator(),
+                sibling=lambda: self._ipp_listener("ipps"), ask_device=self._ask_device()))  # fmt: skip
         if config.listen.ipps:
             factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
@@ -380,16 +343,20 @@ class SpoolerService(MultiService):
         """The raw or LPD front-end's factory (the one already made if it listened before)."""
         if name in self.intake:
             return self.intake[name]
-        limits = self.config.limits
-        kind = {"raw": RawJobFactory, "lpd": LpdFactory}[name]
-        return kind(self.jobs, self.reactor, idle_timeout=limits.idle_timeout, max_connections=limits.max_connections)
+        config = self.config
+        limits = config.limits
+        if name == "raw":
+            return RawJobFactory(self.jobs, self.reactor, idle_timeout=limits.idle_timeout,
+                                 max_connections=limits.max_connections, queue=config.default_queue)  # fmt: skip
+        return LpdFactory(self.jobs, self.reactor, config=config, idle_timeout=limits.idle_timeout,
+                          max_connections=limits.max_connections)  # fmt: skip
 
     def _ipp_authenticator(self) -> Any:
         """The one Basic authenticator of the IPP listeners (shared throttling and cache), if configured."""
         if self.config.ipp.authentication != "basic":
             return None
         if getattr(self, "_authenticator", None) is None:
-            from spooler.ipp.auth import BasicAuthenticator
+            from spooler.ipp.server.auth import BasicAuthenticator
 
             assert self.config.ipp.users_file is not None
             self._authenticator = BasicAuthenticator(self.config.ipp.users_file, realm=self.config.ipp.name,
@@ -399,8 +366,8 @@ class SpoolerService(MultiService):
     def _ipps_factory(self, plain: Any) -> Any:
         """listen.ipps: the IPP printer (the same operations as listen.ipp's) behind TLS, with the
         configured certificate or a self-signed one made in STATE/keys on first start."""
-        from spooler.ipp.auth import ensure_self_signed, tls_options
-        from spooler.ipp.resource import TlsIppFactory
+        from spooler.ipp.server.auth import ensure_self_signed, tls_options
+        from spooler.ipp.server.resource import TlsIppFactory
 
         assert self.jobs is not None
         config = self.config
@@ -412,13 +379,29 @@ class SpoolerService(MultiService):
             options = tls_options(certificate, key)
         except Exception as error:
             raise ConfigError("ipp.tls_certificate", f"cannot use {certificate} with {key}: {error}") from None
-        site = build_ipp_site(self.jobs, config, self.reactor, secure=True,
+        assert self.store is not None
+        site = build_ipp_site(self.jobs, config, self.reactor, spool_id=self.store.spool_id, secure=True,
                               operations=plain.operations if plain is not None else None,
-                              authenticator=self._ipp_authenticator())  # fmt: skip
-        if plain is not None:
-            site.sibling = (plain, lambda: self._listening_port("ipp"))
-            plain.sibling = (site, lambda: self._listening_port("ipps"))
+                              authenticator=self._ipp_authenticator(), sibling=lambda: self._ipp_listener("ipp"),
+                              ask_device=self._ask_device() if plain is None else None)  # fmt: skip
         return TlsIppFactory(options, site)
+
+    def _ipp_listener(self, name: str) -> Any:
+        """(site, port) of the IPP listener `name` ("ipp" or "ipps"; port None until it listens), or None."""
+        factory = self.intake.get(name)
+        if factory is None:
+            return None
+        return getattr(factory, "site", factory), self._listening_port(name)
+
+    def _ask_device(self) -> Any:
+        """The device backend's Get-Printer-Attributes, when the device is an IPP printer (the IPP
+        printer then describes the device's paper path as the device does); else None."""
+        from spooler.ipp.server.device import ASK_TIMEOUT
+
+        printer_attributes = getattr(self.device_backend, "printer_attributes", None)
+        if printer_attributes is None:
+            return None
+        return lambda names: printer_attributes(names, timeout=ASK_TIMEOUT)
 
     def _listening_port(self, name: str) -> int | None:
         try:
@@ -444,7 +427,7 @@ class SpoolerService(MultiService):
         """[admin] listen: /healthz, /metrics and the status page (spooler.adminweb), behind HTTP Basic
         against the admin users file."""
         from spooler.adminweb import AdminWebResource, build_admin_web_site
-        from spooler.ipp.auth import BasicAuthenticator, read_users
+        from spooler.ipp.server.auth import BasicAuthenticator, read_users
 
         users_file = self.config.admin.users_file
         assert users_file is not None
@@ -459,7 +442,7 @@ class SpoolerService(MultiService):
 
     def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
-        from spooler.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
+        from spooler.ipp.server.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
 
         listener = self.getServiceNamed("ipp")
 
@@ -563,7 +546,9 @@ class SpoolerService(MultiService):
         """Give every running piece the reloaded configuration (the keys in `live` changed)."""
         assert self.jobs is not None and self.dispatcher is not None
         self.config = config
-        self.jobs.config = config
+        self.jobs.reconfigure(config)
+        if self.upkeep is not None:
+            self.upkeep.reconfigure(config)
         limits = config.limits
         for factory in self.intake.values():
             site = getattr(factory, "site", factory)  # ipps: the IPP site behind TLS
@@ -571,14 +556,17 @@ class SpoolerService(MultiService):
                 self._new_limits(site, limits, idle_timeout=limits.idle_timeout)
             else:  # raw, LPD
                 site.max_connections, site.idle_timeout = limits.max_connections, limits.idle_timeout
-            if hasattr(site, "operations"):  # IPP
+            if isinstance(site, RawJobFactory):
+                site.queue = config.default_queue
+            elif isinstance(site, LpdFactory):
+                site.reconfigure(config)
+            else:  # IPP
                 site.max_connections = limits.max_connections
                 site.max_request_size = config.ipp.max_request_size
+                site.max_compression_ratio = limits.max_compression_ratio
                 site.queues = tuple(queue.name for queue in config.queues)
-                site.default_queue = "default" if "default" in site.queues else site.queues[0]
+                site.default_queue = config.default_queue
                 site.operations.admin_users = frozenset(config.ipp.admin_users)
-            if hasattr(site, "reconfigure"):  # LPD
-                site.reconfigure(config.lpd)
         if any(key == "queues" or key.startswith(("device.", "server.")) for key in live):
             self._reconfigure_dispatcher(config, live)
         sharing = getattr(self.login_runtime, "sharing", None)
@@ -656,36 +644,22 @@ class SpoolerService(MultiService):
             self.budgets = None
 
     def status(self) -> dict[str, Any]:
-        assert self.jobs is not None and self.dispatcher is not None
-        counts = self.jobs.queue_counts()
-        waiting = self.store.count_waiting_by_route() if self.store is not None else {}
-        free = self.jobs.space_left()
-        return {
-            "daemon": {
-                "running": True,
-                "pid": os.getpid(),
-                "version": __version__,
-                "started_at": self.started_at,
-                "state_dir": str(self.config.state_dir),
-            },
+        """`spooler status` of the running daemon (spooler.status, with what only the daemon knows)."""
+        assert self.store is not None and self.dispatcher is not None
+        daemon = {"running": True, "pid": os.getpid(), "version": __version__, "started_at": self.started_at,
+                  "state_dir": str(self.config.state_dir)}  # fmt: skip
+        live = {
             **self.dispatcher.status(),
             "listeners": self.listeners(),
             "connections": {name: len(factory.connections) for name, factory in self.intake.items()},
             "delivering": self.dispatcher.busy_with,
-            "queue": counts,
-            "waiting_for_server": waiting.get("server", 0),
-            "waiting_for_device": waiting.get("device", 0),
-            "held": counts[JobState.PENDING_HELD.keyword],
-            "spool": {
-                "free_bytes": free,
-                "floor_bytes": self.config.spool.min_free_space,
-                "accepting": free >= self.config.spool.min_free_space,
-            },
-            "accounting": self.accounting_status(),
             "central": self.central_status(),
             "offline": self.offline_status(),
             "login": self.login_runtime.status() if self.login_runtime is not None else None,
         }
+        if self.outbox is not None:
+            live["accounting"] = dict(self.outbox.status())
+        return spooler_status(self.config, self.store, daemon=daemon, live=live)
 
     def offline_status(self) -> dict[str, Any] | None:
         """While the central server is down: when the outage began and how many jobs were printed on
@@ -703,13 +677,3 @@ class SpoolerService(MultiService):
         from spooler.central import capabilities_of
 
         return {"kind": server.kind, "api_url": server.api_url, "capabilities": capabilities_of(self.central).as_dict()}
-
-    def accounting_status(self) -> dict[str, Any]:
-        if self.outbox is not None:
-            return dict(self.outbox.status())
-        assert self.store is not None
-        counts = self.store.outbox_counts(not_before=time.time() - self.config.accounting.max_age)
-        server = self.config.server
-        if server is not None and server.api_url:
-            return counts | {"state": f"local only (the {server.kind} server has no accounting import)"}
-        return counts | {"state": "local only (no [server] api_url)"}

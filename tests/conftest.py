@@ -18,6 +18,14 @@ def run_synchronously(function: Callable[..., Any], *args: Any, **kwargs: Any) -
 
 
 @pytest.fixture
+def reactor() -> Any:
+    """The global reactor pytest-twisted runs (for tests against real loopback sockets)."""
+    from twisted.internet import reactor as global_reactor
+
+    return global_reactor
+
+
+@pytest.fixture
 def spooler_factory() -> Iterator[Callable[..., Spooler]]:
     started: list[Spooler] = []
 

@@ -3,6 +3,7 @@ a scriptable delivery backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,16 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from conftest import run_synchronously
+from factories import fired_ok
 from spooler.config import Config, config_from_mapping
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, PartialDelivery
-from spooler.dispatch import Dispatcher
-from spooler.jobs import JobService
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.jobs.service import JobService
+from spooler.jobs.upkeep import SpoolUpkeep
 from spooler.model import DeliveryError, Job
-from spooler.store import JobStore
+from spooler.store.database import JobStore, RecordMakerType
+from spooler.store.documents import SpoolDocuments
+from spooler.store.spoolfiles import RunInThread
 
 
 @dataclass
@@ -71,7 +76,11 @@ class ScriptedBackend:
 class Rig:
     """A JobService, its store and dispatcher, on a temporary folder, driven by a Clock."""
 
-    def __init__(self, root: Path, **raw_config: Any) -> None:
+    def __init__(self, root: Path, *, record_maker: RecordMakerType | None = None,
+                 run_in_thread: RunInThread = run_synchronously, budgets: Callable[[Clock], Any] | None = None,
+                 **raw_config: Any) -> None:  # fmt: skip
+        """`run_in_thread` runs the job service's file work (the group commit always runs at once);
+        `budgets(clock)` opens the failure budgets of private jobs' keys (default: in memory)."""
         raw_config.setdefault("spool", {}).setdefault("min_free_space", 0)
         # Unit tests read spool files directly: every document gets one unless a test asks for
         # inline storage (tests/test_ipp_inline.py does; the daemon's default is 64 KiB).
@@ -82,31 +91,35 @@ class Rig:
         self.clock.advance(1_700_000_000)
         self.backend = ScriptedBackend()
         self.server = ScriptedBackend(uri="test://server") if self.config.server is not None else None
-        self.store = JobStore.open(self.config.database_path)
+        self.store = JobStore.open(self.config.database_path, record_maker=record_maker)
+        self.documents = SpoolDocuments(self.store, self.config.spool_dir, self.config.incoming_dir, run_in_thread)
         self.dispatcher = Dispatcher(
-            store=self.store, backend=self.backend, clock=self.clock, spool_dir=self.config.spool_dir,
+            store=self.store, backend=self.backend, clock=self.clock, documents=self.documents,
             retry_initial=self.config.device.retry_initial, retry_max=self.config.device.retry_max,
             queues=self.config.queues, server=self.server, server_config=self.config.server,
         )  # fmt: skip
         self.service = JobService(
             config=self.config, store=self.store, dispatcher=self.dispatcher, clock=self.clock,
-            run_in_thread=run_synchronously,
+            run_in_thread=run_in_thread, commit_thread=run_synchronously,
+            budgets=budgets(self.clock) if budgets is not None else None,
         )  # fmt: skip
-        self.service.recover()
+        self.upkeep = SpoolUpkeep(config=self.config, store=self.store, clock=self.clock,
+                                  run_in_thread=run_synchronously)  # fmt: skip
+        self.upkeep.recover()
+
+    def ipp_site(self, **options: Any) -> Any:
+        """The IPP printer's site on this rig's job service (build_ipp_site's options)."""
+        from spooler.ipp.server.resource import build_ipp_site
+
+        return build_ipp_site(self.service, self.config, self.clock, spool_id=self.store.spool_id, **options)
 
     def submit(self, data: bytes, **request: Any) -> Job:
-        from spooler.jobs import JobRequest
+        from spooler.intake.base import JobRequest
 
         incoming = self.service.open_incoming()
         incoming.write(data)
-        results: list[Any] = []
-        self.service.submit(incoming, JobRequest(protocol=request.pop("protocol", "raw"),
-                                                 host=request.pop("host", "127.0.0.1"), **request)
-                            ).addBoth(results.append)  # fmt: skip
-        assert results, "submit did not finish synchronously"
-        if not isinstance(results[0], Job):
-            results[0].raiseException()
-        return results[0]
+        return fired_ok(self.service.submit(incoming, JobRequest(protocol=request.pop("protocol", "raw"),
+                                                                 host=request.pop("host", "127.0.0.1"), **request)))
 
 
 def http_responses(raw: bytes) -> list[tuple[int, bytes]]:

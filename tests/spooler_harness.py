@@ -14,7 +14,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,14 @@ class Spooler(ManagedProcess):
             socket.create_connection(("127.0.0.1", self.raw_port), timeout=1).close()
         except OSError:
             return False
-        return (self.state_dir / "admin.sock").exists()
+        # The admin socket accepts connections (its file appears at bind, a moment before it listens).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as admin:
+            admin.settimeout(1)
+            try:
+                admin.connect(str(self.state_dir / "admin.sock"))
+            except OSError:
+                return False
+        return True
 
 
     # -- observing ---------------------------------------------------------------------------------
@@ -193,6 +201,19 @@ class Spooler(ManagedProcess):
 
     def jobs(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("jobs", "--all", "--json").stdout)
+
+    def status(self) -> dict[str, Any]:
+        """`spooler status --json`."""
+        return dict(json.loads(self.cli("status", "--json").stdout))
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Wait until no job is pending or being delivered: every delivery the spooler is going to make
+        is made, so what the device has then is final (a duplicate would be there)."""
+
+        def idle() -> bool:
+            return not any(job["state"] in ("pending", "processing") for job in self.jobs())
+
+        wait_for(idle, timeout=timeout, what=f"no job waiting for delivery (stderr: {self.stderr_path})")
 
     def job(self, job_id: int) -> dict[str, Any]:
         return json.loads(self.cli("show", str(job_id), "--json").stdout)
@@ -395,6 +416,17 @@ class ScratchCups:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+@contextmanager
+def refserver(*, start: bool = True, users: dict[str, Any] | None = None, **options: Any) -> Iterator[RefServer]:
+    """A reference server in a short temporary folder of its own (started unless `start` is false),
+    serving `users` (RefServer.with_users) if given; stopped and removed afterwards."""
+    server = RefServer.with_users(users, **options) if users is not None else RefServer(short_tempdir("rs"), **options)
+    try:
+        yield server.start() if start else server
+    finally:
+        server.cleanup()
 
 
 class IppEvePrinter:

@@ -12,15 +12,17 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
+import factories
 from inprocess import Rig
-from spooler.accounting import OFFLINE_LIMITS, RecordMaker, build_record, record_id
+from spooler.accounting.records import OFFLINE_LIMITS, RecordMaker, build_record, record_id
 from spooler.centralapi import CentralApiDown, CentralApiRefused
-from spooler.config import AccountingConfig, config_from_mapping
+from spooler.config import AccountingConfig, config_from_mapping, keys_of
 from spooler.delivery.base import DeliveryReceipt
+from spooler.intake.base import JobRequest
 from spooler.model import ConfigError, Document, Job, JobState, Mode, Route
-from spooler.outbox import Outbox, retry_delay
+from spooler.accounting.outbox import Outbox, retry_delay
 from spooler.states import transition
-from spooler.store import _SCHEMA, JobStore
+from spooler.store.database import _SCHEMA, JobStore
 
 T0 = 1_700_000_000.0
 
@@ -31,14 +33,12 @@ ANALYSIS_OK = {
 
 
 def make_job(job_id: int = 7, state: JobState = JobState.COMPLETED, **changes: Any) -> Job:
-    values: dict[str, Any] = dict(
-        job_id=job_id, uuid=f"uuid-{job_id}", queue="default", protocol="ipp", user="alice", host="ws1",
-        name="report.pdf", document_format="application/pdf", size=1234, state=state, reason="x",
-        created_at=T0, completed_at=T0 + 5, copies=2, sides="two-sided-long-edge", route=Route.DEVICE,
-        mode=Mode.OFFLINE, attributes={"analysis": ANALYSIS_OK, "delivery": {"completed_at": T0 + 4}},
-    )  # fmt: skip
-    values.update(changes)
-    return Job(**values)
+    return factories.make_job(**{
+        "job_id": job_id, "uuid": f"uuid-{job_id}", "protocol": "ipp", "host": "ws1", "name": "report.pdf",
+        "size": 1234, "state": state, "reason": "x", "created_at": T0, "completed_at": T0 + 5, "copies": 2,
+        "sides": "two-sided-long-edge", "route": Route.DEVICE, "mode": Mode.OFFLINE,
+        "attributes": {"analysis": ANALYSIS_OK, "delivery": {"completed_at": T0 + 4}}, **changes,
+    })  # fmt: skip
 
 
 DOCS = [Document(7, 1, "d000007-001", 1234, "application/pdf")]
@@ -115,9 +115,7 @@ def test_record_ids_are_stable_per_job_and_unique_per_spool() -> None:
 
 
 def accounting_rig(tmp_path: Path, **raw: Any) -> Rig:
-    rig = Rig(tmp_path, **raw)
-    rig.store.record_maker = RecordMaker(device="branch-1", spool_id=rig.store.spool_id)
-    return rig
+    return Rig(tmp_path, record_maker=raw.pop("record_maker", RecordMaker(device="branch-1")), **raw)
 
 
 def count_records(store: JobStore) -> int:
@@ -147,26 +145,28 @@ def test_cancel_and_abort_write_records_too(tmp_path: Path) -> None:
     rig.dispatcher.pause()
     first = rig.submit(b"one", user="carol")
     rig.service.cancel(first.job_id, requester="carol")
-    created = rig.service.create_job(__import__("spooler.jobs", fromlist=["JobRequest"]).JobRequest(
-        protocol="ipp", host="h", user="dave"))  # fmt: skip
+    created = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="dave"))
     rig.service.close_job(created.job_id, requester="dave")  # no document: aborted
     outcomes = {r["job_id"]: r["outcome"] for r in rig.store.accounting_records()}
     assert outcomes == {first.job_id: "canceled", created.job_id: "aborted"}
 
 
 def test_the_record_and_the_final_state_commit_together(tmp_path: Path) -> None:
-    rig = accounting_rig(tmp_path)
+    on_fire = [False]
+
+    def maker(job: Job, documents: Any, spool_id: str) -> Any:
+        if on_fire[0]:
+            raise RuntimeError("disk on fire")
+        return RecordMaker(device="d")(job, documents, spool_id)
+
+    rig = accounting_rig(tmp_path, record_maker=maker)
     rig.dispatcher.pause()
     job = rig.submit(b"data", user="erin")
-
-    def broken(job: Job, documents: Any) -> Any:
-        raise RuntimeError("disk on fire")
-
-    rig.store.record_maker = broken
+    on_fire[0] = True
     with pytest.raises(RuntimeError):
         rig.service.cancel(job.job_id, admin=True)
     assert rig.store.get(job.job_id).state == JobState.PENDING  # rolled back with the record
-    rig.store.record_maker = RecordMaker(device="d", spool_id="s")
+    on_fire[0] = False
     rig.service.cancel(job.job_id, admin=True)
     assert rig.store.get(job.job_id).state == JobState.CANCELED and count_records(rig.store) == 1
 
@@ -185,8 +185,7 @@ def finished(store: JobStore, job_id: int, *, completed_at: float, analysis: boo
 
 
 def test_figures_landing_after_completion_complete_the_record(tmp_path: Path) -> None:
-    store = JobStore.open(tmp_path / "db")
-    store.record_maker = RecordMaker(device="d", spool_id=store.spool_id)
+    store = JobStore.open(tmp_path / "db", record_maker=RecordMaker(device="d"))
     done = finished(store, 1, completed_at=T0, analysis=False)
     record = store.record_of(1)
     assert record is not None and record["analysis"] == "pending" and record["_analysis_pending"]
@@ -197,8 +196,7 @@ def test_figures_landing_after_completion_complete_the_record(tmp_path: Path) ->
 
 
 def test_a_record_given_up_on_or_sent_is_never_rewritten(tmp_path: Path) -> None:
-    store = JobStore.open(tmp_path / "db")
-    store.record_maker = RecordMaker(device="d", spool_id=store.spool_id)
+    store = JobStore.open(tmp_path / "db", record_maker=RecordMaker(device="d"))
     late = finished(store, 1, completed_at=T0, analysis=False)
     sent = finished(store, 2, completed_at=T0 + 1)
     assert store.give_up_pending(T0 + 0.5, "too slow") == 1
@@ -222,7 +220,8 @@ def test_finished_jobs_from_before_accounting_get_their_records(tmp_path: Path) 
     store = JobStore.open(path)  # migrates to the current schema
     finished(store, 1, completed_at=T0)  # written without a record maker: as before accounting
     assert count_records(store) == 0
-    store.record_maker = RecordMaker(device="d", spool_id=store.spool_id)
+    store.close()
+    store = JobStore.open(path, record_maker=RecordMaker(device="d"))  # the spooler, now with accounting
     assert store.record_missing() == 1 and store.record_missing() == 0
     record = store.record_of(1)
     assert record is not None and record["record_id"] == "old-spool:1"
@@ -271,8 +270,7 @@ class FakeCentral:
 
 
 def outbox_rig(tmp_path: Path, jobs: int = 5, **config: Any) -> tuple[JobStore, Clock, FakeCentral, Outbox]:
-    store = JobStore.open(tmp_path / "spooler.db")
-    store.record_maker = RecordMaker(device="d", spool_id=store.spool_id)
+    store = JobStore.open(tmp_path / "spooler.db", record_maker=RecordMaker(device="d"))
     clock = Clock()
     clock.advance(T0 + 100)
     for job_id in range(1, jobs + 1):
@@ -440,7 +438,7 @@ def test_accounting_configuration(tmp_path: Path) -> None:
 def test_the_sample_configuration_shows_every_accounting_key() -> None:
     text = (Path(__file__).parent.parent / "samples" / "spooler.toml").read_text()
     assert "\n[accounting]\n" in text
-    for key in AccountingConfig.__dataclass_fields__:
+    for key in keys_of(AccountingConfig):
         assert f"\n{key} =" in text.split("[accounting]", 1)[1], key
 
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.cli import main
 from spooler.model import Document, Job, JobState, Mode, Route
-from spooler.report import BadPeriod, parse_moment, summarize
-from spooler.store import JobStore
+from spooler.accounting.report import BadPeriod, parse_moment, summarize
+from spooler.store.database import JobStore
 from spooler_harness import require_tool
 
 DAY1 = datetime(2026, 3, 2, 10, 0).timestamp()
@@ -102,8 +102,7 @@ def test_parse_moment_refuses_nonsense() -> None:
 
 def populate(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore.open(state_dir / "spooler.db")
-    store.record_maker = RecordMaker(device="branch-1", spool_id=store.spool_id)
+    store = JobStore.open(state_dir / "spooler.db", record_maker=RecordMaker(device="branch-1"))
     for job_id, (user, when, pages, color, mode, state) in enumerate([
         ("alice", DAY1, 3, 1, Mode.OFFLINE, JobState.COMPLETED),
         ("alice", DAY2, 10, 0, Mode.ONLINE, JobState.COMPLETED),
@@ -170,7 +169,7 @@ def test_stats_without_a_spool_or_from_before_accounting(tmp_path: Path) -> None
     assert code == 1 and "no spool database" in err
     import sqlite3
 
-    from spooler.store import _SCHEMA
+    from spooler.store.database import _SCHEMA
 
     (tmp_path / "old").mkdir()
     old = sqlite3.connect(tmp_path / "old" / "spooler.db")
@@ -215,6 +214,18 @@ def test_pdf_report_bad_target(tmp_path: Path) -> None:
     assert code == 2 and "folder" in err
     code, _, err = cli(tmp_path / "state", "report", "--pdf", str(tmp_path / "missing" / "r.pdf"))
     assert code == 1 and "cannot write" in err
+
+
+def test_pdf_report_without_reportlab_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """reportlab is an extra ([report]): without it the report is refused with one line, no traceback."""
+    import spooler.config
+
+    real = spooler.config.find_spec
+    monkeypatch.setattr(spooler.config, "find_spec", lambda name: None if name == "reportlab" else real(name))
+    populate(tmp_path / "state")
+    code, _, err = cli(tmp_path / "state", "report", "--pdf", str(tmp_path / "r.pdf"))
+    assert code == 1 and "pip install 'branch-spooler[report]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.pdf").exists()
 
 
 def test_pdf_report_of_an_empty_period(tmp_path: Path) -> None:

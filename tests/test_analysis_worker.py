@@ -1,4 +1,4 @@
-"""The long-lived analysis workers (spooler.analysis.AnalysisRunner, drivers.worker) with real
+"""The long-lived analysis workers (spooler.jobs.analysis.AnalysisRunner, drivers.worker) with real
 worker processes: the same figures as the one-shot child, per-document time limits, crashes that
 cost only the document under way, recycling, and a stop that leaves no process behind."""
 
@@ -20,7 +20,7 @@ from twisted.internet.task import deferLater
 from drivers import analyze_file
 from drivers.sandbox import analyze_isolated
 from drivers.stats import DocumentStats
-from spooler.analysis import AnalysisRunner
+from spooler.jobs.analysis import AnalysisRunner
 from test_drivers_hostile import PAGE, build_pdf
 
 CORPUS = Path(__file__).resolve().parent.parent / "samples" / "corpus"

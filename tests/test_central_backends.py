@@ -15,14 +15,14 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from central_doubles import MyQDouble, PaperCutDouble, parse_job_details
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.central.base import SecretError, Unsupported, mask, read_secret
 from spooler.central.myq import MyQBackend
 from spooler.central.papercut import PaperCutBackend, job_details
 from spooler.centralapi import ACCOUNTING, HEALTH, LOGIN, USERS, CentralApiDown, CentralApiInDoubt, CentralApiRefused
 from spooler.config import AccountingConfig
-from spooler.outbox import Outbox
-from spooler.store import JobStore
+from spooler.accounting.outbox import Outbox
+from spooler.store.database import JobStore
 from spooler.verifiers import check_verifier
 
 TOKEN, HEALTH_KEY = "pc-token-5d1e", "pc-health-9a7b"
@@ -177,8 +177,7 @@ async def test_papercut_imports_one_job_per_call_and_a_lost_answer_stays_in_doub
     double, backend = papercut
     from test_accounting import T0, finished
 
-    store = JobStore.open(tmp_path / "spooler.db")
-    store.record_maker = RecordMaker(device="branch-1", spool_id=store.spool_id)
+    store = JobStore.open(tmp_path / "spooler.db", record_maker=RecordMaker(device="branch-1"))
     for job_id in (1, 2, 3):
         finished(store, job_id, completed_at=T0 + job_id)
     records = [body for _, body in store.records_to_send(10, not_before=0)]

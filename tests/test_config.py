@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from spooler.cli import main
-from spooler.config import config_from_mapping, load_config, parse_duration, parse_size
-from spooler.model import ConfigError
+from spooler.config import config_from_mapping, declared_keys, load_config, parse_duration, parse_size
 from spooler.login.peers import PeerIdentity
+from spooler.model import ConfigError
 
 
 def build(raw: dict[str, Any], tmp_path: Path) -> Any:
@@ -61,25 +63,39 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.admin_socket == tmp_path / "conf" / "a.sock"
 
 
-def test_sample_config_is_valid_and_shows_every_key(tmp_path: Path) -> None:
+def sample_sections(text: str) -> dict[str, str]:
+    """The sample's text by table ("" before the first), commented-out tables ("# [server]") included."""
+    sections: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in text.splitlines():
+        header = re.match(r"^#?\s*\[([a-z_.]+)\]\s*$", line)
+        if header:
+            current = header.group(1).split(".")[0]
+            sections.setdefault(current, [])
+        sections[current].append(line)
+    return {name: "\n".join(lines) + "\n" for name, lines in sections.items()}
+
+
+def test_sample_config_is_valid_and_shows_every_key_in_its_table(tmp_path: Path) -> None:
     sample = Path(__file__).parent.parent / "samples" / "spooler.toml"
     config = load_config(sample, state_dir=tmp_path)
     assert config.listen.raw == "tcp:9100:interface=127.0.0.1"
-    text = sample.read_text()
-    for dotted in ("state_dir", "listen.raw", "limits.max_job_size", "limits.idle_timeout", "limits.max_connections",
-                   "limits.max_compression_ratio", "login.max_lockout", "login.device_max_failures",
-                   "spool.min_free_space", "spool.keep_files", "spool.keep_history", "device.uri",
-                   "device.connect_timeout", "device.io_timeout", "device.retry_initial", "device.retry_max",
-                   "admin.socket", "log.level", "log.spool_log_max_size", "log.spool_log_keep", "server.queue_uri",
-                   "server.probe_interval", "server.probe_timeout", "server.down_after", "server.up_after",
-                   "server.connect_timeout", "server.io_timeout", "queues.default.offline_policy", "analysis.enabled",
-                   "analysis.workers", "analysis.memory_limit", "analysis.page_cap", "login.validity_hours",
-                   "login.offline_enabled", "login.sync_interval", "login.max_failures", "login.lockout",
-                   "login.peers", "login.share_listen", "login.share", "login.share_interval", "server.signing_key",
-                   "login.discover", "listen.ipps", "ipp.authentication", "ipp.users_file",
-                   "ipp.allow_basic_without_tls", "ipp.tls_certificate", "ipp.tls_key"):  # fmt: skip
-        key = dotted.split(".")[-1]
-        assert f"\n{key} =" in text or f"\n# {key} =" in text, f"{dotted} is not shown in samples/spooler.toml"
+    sections = sample_sections(sample.read_text())
+    keys = declared_keys()
+    assert {"limits.idle_timeout", "server.queue_uri", "queues.NAME.offline_policy", "ipp.tls_key"} <= set(keys)
+    for dotted in keys:
+        table, _, key = dotted.rpartition(".")
+        shown = sections.get(table.split(".")[0], "")
+        assert re.search(rf"^(# )?{key} =", shown, re.M), f"{dotted} is not shown in samples/spooler.toml"
+
+
+def test_the_sample_shows_every_default(tmp_path: Path) -> None:
+    """Each key set (not commented out) in the sample has its embedded default: the sample runs on
+    exactly the defaults, as it says."""
+    sample = Path(__file__).parent.parent / "samples" / "spooler.toml"
+    from_sample = load_config(sample, state_dir=tmp_path)
+    assert from_sample.source == sample
+    assert attrs.evolve(from_sample, source=None) == config_from_mapping({}, base=tmp_path, state_dir=tmp_path)
 
 
 BAD = [
@@ -122,6 +138,18 @@ BAD = [
     ({"server": {"queue_uri": "lpd://host"}}, "server.queue_uri", "names the queue"),
     ({"server": {"queue_uri": "ipp://h/p", "down_after": 0}}, "server.down_after", "at least 1"),
     ({"queues": {"default": {"offline_policy": "pray"}}}, "queues.default.offline_policy", "print, hold or queue"),
+    ({"ipp": {"authentication": "digest"}}, "ipp.authentication", "none or basic"),
+    ({"ipp": {"tls_key": "k.pem"}}, "ipp.tls_certificate", "go together"),
+    ({"ipp": {"users_file": ""}}, "ipp.users_file", "expected a path"),
+    ({"server": {"queue_uri": "ipp://h/p", "kind": "cups"}}, "server.kind", "generic, papercut or myq"),
+    ({"server": {"queue_uri": "ipp://h/p", "api_url": "http://pc:9191/", "kind": "papercut"}},
+     "server.auth_token_file", "auth token"),
+    ({"accounting": {"retry_initial": "10m", "retry_max": "1m"}}, "accounting.retry_max", "retry_initial"),
+    ({"accounting": {"batch_size": 5000}}, "accounting.batch_size", "at most 1000"),
+    ({"terminal": {"enabled": True, "listen": ""}}, "terminal.listen", "no endpoint"),
+    ({"dnssd": {"enabled": True}, "listen": {"ipp": ""}}, "dnssd.enabled", "listen.ipp is off"),
+    ({"analysis": {"workers": 0}}, "analysis.workers", "at least 1"),
+    ({"spool": {"inline_max": "2MiB"}}, "spool.inline_max", "at most 1MiB"),
 ]
 
 
@@ -152,6 +180,34 @@ def test_missing_config_file(tmp_path: Path) -> None:
     err = io.StringIO()
     assert main(["status", "--config", str(tmp_path / "nope.toml")], out=io.StringIO(), err=err) == 2
     assert "no such file" in err.getvalue()
+
+
+def test_paths_resolve_against_the_config_files_folder_and_defaults_follow_the_state_folder(tmp_path: Path) -> None:
+    config = build({"ipp": {"tls_certificate": "certs/c.pem", "tls_key": "~/k.pem"}}, tmp_path)
+    assert config.ipp.tls_certificate == tmp_path / "certs" / "c.pem" and config.ipp.tls_key == Path.home() / "k.pem"
+    assert config.ipp.users_file == tmp_path / "state" / "ipp-users"
+    assert config.dnssd.name == config.ipp.name
+    assert build({"ipp": {"name": "Front desk"}}, tmp_path).dnssd.name == "Front desk"
+    assert config.terminal.listen == "tcp:8633:interface=127.0.0.1"
+    assert build({"terminal": {"listen": ""}}, tmp_path).terminal.listen == "tcp:8633:interface=127.0.0.1"
+    assert build({"server": {}}, tmp_path).server is None
+
+
+@pytest.mark.parametrize(("raw", "key"), [({"dnssd": {"enabled": True}}, "dnssd.enabled"),
+                                         ({"login": {"discover": True, "share": True}},
+                                          "login.discover")])  # fmt: skip
+def test_a_feature_whose_extra_is_not_installed_is_a_configuration_error(
+    raw: dict[str, Any], key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zeroconf is an extra ([dnssd]): only a configuration that uses it needs it."""
+    import spooler.config
+
+    real = spooler.config.find_spec
+    monkeypatch.setattr(spooler.config, "find_spec", lambda name: None if name == "zeroconf" else real(name))
+    build({}, tmp_path)  # the defaults do without it
+    with pytest.raises(ConfigError) as raised:
+        build(raw, tmp_path)
+    assert raised.value.key == key and "pip install 'branch-spooler[dnssd]'" in raised.value.problem
 
 
 def test_lpd_aliases_only_when_no_queue_is_named(tmp_path: Path) -> None:

@@ -3,42 +3,29 @@
 from __future__ import annotations
 
 import os
+import socket
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from conftest import run_synchronously
+from factories import delivery_files, fired, job_factory
 from spooler.delivery import backend_for_uri
-from spooler.delivery.base import DeliveryFile
 from spooler.delivery.filesink import FileSinkBackend
 from spooler.delivery.socket import SocketBackend
-from spooler.model import DeliveryError, Document, Job, JobState
+from spooler.model import DeliveryError, Job, JobState
 
 
-def make_job(job_id: int = 1) -> Job:
-    return Job(job_id=job_id, uuid="0123456789abcdef", queue="default", protocol="raw", user="alice", host="h",
-               name="report", document_format="application/pdf", size=0, state=JobState.PROCESSING, reason="",
-               created_at=1.0, copies=2)  # fmt: skip
-
-
-def files(tmp_path: Path, *contents: bytes) -> list[DeliveryFile]:
-    result = []
-    for number, content in enumerate(contents, start=1):
-        path = tmp_path / f"d000001-{number:03d}"
-        path.write_bytes(content)
-        result.append(DeliveryFile(Document(1, number, path.name, len(content), "application/pdf"), path))
-    return result
-
-
-def outcome(d: Deferred[Any]) -> Any:
-    results: list[Any] = []
-    d.addBoth(results.append)
-    assert results, "did not fire"
-    return results[0]
+make_job = job_factory(job_id=1, state=JobState.PROCESSING, copies=2)
+files = partial(delivery_files, job_id=1)
+outcome = fired
 
 
 def test_file_sink_writes_data_sidecar_and_journal_once(tmp_path: Path) -> None:
@@ -69,7 +56,9 @@ def test_file_sink_errors_are_classified(tmp_path: Path) -> None:
 
 
 class Peer(Protocol):
-    """A configurable stand-in device: reads to EOF (or not), closes (or not)."""
+    """A configurable stand-in device: reads to EOF (or not), closes (or not), or stalls after the
+    first bytes. The owner's `stalled` fires with the peer once it has stalled, `lost` with the
+    reason (exception) the connection ended with."""
 
     def __init__(self, owner: PeerFactory) -> None:
         self.owner = owner
@@ -79,8 +68,15 @@ class Peer(Protocol):
         if not self.owner.reads:
             self.transport.pauseProducing()  # type: ignore[union-attr]
 
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.owner.lost.called:
+            self.owner.lost.callback(reason.value)
+
     def dataReceived(self, data: bytes) -> None:
         self.owner.received += data
+        if self.owner.stalls and not self.owner.stalled.called:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self.owner.stalled.callback(self)
 
     def readConnectionLost(self) -> None:
         if self.owner.resets:
@@ -90,10 +86,12 @@ class Peer(Protocol):
 
 
 class PeerFactory(Factory):
-    def __init__(self, reads: bool = True, closes: bool = True, resets: bool = False) -> None:
-        self.reads, self.closes, self.resets = reads, closes, resets
+    def __init__(self, reads: bool = True, closes: bool = True, resets: bool = False, stalls: bool = False) -> None:
+        self.reads, self.closes, self.resets, self.stalls = reads, closes, resets, stalls
         self.received = b""
         self.connections: list[Peer] = []
+        self.stalled: Deferred[Peer] = Deferred()
+        self.lost: Deferred[BaseException] = Deferred()
 
     def buildProtocol(self, addr: Any) -> Protocol:
         from zope.interface import directlyProvides
@@ -102,13 +100,6 @@ class PeerFactory(Factory):
         protocol = Peer(self)
         directlyProvides(protocol, IHalfCloseableProtocol)
         return protocol
-
-
-@pytest.fixture
-def reactor() -> Any:
-    from twisted.internet import reactor as global_reactor
-
-    return global_reactor
 
 
 def listen(reactor: Any, factory: PeerFactory) -> Any:
@@ -238,15 +229,55 @@ async def test_a_reset_after_the_whole_job_is_sent_again_once(reactor: Any, tmp_
 
 @pytest_twisted.ensureDeferred
 async def test_cancelling_a_delivery_cuts_the_connection(reactor: Any, tmp_path: Path) -> None:
-    factory = PeerFactory(reads=False)
+    """A cancel (the job was canceled, the spooler stops) resets the connection mid-job, so the device
+    drops what it had; the attempt ends as canceled, not as a device failure (which would count
+    against the device's health and be retried)."""
+    factory = PeerFactory(stalls=True)
     port = listen(reactor, factory)
     try:
-        attempt = socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, os.urandom(10**7)))
-        waiter: Deferred[None] = Deferred()
-        reactor.callLater(0.3, waiter.callback, None)
-        await waiter
+        job = os.urandom(10**7)
+        attempt = socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, job))
+        peer = await factory.stalled.addTimeout(10, reactor)  # the job is under way; the device stops reading
         attempt.cancel()
-        with pytest.raises(Exception):
+        with pytest.raises(CancelledError):
+            await attempt
+        peer.transport.resumeProducing()  # the device reads again: it finds the connection reset
+        reason = await factory.lost.addTimeout(10, reactor)
+        assert isinstance(reason, ConnectionLost) and not isinstance(reason, ConnectionDone), reason
+        assert 0 < len(factory.received) < len(job)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelling_a_delivery_still_connecting_is_a_cancel_not_a_device_failure(reactor: Any,
+                                                                                      tmp_path: Path) -> None:  # fmt: skip
+    # A listener whose backlog is full and that never accepts: the connection attempt hangs.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        filler = socket.create_connection(full.getsockname())
+        try:
+            backend = socket_backend(reactor, full.getsockname()[1])
+            attempt = backend.deliver(make_job(), files(tmp_path, b"job"))
+            until: Deferred[None] = Deferred()
+            reactor.callLater(0, until.callback, None)  # one reactor turn: the connection attempt is under way
+            await until
+            assert not attempt.called
+            attempt.cancel()
+            with pytest.raises(CancelledError):
+                await attempt
+        finally:
+            filler.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_delivery_canceled_at_once_ends_canceled_not_failed(reactor: Any, tmp_path: Path) -> None:
+    port = listen(reactor, PeerFactory())
+    try:
+        attempt = socket_backend(reactor, port.getHost().port).deliver(make_job(), files(tmp_path, b"job"))
+        attempt.cancel()  # while the name is looked up
+        with pytest.raises(CancelledError):
             await attempt
     finally:
         await port.stopListening()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,34 +14,16 @@ import pytest_twisted
 from twisted.internet.protocol import Factory, Protocol
 
 from spooler.delivery import backend_for_uri
-from spooler.delivery.base import DeliveryFile
 from spooler.delivery.lpd import LpdBackend, control_file
-from spooler.model import DeliveryError, Document, Job, JobState
+from spooler.model import DeliveryError, JobState
+from factories import delivery_files, job_factory
 from spooler_harness import Spooler
 
 SpoolerFactory = Callable[..., Spooler]
 
 
-def make_job(job_id: int = 1234, copies: int = 2, user: str = "alice", name: str = "quarterly report") -> Job:
-    return Job(job_id=job_id, uuid="0123456789abcdef", queue="default", protocol="ipp", user=user, host="h",
-               name=name, document_format="application/pdf", size=0, state=JobState.PROCESSING, reason="",
-               created_at=1.0, copies=copies)  # fmt: skip
-
-
-def files(tmp_path: Path, *contents: bytes) -> list[DeliveryFile]:
-    result = []
-    for number, content in enumerate(contents, start=1):
-        path = tmp_path / f"d001234-{number:03d}"
-        path.write_bytes(content)
-        result.append(DeliveryFile(Document(1234, number, path.name, len(content), "application/pdf"), path))
-    return result
-
-
-@pytest.fixture
-def reactor() -> Any:
-    from twisted.internet import reactor as global_reactor
-
-    return global_reactor
+make_job = job_factory(job_id=1234, protocol="ipp", name="quarterly report", state=JobState.PROCESSING, copies=2)
+files = partial(delivery_files, job_id=1234)
 
 
 def lpd_backend(reactor: Any, port: int, queue: str = "default", **options: Any) -> LpdBackend:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from factories import fired_ok
 from inprocess import Rig
-from spooler.dispatch import backoff_delay
+from spooler.dispatch.dispatcher import backoff_delay
 from spooler.model import DeliveryError, JobState
 
 
@@ -135,9 +136,7 @@ def test_stop_requeues_the_job_being_delivered(tmp_path: Path) -> None:
 
 
 def purged(rig: Rig) -> tuple[int, int]:
-    results: list[tuple[int, int]] = []
-    rig.service.purge().addCallback(results.append)
-    return results[0]
+    return fired_ok(rig.upkeep.purge())  # type: ignore[no-any-return]
 
 
 def test_retention_removes_files_then_records_of_finished_jobs_only(tmp_path: Path) -> None:
@@ -207,16 +206,17 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
     would be delivered before a job (A) whose id is lower but whose row does not exist yet."""
     from twisted.internet.defer import Deferred
 
-    from spooler.jobs import JobRequest
-    from spooler.spoolfiles import IncomingFile
+    from spooler.intake.base import JobRequest
+    from spooler.store.spoolfiles import IncomingFile
 
-    rig = Rig(tmp_path)
     held: list[tuple[Deferred[object], object, tuple[object, ...]]] = []
 
     def thread(function, *args):  # type: ignore[no-untyped-def]
         d: Deferred[object] = Deferred()
         held.append((d, function, args))
         return d
+
+    rig = Rig(tmp_path, run_in_thread=thread)
 
     def belongs_to(entry: tuple[object, object, tuple[object, ...]], upload: IncomingFile) -> bool:
         _, function, args = entry
@@ -230,7 +230,6 @@ def test_job_ids_follow_commit_order_when_uploads_finish_together(tmp_path: Path
             held.remove(entry)
             d.callback(function(*args))  # type: ignore[operator]
 
-    rig.service._run_in_thread = thread
     uploads = []
     for name in ("A", "B"):
         upload = rig.service.open_incoming()

@@ -12,9 +12,9 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from conftest import run_synchronously
-from spooler import dnssd
+from spooler.ipp.server import dnssd
 from spooler.config import DnssdConfig, config_from_mapping
-from spooler.dnssd import (
+from spooler.ipp.server.dnssd import (
     SERVICE_TYPE,
     SUBTYPE,
     DnssdAdvertiser,
@@ -26,7 +26,7 @@ from spooler.dnssd import (
     subtype_info,
     txt_record,
 )
-from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity, PrinterStatus
+from spooler.ipp.server.attributes import PrinterAttributes, PrinterIdentity, PrinterStatus
 from spooler.model import ConfigError
 
 UUID = "0f6b1d5e-3c1a-5b7e-9d2f-4a8c6e1b2d3f"

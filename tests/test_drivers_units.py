@@ -212,7 +212,7 @@ def test_impression_colours(colors: list[bool | None], pages: int | None, number
 
 
 def test_combine_and_the_job_figures_keep_unknown_colour_unknown() -> None:
-    from spooler.analysis import job_analysis
+    from spooler.jobs.analysis import job_analysis
 
     unknown_colour = combine(_colored([False, None]), JobOptions(copies=3))
     assert (unknown_colour.impressions, unknown_colour.color_impressions, unknown_colour.mono_impressions) == (6, None, None)

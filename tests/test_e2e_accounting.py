@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, refserver, Spooler, pjl_job, send_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 SpoolerFactory = Callable[..., Spooler]
@@ -24,11 +24,8 @@ CORPUS = Path(__file__).parent.parent / "samples" / "corpus"
 @pytest.fixture
 def central() -> Iterator[RefServer]:
     """A reference server that starts down (its ports refuse connections)."""
-    server = RefServer(short_tempdir("rs"), mode="refuse")
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
+    with refserver(mode="refuse") as server:
+        yield server
 
 
 def offline_spooler(spooler_factory: SpoolerFactory, central: RefServer, **settings: Any) -> Spooler:
@@ -39,10 +36,6 @@ def offline_spooler(spooler_factory: SpoolerFactory, central: RefServer, **setti
         "accounting__interval": "250ms", "accounting__retry_initial": "250ms", "accounting__retry_max": "1s",
         **settings,
     })  # fmt: skip
-
-
-def status(spooler: Spooler) -> dict[str, Any]:
-    return json.loads(spooler.cli("status", "--json").stdout)
 
 
 def outbox(spooler: Spooler) -> dict[str, Any]:
@@ -98,7 +91,7 @@ def test_offline_records_reach_the_server_once_with_the_right_figures(
     spooler.wait_delivered(len(jobs), timeout=30)
     wait_for(lambda: records_ready(spooler, len(jobs)), timeout=60, what="4 records with their figures")
     assert central_count(central) == 0 and outbox(spooler)["sent"] == 0
-    assert status(spooler)["accounting"]["waiting"] == 4
+    assert spooler.status()["accounting"]["waiting"] == 4
 
     central.mode("normal")
     wait_for(lambda: sent(spooler) == len(jobs), timeout=30, what="the records to be sent")
@@ -192,7 +185,7 @@ def test_records_past_the_age_limit_stay_local_reported_and_unsent(
     assert (state["waiting"], state["expired"]) == (0, 2)
     assert [record["job_id"] for record in state["expired_records"]] == [1, 2]
     assert [record["job_id"] for record in central.accounting()] == [3]
-    assert status(spooler)["accounting"]["expired"] == 2
+    assert spooler.status()["accounting"]["expired"] == 2
     text = spooler.cli("outbox").stdout
     assert "2 too old to send (kept locally)" in text and "too old to send:" in text
     # They stay in the local reports.

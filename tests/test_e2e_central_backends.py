@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from central_doubles import MyQDouble, PaperCutDouble
-from spooler_harness import RefServer, Spooler, pjl_job, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, refserver, Spooler, pjl_job, send_raw, short_tempdir, wait_for
 from test_e2e_login import find_secrets, login, spoolers  # noqa: F401 - spoolers is a fixture
 
 pytestmark = pytest.mark.e2e
@@ -25,11 +25,8 @@ CARDS = ["04C0FFEE5A17", "735184290163", "C0FFEE0142"]  # long enough never to t
 
 @pytest.fixture
 def queue() -> Iterator[RefServer]:
-    server = RefServer(short_tempdir("rs"))
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
+    with refserver() as server:
+        yield server
 
 
 def secret_file(root: Path, name: str, value: str) -> Path:
@@ -50,20 +47,16 @@ def make_spooler(spoolers: list[Spooler], queue: RefServer, **settings: Any) -> 
     return spooler
 
 
-def mode(spooler: Spooler) -> str:
-    return str(json.loads(spooler.cli("status", "--json").stdout)["mode"])
-
-
 def take_down(spooler: Spooler, queue: RefServer, double: Any) -> None:
     double.stop()
     queue.stop()
-    wait_for(lambda: mode(spooler) == "offline", timeout=20, what="the spooler to see the server down")
+    wait_for(lambda: spooler.status()["mode"] == "offline", timeout=20, what="the spooler to see the server down")
 
 
 def bring_back(spooler: Spooler, queue: RefServer, double: Any) -> None:
     double.start()
     queue.start()
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="the spooler to see the server back")
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="the spooler to see the server back")
 
 
 def test_papercut_end_to_end(queue: RefServer, spoolers: list[Spooler]) -> None:

@@ -32,7 +32,7 @@ def test_jobs_acknowledged_just_before_kill_9_are_delivered_once_after_restart(
     spooler.write_config(device__uri=spooler.sink.as_uri())
     spooler.start()
     delivered = spooler.wait_delivered(5)
-    time.sleep(0.5)  # give a duplicate the chance to appear
+    spooler.wait_idle()  # every delivery made: a duplicate would be in the sink now
     assert [f.read_bytes() for f in spooler.sink_files()] == payloads
     assert [d["job_id"] for d in spooler.deliveries()] == [1, 2, 3, 4, 5]  # once each, in order
     assert len(delivered) == 5
@@ -52,7 +52,7 @@ def test_a_job_cut_mid_stream_by_a_crash_is_not_delivered(spooler_factory: Spool
     spooler.start()
     send_raw(spooler.raw_port, pjl_job("lee", "after", b"next job"))
     spooler.wait_delivered(2)
-    time.sleep(0.3)
+    spooler.wait_idle()  # the cut job, had it become one, would be delivered by now
     assert [spooler.sink_sidecar(f)["name"] for f in spooler.sink_files()] == ["whole", "after"]
     assert list((spooler.state_dir / "incoming").iterdir()) == []
     assert spooler.events("incoming_discarded")
@@ -95,8 +95,7 @@ def test_kill_9_in_the_middle_of_intake_and_delivery(spooler_factory: SpoolerFac
 
     wait_for(lambda: len(spooler.sink_files()) >= len(acknowledged), timeout=60,
              what=f"every acknowledged job ({len(acknowledged)}); stderr {spooler.stderr_path}")
-    wait_for(lambda: not [j for j in spooler.jobs() if j["state"] in ("pending", "processing")], timeout=60,
-             what="the queue to drain")  # fmt: skip
+    spooler.wait_idle()
     delivered = [f.read_bytes() for f in spooler.sink_files()]
     journal = [d["uuid"] for d in spooler.deliveries()]
     assert len(journal) == len(set(journal)), "a job was delivered twice"

@@ -5,7 +5,6 @@ exactly once, in order."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Callable
 
@@ -25,14 +24,10 @@ def make(spooler_factory: SpoolerFactory, port: int, policy: str) -> Spooler:
     })  # fmt: skip
 
 
-def status(spooler: Spooler) -> dict[str, object]:
-    return json.loads(spooler.cli("status", "--json").stdout)
-
-
 def test_fail_over_to_the_device_and_back(spooler_factory: SpoolerFactory) -> None:
     server = RawDevice()
     spooler = make(spooler_factory, server.port, "print").start()
-    wait_for(lambda: status(spooler)["mode"] == "online", what="online")
+    wait_for(lambda: spooler.status()["mode"] == "online", what="online")
     online = [pjl_job("ann", f"online {n}", os.urandom(2000)) for n in range(3)]
     for payload in online:
         send_raw(spooler.raw_port, payload)
@@ -45,14 +40,14 @@ def test_fail_over_to_the_device_and_back(spooler_factory: SpoolerFactory) -> No
         send_raw(spooler.raw_port, payload)
     delivered = spooler.wait_delivered(3, timeout=20)
     assert [f.read_bytes() for f in delivered] == offline  # at the device, in order
-    assert status(spooler)["mode"] == "offline"
+    assert spooler.status()["mode"] == "offline"
     assert [e["mode"] for e in spooler.events("mode_changed")] == ["online", "offline"]
     human = spooler.cli("status").stdout
     assert "mode        offline" in human and "server      socket://127.0.0.1" in human and "down" in human
 
     back = RawDevice(server.port)  # the server returns
     try:
-        wait_for(lambda: status(spooler)["mode"] == "online", timeout=15, what="failback")
+        wait_for(lambda: spooler.status()["mode"] == "online", timeout=15, what="failback")
         again = [pjl_job("cid", f"back {n}", os.urandom(2000)) for n in range(2)]
         for payload in again:
             send_raw(spooler.raw_port, payload)
@@ -73,8 +68,8 @@ def test_queue_policy_keeps_jobs_until_the_server_returns(spooler_factory: Spool
     payloads = [pjl_job("dee", f"queued {n}", os.urandom(3000)) for n in range(4)]
     for payload in payloads:
         send_raw(spooler.raw_port, payload)
-    wait_for(lambda: status(spooler)["mode"] == "offline", what="offline")
-    wait_for(lambda: status(spooler)["waiting_for_server"] == 4, what="4 jobs waiting for the server")
+    wait_for(lambda: spooler.status()["mode"] == "offline", what="offline")
+    wait_for(lambda: spooler.status()["waiting_for_server"] == 4, what="4 jobs waiting for the server")
     assert spooler.deliveries() == []
     assert "4 waiting for the server" in spooler.cli("status").stdout
     server = RawDevice(port)
@@ -88,7 +83,7 @@ def test_queue_policy_keeps_jobs_until_the_server_returns(spooler_factory: Spool
 
 def test_hold_policy_holds_until_released_then_prints_on_the_device(spooler_factory: SpoolerFactory) -> None:
     spooler = make(spooler_factory, free_port(), "hold").start()
-    wait_for(lambda: status(spooler)["mode"] == "offline", what="offline")
+    wait_for(lambda: spooler.status()["mode"] == "offline", what="offline")
     send_raw(spooler.raw_port, pjl_job("eve", "pull me", b"%PDF-1.4 pull print"))
     wait_for(lambda: spooler.jobs() and spooler.jobs()[0]["state"] == "pending-held", what="held")
     assert "release it at the device" in spooler.jobs()[0]["message"]
@@ -100,9 +95,9 @@ def test_hold_policy_holds_until_released_then_prints_on_the_device(spooler_fact
 def test_restart_while_offline_loses_nothing_and_prints_nothing_twice(spooler_factory: SpoolerFactory) -> None:
     server = RawDevice()
     spooler = make(spooler_factory, server.port, "queue").start()
-    wait_for(lambda: status(spooler)["mode"] == "online", what="online")
+    wait_for(lambda: spooler.status()["mode"] == "online", what="online")
     server.close()
-    wait_for(lambda: status(spooler)["mode"] == "offline", what="offline")
+    wait_for(lambda: spooler.status()["mode"] == "offline", what="offline")
     payloads = [pjl_job("fay", f"kept {n}", os.urandom(1000)) for n in range(3)]
     for payload in payloads:
         send_raw(spooler.raw_port, payload)

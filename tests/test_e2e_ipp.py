@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
@@ -151,8 +150,7 @@ def test_ipptool_conformance_suite(ipptool_dir: Path, spooler_factory: SpoolerFa
     if suite == "ipp-everywhere.test":
         # Every raster sample went through none/deflate/gzip and arrived exactly as generated.
         samples = {p.read_bytes() for p in ipptool_dir.glob("pwg-raster-samples-*/*/*.pwg") if p.stat().st_size}
-        wait_for(lambda: not [j for j in spooler.jobs() if j["state"] in ("pending", "processing")], timeout=60,
-                 what="the queue to drain")  # fmt: skip
+        spooler.wait_idle()
         rasters = [f for f in spooler.sink_files() if spooler.sink_sidecar(f)["document_format"] == "image/pwg-raster"]
         assert len(rasters) >= 3 * len(samples) - 6
         assert all(f.read_bytes() in samples for f in rasters)
@@ -254,7 +252,7 @@ def test_a_print_job_answered_just_before_kill_9_is_delivered_once(spooler_facto
     spooler.write_config(device__uri=spooler.sink.as_uri())
     spooler.start()
     spooler.wait_delivered(3)
-    time.sleep(0.5)  # give a duplicate the chance to appear
+    spooler.wait_idle()  # every delivery made: a duplicate would be in the sink now
     assert [f.read_bytes() for f in spooler.sink_files()] == documents
     assert [d["job_id"] for d in spooler.deliveries()] == [1, 2, 3]
     assert [spooler.sink_sidecar(f)["user"] for f in spooler.sink_files()] == ["kim"] * 3
@@ -288,7 +286,7 @@ def test_concurrent_print_jobs_acknowledged_before_kill_9_all_survive(spooler_fa
     spooler.write_config(device__uri=spooler.sink.as_uri())
     spooler.start()
     spooler.wait_delivered(len(acknowledged))
-    time.sleep(0.5)  # give a duplicate the chance to appear
+    spooler.wait_idle()  # every delivery made: a duplicate would be in the sink now
     delivered = {spooler.sink_sidecar(f)["name"]: f.read_bytes() for f in spooler.sink_files()}
     assert len(spooler.sink_files()) == len(acknowledged) == len(documents)
     assert delivered == documents
@@ -359,7 +357,7 @@ def test_create_job_after_kill_9_closed_jobs_print_once_open_ones_are_aborted(
     spooler.write_config(device__uri=spooler.sink.as_uri())
     spooler.start()
     [delivered] = spooler.wait_delivered(1)
-    time.sleep(0.5)
+    spooler.wait_idle()  # every delivery made: a second one would be in the sink now
     assert delivered.read_bytes() == b"".join(parts) and len(spooler.deliveries()) == 1
     assert spooler.sink_sidecar(delivered)["name"] == "closed"
     assert spooler.job(job_ids[1])["state"] == "aborted"  # its client never closed it

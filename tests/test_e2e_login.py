@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, admin, enroll, free_port, login, short_tempdir, users_of, wait_for
+from spooler_harness import (RefServer, Spooler, admin, enroll, free_port, login, refserver, short_tempdir, users_of,
+                             wait_for)  # fmt: skip
 
 pytestmark = pytest.mark.e2e
 
@@ -49,14 +50,9 @@ def find_secrets(roots: list[Path], secrets: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def central(tmp_path: Path) -> Iterator[RefServer]:
-    users = tmp_path / "users.json"
-    users.write_text(json.dumps(USERS))
-    server = RefServer(short_tempdir("rs"), users=users)
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
+def central() -> Iterator[RefServer]:
+    with refserver(users=USERS) as server:
+        yield server
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, wait_for
+from spooler_harness import RefServer, refserver, Spooler, free_port, wait_for
 from test_e2e_login import find_secrets
 from test_e2e_terminal import TerminalClient as Terminal
 
@@ -34,9 +34,8 @@ USERS = {"users": [
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    server = RefServer.with_users(USERS)
-    yield server.start()
-    server.cleanup()
+    with refserver(users=USERS) as server:
+        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ queue printed to with `lp`, plain sockets for queue state, removal and hostile c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -203,7 +202,7 @@ def test_a_flood_of_held_connections_does_not_stop_a_real_client(spooler_factory
         assert result.returncode == 0, result.stderr
         [delivered] = spooler.wait_delivered(1)
         assert delivered.read_bytes() == data
-        status = json.loads(spooler.cli("status", "--json").stdout)
+        status = spooler.status()
         assert status["connections"]["lpd"] >= 200 and status["listeners"]["lpd"].endswith(f":{spooler.lpd_port}")
     finally:
         for sock in flood:
@@ -217,9 +216,9 @@ def test_connections_over_the_limit_are_refused(spooler_factory: SpoolerFactory)
     spooler = spooler_factory(limits__max_connections=20).start()
     held = [socket.create_connection(("127.0.0.1", spooler.lpd_port), timeout=10) for _ in range(30)]
     try:
-        # Over the limit, each newcomer takes the slot of the idlest connection (spooler.intake_limits).
+        # Over the limit, each newcomer takes the slot of the idlest connection (spooler.intake.limits).
         wait_for(lambda: len(spooler.events("connection_evicted")) >= 10, what="10 idle connections evicted")
-        assert json.loads(spooler.cli("status", "--json").stdout)["connections"]["lpd"] <= 20
+        assert spooler.status()["connections"]["lpd"] <= 20
     finally:
         for sock in held:
             sock.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
+from spooler_harness import RefServer, refserver, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 from test_e2e_login import find_secrets
 from test_e2e_terminal import TerminalClient as Terminal
 
@@ -61,9 +61,8 @@ def release_over_ipp(spooler: Spooler, tmp_path: Path, job_id: int, user: str, p
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    server = RefServer.with_users(USERS)
-    yield server.start()
-    server.cleanup()
+    with refserver(users=USERS) as server:
+        yield server
 
 
 def held(spooler: Spooler, job_id: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, pjl_job, refserver, require_tool, send_raw, short_tempdir, wait_for
 from spooler.signing import GRANT, REVOCATION, from_json, parse_public_key, verify
 from spooler.verifiers import check_verifier
 
@@ -24,11 +24,8 @@ HANG_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[RefServer]:
-    server = RefServer(short_tempdir("rs"))
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
+    with refserver() as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import IN_CI, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
+from spooler_harness import IN_CI, RefServer, refserver, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -71,9 +71,8 @@ class TerminalClient:
 
 @pytest.fixture
 def central() -> Iterator[RefServer]:
-    server = RefServer.with_users(USERS)
-    yield server
-    server.cleanup()
+    with refserver(start=False, users=USERS) as server:
+        yield server
 
 
 def start_branch(spooler_factory: Any, central: RefServer) -> tuple[Spooler, int]:
@@ -89,10 +88,6 @@ def start_branch(spooler_factory: Any, central: RefServer) -> tuple[Spooler, int
     return spooler, port
 
 
-def mode(spooler: Spooler) -> str:
-    return str(json.loads(spooler.cli("status", "--json").stdout)["mode"])
-
-
 def held(spooler: Spooler, count: int) -> list[dict[str, Any]]:
     def found() -> list[dict[str, Any]] | None:
         jobs = [job for job in spooler.jobs() if job["state"] == "pending-held"]
@@ -103,7 +98,7 @@ def held(spooler: Spooler, count: int) -> list[dict[str, Any]]:
 
 def go_offline(spooler: Spooler, central: RefServer) -> None:
     central.stop()  # the central server is gone: its queue and its API
-    wait_for(lambda: mode(spooler) == "offline", timeout=20, what="the spooler to see the server down")
+    wait_for(lambda: spooler.status()["mode"] == "offline", timeout=20, what="the spooler to see the server down")
 
 
 def assert_no_secret_on_disk(spooler: Spooler, secrets: list[str]) -> None:
@@ -117,8 +112,8 @@ def assert_no_secret_on_disk(spooler: Spooler, secrets: list[str]) -> None:
 def test_pull_print_online_then_offline_at_the_terminal(spooler_factory: Any, central: RefServer) -> None:
     central.start()
     spooler, port = start_branch(spooler_factory, central)
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
-    assert json.loads(spooler.cli("status", "--json").stdout)["listeners"]["terminal"] == f"127.0.0.1:{port}"
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
+    assert spooler.status()["listeners"]["terminal"] == f"127.0.0.1:{port}"
 
     alice, bob = TerminalClient(port), TerminalClient(port)
     status, session = alice.login(ALICE_PIN)  # online: the central server checks the PIN
@@ -196,7 +191,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     sync_playwright = playwright_api()
     central.start()
     spooler, port = start_branch(spooler_factory, central)
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
     assert TerminalClient(port).login(ALICE_PIN)[0] == 200  # seen online once: she may log in offline
     go_offline(spooler, central)
     report = pjl_job("alice", "Quarterly report.pdf", (CORPUS / "mixed_letter_4p.pdf").read_bytes())
@@ -272,7 +267,7 @@ def test_a_private_job_asks_for_its_key_on_the_page(spooler_factory: Any, centra
     sync_playwright = playwright_api()
     central.start()
     spooler, port = start_branch(spooler_factory, central)
-    wait_for(lambda: mode(spooler) == "online", timeout=20, what="online")
+    wait_for(lambda: spooler.status()["mode"] == "online", timeout=20, what="online")
     key = "83016492"
     private = pjl_job("alice", "Payslip.pdf", b"%PDF-1.4 payslip", extra=f'@PJL SET HOLD=ON HOLDTYPE=PRIVATE HOLDKEY="{key}"\r\n')
     send_raw(spooler.raw_port, private)

@@ -217,7 +217,7 @@ def test_status_and_printer_state_tell_the_mode(tmp_path: Path) -> None:
 def test_each_queue_tells_its_own_policy_and_state(tmp_path: Path) -> None:
     """Two queues while the server is down: each one's printer-state-message names its own offline
     policy; a queue an administrator disabled says so, the other still takes jobs."""
-    from spooler.queue_admin import QueueAdministration
+    from spooler.jobs.queue_admin import QueueAdministration
 
     r = Rig(tmp_path, server=SERVER, queues={"default": {"offline_policy": "print"}, "front": {"offline_policy": "hold"}})
     r.dispatcher.start()

@@ -44,11 +44,10 @@ def test_targets_report_what_they_are_meant_to() -> None:
 
 def _ipp_client(tmp_path: Path):  # type: ignore[no-untyped-def]
     from inprocess import Rig
-    from spooler.ipp.resource import build_ipp_site
     from test_ipp_operations import Client
 
     rig = Rig(tmp_path)
-    return rig, Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    return rig, Client(rig.ipp_site())
 
 
 @pytest.mark.parametrize("bad", ["requesting-user-name", "job-name", "copies"])
@@ -120,7 +119,7 @@ def test_lpq_lprm_list_with_a_non_ascii_digit(tmp_path: Path, command: bytes) ->
 
 
 def test_select_jobs_reads_only_ascii_numbers() -> None:
-    from spooler.lpd import job_number, select_jobs
+    from spooler.intake.lpd import job_number, select_jobs
 
     assert [job_number(item) for item in ("12", "\u00b2", "\u0663", "alice", "0")] == [12, None, None, None, 0]
     assert select_jobs([], ["\u00b2", "7"]) == []

@@ -4,14 +4,22 @@ reordered, canceled and purged; documents listed, canceled and named. Who may do
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from inprocess import Rig
-from spooler.accounting import RecordMaker
+from spooler.accounting.records import RecordMaker
 from spooler.ipp.codec import Attribute, IppMessage
-from spooler.ipp.resource import build_ipp_site
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import JobState
 from test_ipp_operations import PDF, Client, ipp_request, job_id_of, print_job, status_of
 from test_ipp_operations import client, rig, site  # noqa: F401  (fixtures: root is an admin)
+
+
+def accounted(tmp_path: Path) -> tuple[Rig, Client]:
+    """The `rig` and `client` of test_ipp_operations, whose store also writes accounting records."""
+    rig = Rig(tmp_path, ipp={"admin_users": ["root"]}, record_maker=RecordMaker(device="d"))
+    rig.dispatcher.start()
+    return rig, Client(rig.ipp_site())
 
 
 def call(client: Client, operation: int, *extra: Attribute, user: str = "alice", job: list[Attribute] | None = None,
@@ -83,7 +91,7 @@ def test_printer_texts_are_set_by_an_administrator_and_kept(rig: Rig, client: Cl
     assert unsupported["printer-name"].values[0].tag == Tag.NOT_SETTABLE
     supported = call(client, Operation.GET_PRINTER_SUPPORTED_VALUES, user="root").printer_attributes
     assert supported is not None and supported["printer-location"].values[0].tag == Tag.ADMIN_DEFINE
-    restarted = Client(build_ipp_site(Rig(rig.config.state_dir.parent).service, rig.config, rig.clock))
+    restarted = Client(Rig(rig.config.state_dir.parent).ipp_site())
     assert printer(restarted, "printer-location")["printer-location"] == "Room 12, 2nd floor"
     cleared = call(client, Operation.SET_PRINTER_ATTRIBUTES, user="root",
                    group=(Tag.PRINTER, [Attribute.text("printer-location", "")]))  # fmt: skip
@@ -131,8 +139,8 @@ def test_set_job_attributes_changes_a_waiting_job_for_its_owner(rig: Rig, client
     assert rig.backend.attempts and rig.store.get(job_id).copies == 3
 
 
-def test_a_finished_job_prints_again_as_a_new_job(rig: Rig, client: Client) -> None:
-    rig.store.record_maker = RecordMaker(device="d", spool_id=rig.store.spool_id)
+def test_a_finished_job_prints_again_as_a_new_job(tmp_path: Path) -> None:
+    rig, client = accounted(tmp_path)
     job_id = job_id_of(print_job(client))
     rig.clock.advance(0)
     rig.backend.succeed()
@@ -193,8 +201,8 @@ def test_an_administrator_reorders_the_queue(rig: Rig, client: Client) -> None:
     assert delivered == [jobs[3], jobs[1], jobs[2], jobs[0]]
 
 
-def test_cancel_jobs_and_purge_jobs(rig: Rig, client: Client) -> None:
-    rig.store.record_maker = RecordMaker(device="d", spool_id=rig.store.spool_id)
+def test_cancel_jobs_and_purge_jobs(tmp_path: Path) -> None:
+    rig, client = accounted(tmp_path)
     rig.service.pause_printer(by="test")
     jobs = [job_id_of(print_job(client)) for _ in range(3)]
     rig.service.resume_printer(by="test")

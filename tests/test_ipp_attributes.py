@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from factories import job_factory
 from spooler.config import config_from_mapping
-from spooler.ipp.attributes import (
+from spooler.ipp.server.attributes import (
     PrinterAttributes,
     PrinterIdentity,
     PrinterStatus,
@@ -18,7 +19,7 @@ from spooler.ipp.attributes import (
 )
 from spooler.ipp.codec import Attribute, IppMessage, decode_message, encode_message, find_data_offset
 from spooler.ipp.tags import Tag
-from spooler.model import ConfigError, Job, JobState
+from spooler.model import ConfigError, JobState
 
 NOW = 1_700_000_000.0
 URI = "ipp://localhost:8631/ipp/print"
@@ -99,13 +100,8 @@ def test_printer_state_and_reasons_are_rendered_as_given(state: str, reasons: tu
     assert attributes["printer-state-reasons"].all == list(reasons or ("none",))
 
 
-def make_job(**changes: object) -> Job:
-    values: dict[str, object] = dict(job_id=12, uuid="5d3c0b8e-0000-4000-8000-000000000012", queue="default",
-                                     protocol="ipp", user="alice", host="127.0.0.1", name="Budget",
-                                     document_format="application/pdf", size=5000, state=JobState.PENDING,
-                                     reason="job-queued", created_at=NOW)  # fmt: skip
-    values.update(changes)
-    return Job(**values)  # type: ignore[arg-type]
+make_job = job_factory(job_id=12, uuid="5d3c0b8e-0000-4000-8000-000000000012", protocol="ipp", host="127.0.0.1",
+                       name="Budget", size=5000, reason="job-queued", created_at=NOW)
 
 
 def test_job_attributes_cover_what_clients_poll() -> None:

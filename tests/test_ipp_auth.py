@@ -17,9 +17,9 @@ from twisted.internet.task import Clock
 from conftest import run_synchronously
 from spooler.cli import main
 from spooler.config import DnssdConfig, config_from_mapping
-from spooler.ipp import auth
-from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity, PrinterStatus
-from spooler.ipp.auth import AuthRefused, BasicAuthenticator, ensure_self_signed, parse_basic, read_users, write_user
+from spooler.ipp.server import auth
+from spooler.ipp.server.attributes import PrinterAttributes, PrinterIdentity, PrinterStatus
+from spooler.ipp.server.auth import AuthRefused, BasicAuthenticator, ensure_self_signed, parse_basic, read_users, write_user
 from spooler.model import ConfigError
 
 
@@ -227,7 +227,7 @@ def test_printer_uri_supported_lists_each_listener_with_its_security() -> None:
 
 
 def test_ipps_is_advertised_as_ipps_tcp_with_its_subtype() -> None:
-    from spooler import dnssd
+    from spooler.ipp.server import dnssd
     from test_dnssd import FakeZeroconf, identity
 
     made: list[FakeZeroconf] = []

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from spooler.ipp.attributes import (
+from spooler.ipp.server.attributes import (
     DEFAULT_FORMAT,
     DOCUMENT_FORMATS,
     PrinterAttributes,
@@ -18,7 +18,7 @@ from spooler.ipp.attributes import (
     device_description,
 )
 from spooler.ipp.codec import Attribute, Value
-from spooler.ipp.device import RETRY, DeviceDescriber
+from spooler.ipp.server.device import RETRY, DeviceDescriber
 from spooler.ipp.tags import Tag
 
 STATUS = PrinterStatus(state="idle", reasons=(), message="Idle.", accepting=True, state_changed_at=1.0,

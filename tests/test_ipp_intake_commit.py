@@ -10,10 +10,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
+from factories import fired_ok
 from inprocess import Rig
-from spooler.groupcommit import GroupCommit
+from spooler.store.groupcommit import GroupCommit
 from spooler.model import Document, Job, JobState
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 
 def inline_rows(rig: Rig) -> list[tuple[int, int, bytes]]:
@@ -22,10 +23,7 @@ def inline_rows(rig: Rig) -> list[tuple[int, int, bytes]]:
 
 
 def files_of(rig: Rig, job_id: int) -> list[bytes]:
-    paths: list[Any] = []
-    rig.service.document_files(job_id).addBoth(paths.append)
-    assert isinstance(paths[0], list), paths[0]
-    return [path.read_bytes() for path in paths[0]]
+    return [path.read_bytes() for path in fired_ok(rig.documents.files(job_id))]
 
 
 def test_a_small_document_is_stored_in_its_row_and_gets_a_file_only_when_read(tmp_path: Path) -> None:
@@ -76,13 +74,13 @@ def test_retention_removes_inline_data_with_the_files(tmp_path: Path) -> None:
     rig.service.cancel(job.job_id, admin=True)
     files_of(rig, job.job_id)
     rig.clock.advance(11)
-    rig.service.purge()
+    rig.upkeep.purge()
     assert inline_rows(rig) == [] and list(rig.config.spool_dir.iterdir()) == []
     assert rig.store.get(job.job_id).files_removed
 
 
 def test_send_document_data_always_goes_to_a_spool_file(tmp_path: Path) -> None:
-    from spooler.jobs import JobRequest
+    from spooler.intake.base import JobRequest
 
     rig = Rig(tmp_path, spool={"inline_max": 1000})
     job = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="kim"))
@@ -158,13 +156,14 @@ def test_a_document_stays_inline_up_to_the_limit_and_spills_whole_beyond_it(tmp_
     import random
 
     from conftest import run_synchronously
-    from spooler.spoolfiles import IncomingFile
+    from spooler.store.spoolfiles import IncomingFile, SpoolFloor
 
     limit = 1000
     rng = random.Random(7)
     for size in (1, limit - 1, limit, limit + 1, 3 * limit, 5_000_000):
         data = rng.randbytes(size)
-        incoming = IncomingFile(tmp_path, run_synchronously, max_size=10**9, min_free_space=0, inline_max=limit)
+        incoming = IncomingFile(tmp_path, run_synchronously, max_size=10**9, floor=SpoolFloor(tmp_path, 0),
+                                inline_max=limit)
         offset = 0
         while offset < size:
             step = rng.randint(1, max(1, size // 3))

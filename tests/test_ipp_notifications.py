@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from inprocess import Rig
 from spooler.ipp.codec import Attribute, IppMessage
-from spooler.ipp.subscriptions import GET_INTERVAL, MAX_SUBSCRIPTIONS
+from spooler.ipp.server.subscriptions import GET_INTERVAL, MAX_SUBSCRIPTIONS
 from spooler.ipp.tags import Operation, Status, Tag
 from test_ipp_operations import PDF, Client, ipp_request, job_id_of, print_job, status_of
 from test_ipp_operations import client, rig, site  # noqa: F401  (fixtures: root is an admin)

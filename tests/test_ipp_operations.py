@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from inprocess import Rig, http_responses
 from spooler.ipp.codec import Attribute, IppMessage, decode, encode_message
-from spooler.ipp.resource import IppSite, build_ipp_site
+from spooler.ipp.server.resource import IppSite
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import JobState
 
@@ -102,7 +102,7 @@ def rig(tmp_path: Path) -> Rig:
 
 @pytest.fixture
 def site(rig: Rig) -> IppSite:
-    return build_ipp_site(rig.service, rig.config, rig.clock)
+    return rig.ipp_site()
 
 
 @pytest.fixture
@@ -279,13 +279,13 @@ def test_print_job_without_data_is_a_bad_request(client: Client, rig: Rig) -> No
 
 def test_a_request_over_the_size_limit_is_refused_without_a_job(tmp_path: Path) -> None:
     rig = Rig(tmp_path, ipp={"max_request_size": 10_000})
-    client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    client = Client(rig.ipp_site())
     for chunked in (False, True):
         response = print_job(client, b"%PDF" + b"x" * 50_000, chunked=chunked)
         assert status_of(response) == Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE
     assert rig.store.list_jobs() == [] and list(rig.config.incoming_dir.iterdir()) == []
     small = Rig(tmp_path / "small", limits={"max_job_size": 1000})
-    client = Client(build_ipp_site(small.service, small.config, small.clock))
+    client = Client(small.ipp_site())
     response = print_job(client, gzip.compress(b"A" * 100_000), Attribute.keyword("compression", "gzip"))
     assert status_of(response) == Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE  # a decompression bomb is capped
     assert small.store.list_jobs() == []
@@ -293,7 +293,7 @@ def test_a_request_over_the_size_limit_is_refused_without_a_job(tmp_path: Path) 
 
 def test_below_the_free_space_floor_new_jobs_get_busy(tmp_path: Path) -> None:
     rig = Rig(tmp_path, spool={"min_free_space": "1000TiB"})
-    client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    client = Client(rig.ipp_site())
     for operation in (Operation.PRINT_JOB, Operation.CREATE_JOB, Operation.VALIDATE_JOB):
         assert status_of(client.call(ipp_request(operation), PDF)) == Status.SERVER_ERROR_BUSY
     printer = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES)).printer_attributes
@@ -560,10 +560,10 @@ def test_stopping_cuts_uploads_in_progress_and_keeps_finished_jobs(site: IppSite
 
 def test_over_the_limit_an_idle_connection_makes_room(tmp_path: Path) -> None:
     rig = Rig(tmp_path, limits={"max_connections": 1})
-    site = build_ipp_site(rig.service, rig.config, rig.clock)
+    site = rig.ipp_site()
     idle = Client(site)
     rig.clock.advance(5)
-    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is not None  # spooler.intake_limits
+    assert site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)) is not None  # spooler.intake.limits
     assert idle.transport.disconnecting and idle.channel not in site.connections
 
 
@@ -585,7 +585,7 @@ def test_arbitrary_bytes_never_break_the_printer(tmp_path: Path) -> None:
     from hypothesis import HealthCheck, given, settings, strategies as st
 
     rig = Rig(tmp_path)
-    site = build_ipp_site(rig.service, rig.config, rig.clock)
+    site = rig.ipp_site()
     valid = encode_message(ipp_request(Operation.PRINT_JOB, Attribute.keyword("compression", "gzip"),
                                        job=[Attribute.collection("media-col", [Attribute.integer("x", 1)])]))
 
@@ -612,7 +612,7 @@ def test_arbitrary_bytes_never_break_the_printer(tmp_path: Path) -> None:
 
 def test_each_configured_queue_is_a_printer_of_its_own(tmp_path: Path) -> None:
     rig = Rig(tmp_path, queues={"default": {}, "color": {}}, ipp={"name": "Branch printer"})
-    client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    client = Client(rig.ipp_site())
     for path, queue in (("/ipp/print", "default"), ("/ipp/print/color", "color"), ("/printers/color", "color")):
         uri = f"ipp://localhost:8631{path}"
         response = client.call(ipp_request(Operation.PRINT_JOB, uri=uri), PDF, path=path)
@@ -641,7 +641,7 @@ def test_the_queue_is_the_one_printer_uri_names_wherever_the_request_is_posted(t
     printer reports QUEUE's URI, so the Send-Document that follows goes there too; an unknown queue is
     refused before any job or data exists."""
     rig = Rig(tmp_path, queues={"default": {}, "front": {"offline_policy": "hold"}})
-    client = Client(build_ipp_site(rig.service, rig.config, rig.clock))
+    client = Client(rig.ipp_site())
     front = "ipp://localhost:8631/printers/front"
     printer = client.call(ipp_request(Operation.GET_PRINTER_ATTRIBUTES, uri=front), path="/").printer_attributes
     assert printer["printer-uri-supported"].first == front and printer["printer-name"].first == "front"  # type: ignore
@@ -744,10 +744,10 @@ def test_a_decompression_bomb_is_refused_and_leaves_nothing(client: Client, rig:
 
 def test_other_users_jobs_hide_their_private_values_when_authentication_is_on(tmp_path: Path) -> None:
     """Finding 8: as CUPS's JobPrivateValues and JobPrivateAccess defaults (the owner and admins see them)."""
-    from spooler.ipp.operations import PrinterOperations, RequestContext
+    from spooler.ipp.server.operations import PrinterOperations, RequestContext
 
     rig = Rig(tmp_path, ipp={"admin_users": ["root"]})
-    site = build_ipp_site(rig.service, rig.config, rig.clock)
+    site = rig.ipp_site()
     own = Client(site)
     job_id = job_id_of(print_job(own, PDF, user="alice"))
     operations = PrinterOperations(rig.service, site.operations.printer, admin_users=("root",), up_since=0,

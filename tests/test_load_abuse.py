@@ -100,7 +100,7 @@ def test_floods_of_idle_connections_do_not_starve_real_clients(spooler_factory: 
                 assert send_job(spooler, protocol, f"{protocol} {number}", b"through the flood"), (protocol, number)
         spooler.wait_delivered(6, timeout=30)
         assert sorted(delivered_names(spooler)) == sorted(f"{p} {n}" for p in ports for n in range(2))
-        status = json.loads(spooler.cli("status", "--json").stdout)
+        status = spooler.status()
         assert all(status["connections"][protocol] <= 40 for protocol in ports)  # the limit still holds
     finally:
         for sock in flood:
@@ -226,7 +226,7 @@ def test_a_full_disk_refuses_new_jobs_busy_keeps_the_old_ones_and_recovers_by_it
     assert ipp_print_job(spooler.ipp_port, "default", "late", "refused", b"no room") == BUSY
     assert not send_job(spooler, "lpd", "refused", b"no room")
     assert not send_job(spooler, "raw", "refused", b"no room")
-    status = json.loads(spooler.cli("status", "--json").stdout)
+    status = spooler.status()
     assert status["daemon"]["running"] and status["spool"]["accepting"] is False
     assert summary() == before  # the old jobs untouched (still waiting for the device)
     assert {p.name: p.read_bytes() for p in (spooler.state_dir / "spool").iterdir()} == spool_files

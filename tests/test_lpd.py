@@ -14,18 +14,18 @@ from twisted.python.failure import Failure
 
 from inprocess import Rig
 from spooler.config import config_from_mapping
-from spooler.lpd import (
+from spooler.intake.lpd import (
     STREAM_COUNT, LpdFactory, LpdProtocol, LpdProtocolError, check_file_name, format_queue_state, parse_control_file,
 )  # fmt: skip
 from spooler.model import ConfigError, Job, JobState
-from spooler.spoolfiles import CHUNK_SIZE
-from spooler.store import JobStore
+from spooler.store.spoolfiles import CHUNK_SIZE
+from spooler.store.database import JobStore
 
 CUPS_CONTROL = b"Hvm\nPalice\nJMy Title\nldfA185vm\nUdfA185vm\nNMy Title\n"
 
 
 def factory_for(rig: Rig, *, idle: float = 30, max_connections: int = 10) -> LpdFactory:
-    return LpdFactory(rig.service, rig.clock, idle_timeout=idle, max_connections=max_connections)
+    return LpdFactory(rig.service, rig.clock, config=rig.config, idle_timeout=idle, max_connections=max_connections)
 
 
 def connect(rig: Rig, factory: LpdFactory | None = None,
@@ -391,7 +391,7 @@ def test_connections_are_capped_and_the_allow_list_applies(tmp_path: Path) -> No
     assert factory.buildProtocol(IPv4Address("TCP", "10.1.2.3", 50000)) is not None
     first, first_transport = connect(rig, factory)
     first.dataReceived(b"\x02def")  # it has sent something; the 10.1.2.3 connection never did
-    # Full: a newcomer takes the slot of the connection that never sent a byte (spooler.intake_limits).
+    # Full: a newcomer takes the slot of the connection that never sent a byte (spooler.intake.limits).
     assert factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1)) is not None
     assert first in factory.connections and not first_transport.disconnecting
     assert len(factory.connections) == 2

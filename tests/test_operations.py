@@ -19,13 +19,13 @@ from twisted.logger import LogLevel, globalLogPublisher
 
 from inprocess import Rig
 from spooler.config import config_from_mapping
-from spooler.dispatch import HELD_AFTER_OUTAGE, HELD_OFFLINE
+from spooler.dispatch.dispatcher import HELD_AFTER_OUTAGE, HELD_OFFLINE_MESSAGE
 from spooler.login.cache import CredentialCache
 from spooler.login.schema import LOGIN_SCHEMA
 from spooler.login.keys import LoginKeys
 from spooler.login.sync import UserSync, assigned_users
 from spooler.model import JobState
-from spooler.outbox import Outbox
+from spooler.accounting.outbox import Outbox
 from spooler.reload import applies_live, flatten, plan, with_old_values
 from spooler.schema import SchemaTooNew, migrate
 from spooler.spoollog import LevelFilter
@@ -249,7 +249,7 @@ def test_jobs_held_offline_lose_the_server_is_down_message_when_it_is_back(tmp_p
     r.clock.advance(1)
     r.submit(b"held while down", user="ann")
     r.clock.advance(0)
-    assert (r.store.get(1).state, r.store.get(1).message) == (JobState.PENDING_HELD, HELD_OFFLINE)
+    assert (r.store.get(1).state, r.store.get(1).message) == (JobState.PENDING_HELD, HELD_OFFLINE_MESSAGE)
     r.server.probe_results[:] = [True, True]
     r.clock.advance(1)
     r.clock.advance(1)

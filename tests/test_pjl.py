@@ -1,4 +1,4 @@
-"""Tests for spooler.pjl: PJL job-header parsing for accounting."""
+"""Tests for drivers.pjl: PJL job-header parsing for accounting."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import spooler.pjl as pjl_module
-from spooler.pjl import (
+import drivers.pjl as pjl_module
+from drivers.pjl import (
     MAX_STRING_LENGTH,
     PJL_HEADER_LIMIT,
     UEL,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from chaos_harness import ipp_print_job, lpd_print
-from spooler.pjl import UEL, parse_pjl_header, username_insertion
+from drivers.pjl import UEL, parse_pjl_header, username_insertion
 from spooler_harness import RefServer, Spooler, short_tempdir, wait_for
 
 LINE = b'@PJL SET USERNAME="alice"\r\n'

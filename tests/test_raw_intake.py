@@ -13,8 +13,8 @@ from twisted.internet.error import ConnectionLost
 
 from inprocess import Rig
 from spooler.model import HoldKeyRefused, JobState, NotAuthorized, SpoolFull
-from spooler.raw import RawJobFactory, RawJobProtocol
-from spooler.spoolfiles import CHUNK_SIZE
+from spooler.intake.raw import RawJobFactory, RawJobProtocol
+from spooler.store.spoolfiles import CHUNK_SIZE
 from spooler.verifiers import check_verifier
 from spooler_harness import pjl_job
 
@@ -103,7 +103,7 @@ def test_over_the_limit_a_newcomer_takes_the_slot_of_the_idlest_connection(tmp_p
     sending, sending_transport = connect_to(factory)
     sending.dataReceived(b"part of a job")
     rig.clock.advance(5)
-    # Full: the connection that never sent a byte makes room (spooler.intake_limits).
+    # Full: the connection that never sent a byte makes room (spooler.intake.limits).
     third, third_transport = connect_to(factory)
     assert silent_transport.disconnecting and not sending_transport.disconnecting
     assert factory.connections == {sending, third}
@@ -181,7 +181,7 @@ def test_a_private_print_job_is_held_and_its_key_never_stored(tmp_path: Path, in
     for path in rig.config.state_dir.rglob("*"):
         if path.is_file():
             assert b"4711" not in path.read_bytes(), path
-    [stored] = outcome(rig.service.document_files(job.job_id))
+    [stored] = outcome(rig.documents.files(job.job_id))
     assert stored.read_bytes() == pjl_job("carol", "payslips", body)  # the hold and its key are gone
     assert job.size == len(stored.read_bytes())
 
@@ -205,18 +205,19 @@ def test_a_private_job_is_released_only_with_its_key(tmp_path: Path) -> None:
 def test_wrong_keys_lock_the_job_and_a_restart_does_not_lift_it(tmp_path: Path) -> None:
     from spooler.login.budget import FailureBudgets
 
-    rig = Rig(tmp_path)
-    rig.service.key_budgets = FailureBudgets.open(tmp_path / "login.db", rig.clock)
+    rig = Rig(tmp_path, budgets=lambda clock: FailureBudgets.open(tmp_path / "login.db", clock))
     job = rig.submit(pjl_job("carol", "payslips", b"%PDF-1.4", extra=PRIVATE))
     for key in ("1", "2", "3", "4", "5"):
         assert outcome(rig.service.release_with_key(job.job_id, key, requester="carol")).reason == "wrong-key"
     locked = outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol"))
     assert isinstance(locked, HoldKeyRefused) and locked.reason == "locked" and locked.retry_after == 300
     rig.service.key_budgets.close()
-    rig.service.key_budgets = FailureBudgets.open(tmp_path / "login.db", rig.clock)  # as after a restart
-    assert outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol")).reason == "locked"
-    rig.clock.advance(300)
-    assert outcome(rig.service.release_with_key(job.job_id, "4711", requester="carol")).state == JobState.PENDING
+    # A restart: a new job service on the same state folder, its budgets read from the same file.
+    restarted = Rig(tmp_path, budgets=lambda clock: FailureBudgets.open(tmp_path / "login.db", clock))
+    assert restarted.clock.seconds() == rig.clock.seconds()
+    assert outcome(restarted.service.release_with_key(job.job_id, "4711", requester="carol")).reason == "locked"
+    restarted.clock.advance(300)
+    assert outcome(restarted.service.release_with_key(job.job_id, "4711", requester="carol")).state == JobState.PENDING
 
 
 def test_only_an_admin_releases_a_private_job_without_its_key(tmp_path: Path) -> None:
@@ -242,7 +243,6 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
     """With a writer thread that has not run yet, the socket is paused past the high-water mark."""
     from twisted.internet.defer import Deferred
 
-    rig = Rig(tmp_path)
     queued: list[tuple[Deferred[object], object]] = []
 
     def slow_thread(function, *args):  # type: ignore[no-untyped-def]
@@ -250,7 +250,7 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
         queued.append((d, lambda: function(*args)))
         return d
 
-    rig.service._run_in_thread = slow_thread
+    rig = Rig(tmp_path, run_in_thread=slow_thread)
     protocol, transport = connect(rig)
     for _ in range(12):
         protocol.dataReceived(b"z" * CHUNK_SIZE)
@@ -264,7 +264,7 @@ def test_back_pressure_pauses_the_client_while_the_writer_thread_is_behind(tmp_p
 
 def test_a_job_of_several_documents(tmp_path: Path) -> None:
     """LPD (several data files per control file) and IPP (Send-Document) make such jobs."""
-    from spooler.jobs import JobRequest
+    from spooler.intake.base import JobRequest
 
     rig = Rig(tmp_path)
     documents = []

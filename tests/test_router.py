@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from spooler.health import DOWN, UNKNOWN, UP, HealthTracker
+from spooler.dispatch.health import DOWN, UNKNOWN, UP, HealthTracker
 from spooler.model import Mode
-from spooler.router import Decision, mode, route
+from spooler.dispatch.router import Decision, mode, route
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,14 @@ from spooler.router import Decision, mode, route
 )
 def test_route(configured: bool, usable: bool, policy: str, decision: Decision) -> None:
     assert route(server_configured=configured, server_usable=usable, offline_policy=policy) is decision
+
+
+@pytest.mark.parametrize(("configured", "usable", "policy"), [(True, True, "hold"), (True, False, "hold"),
+                                                             (True, False, "queue"), (False, False, "print")])  # fmt: skip
+def test_a_job_released_at_the_device_prints_there_whatever_the_server_does(configured: bool, usable: bool,
+                                                                            policy: str) -> None:  # fmt: skip
+    assert route(server_configured=configured, server_usable=usable, offline_policy=policy,
+                 released_at_device=True) is Decision.DEVICE
 
 
 def test_mode() -> None:

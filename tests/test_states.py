@@ -6,19 +6,14 @@ import itertools
 
 import pytest
 
-from spooler.model import IllegalTransition, Job, JobState
+from factories import job_factory
+from spooler.model import IllegalTransition, JobState
 from spooler.states import ALLOWED, can_transition, recover_after_restart, transition
 
 S = JobState
 
 
-def make_job(state: JobState, **extra: object) -> Job:
-    fields: dict[str, object] = dict(
-        job_id=7, uuid="u", queue="default", protocol="raw", user="alice", host="h", name="n",
-        document_format="application/pdf", size=10, state=state, reason="", created_at=1.0,
-    )  # fmt: skip
-    fields.update(extra)
-    return Job(**fields)  # type: ignore[arg-type]
+make_job = job_factory(uuid="u", name="n", size=10)
 
 
 EXPECTED_ALLOWED = {
@@ -33,7 +28,7 @@ EXPECTED_ALLOWED = {
 
 @pytest.mark.parametrize(("current", "wanted"), list(itertools.product(S, S)))
 def test_every_pair_is_allowed_or_raises(current: JobState, wanted: JobState) -> None:
-    job = make_job(current)
+    job = make_job(state=current)
     if (current, wanted) in EXPECTED_ALLOWED:
         assert can_transition(current, wanted)
         assert transition(job, wanted, now=5.0).state == wanted
@@ -50,7 +45,7 @@ def test_table_matches_the_documented_one() -> None:
 
 @pytest.mark.parametrize("final", [S.CANCELED, S.ABORTED, S.COMPLETED])
 def test_final_states_are_final_and_stamped(final: JobState) -> None:
-    job = transition(make_job(S.PROCESSING), final, now=42.0)
+    job = transition(make_job(state=S.PROCESSING), final, now=42.0)
     assert job.completed_at == 42.0 and job.state.is_final
     for other in S:
         assert not can_transition(final, other)
@@ -64,9 +59,9 @@ def test_processing_counts_attempts_and_clears_the_retry_time() -> None:
 
 
 def test_reason_and_message_given_or_defaulted() -> None:
-    held = transition(make_job(S.PENDING), S.PENDING_HELD, now=1.0)
+    held = transition(make_job(state=S.PENDING), S.PENDING_HELD, now=1.0)
     assert held.reason == "job-hold-until-specified"
-    canceled = transition(make_job(S.PENDING), S.CANCELED, now=1.0, reason="job-canceled-by-operator", message="x")
+    canceled = transition(make_job(state=S.PENDING), S.CANCELED, now=1.0, reason="job-canceled-by-operator", message="x")
     assert (canceled.reason, canceled.message) == ("job-canceled-by-operator", "x")
 
 
@@ -76,7 +71,7 @@ def test_reason_and_message_given_or_defaulted() -> None:
      (S.COMPLETED, None), (S.CANCELED, None), (S.ABORTED, None)],
 )  # fmt: skip
 def test_recovery_after_restart(state: JobState, becomes: JobState | None) -> None:
-    recovered = recover_after_restart(make_job(state), now=3.0)
+    recovered = recover_after_restart(make_job(state=state), now=3.0)
     assert (recovered.state if recovered else None) == becomes
 
 

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
+import factories
 from spooler.model import Document, Job, JobNotFound, JobState
-from spooler.store import JobStore, spool_file_name
+from spooler.store.database import JobStore, spool_file_name
 
 
 def make_job(job_id: int, state: JobState = JobState.PENDING, **extra: object) -> Job:
-    fields: dict[str, object] = dict(
-        job_id=job_id, uuid=f"uuid-{job_id}", queue="default", protocol="raw", user="alice", host="h",
-        name=f"job {job_id}", document_format="application/pdf", size=3, state=state, reason="job-queued",
-        created_at=100.0 + job_id,
-    )  # fmt: skip
-    fields.update(extra)
-    return Job(**fields)  # type: ignore[arg-type]
+    return factories.make_job(job_id, uuid=f"uuid-{job_id}", name=f"job {job_id}", size=3, state=state,
+                              reason="job-queued", created_at=100.0 + job_id, **extra)  # fmt: skip
 
 
 def insert(store: JobStore, job: Job) -> None:

@@ -1,4 +1,4 @@
-"""The subscriptions of IPP event notifications (spooler.ipp.subscriptions), pure, on a Clock: leases,
+"""The subscriptions of IPP event notifications (spooler.ipp.server.subscriptions), pure, on a Clock: leases,
 caps, event life, owner checks, job subscriptions ending with their job."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from spooler.ipp.subscriptions import (
+from spooler.ipp.server.subscriptions import (
     EVENT_LIFE,
     MAX_EVENTS,
     MAX_LEASE,

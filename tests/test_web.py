@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.web.server import Request
 
 from inprocess import http_responses
-from spooler.intake_limits import admit_from
+from spooler.intake.limits import admit_from
 from spooler.web import ApiError, HttpLimits, JsonResource, LimitedSite, address_host, read_json
 from spooler.web.channel import LINGER
 

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from spooler.ipp.auth import AuthRefused, BasicAuthenticator
+from spooler.ipp.server.auth import AuthRefused, BasicAuthenticator
 from spooler.metrics import exposition, health, registry_for
 from spooler.model import FINAL_STATES, JobState
 from spooler.terminal.resource import SECURITY_HEADERS

@@ -22,9 +22,8 @@ from urllib.parse import urlencode
 
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 
-from spooler.accounting import iso_time
 from spooler.central.base import Capabilities, Unsupported
-from spooler.centralapi import CentralApiDown, CentralApiRefused, Deadline, http_request, json_answer
+from spooler.centralapi import CentralApiDown, CentralApiRefused, Deadline, http_request, iso_time, json_answer
 
 CAPABILITIES = Capabilities(
     login_methods=frozenset({"card", "pin", "password"}),

@@ -27,10 +27,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.logger import Logger
 
-from spooler.accounting import iso_time
 from spooler.central.base import Capabilities, Unsupported
 from spooler.centralapi import (CentralApiDown, CentralApiInDoubt, CentralApiRefused, Deadline,
-                                http_request, json_answer)  # fmt: skip
+                                http_request, iso_time, json_answer)  # fmt: skip
 from spooler.verifiers import make_verifier
 
 log = Logger(namespace="spooler.central.papercut")

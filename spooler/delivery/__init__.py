@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from spooler.delivery.base import DeliveryBackend, DeliveryReceipt
 from spooler.delivery.filesink import FileSinkBackend
 from spooler.delivery.socket import SocketBackend
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 
 __all__ = ["DeliveryBackend", "DeliveryReceipt", "backend_for_uri"]
 

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal
 from spooler.model import DeliveryError, Job
-from spooler.spoolfiles import RunInThread, commit_file, fsync_directory
+from spooler.store.spoolfiles import RunInThread, commit_file, fsync_directory
 
 COPY_CHUNK = 1024 * 1024
 

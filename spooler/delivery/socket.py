@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 
 from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery
 from spooler.model import DeliveryError, Job
-from spooler.pjl import UEL, parse_pjl_header, username_insertion
+from drivers.pjl import UEL, parse_pjl_header, username_insertion
 
 #: Bytes of back-channel (status) data read from a device before the rest is ignored.
 MAX_BACKCHANNEL = 64 * 1024
@@ -294,8 +294,10 @@ class SocketBackend:
         """One connection: `parts` in order (the first file from byte `skip`), then wait for the device
         to close."""
         transport_holder: list[object] = []
+        canceled: list[bool] = []
 
         def cancel(_: Deferred[DeliveryReceipt]) -> None:
+            canceled.append(True)
             if transport_holder:
                 transport_holder[0].abortConnection()  # type: ignore[attr-defined]
             if connecting is not None:
@@ -326,7 +328,9 @@ class SocketBackend:
             transport_holder.append(protocol.transport)
 
         def not_connected(failure: Failure) -> None:
-            if failure.check(CancelledError):
+            if canceled or failure.check(CancelledError):
+                # The attempt was canceled while connecting (whether the name lookup or the connect
+                # was under way): it ends as canceled, not as a failure of the device.
                 return
             if failure.check(ConnectError, DNSLookupError, TimeoutError):
                 message = f"cannot connect to {description}: {failure.getErrorMessage()}"

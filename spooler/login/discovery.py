@@ -14,7 +14,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 
 log = Logger(namespace="spooler.login.discovery")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spooler.model import SpoolerError
-from spooler.spoolfiles import write_private_file
+from spooler.store.spoolfiles import write_private_file
 
 KEY_BYTES = 32
 

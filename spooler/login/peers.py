@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from spooler.login.keys import KeyFileError
 from spooler.model import SpoolerError
 from spooler.signing import SignatureError, canonical_key, parse_public_key, public_key_text
-from spooler.spoolfiles import write_private_file
+from spooler.store.spoolfiles import write_private_file
 
 PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_PEERS = 256

@@ -25,7 +25,7 @@ from spooler.login.service import LoginOutcome, LoginRefused, LoginService
 from spooler.login.sync import SyncError, UserSync
 from spooler.login.trust import Trust
 from spooler.signing import SignatureError, parse_public_key
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 from spooler.web import ApiError
 
 log = Logger(namespace="spooler.login")
@@ -103,6 +103,24 @@ def cache_status(cache: CredentialCache, now: float, *, trust: Trust, validity: 
             "expiring": sum(1 for until in live if until - now < window), "expiring_within": window,
             "next_expiry": min(live) if live else None, "last_sync": last_sync, "unreadable": cache.unreadable,
             "synced_until": cache.sync_since, "sharing": sharing}  # fmt: skip
+
+
+def stored_login_status(config: Config, now: float) -> dict[str, Any] | None:
+    """The login cache as stored, for the status while the daemon is down: users and who expires soon
+    (no sync or sharing news); None when there is no cache yet, or its key file does not open."""
+    from spooler.login.keys import KeyFileError
+
+    if not config.login_key_path.exists() or not config.login_cache_path.exists():
+        return None
+    try:
+        cache = CredentialCache.open(config.login_cache_path, LoginKeys.load(config.login_key_path))
+    except KeyFileError:
+        return None
+    try:
+        return cache_status(cache, now, trust=open_trust(config), validity=config.login.validity_hours * 3600.0,
+                            last_sync=None, sharing=None, offline_enabled=config.login.offline_enabled)  # fmt: skip
+    finally:
+        cache.close()
 
 
 def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from spooler.login.entries import (METHODS, Credential, Revocation, UserEntry, c
 from spooler.login.trust import Trust
 from spooler.model import SpoolerError
 from spooler.signing import SignatureError
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 from spooler.verifiers import check_verifier, dummy_verifier, make_verifier, verifier_parameters
 
 log = Logger(namespace="spooler.login")

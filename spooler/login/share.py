@@ -386,7 +386,7 @@ class Sharing(MultiService):
         if config.login.share_listen:
             from twisted.internet.endpoints import serverFromString
 
-            from spooler.service import ListenerService
+            from spooler.listeners import ListenerService
 
             site = build_share_site(ShareResource(self.exchange), reactor, config.limits, self.is_peer)
             self.listener = ListenerService("share", serverFromString(reactor, config.login.share_listen), site)

@@ -33,7 +33,7 @@ from twisted.web.server import Request, Site
 from zope.interface import alsoProvides
 
 from spooler.ipp.codec import IppMessage, encode_message
-from spooler.ipp.operations import response_for
+from spooler.ipp.server.operations import response_for
 from spooler.ipp.tags import Status
 
 log = Logger(namespace="spooler.refserver.modes")

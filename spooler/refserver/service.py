@@ -30,9 +30,10 @@ from spooler.refserver.modes import (
 )
 from spooler.refserver.store import CentralStore
 from spooler.refserver.users import UserDirectory
-from spooler.service import ListenerService, SpoolerService
+from spooler.listeners import ListenerService
+from spooler.service import SpoolerService
 from spooler.signing import public_key_text
-from spooler.spoolfiles import ensure_private_dir, write_private_file
+from spooler.store.spoolfiles import ensure_private_dir, write_private_file
 from spooler.verifiers import SCRYPT_N
 
 log = Logger(namespace="spooler.refserver")

@@ -21,7 +21,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from spooler.jobs import INCOMING, JobService
+from spooler.dispatch.router import HELD_OFFLINE
+from spooler.jobs.service import INCOMING, JobService
 from spooler.model import Job, JobNotFound, JobState, SpoolerError
 
 
@@ -61,7 +62,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "size": job.size,
         "time": job.created_at,
         "state": job.state.keyword,
-        "held_offline": bool(job.attributes.get("held_offline")),
+        "held_offline": bool(job.attributes.get(HELD_OFFLINE)),
         "private": job.hold_key_verifier is not None,
     }
 

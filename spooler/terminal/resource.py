@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.login.service import LoginOutcome, LoginRefused
 from spooler.model import HoldKeyRefused, IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view

@@ -1,6 +1,6 @@
 """The HTTP connection handling every twisted.web server of the spooler shares: the body cap enforced as
 the body arrives (never after it was buffered), the header deadline, the idle timeout, the connection
-cap with idle-first eviction and the per-address cap (spooler.intake_limits), the refusal of clients
+cap with idle-first eviction and the per-address cap (spooler.intake.limits), the refusal of clients
 that are not allowed at all, and a site that writes no access log.
 
 Where the body cap hooks in, and why there. twisted.web's `HTTPChannel` parses the request head, then
@@ -15,7 +15,7 @@ body-size setting on the channel (only `maxHeaders` and `totalHeadersSize` for t
 overrides those two hooks: a declared length over the cap is refused in `gotLength`, before one byte
 of the body is read (and before Twisted answers `Expect: 100-continue`, whose header it removes so
 that no "100 Continue" follows the refusal); a chunked body is counted in `handleContentChunk` and
-refused the moment it passes the cap. The IPP request (spooler.ipp.resource) uses the same two hooks
+refused the moment it passes the cap. The IPP request (spooler.ipp.server.resource) uses the same two hooks
 to stream documents instead. The refusal itself is written by the channel (`LimitedChannel.refuse`):
 a complete `413` JSON answer with `Connection: close`, then a half-close; whatever the client still
 sends is read and dropped (never stored) for at most LINGER seconds or LINGER_BYTES bytes, so that a
@@ -52,7 +52,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from spooler.intake_limits import admit_from
+from spooler.intake.limits import admit_from
 
 log = Logger(namespace="spooler.web")
 
@@ -192,7 +192,7 @@ class LimitedChannel(HTTPChannel):
     # -- limits --------------------------------------------------------------------------------------
 
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limits (spooler.intake_limits): a request received whole is being
+        """For the connection limits (spooler.intake.limits): a request received whole is being
         answered and is never cut; an idle keep-alive connection, one whose request is still arriving,
         or one already refused may be."""
         if self.refused:

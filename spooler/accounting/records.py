@@ -2,7 +2,7 @@
 printed), built by a pure function from the job, its documents and its analysis. Pure: no I/O.
 
 The store writes the record in the same transaction as the job's final state (JobStore.update_job
-with a `RecordMaker`); spooler.outbox sends it to the central server; spooler.report sums it up.
+of a store opened with a `RecordMaker`); spooler.accounting.outbox sends it to the central server; spooler.accounting.report sums it up.
 
 Figures the analysis could not establish are `None` with `"analysis": "unknown"` (or `"pending"`
 while it runs): a record never carries a guessed figure. Pages known but colour not (a page whose
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
+from spooler.centralapi import iso_time
 from spooler.model import Document, Job, JobState, Mode
+from spooler.store.database import Entry
 
 #: Written in every record made while the central server was unreachable: none of these were applied
 #: to the job (the server reconciles when the record arrives). Offline login refers to this field.
@@ -39,29 +40,10 @@ FIGURES = ("pages", "impressions", "sheets", "color_pages", "mono_pages")
 RECORD_VERSION = 1
 
 
-def iso_time(timestamp: float | None) -> str | None:
-    """UTC with millisecond precision and a Z (docs/central-api.md, "Conventions")."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def record_id(spool_id: str, job_id: int) -> str:
     """Globally unique and stable: the same job always gets the same id, so that a retry after a
     crash (or a cut in the middle of an upload) can never make a second record at the server."""
     return f"{spool_id}:{job_id}"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A record as the store keeps it: its body plus the columns the outbox and reports select on."""
-
-    job_id: int
-    record_id: str
-    finished_at: float
-    analysis_pending: bool
-    body: dict[str, Any]
 
 
 def analysis_pending(job: Job, documents: Sequence[Document], *, analysis_enabled: bool) -> bool:
@@ -179,12 +161,12 @@ def build_record(
 
 @dataclass(frozen=True)
 class RecordMaker:
-    """What the store calls to make a finished job's record (the daemon's device name, its spool id)."""
+    """What the store calls to make a finished job's record (with the daemon's device name; the
+    store gives its own spool id): `JobStore.open(path, record_maker=RecordMaker(...))`."""
 
     device: str
-    spool_id: str
     analysis_enabled: bool = True
 
-    def __call__(self, job: Job, documents: Sequence[Document]) -> Entry:
-        return build_record(job, documents, spool_id=self.spool_id, device=self.device,
+    def __call__(self, job: Job, documents: Sequence[Document], spool_id: str) -> Entry:
+        return build_record(job, documents, spool_id=spool_id, device=self.device,
                             analysis_enabled=self.analysis_enabled)  # fmt: skip

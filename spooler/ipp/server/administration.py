@@ -6,23 +6,26 @@ Set-Job-Attributes, Restart-Job, Reprocess-Job, Resubmit-Job, Cancel-Current-Job
 Resume-Job, Promote-Job, Schedule-Job-After, Cancel-Jobs, Purge-Jobs, and the document operations
 Cancel-Document, Get-Document-Attributes, Get-Documents, Set-Document-Attributes.
 
-Requests are checked and mapped onto spooler.queue_admin, which decides. Printer operations are for
+Requests are checked and mapped onto spooler.jobs.queue_admin, which decides. Printer operations are for
 `ipp.admin_users`; job and document operations for the job's owner or an administrator."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import inlineCallbacks
 
-from spooler.ipp.attributes import DOCUMENT_SETTABLE, JOB_SETTABLE, PRINTER_SETTABLE, check_job_template
+from spooler.ipp.server.attributes import DOCUMENT_SETTABLE, JOB_SETTABLE, PRINTER_SETTABLE, check_job_template
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
-from spooler.ipp.operations import NAME_TAGS, IppError, PrinterOperations, RequestContext, _operation_attributes, \
-    _value, response_for
+from spooler.ipp.server.requests import (NAME_TAGS, IppError, RequestContext, _operation_attributes, _value,
+                                          response_for)  # fmt: skip
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import Document, Job, JobState
-from spooler.queue_admin import QueueAdministration
+from spooler.jobs.queue_admin import QueueAdministration
+
+if TYPE_CHECKING:  # the operations these extend (which import this module)
+    from spooler.ipp.server.operations import PrinterOperations
 
 #: document-state of a document (PWG 5100.5) from its job's state.
 _DOCUMENT_STATES = {
@@ -268,7 +271,7 @@ class AdministrationOperations:
         ]
 
     def _documents(self, job_id: int) -> tuple[Job, list[Document]]:
-        return self.ops.jobs.get(job_id), self.ops.jobs.store.documents(job_id)
+        return self.ops.jobs.get(job_id), self.ops.jobs.documents(job_id)
 
     def get_document_attributes(self, message: IppMessage, context: RequestContext) -> IppMessage:
         operation = _operation_attributes(message)

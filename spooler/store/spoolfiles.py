@@ -12,12 +12,14 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
+from spooler.config import Config
 from spooler.model import JobTooLarge, SpoolFull
 
 RunInThread = Callable[..., Deferred[Any]]
@@ -43,6 +45,42 @@ def fsync_directory(directory: Path) -> None:
 
 def free_space(directory: Path) -> int:
     return shutil.disk_usage(directory).free
+
+
+@dataclass(frozen=True)
+class SpoolRoom:
+    """The free space of the spool's file system, measured once, against the configured floor."""
+
+    free_bytes: int
+    floor_bytes: int
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new data may come in at all (below the floor new jobs are refused)."""
+        return self.free_bytes >= self.floor_bytes
+
+    def fits(self, size: int) -> bool:
+        """Whether `size` more bytes may be written without going below the floor."""
+        return self.free_bytes - size >= self.floor_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"free_bytes": self.free_bytes, "floor_bytes": self.floor_bytes, "accepting": self.accepting}
+
+
+@dataclass(frozen=True)
+class SpoolFloor:
+    """The one measure of room in the spool: the spool folder's file system (incoming/ is on the
+    same one, as the rename into the spool needs) against `spool.min_free_space`."""
+
+    folder: Path
+    floor: int
+
+    def room(self) -> SpoolRoom:
+        return SpoolRoom(free_space(self.folder), self.floor)
+
+
+def spool_floor(config: Config) -> SpoolFloor:
+    return SpoolFloor(config.spool_dir, config.spool.min_free_space)
 
 
 def ensure_private_dir(directory: Path) -> None:
@@ -120,7 +158,7 @@ class IncomingFile:
         run_in_thread: RunInThread,
         *,
         max_size: int,
-        min_free_space: int,
+        floor: SpoolFloor,
         on_pressure: Callable[[bool], None] = lambda paused: None,
         head_limit: int = 64 * 1024,
         inline_max: int = 0,
@@ -130,7 +168,7 @@ class IncomingFile:
         self._fd: int | None = None
         self._run_in_thread = run_in_thread
         self._max_size = max_size
-        self._min_free_space = min_free_space
+        self._floor = floor
         self._on_pressure = on_pressure
         self._head_limit = head_limit
         self.head = bytearray()
@@ -260,7 +298,7 @@ class IncomingFile:
     def _write_pieces(self, pieces: list[bytes], size: int) -> None:
         if self._failure is not None or self._fd is None:
             return
-        if free_space(self.path.parent) - size < self._min_free_space:
+        if not self._floor.room().fits(size):
             raise SpoolFull("free space in the spool folder fell below the configured floor")
         views = [memoryview(piece) for piece in pieces]
         while views:

@@ -1,6 +1,6 @@
 """The dispatcher: takes each queue's jobs one at a time, in arrival order, routes each when it
 reaches the head of its queue (forward to the central server, print on the device, hold, or wait:
-see spooler.router), delivers it, and retries with capped backoff when nothing can take it.
+see spooler.dispatch.router), delivers it, and retries with capped backoff when nothing can take it.
 
 It keeps the health of the central server (probes on a short interval plus the outcome of every
 real forwarding attempt, with hysteresis) and of the device, tells every change of mode to the
@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -24,24 +23,29 @@ from twisted.python.failure import Failure
 
 from spooler.config import QueueConfig, ServerConfig
 from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
-from spooler.health import DOWN, UP, HealthTracker
+from spooler.dispatch.health import DOWN, UNKNOWN, UP, HealthTracker
 from spooler.model import DeliveryError, Job, JobNotFound, JobState, Mode, Route
-from spooler.router import Decision, mode, route
+from spooler.dispatch.router import HELD_OFFLINE, RELEASED_AT_DEVICE, Decision, mode, route
 from spooler.states import transition
-from spooler.store import JobStore
+from spooler.store.database import JobStore
+from spooler.store.documents import SpoolDocuments
 
 log = Logger(namespace="spooler.dispatch")
 
 WAITING_FOR_SERVER = "waiting for the central server to come back (queue policy)"
-HELD_OFFLINE = "held while the central server is down: release it at the device"
+HELD_OFFLINE_MESSAGE = "held while the central server is down: release it at the device"
 HELD_AFTER_OUTAGE = "held during an outage of the central server (now back): release it at the device"
 #: Longest wait before a failed forward is tried again while the server is not yet known to be down.
 FORWARD_RETRY_MAX = 5.0
 
 
-@dataclass
+#: The device's health (a HealthTracker's state) in the words of `spooler status` and the IPP printer.
+DEVICE_STATES = {UNKNOWN: "unknown", UP: "ok", DOWN: "unreachable"}
+
+
+@dataclass(frozen=True)
 class DeviceStatus:
-    """What the dispatcher last learned about the device."""
+    """What the dispatcher last learned about the device, as `spooler status` and the printer say it."""
 
     uri: str
     state: str = "unknown"  # unknown | ok | unreachable
@@ -92,25 +96,27 @@ class Dispatcher:
         store: JobStore,
         backend: DeliveryBackend,
         clock: IReactorTime,
-        spool_dir: Path,
+        documents: SpoolDocuments,
         retry_initial: float,
         retry_max: float,
         queues: Sequence[QueueConfig] = (QueueConfig("default"),),
         server: DeliveryBackend | None = None,
         server_config: ServerConfig | None = None,
     ) -> None:
-        """`backend` is the device; `server` (with `server_config`) the central server's print queue."""
+        """`backend` is the device; `server` (with `server_config`) the central server's print queue;
+        `documents` gives a job's files (a document stored inline gets its file before delivery)."""
         self._store = store
         self._backend = backend
         self._server = server
         self._server_config = server_config or (ServerConfig(queue_uri=server.uri) if server else None)
         self._clock = clock
-        self._spool_dir = spool_dir
+        self._documents = documents
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._policies = {queue.name: queue.offline_policy for queue in queues}
         self._lanes: dict[str, Lane] = {}
-        self.device = DeviceStatus(uri=backend.uri)
+        #: The device's health: one failed delivery makes it unreachable, one success (or probe) ok again.
+        self.device_health = HealthTracker("device", down_after=1, up_after=1)
         self.server_health: HealthTracker | None = None
         if self._server_config is not None:
             self.server_health = HealthTracker(
@@ -128,9 +134,6 @@ class Dispatcher:
         self.failed_attempts: collections.Counter[tuple[str, bool]] = collections.Counter()
         #: Probes of the central server since the start, by outcome ("ok", "failed").
         self.probes: collections.Counter[str] = collections.Counter()
-        #: Makes sure a job's spool files exist before delivery (documents stored inline get their
-        #: file then); set by the JobService.
-        self.prepare_files: Callable[[int], Deferred[Any]] | None = None
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -175,7 +178,7 @@ class Dispatcher:
         self._retry_initial, self._retry_max = retry_initial, retry_max
         if backend is not None:
             if backend.uri != self._backend.uri:
-                self.device = DeviceStatus(uri=backend.uri)
+                self.device_health = HealthTracker("device", down_after=1, up_after=1)
             self._backend = backend
         if server_config is not None and self._server_config is not None:
             self._server_config = server_config
@@ -228,7 +231,7 @@ class Dispatcher:
             if job.next_attempt_at is not None:
                 self._store.update_job(job.evolve(next_attempt_at=None))
             touched.append(job.job_id)
-        self.device.consecutive_failures = 0
+        self.device_health.failures = 0  # the backoff starts again from retry_initial
         for lane in self._lanes.values():
             self._cancel_timer(lane)
         self.wake()
@@ -239,6 +242,12 @@ class Dispatcher:
         for lane in self._lanes.values():
             if lane.job_id == job_id and lane.current is not None:
                 lane.current.cancel()
+
+    @property
+    def device(self) -> DeviceStatus:
+        health = self.device_health
+        return DeviceStatus(self._backend.uri, DEVICE_STATES[health.state], health.since, health.detail,
+                            health.failures)  # fmt: skip
 
     @property
     def busy_with(self) -> int | None:
@@ -307,14 +316,13 @@ class Dispatcher:
             self.wake(job.next_attempt_at - now, lane.name)
             return
         decision = route(server_configured=self._server is not None, server_usable=self._server_usable,
-                         offline_policy=lane.offline_policy)  # fmt: skip
-        if job.attributes.get("release_to_device"):
-            decision = Decision.DEVICE  # held offline, then released by its owner at the device
+                         offline_policy=lane.offline_policy,
+                         released_at_device=bool(job.attributes.get(RELEASED_AT_DEVICE)))  # fmt: skip
         if decision is Decision.HOLD:
             held = transition(job, JobState.PENDING_HELD, now=now, reason="job-hold-until-specified",
-                              message=HELD_OFFLINE)  # fmt: skip
+                              message=HELD_OFFLINE_MESSAGE)  # fmt: skip
             self._store.update_job(held.evolve(route=Route.DEVICE, mode=Mode.OFFLINE,
-                                               attributes=held.attributes | {"held_offline": True}))  # fmt: skip
+                                               attributes=held.attributes | {HELD_OFFLINE: True}))  # fmt: skip
             log.info("Job {job_id} held: the central server is down (queue {queue}: hold)",
                      spool_event="job_held_offline", job_id=job.job_id, user=job.user, queue=lane.name)  # fmt: skip
             self.wake(0, lane.name)
@@ -353,7 +361,7 @@ class Dispatcher:
         )
         self._store.update_job(job)  # journaled before the attempt
         canceled = set(job.attributes.get("canceled_documents") or ())  # IPP Cancel-Document
-        files = [DeliveryFile(doc, self._spool_dir / doc.file_name) for doc in self._store.documents(job.job_id)
+        files = [DeliveryFile(doc, self._documents.path(doc)) for doc in self._store.documents(job.job_id)
                  if doc.number not in canceled]  # fmt: skip
         log.info(
             "Job {job_id} sending to {destination} (attempt {attempt})",
@@ -371,10 +379,8 @@ class Dispatcher:
                 return found
             # Some documents are at the peer already (one peer job per document): only the rest go.
             resume: dict[str, Any] = {"resume": found} if isinstance(found, PartialDelivery) else {}
-            if self.prepare_files is not None:
-                return self.prepare_files(job.job_id).addCallback(
-                    lambda _: target.backend.deliver(job, files, journal, **resume))
-            return target.backend.deliver(job, files, journal, **resume)
+            return self._documents.files(job.job_id).addCallback(
+                lambda _: target.backend.deliver(job, files, journal, **resume))
 
         if "remote_job_id" in journal_entry:
             # An earlier attempt got as far as the peer's own job: ask it before sending again.
@@ -454,7 +460,7 @@ class Dispatcher:
             delay = min(self._server_config.probe_interval, FORWARD_RETRY_MAX) if self._server_usable else 0.0
             message = f"the central server did not take it: {error}"
         else:
-            delay = backoff_delay(self.device.consecutive_failures, initial=self._retry_initial,
+            delay = backoff_delay(self.device_health.failures, initial=self._retry_initial,
                                   maximum=self._retry_max)  # fmt: skip
             message = f"waiting for the device: {error}; next attempt in {delay:.0f}s"
         self._store.update_job(
@@ -521,7 +527,7 @@ class Dispatcher:
         """Jobs held during the outage stay held (released at the device, they print there), but their
         message no longer says the server is down."""
         held = [job.evolve(message=HELD_AFTER_OUTAGE) for job in self._store.list_jobs([JobState.PENDING_HELD])
-                if job.attributes.get("held_offline") and job.message == HELD_OFFLINE]  # fmt: skip
+                if job.attributes.get(HELD_OFFLINE) and job.message == HELD_OFFLINE_MESSAGE]  # fmt: skip
         if held:
             self._store.update_jobs(held)
 
@@ -554,7 +560,7 @@ class Dispatcher:
         self._probe_timer = self._clock.callLater(config.probe_interval, self._probe)
 
     def _probe_device(self) -> None:
-        if self.device.state != "unreachable" or self._device_probing is not None:
+        if self.device_health.state != DOWN or self._device_probing is not None:
             return
         assert self._server_config is not None
         probe = maybeDeferred(self._backend.probe).addTimeout(self._server_config.probe_timeout, self._clock)
@@ -562,25 +568,19 @@ class Dispatcher:
 
         def outcome(result: object) -> None:
             self._device_probing = None
-            if not isinstance(result, Failure) and not self._stopping and self.device.state == "unreachable":
+            if not isinstance(result, Failure) and not self._stopping and self.device_health.state == DOWN:
                 log.info("Device {device} answers again: retrying the jobs waiting for it",
-                         spool_event="device_probe_ok", device=self.device.uri)  # fmt: skip
+                         spool_event="device_probe_ok", device=self._backend.uri)  # fmt: skip
                 self.flush()
 
         probe.addBoth(outcome)
 
     def _device_ok(self, now: float) -> None:
-        if self.device.state != "ok":
-            if self.device.state == "unreachable":
-                log.info("Device {device} is reachable again", spool_event="device_up", device=self.device.uri)
-            self.device.state, self.device.since = "ok", now
-        self.device.detail = ""
-        self.device.consecutive_failures = 0
+        was = self.device_health.state
+        if self.device_health.record(True, now) == UP and was == DOWN:
+            log.info("Device {device} is reachable again", spool_event="device_up", device=self._backend.uri)
 
     def _device_failed(self, now: float, detail: str) -> None:
-        self.device.consecutive_failures += 1
-        if self.device.state != "unreachable":
-            log.warn("Device {device} is unreachable: {detail}", spool_event="device_down", device=self.device.uri,
+        if self.device_health.record(False, now, detail) == DOWN:
+            log.warn("Device {device} is unreachable: {detail}", spool_event="device_down", device=self._backend.uri,
                      detail=detail)  # fmt: skip
-            self.device.state, self.device.since = "unreachable", now
-        self.device.detail = detail

@@ -31,9 +31,9 @@ from zeroconf import DNSOutgoing, InterfaceChoice, IPVersion, ServiceInfo, Zeroc
 from zeroconf.const import _FLAGS_AA, _FLAGS_QR_RESPONSE
 
 from spooler.config import DnssdConfig
-from spooler.ipp.attributes import PrinterAttributes, PrinterStatus, base_uri_http
+from spooler.ipp.server.attributes import PrinterAttributes, PrinterStatus, base_uri_http
 from spooler.ipp.codec import Attribute
-from spooler.spoolfiles import RunInThread
+from spooler.store.spoolfiles import RunInThread
 
 log = Logger(namespace="spooler.dnssd")
 

@@ -18,12 +18,12 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
-from spooler.jobs import HELD_ON_CREATE, INCOMING, JobService, clean_text
+from spooler.jobs.service import HELD_ON_CREATE, INCOMING, JobService, clean_text
 from spooler.model import Document, Job, JobState, NotPossible
-from spooler.printer_settings import SETTABLE_TEXTS
-from spooler.spoolfiles import fsync_directory, remove_quietly
+from spooler.jobs.printer_settings import SETTABLE_TEXTS
+from spooler.store.spoolfiles import fsync_directory, remove_quietly
 from spooler.states import transition
-from spooler.store import new_job_uuid, spool_file_name
+from spooler.store.database import new_job_uuid, spool_file_name
 
 log = Logger(namespace="spooler.queue_admin")
 

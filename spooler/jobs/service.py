@@ -1,10 +1,12 @@
-"""The job service: where every front-end's job ends up. It accepts incoming documents, makes them
-durable jobs, and carries out what clients and admins ask (cancel, hold, release, flush), start-up
-recovery and retention. Protocols parse; this decides.
+"""The job service: where every front-end's job ends up (the JobSink of spooler.intake, and what the
+IPP printer and the terminal ask). It makes received documents durable jobs (also document by
+document, for IPP Create-Job), carries out what clients and admins ask (cancel, hold, release,
+flush, pause) and tells the printer's condition. Protocols parse; this decides. Page figures are
+spooler.jobs.figures', recovery and retention spooler.jobs.upkeep's.
 
 Private print: a job whose first document carries a PJL release key (HOLDKEY, JOBPASSWORD), or whose
 IPP request gave a job-password, is held with a scrypt verifier of the key; the key itself is taken
-out of the document's head before it is stored (spooler.pjl.strip_hold_key, through the incoming
+out of the document's head before it is stored (drivers.pjl.strip_hold_key, through the incoming
 file's head filter). Releasing it takes the key (`release_with_key`), checked against a failure
 budget per job; only the local admin may release it without (`release(..., without_key=True)`).
 """
@@ -12,54 +14,41 @@ budget per job; only the local admin may release it without (`release(..., witho
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from drivers.detect import OCTET_STREAM, PJL_LANGUAGES, sniff
+from drivers.pjl import PjlHeader, parse_pjl_header, strip_hold_key
 from spooler.config import Config
-from spooler.groupcommit import GroupCommit
-from spooler.dispatch import Dispatcher
-from spooler.analysis import AnalysisRunner, job_analysis
+from spooler.dispatch.dispatcher import Dispatcher
+from spooler.dispatch.router import HELD_OFFLINE, RELEASED_AT_DEVICE
+from spooler.intake.base import JobRequest
+from spooler.jobs.condition import PrinterCondition, describe_printer, queued_jobs
+from spooler.jobs.figures import JobFigures
 from spooler.login.budget import BudgetPolicy, FailureBudgets
-from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobNotFound, JobState, NotAccepting,
-                           NotAuthorized, SpoolFull)  # fmt: skip
-from spooler.pjl import PjlHeader, parse_pjl_header, strip_hold_key
-from spooler.printer_settings import PrinterSettings
-from spooler.spoolfiles import (
-    INCOMING_SUFFIX,
-    IncomingFile,
-    RunInThread,
-    commit_file,
-    ensure_private_dir,
-    free_space,
-    fsync_directory,
-    remove_quietly,
-    write_copy,
-)
-from spooler.states import recover_after_restart, transition
-from spooler.store import JobStore, new_job_uuid, spool_file_name
+from spooler.model import (Document, HoldKeyRefused, IllegalTransition, Job, JobState, NotAccepting, NotAuthorized,
+                           SpoolFull)  # fmt: skip
+from spooler.jobs.printer_settings import PrinterSettings
+from spooler.states import transition
+from spooler.store.database import JobStore, new_job_uuid, spool_file_name
+from spooler.store.groupcommit import GroupCommit
+from spooler.store.spoolfiles import (INCOMING_SUFFIX, IncomingFile, RunInThread, commit_file, remove_quietly,
+                                      spool_floor)  # fmt: skip
 from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.jobs")
 
-DEFAULT_QUEUE = "default"
 #: job-state-reasons of a job made by IPP Create-Job that still waits for its documents.
 INCOMING = "job-incoming"
 #: job-state-reasons of a job held because its queue holds new jobs (IPP Hold-New-Jobs, PWG 5100.11).
 HELD_ON_CREATE = "job-held-on-create"
-#: Page figures that land within this many seconds are written in one transaction.
-FIGURES_WRITE_DELAY = 0.05
 ANONYMOUS = "anonymous"
 UNTITLED = "Untitled"
 MAX_NAME_LENGTH = 255
-#: The attribute the dispatcher honours: a job released at the device is printed on the device.
-RELEASE_TO_DEVICE = "release_to_device"
 #: A private job's key (PJL HOLDKEY, IPP job-password) is at most this long.
 MAX_HOLD_KEY = 255
 #: job-state-reasons of a private job waiting for its key (PWG 5100.11), and what it says.
@@ -75,35 +64,6 @@ def clean_text(value: str | None, *, limit: int = MAX_NAME_LENGTH) -> str | None
     return cleaned or None
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    """What a front-end learned about a job from its protocol (None: it did not say)."""
-
-    protocol: str
-    host: str
-    queue: str = DEFAULT_QUEUE
-    user: str | None = None
-    name: str | None = None
-    document_format: str | None = None
-    copies: int | None = None
-    sides: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
-    hold: bool = False  # held until released (IPP job-hold-until=indefinite)
-    hold_key: str | None = field(default=None, repr=False)  # IPP job-password: held until released with it
-
-
-@dataclass(frozen=True)
-class PrinterCondition:
-    """What the printer is doing, told truthfully from the dispatcher, the device and the spool."""
-
-    state: str  # idle | processing | stopped (IPP printer-state keywords)
-    reasons: tuple[str, ...]
-    message: str
-    accepting: bool
-    changed_at: float
-    queued: int
-
-
 class JobService:
     def __init__(
         self,
@@ -113,18 +73,19 @@ class JobService:
         dispatcher: Dispatcher,
         clock: IReactorTime,
         run_in_thread: RunInThread,
-        analysis: AnalysisRunner | None = None,
+        figures: JobFigures | None = None,
         commit_thread: RunInThread | None = None,
         budgets: FailureBudgets | None = None,
     ) -> None:
-        """`commit_thread` runs the group commits of new jobs (default: `run_in_thread`); `budgets`
-        counts wrong keys of private jobs (STATE/login.db in the daemon; in memory if None)."""
+        """`figures` counts the pages of every new job (None: no analysis); `commit_thread` runs the
+        group commits of new jobs (default: `run_in_thread`); `budgets` counts wrong keys of private
+        jobs (STATE/login.db in the daemon; in memory if None)."""
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
         self._clock = clock
         self._run_in_thread = run_in_thread
-        self.analysis = analysis
+        self._figures = figures
         self.incoming_timeout = config.ipp.multiple_operation_timeout
         #: What administrators set over IPP (paused, queues not accepting or holding new jobs, texts).
         self.settings = PrinterSettings.load(store)
@@ -133,13 +94,17 @@ class JobService:
         self._next_document: dict[int, int] = {}
         self._conditions: dict[str | None, tuple[tuple[str, tuple[str, ...]], float]] = {}
         self._started_at = clock.seconds()
+        self.floor = spool_floor(config)
         self.commits = GroupCommit(lambda: JobStore.open(config.database_path), commit_thread or run_in_thread)
-        dispatcher.prepare_files = self.document_files
-        #: Page figures that have landed and wait to be written, by job id, with who waits for them:
-        #: written together, one transaction per FIGURES_WRITE_DELAY (not one fsync per job).
-        self._figures: dict[int, tuple[dict[str, Any], list[Deferred[Any]]]] = {}
-        self._figures_write: IDelayedCall | None = None
         self.key_budgets = budgets or FailureBudgets.open(":memory:", clock)
+        login = config.login
+        self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: the configuration the job service reads at use time (limits, spool floor, queues,
+        the private-job key budget)."""
+        self.config = config
+        self.floor = spool_floor(config)
         login = config.login
         self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
 
@@ -157,11 +122,13 @@ class JobService:
 
     # -- intake ----------------------------------------------------------------------------------
 
-    def space_left(self) -> int:
-        return free_space(self.config.spool_dir)
-
     def accepting(self) -> bool:
-        return self.space_left() >= self.config.spool.min_free_space
+        """Whether new jobs are taken (the spool is above its free-space floor)."""
+        return self.floor.room().accepting
+
+    def _refuse_when_full(self) -> None:
+        if not self.accepting():
+            raise SpoolFull(f"free space in {self.floor.folder} is below the floor of {self.floor.floor} bytes")
 
     @property
     def paused(self) -> bool:
@@ -180,15 +147,12 @@ class JobService:
 
     def open_incoming(self, *, on_pressure: Callable[[bool], None] = lambda paused: None) -> IncomingFile:
         """Start receiving a document. Raises SpoolFull below the free-space floor."""
-        if not self.accepting():
-            raise SpoolFull(
-                f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
-            )
+        self._refuse_when_full()
         return IncomingFile(
             self.config.incoming_dir,
             self._run_in_thread,
             max_size=self.config.limits.max_job_size,
-            min_free_space=self.config.spool.min_free_space,
+            floor=self.floor,
             on_pressure=on_pressure,
             inline_max=self.config.spool.inline_max,
             head_filter=strip_hold_key,
@@ -253,77 +217,6 @@ class JobService:
             self.dispatcher.wake(queue=job.queue)
         self.analyze_later(job.job_id)
         return job
-
-    # -- page statistics ---------------------------------------------------------------------------
-
-    def analyze_later(self, job_id: int) -> None:
-        """Count the job's pages in the background; the figures land in its record (attributes
-        "analysis") and the spool log. Printing never waits for this."""
-        if self.analysis is None:
-            return
-        self._analyze(job_id).addErrback(
-            lambda failure: log.failure("Job {job_id}: analysis failed", failure, job_id=job_id)
-        )
-
-    @inlineCallbacks
-    def _analyze(self, job_id: int) -> Any:
-        assert self.analysis is not None
-        documents = []
-        yield self.document_files(job_id)
-        for document in self.store.documents(job_id):
-            documents.append((yield self.analysis.analyze(self.config.spool_dir / document.file_name,
-                                                          document.document_format)))  # fmt: skip
-        try:
-            current = self.store.get(job_id)
-        except JobNotFound:
-            return None  # purged meanwhile
-        figures = job_analysis(documents, copies=current.copies, sides=current.sides)
-        written: Deferred[Any] = Deferred()
-        _older, waiting = self._figures.get(job_id, (figures, []))
-        waiting.append(written)
-        self._figures[job_id] = (figures, waiting)
-        if self._figures_write is None:
-            self._figures_write = self._clock.callLater(FIGURES_WRITE_DELAY, self.write_figures)
-        yield written
-        return figures
-
-    def write_figures(self) -> None:
-        """Write the page figures that have landed, all in one transaction (each job read and written
-        in this one reactor turn, so no other change of the job is overwritten), then tell the spool
-        log and whoever waits for them."""
-        if self._figures_write is not None and self._figures_write.active():
-            self._figures_write.cancel()
-        self._figures_write = None
-        landed, self._figures = self._figures, {}
-        if not landed:
-            return
-        updated: list[tuple[Job, dict[str, Any]]] = []
-        try:
-            for job_id, (figures, _waiting) in landed.items():
-                try:
-                    current = self.store.get(job_id)
-                except JobNotFound:
-                    continue  # purged meanwhile
-                updated.append((current.evolve(attributes=current.attributes | {"analysis": figures}), figures))
-            self.store.update_jobs([job for job, _ in updated])
-        except Exception:
-            failure = Failure()
-            for _figures, waiting in landed.values():
-                for deferred in waiting:
-                    deferred.errback(failure)
-            return
-        for job, figures in updated:
-            log.info(
-                "Job {job_id}: {pages} page(s), {impressions} impression(s) ({color} colour, {mono} mono), "
-                "{sheets} sheet(s){note}",
-                spool_event="job_analyzed", job_id=job.job_id, user=job.user, status=figures["status"],
-                pages=figures["pages"], impressions=figures["impressions"], color=figures["color_impressions"],
-                mono=figures["mono_impressions"], sheets=figures["sheets"], sizes=figures["sizes"],
-                note=f"; unknown: {figures['reason']}" if figures["status"] != "ok" else "",
-            )  # fmt: skip
-        for _figures, waiting in landed.values():
-            for deferred in waiting:
-                deferred.callback(None)
 
     @inlineCallbacks
     def _record(self, incoming: list[IncomingFile], file_names: list[str], sizes: list[int],
@@ -425,10 +318,7 @@ class JobService:
         dispatcher leaves it alone until its last document arrives (or it is aborted). With a
         `hold_key_verifier` (of the request's job-password) it stays held, as a private job, once
         its documents are in."""
-        if not self.accepting():
-            raise SpoolFull(
-                f"free space in {self.config.spool_dir} is below the floor of {self.config.spool.min_free_space} bytes"
-            )
+        self._refuse_when_full()
         self.check_accepting(request.queue)
         verifier = hold_key_verifier
         now = self._now()
@@ -600,78 +490,63 @@ class JobService:
         """The printer's state as IPP reports it: of one queue (its jobs, its delivery, whether it
         accepts jobs, its offline policy), or of the whole spooler (queue None)."""
         counts = self.store.count_by_state(queue)
-        queued = sum(counts.get(state, 0) for state in (JobState.PENDING, JobState.PENDING_HELD,
-                                                         JobState.PROCESSING, JobState.PROCESSING_STOPPED))  # fmt: skip
-        waiting = counts.get(JobState.PENDING, 0) + counts.get(JobState.PROCESSING, 0)
-        device = self.dispatcher.device
-        busy = (self.dispatcher.busy_with if queue is None else self.dispatcher.delivering(queue)) is not None
         room = self.accepting()
-        accepting = room and (self.accepting_jobs(queue) if queue is not None else not self.settings.shut_down)
-        reasons: list[str] = []
-        messages: list[str] = []
-        state = "processing" if busy or (waiting and device.state == "unreachable") else "idle"
-        if self.settings.shut_down:
-            state = "stopped"
-            reasons.append("shutdown")
-            messages.append("Shut down by an administrator.")
-        elif self.paused:
-            state = "stopped"
-            reasons.append("moving-to-paused" if busy else "paused")
-            messages.append("Paused by an administrator" + (": finishing the current job." if busy else "."))
-        if queue is not None and not self.settings.shut_down and not self.accepting_jobs(queue):
-            settings = self.settings.queue(queue)
-            messages.append("Not accepting jobs" + (f": {settings.reason}." if settings.reason else "."))
-        if queue is not None and self.settings.queue(queue).holding_new_jobs:
-            reasons.append("hold-new-jobs")
-            messages.append("New jobs are held until released.")
-        if device.state == "unreachable":
-            reasons.append("offline-report")
-            if waiting:
-                reasons.append("connecting-to-device")
-            messages.append(f"The device {device.uri} is unreachable: {device.detail}.")
-        elif busy and device.state == "unknown":
-            reasons.append("connecting-to-device")
-            messages.append(f"Connecting to the device {device.uri}.")
-        server = self.dispatcher.server_health
-        if server is not None and server.state == "down":
-            policy_note = {
-                "print": "jobs print directly on this device",
-                "hold": "jobs are held until their owner releases them at the device",
-                "queue": "jobs wait here, in order, until it is back",
-            }
-            names = [queue] if queue is not None else [q.name for q in self.config.queues]
-            policies = sorted({self.dispatcher.offline_policy(name) for name in names})
-            reasons.append("other-report")
-            messages.append(f"Offline: the central print server is unreachable ({server.detail}); "
-                            + "; ".join(policy_note[p] for p in policies) + ".")  # fmt: skip
-        if not room:
-            reasons.append("spool-area-full")
-            messages.append("The spool is full: new jobs are refused.")
-        if not messages:
-            messages.append("Printing." if state == "processing" else "Idle.")
-        condition = (state, tuple(reasons))
+        shut_down = self.settings.shut_down
+        accepting = room and (self.accepting_jobs(queue) if queue is not None else not shut_down)
+        not_accepting = None
+        if queue is not None and not shut_down and not self.accepting_jobs(queue):
+            not_accepting = self.settings.queue(queue).reason
+        names = [queue] if queue is not None else [q.name for q in self.config.queues]
+        state, reasons, message = describe_printer(
+            counts=counts, paused=self.paused, shut_down=shut_down, room=room,
+            busy=(self.dispatcher.busy_with if queue is None else self.dispatcher.delivering(queue)) is not None,
+            device=self.dispatcher.device, server=self.dispatcher.server_health,
+            offline_policies={self.dispatcher.offline_policy(name) for name in names},
+            not_accepting=not_accepting,
+            holding_new_jobs=queue is not None and self.settings.queue(queue).holding_new_jobs,
+        )  # fmt: skip
         previous = self._conditions.get(queue)
-        since = self._now() if previous is not None and previous[0] != condition else (
+        since = self._now() if previous is not None and previous[0] != (state, reasons) else (
             previous[1] if previous is not None else self._started_at)  # fmt: skip
-        self._conditions[queue] = (condition, since)
-        return PrinterCondition(state, tuple(reasons), " ".join(messages), accepting, since, queued)
+        self._conditions[queue] = ((state, reasons), since)
+        return PrinterCondition(state, reasons, message, accepting, since, queued_jobs(counts))
 
     # -- what clients and admins ask ---------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
         return self.store.get(job_id)
 
+    def documents(self, job_id: int) -> list[Document]:
+        return self.store.documents(job_id)
+
+    def queue_names(self) -> list[str]:
+        return [queue.name for queue in self.config.queues]
+
+    def observe_jobs(self, listener: Callable[[Job], None]) -> None:
+        """Call `listener` with every job written, once it is committed (IPP event notifications)."""
+        self.store.observers.append(listener)
+
+    def observe_server(self, listener: Callable[[str], None]) -> None:
+        """Call `listener` with the central server's new health state whenever it changes."""
+        self.dispatcher.server_listeners.append(listener)
+
+    def spool_path(self, document: Document) -> Path:
+        """Where the document's data is (or will be, for one stored inline) in the spool folder."""
+        return self.config.spool_dir / document.file_name
+
     def authorize(self, job: Job, requester: str | None, admin: bool) -> None:
         if not admin and (requester is None or requester != job.user):
             raise NotAuthorized(f"only the owner of job {job.job_id} ({job.user}) or an admin may change it")
 
     def _change(self, job_id: int, wanted: JobState, *, requester: str | None, admin: bool, reason: str,
-                message: str, event: str) -> Job:  # fmt: skip
+                message: str, event: str, attributes: dict[str, Any] | None = None) -> Job:  # fmt: skip
         job = self.store.get(job_id)
         self.authorize(job, requester, admin)
         changed = transition(job, wanted, now=self._now(), reason=reason, message=message)
         if wanted == JobState.PENDING:
             changed = changed.evolve(next_attempt_at=None)
+        if attributes:
+            changed = changed.evolve(attributes=changed.attributes | attributes)
         self.store.update_job(changed)
         log.info(
             "Job {job_id} {state} by {by}", spool_event=event, job_id=job_id, user=job.user,
@@ -691,18 +566,6 @@ class JobService:
                             reason="job-hold-until-specified", message=f"held by {requester or 'admin'}",
                             event="job_held")  # fmt: skip
 
-    def _release(self, job_id: int, *, requester: str | None = None, admin: bool = False,
-                 to_device: bool = False) -> Job:  # fmt: skip
-        job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
-                           message=f"released by {requester or 'admin'}", event="job_released")  # fmt: skip
-        if job.attributes.get("held_offline") or to_device:
-            # Held because the server was down (offline pull print), or released at the device's
-            # terminal: it prints there. Written before the dispatcher is woken (same reactor turn).
-            job = job.evolve(attributes=job.attributes | {RELEASE_TO_DEVICE: True})
-            self.store.update_job(job)
-        self.dispatcher.wake(queue=job.queue)
-        return job
-
     def cancel_my_jobs(self, requester: str) -> list[Job]:
         """Cancel every unfinished job of `requester` (IPP Cancel-My-Jobs)."""
         canceled = []
@@ -721,7 +584,9 @@ class JobService:
     def release(self, job_id: int, *, requester: str | None = None, admin: bool = False, without_key: bool = False,
                 to_device: bool = False) -> Job:  # fmt: skip
         """Release a held job. A private job needs its key (HoldKeyRefused "key-required": use
-        release_with_key), unless an admin releases it `without_key` (logged as such)."""
+        release_with_key), unless an admin releases it `without_key` (logged as such). Released at
+        the device (pull print: `to_device`), or held because the central server was down (offline
+        pull print, whoever releases it), it prints on this device: the router's RELEASED_AT_DEVICE."""
         job = self._releasable(job_id, requester, admin)
         if job.hold_key_verifier is not None:
             if not without_key:
@@ -755,6 +620,15 @@ class JobService:
             self.key_budgets.refund(charge)
         return self._release(job_id, requester=requester, admin=admin, to_device=to_device)
 
+    def _release(self, job_id: int, *, requester: str | None, admin: bool, to_device: bool) -> Job:
+        job = self.store.get(job_id)
+        to_device = to_device or bool(job.attributes.get(HELD_OFFLINE))
+        job = self._change(job_id, JobState.PENDING, requester=requester, admin=admin, reason="job-queued",
+                           message=f"released by {requester or 'admin'}", event="job_released",
+                           attributes={RELEASED_AT_DEVICE: True} if to_device else None)  # fmt: skip
+        self.dispatcher.wake(queue=job.queue)
+        return job
+
     def wake(self) -> None:
         """Look at the queue again now (LPD's "print waiting jobs" command)."""
         self.dispatcher.wake()
@@ -774,105 +648,12 @@ class JobService:
         return self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
                                      JobState.PROCESSING_STOPPED])  # fmt: skip
 
-    def queue_counts(self) -> dict[str, int]:
-        counts = self.store.count_by_state()
-        return {state.keyword: counts.get(state, 0) for state in JobState}
-
-    # -- start-up recovery and retention -----------------------------------------------------------
-
-    def recover(self) -> None:
-        """Make the spool consistent after any stop, clean or not (runs before the listeners open)."""
-        for directory in (self.config.spool_dir, self.config.incoming_dir):
-            ensure_private_dir(directory)
-        for partial in sorted(self.config.incoming_dir.iterdir()):
-            remove_quietly(partial)
-            log.info("Discarded incomplete incoming data {file} (never acknowledged)",
-                     spool_event="incoming_discarded", file=partial.name)  # fmt: skip
-        referenced = self.store.all_file_names()
-        inline_names = self.store.inline_file_names()
-        for path in sorted(self.config.spool_dir.iterdir()):
-            if path.name in inline_names:
-                remove_quietly(path)  # a copy that was never fsynced: written again when needed
-                continue
-            if path.name not in referenced:
-                remove_quietly(path)
-                log.info("Removed orphan spool file {file} (its job was never committed)",
-                         spool_event="orphan_removed", file=path.name)  # fmt: skip
-        now = self._now()
-        for job in self.store.list_jobs([JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING,
-                                         JobState.PROCESSING_STOPPED]):  # fmt: skip
-            missing = [d.file_name for d in self.store.documents(job.job_id)
-                       if d.file_name not in inline_names and not (self.config.spool_dir / d.file_name).exists()]
-            if missing:
-                aborted = transition(job, JobState.ABORTED, now=now, reason="document-access-error",
-                                     message=f"spool data missing: {', '.join(missing)}")  # fmt: skip
-                self.store.update_job(aborted)
-                log.error("Job {job_id} aborted: its spool data is missing", spool_event="job_aborted",
-                          job_id=job.job_id, user=job.user, missing=missing)  # fmt: skip
-                continue
-            if job.state == JobState.PENDING_HELD and job.reason == INCOMING:
-                self.store.update_job(transition(job, JobState.ABORTED, now=now, reason="aborted-by-system",
-                                                 message="the spooler restarted before the job was closed"))
-                log.warn("Job {job_id} aborted: the spooler restarted before its client closed it",
-                         spool_event="job_aborted", job_id=job.job_id, user=job.user)  # fmt: skip
-                continue
-            recovered = recover_after_restart(job, now=now)
-            if recovered is None and job.next_attempt_at is not None:
-                # A restart is a fresh start: the device (or its configuration) may have been fixed.
-                self.store.update_job(job.evolve(next_attempt_at=None))
-            if recovered is not None:
-                self.store.update_job(recovered)
-                log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",
-                         job_id=job.job_id, user=job.user)  # fmt: skip
-        fsync_directory(self.config.spool_dir)
-        for job in self.store.list_jobs():
-            if "analysis" not in job.attributes and not job.files_removed and job.reason != INCOMING \
-                    and job.state != JobState.ABORTED:
-                self.analyze_later(job.job_id)  # cut off by a stop before its figures were in
-
-    @inlineCallbacks
-    def purge(self) -> Any:
-        """Retention: remove the files of finished jobs after keep_files, their rows after keep_history.
-        Fires with (jobs whose files were removed, records removed). Files go first, off the reactor
-        thread; a row is only marked or deleted once its files are gone. Also aborts Create-Job jobs
-        whose client went away."""
-        self.expire_incoming()
-        now = self._now()
-        expired_files = self.store.finished_before(now - self.config.spool.keep_files, files_present=True)
-        expired_rows = self.store.finished_before(now - self.config.spool.keep_history)
-        doomed = {job.job_id: job for job in expired_files + expired_rows}
-        paths = [self.config.spool_dir / document.file_name
-                 for job_id in doomed for document in self.store.documents(job_id)]  # fmt: skip
-        if paths:
-            yield self._run_in_thread(lambda: [remove_quietly(path) for path in paths])
-        for job in expired_files:
-            self.store.update_job(self.store.get(job.job_id).evolve(files_removed=True))
-        if expired_files:
-            self.store.drop_inline_data(job.job_id for job in expired_files)
-        self.store.delete_jobs(job.job_id for job in expired_rows)
-        if expired_files or expired_rows:
-            log.info("Retention: removed the files of {files} job(s) and the records of {rows} job(s)",
-                     spool_event="retention", files=len(expired_files), rows=len(expired_rows))  # fmt: skip
-        return len(expired_files), len(expired_rows)
-
-    def spool_path(self, document: Document) -> Path:
-        return self.config.spool_dir / document.file_name
-
-    @inlineCallbacks
-    def document_files(self, job_id: int) -> Any:
-        """The one way to the data of a job's documents: fires with their spool file paths, once
-        each exists. A document stored inline gets its file now (a copy, off the reactor thread);
-        a document whose data is gone keeps its missing path (delivery reports it)."""
-        paths = []
-        for document in self.store.documents(job_id):
-            path = self.spool_path(document)
-            if not path.exists():
-                data = self.store.inline_data(job_id, document.number)
-                if data is not None:
-                    yield self._run_in_thread(write_copy, self.config.incoming_dir, path, data)
-            paths.append(path)
-        return paths
+    def analyze_later(self, job_id: int) -> None:
+        """Count the job's pages in the background (spooler.jobs.figures), if analysis is on."""
+        if self._figures is not None:
+            self._figures.analyze_later(job_id)
 
     def close(self) -> None:
-        self.write_figures()
+        if self._figures is not None:
+            self._figures.write_figures()
         self.commits.close()

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
-from spooler.spoolfiles import RunInThread, ensure_private_dir
+from spooler.store.spoolfiles import RunInThread, ensure_private_dir
 from spooler.verifiers import check_verifier, make_verifier
 
 log = Logger(namespace="spooler.ipp.auth")

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from spooler.central.base import capabilities_of
 from spooler.centralapi import ACCOUNTING, CentralApiDown, CentralApiInDoubt, CentralApiRefused
 from spooler.config import AccountingConfig
-from spooler.store import JobStore
+from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.outbox")
 

@@ -10,10 +10,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from spooler.ipp.codec import Attribute, Value
-from spooler.ipp.subscriptions import DEFAULT_EVENTS, DEFAULT_LEASE, EVENT_LIFE, EVENTS, MAX_EVENTS, MAX_LEASE
+from spooler.ipp.server.subscriptions import DEFAULT_EVENTS, DEFAULT_LEASE, EVENT_LIFE, EVENTS, MAX_EVENTS, MAX_LEASE
 from spooler.ipp.tags import Operation, Tag
 from spooler.model import Job
-from spooler.printer_settings import SETTABLE_TEXTS
+from spooler.jobs.printer_settings import SETTABLE_TEXTS
 
 #: Document formats the printer accepts (it spools them; the device or the server renders them).
 DOCUMENT_FORMATS = (
@@ -54,8 +54,8 @@ WHICH_JOBS = (
     "completed", "not-completed", "aborted", "all", "canceled", "pending", "pending-held", "processing",
     "processing-stopped", "proof-print",
 )  # fmt: skip
-#: Job attributes Set-Job-Attributes changes (spooler.queue_admin), and printer attributes
-#: Set-Printer-Attributes changes (spooler.printer_settings.SETTABLE_TEXTS).
+#: Job attributes Set-Job-Attributes changes (spooler.jobs.queue_admin), and printer attributes
+#: Set-Printer-Attributes changes (spooler.jobs.printer_settings.SETTABLE_TEXTS).
 JOB_SETTABLE = ("copies", "job-hold-until", "job-name", "sides")
 PRINTER_SETTABLE = tuple(sorted(SETTABLE_TEXTS))
 DOCUMENT_SETTABLE = ("document-name",)

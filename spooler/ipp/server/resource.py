@@ -14,7 +14,7 @@ time (bad request, unsupported format, unknown job, spool full, too large) has t
 read and dropped, and is answered when the body ends. The response to a job-creating request is
 written only after the JobService made the job durable.
 
-Authentication (`[ipp] authentication = "basic"`, spooler.ipp.auth): the Authorization header is
+Authentication (`[ipp] authentication = "basic"`, spooler.ipp.server.auth): the Authorization header is
 checked as soon as the headers are in, before any of the body is accepted; while scrypt runs in a
 thread the socket is paused and the little already read is held. A request with wrong credentials
 gets HTTP 401 with a Basic challenge (its body is dropped). A request without any may only read
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,11 +44,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import NOT_DONE_YET, Request
 
 from spooler.config import Config
-from spooler.ipp.attributes import PrinterAttributes, PrinterIdentity
-from spooler.ipp.auth import AuthRefused, BasicAuthenticator
+from spooler.ipp.server.attributes import PrinterAttributes, PrinterIdentity
+from spooler.ipp.server.auth import AuthRefused, BasicAuthenticator
 from spooler.ipp.codec import Attribute, IppParseError, decode_message, encode_message, find_data_offset
-from spooler.ipp.device import DeviceDescriber
-from spooler.ipp.operations import (
+from spooler.ipp.server.device import AskDevice, DeviceDescriber
+from spooler.ipp.server.operations import (
     DOCUMENT_OPERATIONS,
     Decompressor,
     DocumentPlan,
@@ -57,14 +58,16 @@ from spooler.ipp.operations import (
     bad_request,
 )
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs import JobService
+from spooler.jobs.service import JobService
 from spooler.model import Job, JobNotFound, JobTooLarge
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 from spooler.web import HttpLimits, LimitedChannel, LimitedSite
 
 log = Logger(namespace="spooler.ipp")
 
 PRINTER_PATH = b"/ipp/print"
+#: The other IPP listener of the same printer and its port (None until it listens), or None if there is none.
+Sibling = Callable[[], "tuple[IppSite, int | None] | None"]
 #: What a client may do without credentials where Basic authentication is configured.
 ANONYMOUS_OPERATIONS = frozenset({Operation.GET_PRINTER_ATTRIBUTES, Operation.GET_JOBS, Operation.GET_JOB_ATTRIBUTES,
                                   Operation.VALIDATE_JOB})  # fmt: skip
@@ -429,7 +432,12 @@ class IppSite(LimitedSite):
     def __init__(self, jobs: JobService, operations: PrinterOperations, *, max_request_size: int,
                  idle_timeout: float, max_connections: int, reactor: Any = None, secure: bool = False,
                  authenticator: BasicAuthenticator | None = None, refuse_plain: bool = False,
-                 max_per_address: int | None = None, header_timeout: float | None = None) -> None:  # fmt: skip
+                 queues: Sequence[str] = ("default",), sibling: Sibling | None = None,
+                 describer: DeviceDescriber | None = None, max_per_address: int | None = None,
+                 header_timeout: float | None = None, max_compression_ratio: float = 0) -> None:  # fmt: skip
+        """`queues`: the configured queue names (the default queue is "default" if there is one, else
+        the first). `sibling`: the other IPP listener of the same printer (ipp for ipps and back).
+        `describer`: keeps the printer describing the real device, stopped with the site."""
         if reactor is None:
             from twisted.internet import reactor as default_reactor  # only where no reactor is passed in (tests)
 
@@ -440,18 +448,17 @@ class IppSite(LimitedSite):
         self.secure = secure  # served over TLS (ipps)
         self.authenticator = authenticator  # Basic authentication on this listener
         self.refuse_plain = refuse_plain  # Basic is configured but not allowed here: refuse everything
-        #: The other IPP listener of the same printer (ipp for ipps and back) and its port, once listening.
-        self.sibling: tuple[IppSite, Any] | None = None
+        self.sibling = sibling
         self.jobs = jobs
         self.operations = operations
         self.max_request_size = max_request_size
         self.max_connections = max_connections
         self.answers: set[Deferred[Any]] = set()
-        self.queues: tuple[str, ...] = ("default",)
-        self.describer: DeviceDescriber | None = None
-        self.default_queue = "default"
+        self.queues = tuple(queues)
+        self.describer = describer
+        self.default_queue = "default" if "default" in self.queues else self.queues[0]
         #: A gzip/deflate document may expand this many times its compressed size (0: no limit).
-        self.max_compression_ratio: float = 0
+        self.max_compression_ratio = max_compression_ratio
 
     @staticmethod
     def printer_path(path: bytes | str) -> tuple[str | None, str] | None:
@@ -539,9 +546,9 @@ class IppSite(LimitedSite):
         """printer-uri-supported with its security and authentication: the URI the client used, then
         the other listener's (same host name, its port) if there is one and it serves requests."""
         uris = [(self.printer_uri(request, path), *self.security())]
-        if self.sibling is not None:
-            site, port = self.sibling
-            number = port()
+        other = self.sibling() if self.sibling is not None else None
+        if other is not None:
+            site, number = other
             if number and not site.refuse_plain:
                 host = uris[0][0].split("://", 1)[1].split("/", 1)[0]
                 name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
@@ -595,51 +602,39 @@ class TlsIppFactory(TLSMemoryBIOFactory):
         return self.site.close_all()
 
 
-def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, secure: bool = False,
-                   operations: PrinterOperations | None = None,
-                   authenticator: BasicAuthenticator | None = None) -> IppSite:  # fmt: skip
+def build_ipp_site(jobs: JobService, config: Config, reactor: Any, *, spool_id: str, secure: bool = False,
+                   operations: PrinterOperations | None = None, authenticator: BasicAuthenticator | None = None,
+                   sibling: Sibling | None = None, ask_device: AskDevice | None = None) -> IppSite:  # fmt: skip
     """The IPP front-end as the configuration describes it (the printer's uuid is derived from the
     spool's own id, so it stays the same across restarts). A second listener of the same printer
-    (ipps beside ipp) passes the first one's `operations`. With `[ipp] authentication = "basic"`,
-    `authenticator` checks the credentials (on plain http only if allow_basic_without_tls)."""
+    (ipps beside ipp) passes the first one's `operations`, and each names the other as `sibling`.
+    With `[ipp] authentication = "basic"`, `authenticator` checks the credentials (on plain http only
+    if allow_basic_without_tls). `ask_device` is the device backend's Get-Printer-Attributes, when
+    the device is an IPP printer: the printer then describes its paper path as the device does."""
     basic = config.ipp.authentication == "basic"
     allowed = basic and (secure or config.ipp.allow_basic_without_tls)
-    if operations is not None:
-        site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
-                       idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
-                       reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                       refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
-                       header_timeout=config.limits.header_timeout)  # fmt: skip
-        site.queues = tuple(queue.name for queue in config.queues)
-        site.default_queue = config.default_queue
-        site.max_compression_ratio = config.limits.max_compression_ratio
-        return site
-    identity = PrinterIdentity(
-        name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
-        make_and_model=config.ipp.make_and_model, color=config.ipp.color,
-        uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spooler:{jobs.store.spool_id}")),
-        max_job_size=config.limits.max_job_size,
-        multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
-    )  # fmt: skip
-    printer = PrinterAttributes(identity)
-    operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
-                                   up_since=reactor.seconds(), clock_seconds=reactor.seconds,
-                                   job_privacy=basic)  # fmt: skip
+    describer = None
+    if operations is None:
+        identity = PrinterIdentity(
+            name=config.ipp.name, info=config.ipp.info or config.ipp.name, location=config.ipp.location,
+            make_and_model=config.ipp.make_and_model, color=config.ipp.color,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:spooler:{spool_id}")),
+            max_job_size=config.limits.max_job_size,
+            multiple_operation_timeout=max(1, int(config.ipp.multiple_operation_timeout)),
+        )  # fmt: skip
+        printer = PrinterAttributes(identity)
+        operations = PrinterOperations(jobs, printer, admin_users=config.ipp.admin_users,
+                                       up_since=reactor.seconds(), clock_seconds=reactor.seconds,
+                                       job_privacy=basic)  # fmt: skip
+        if ask_device is not None:
+            describer = DeviceDescriber(printer, ask_device, reactor, config.device.uri)
     site = IppSite(jobs, operations, max_request_size=config.ipp.max_request_size,
                    idle_timeout=config.limits.idle_timeout, max_connections=config.limits.max_connections,
                    reactor=reactor, secure=secure, authenticator=authenticator if allowed else None,
-                   refuse_plain=basic and not allowed, max_per_address=config.limits.max_connections_per_address,
-                   header_timeout=config.limits.header_timeout)  # fmt: skip
-    site.queues = tuple(queue.name for queue in config.queues)
-    site.default_queue = config.default_queue
-    site.max_compression_ratio = config.limits.max_compression_ratio
-    if config.device.uri.split(":", 1)[0].lower() in ("ipp", "ipps"):
-        # The device is an IPP printer: describe its paper path as it describes it itself.
-        from spooler.delivery.ipp import IppBackend
-
-        client = IppBackend(config.device.uri, reactor=reactor, clock=reactor,
-                            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout)
-        site.describer = DeviceDescriber(printer, lambda names: client.printer_attributes(names, timeout=30),
-                                         reactor, config.device.uri)  # fmt: skip
-        site.describer.start()
+                   refuse_plain=basic and not allowed, queues=[queue.name for queue in config.queues],
+                   sibling=sibling, describer=describer, max_per_address=config.limits.max_connections_per_address,
+                   header_timeout=config.limits.header_timeout,
+                   max_compression_ratio=config.limits.max_compression_ratio)  # fmt: skip
+    if describer is not None:
+        describer.start()
     return site

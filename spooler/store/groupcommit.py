@@ -20,8 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from spooler.model import Document, Job
-from spooler.spoolfiles import RunInThread
-from spooler.store import JobStore
+from spooler.store.spoolfiles import RunInThread
+from spooler.store.database import JobStore
 
 log = Logger(namespace="spooler.groupcommit")
 

@@ -3,19 +3,18 @@ Create-Printer-Subscriptions, Create-Job-Subscriptions, Get-Subscription-Attribu
 Renew-Subscription, Cancel-Subscription and Get-Notifications, subscriptions made with a job
 (subscription groups in Print-Job and Create-Job), and the `Notifier` that turns changes of jobs
 (the store's observers) and of printers into events. The subscriptions themselves, their bounds and
-their owner checks are in spooler.ipp.subscriptions."""
+their owner checks are in spooler.ipp.server.subscriptions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spooler.ipp.attributes import PRINTER_STATE_ENUM, PrinterStatus
+from spooler.ipp.server.attributes import PRINTER_STATE_ENUM, PrinterStatus
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
-from spooler.ipp.operations import IppError, PrinterOperations, RequestContext, _operation_attributes, _value, \
-    response_for
-from spooler.ipp.subscriptions import (
+from spooler.ipp.server.requests import IppError, RequestContext, _operation_attributes, _value, response_for
+from spooler.ipp.server.subscriptions import (
     DEFAULT_EVENTS,
     EVENTS,
     GET_INTERVAL,
@@ -27,6 +26,9 @@ from spooler.ipp.subscriptions import (
 )
 from spooler.ipp.tags import Operation, Status, Tag
 from spooler.model import Job, JobState
+
+if TYPE_CHECKING:  # the operations these extend (which import this module)
+    from spooler.ipp.server.operations import PrinterOperations
 
 #: What a change of a job is, for the events: its state, then what Set-Job-Attributes may change.
 _JobMark = tuple[JobState, str, str, int, str | None, bool]

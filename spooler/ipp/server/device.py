@@ -1,6 +1,7 @@
 """The real device's own description: when the device URI is ipp:// or ipps://, its answer to
 Get-Printer-Attributes (paper path, resolutions, finishings, formats it accepts; see
-attributes.DEVICE_ATTRIBUTES) replaces the printer's defaults. Asked at start, again every
+attributes.DEVICE_ATTRIBUTES), asked through the dispatcher's own device backend, replaces the
+printer's defaults. Asked at start, again every
 `refresh` seconds while it answers, and every `retry` seconds while it does not, so a device that
 comes back (or was swapped for another model) is described anew within `retry` seconds. Until the
 first answer, and for what the device does not say, the configured defaults stand."""
@@ -15,7 +16,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spooler.ipp.attributes import DEVICE_ATTRIBUTES, PrinterAttributes, device_description
+from spooler.ipp.server.attributes import DEVICE_ATTRIBUTES, PrinterAttributes, device_description
 
 log = Logger(namespace="spooler.ipp.device")
 
@@ -24,6 +25,8 @@ AskDevice = Callable[[Sequence[str]], Deferred[Any]]
 
 REFRESH = 600.0
 RETRY = 15.0
+#: How long one Get-Printer-Attributes to the device may take.
+ASK_TIMEOUT = 30.0
 
 
 class DeviceDescriber:

@@ -52,24 +52,21 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol as TypingProtocol
 
-from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spooler.config import QUEUE_NAME, Config, LpdConfig
-from spooler.intake_limits import admit
-from spooler.jobs import JobRequest, JobService
+from spooler.config import QUEUE_NAME, Config
+from spooler.intake.base import RECEIVE_SIZE, IntakeFactory, JobRequest, JobSink, peer_host, set_reset_on_close
 from spooler.model import (
-    IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, SpoolerError, SpoolFull,
+    Document, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAuthorized, SpoolerError, SpoolFull,
 )  # fmt: skip
-from spooler.raw import RECEIVE_SIZE, peer_host, set_reset_on_close
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.lpd")
 
@@ -333,8 +330,12 @@ class LpdProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.factory.idle_timeout)
 
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        """For the connection limit (spooler.intake.limits): a job being committed is never cut."""
         return None if self.mode in (COMMITTING, CLOSED) else (self.received_any, self.last_activity)
+
+    def committing(self) -> bool:
+        """For IntakeFactory.close_all: the job this connection completed is being made durable."""
+        return self.mode == COMMITTING
 
     def evict(self) -> None:
         self.factory.connections.discard(self)
@@ -416,7 +417,7 @@ class LpdProtocol(Protocol, TimeoutMixin):
 
     def _write(self, piece: bytes) -> bool:
         assert self._receiving is not None
-        limit = self.factory.service.config.limits.max_job_size
+        limit = self.factory.config.limits.max_job_size
         try:
             if self._total + len(piece) > limit:
                 raise JobTooLarge(f"the job is larger than the limit of {limit} bytes")
@@ -443,10 +444,10 @@ class LpdProtocol(Protocol, TimeoutMixin):
         if code == 1:
             log.info("LPD: print waiting jobs of {queue} asked by {host}", spool_event="lpd_print_waiting",
                      queue=queue, host=self.peer)  # fmt: skip
-            self.factory.service.wake()
+            self.factory.jobs.wake()
             self._answer(ACK)
         elif code == 2:
-            if not self.factory.service.accepting_jobs(queue):
+            if not self.factory.jobs.accepting_jobs(queue):
                 self._refuse("job_refused", f"queue {queue} does not accept jobs (an administrator disabled it)")
                 return
             self.mode = SUBCOMMAND
@@ -464,7 +465,7 @@ class LpdProtocol(Protocol, TimeoutMixin):
     def _queue_name(self, raw: bytes, event: str) -> str | None:
         """The configured queue the command names (an alias, lpd.aliases, names the default queue)."""
         name = raw.decode("ascii", "replace")
-        config = self.factory.service.config
+        config = self.factory.config
         if QUEUE_NAME.match(name) and config.queue(name) is not None:
             return name
         if QUEUE_NAME.match(name) and name.lower() in {alias.lower() for alias in config.lpd.aliases}:
@@ -509,12 +510,12 @@ class LpdProtocol(Protocol, TimeoutMixin):
                 raise LpdProtocolError(f"data file {self._name} sent twice")
             if len(self._files) >= settings.max_data_files:
                 raise LpdProtocolError(f"more than {settings.max_data_files} data files in one job")
-            left = self.factory.service.config.limits.max_job_size - self._total
+            left = self.factory.config.limits.max_job_size - self._total
             stream = count == 0 or count >= STREAM_COUNT
             if not stream and count > left:
                 raise JobTooLargeRefusal(f"a data file of {count} bytes; the job may only grow by {left} bytes")
             try:
-                self._receiving = self.factory.service.open_incoming(
+                self._receiving = self.factory.jobs.open_incoming(
                     on_pressure=lambda paused, token=object(): self._hold(token, paused))
             except SpoolFull as error:
                 self._refuse("spool_full", str(error))
@@ -561,7 +562,7 @@ class LpdProtocol(Protocol, TimeoutMixin):
                      spool_event="lpd_file_unused", file=name, host=self.peer, queue=self.queue)  # fmt: skip
             unused.discard()
         self._files, self._control, self._total = {}, None, 0
-        d = self.factory.service.submit(documents, request)
+        d = self.factory.jobs.submit(documents, request)
         d.addCallbacks(self._committed, self._not_committed, callbackArgs=(stream,), errbackArgs=(stream,))
         self.factory.track_submission(d)
 
@@ -700,24 +701,42 @@ class LpdProtocol(Protocol, TimeoutMixin):
         self.mode = CLOSED
 
 
-class LpdFactory(Factory):
+class LpdJobs(JobSink, TypingProtocol):
+    """The job service as LPD needs it: the sink of its jobs, and what the queue commands ask."""
+
+    def wake(self) -> None:
+        """Look at the queues again now (command 01)."""
+        ...
+
+    def list_jobs(self) -> list[Job]:
+        """Unfinished jobs, in arrival order."""
+        ...
+
+    def documents(self, job_id: int) -> list[Document]:
+        ...
+
+    def cancel(self, job_id: int, *, requester: str | None = None, admin: bool = False) -> Job:
+        ...
+
+
+class LpdFactory(IntakeFactory):
+    """RFC 1179 on one listener: the queues are the configured ones, `lpd.allow` restricts sources."""
+
     protocol = LpdProtocol
-    noisy = False
+    protocol_name = "LPD"
 
-    def __init__(self, service: JobService, clock: IReactorTime, *, idle_timeout: float, max_connections: int,
-                 config: Config | None = None) -> None:  # fmt: skip
-        self.service = service
-        self.clock = clock
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.reconfigure((config or service.config).lpd)
-        self.connections: set[LpdProtocol] = set()
-        self.submissions: set[Deferred[Any]] = set()
+    def __init__(self, jobs: LpdJobs, clock: IReactorTime, *, config: Config, idle_timeout: float,
+                 max_connections: int) -> None:  # fmt: skip
+        super().__init__(jobs, clock, idle_timeout=idle_timeout, max_connections=max_connections)
+        self.jobs: LpdJobs = jobs
+        self.reconfigure(config)
 
-    def reconfigure(self, settings: LpdConfig) -> None:
-        """The [lpd] settings (at start, and when a reload changes them)."""
-        self.settings = settings
-        self.allow = [ipaddress.ip_network(network, strict=False) for network in settings.allow]
+    def reconfigure(self, config: Config) -> None:
+        """The configuration LPD reads ([lpd], the queues, the job size limit): at start, and when a
+        reload changes it."""
+        self.config = config
+        self.settings = config.lpd
+        self.allow = [ipaddress.ip_network(network, strict=False) for network in self.settings.allow]
 
     def allowed(self, host: str) -> bool:
         if not self.allow:
@@ -736,32 +755,12 @@ class LpdFactory(Factory):
             log.warn("LPD connection from {host} refused: not in lpd.allow", spool_event="connection_refused",
                      host=host, why="source address not allowed", protocol="lpd")  # fmt: skip
             return None
-        if not admit(self.connections, self.max_connections, self.clock.seconds(), protocol="LPD", host=host):
-            return None
-        protocol = super().buildProtocol(addr)
-        assert isinstance(protocol, LpdProtocol)
-        self.connections.add(protocol)
-        return protocol
-
-    def connection_closed(self, protocol: LpdProtocol) -> None:
-        self.connections.discard(protocol)
-
-    def track_submission(self, submission: Deferred[Any]) -> None:
-        self.submissions.add(submission)
-        submission.addBoth(lambda result: (self.submissions.discard(submission), result)[1])
-
-    def close_all(self) -> Deferred[Any]:
-        """At shutdown: cut every connection not committing a job (nothing it sent was acknowledged as
-        a job) and wait for the jobs being made durable."""
-        for protocol in list(self.connections):
-            if protocol.mode != COMMITTING and protocol.transport is not None:
-                protocol.transport.abortConnection()  # type: ignore[attr-defined]
-        return gatherResults([d.addErrback(lambda _: None) for d in list(self.submissions)])
+        return super().buildProtocol(addr)
 
     # -- what the queue commands ask of the job service ------------------------------------------------
 
     def queue_jobs(self, queue: str) -> list[Job]:
-        return [job for job in self.service.list_jobs() if job.queue == queue]
+        return [job for job in self.jobs.list_jobs() if job.queue == queue]
 
     def queue_state(self, queue: str, items: list[str], *, long: bool) -> str:
         jobs = select_jobs(self.queue_jobs(queue), items)
@@ -769,7 +768,7 @@ class LpdFactory(Factory):
         def document_sizes(job: Job) -> list[tuple[str, int]]:
             described = job.attributes.get("lpd", {}).get("documents", [])
             sizes = []
-            for index, document in enumerate(self.service.store.documents(job.job_id)):
+            for index, document in enumerate(self.jobs.documents(job.job_id)):
                 name = described[index].get("name") if index < len(described) else None
                 sizes.append((name or job.name, document.size))
             return sizes
@@ -791,7 +790,7 @@ class LpdFactory(Factory):
             lines.append(f"job {number}: no such job in {queue}")
         for job in targets:
             try:
-                self.service.cancel(job.job_id, requester=agent, admin=admin)
+                self.jobs.cancel(job.job_id, requester=agent, admin=admin)
                 lines.append(f"job {job.job_id} ({job.name}) dequeued")
             except NotAuthorized:
                 log.warn("LPD remove of job {job_id} by {agent} from {host} refused: not the owner",

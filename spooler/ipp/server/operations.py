@@ -1,6 +1,6 @@
 """IPP printer operations: turns decoded requests into calls on the JobService and answers with IPP
 responses. Request checks (RFC 8011 4.1), status mapping of the service's typed errors, and the
-operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs).
+operation table. No HTTP here (see resource.py) and no policy (see spooler.jobs.service).
 
 Private print (PWG 5100.11 job-password): Print-Job and Create-Job with `job-password` (octetString,
 job-password-encryption "none") make a job held until released with that key; Release-Job of a
@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from spooler.ipp.attributes import (
+from spooler.ipp.server.attributes import (
     COMPRESSIONS,
     DEFAULT_FORMAT,
     JOB_DESCRIPTION_DEFAULT,
@@ -36,12 +36,18 @@ from spooler.ipp.attributes import (
     printer_alerts,
 )
 from spooler.ipp.codec import Attribute, AttributeGroup, IppMessage
-from spooler.ipp.subscriptions import ipp_status
+from spooler.ipp.server.requests import (NAME_TAGS, IppError, RequestContext, _operation_attributes, _value,
+                                          response_for)  # fmt: skip
+from spooler.ipp.server.administration import AdministrationOperations
+from spooler.ipp.server.notifications import SubscriptionOperations
+from spooler.ipp.server.subscriptions import Subscriptions, ipp_status
 from spooler.ipp.tags import Operation, Status, Tag
-from spooler.jobs import MAX_HOLD_KEY, JobRequest, JobService
+from spooler.intake.base import JobRequest
+from spooler.jobs.queue_admin import QueueAdministration
+from spooler.jobs.service import MAX_HOLD_KEY, JobService
 from spooler.model import FINAL_STATES, IllegalTransition, Job, JobNotFound, JobState, JobTooLarge, NotAccepting, \
     NotAuthorized, NotPossible, SpoolFull
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.ipp")
 
@@ -60,31 +66,6 @@ NOT_COMPLETED = (JobState.PENDING, JobState.PENDING_HELD, JobState.PROCESSING, J
 #: default: job-name, job-originating-host-name, job-originating-user-name, phone; only the first and
 #: the third exist here).
 PRIVATE_JOB_VALUES = frozenset({"job-name", "job-originating-user-name", "job-originating-host-name", "phone"})
-
-
-class IppError(Exception):
-    """An answer other than success, with the attributes to put in the unsupported group."""
-
-    def __init__(self, status: Status, message: str, unsupported: list[Attribute] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.unsupported = unsupported or []
-
-
-@dataclass
-class RequestContext:
-    """What HTTP told us about the request: the printer's URI as the client addressed it, its host."""
-
-    printer_uri: str
-    peer_host: str
-    queue: str = "default"
-    user: str | None = None  # the authenticated user; it replaced requesting-user-name in the request
-    #: printer-uri-supported with uri-security-supported and uri-authentication-supported, in order.
-    uris: list[tuple[str, str, str]] | None = None
-    printer_name: str | None = None  # the queue's printer-name (None: the configured printer name)
-    #: Why the request must be refused once it passed the request checks (a queue that does not exist).
-    refusal: IppError | None = None
 
 
 @dataclass
@@ -170,38 +151,6 @@ class Decompressor:
             raise IppError(Status.CLIENT_ERROR_COMPRESSION_ERROR, "truncated compressed document")
 
 
-def _operation_attributes(message: IppMessage) -> AttributeGroup:
-    group = message.operation_attributes
-    assert group is not None
-    return group
-
-
-def _value(group: AttributeGroup | None, name: str, tags: tuple[int, ...], default: Any = None) -> Any:
-    """The single value of `name` in `group`; IppError(bad-request) if it has the wrong syntax."""
-    if group is None or (attribute := group.get(name)) is None:
-        return default
-    if len(attribute.values) != 1 or attribute.values[0].tag not in tags:
-        raise IppError(Status.CLIENT_ERROR_BAD_REQUEST, f"{name} has the wrong syntax or count",
-                       [attribute])  # fmt: skip
-    value = attribute.values[0].value
-    if isinstance(value, tuple) and attribute.values[0].tag in (Tag.NAME_WITH_LANGUAGE, Tag.TEXT_WITH_LANGUAGE):
-        value = value[1]
-    return value
-
-
-NAME_TAGS = (Tag.NAME, Tag.NAME_WITH_LANGUAGE)
-
-
-def response_for(request: IppMessage, status: Status, message: str | None = None) -> IppMessage:
-    version = request.version if request.version in SUPPORTED_VERSIONS else (1, 1)
-    response = IppMessage(version, int(status), request.request_id)
-    group = response.add_group(Tag.OPERATION, Attribute.charset("attributes-charset", "utf-8"),
-                               Attribute.language("attributes-natural-language", "en"))  # fmt: skip
-    if message:
-        group.add(Attribute.text("status-message", message[:255]))
-    return response
-
-
 class PrinterOperations:
     """The printer object's operations, one method each; `respond` picks the method by operation-id."""
 
@@ -240,24 +189,19 @@ class PrinterOperations:
             Operation.CLOSE_JOB: self.close_job,
             Operation.IDENTIFY_PRINTER: self.identify_printer,
         }
-        # The IPP/2.1-2.2 operations live in modules of their own, which use this module's helpers.
-        from spooler.ipp.administration import AdministrationOperations
-        from spooler.ipp.notifications import SubscriptionOperations
-        from spooler.ipp.subscriptions import Subscriptions
-        from spooler.queue_admin import QueueAdministration
-
+        # The IPP/2.1-2.2 operations live in modules of their own (sharing spooler.ipp.server.requests).
         self.administration = QueueAdministration(jobs)
         self.notifications = SubscriptionOperations(self, Subscriptions(clock_seconds))
         self._handlers.update(self.notifications.handlers())
         self._handlers.update(AdministrationOperations(self, self.administration).handlers())
         assert set(self._handlers) == set(OPERATIONS)
         notifier = self.notifications.notifier
-        jobs.store.observers.append(notifier.job_changed)
+        jobs.observe_jobs(notifier.job_changed)
         self.administration.printer_changed.append(notifier.printer_changed)
-        jobs.dispatcher.server_listeners.append(lambda state: notifier.printer_changed(None, None))
+        jobs.observe_server(lambda state: notifier.printer_changed(None, None))
 
     def queue_names(self) -> list[str]:
-        return [queue.name for queue in self.jobs.config.queues]
+        return self.jobs.queue_names()
 
     # -- request checks (RFC 8011 4.1) -------------------------------------------------------------
 

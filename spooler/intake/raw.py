@@ -13,38 +13,21 @@ off only for the deliberate close after the job is committed.
 
 from __future__ import annotations
 
-import socket
-import struct
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from spooler.intake_limits import admit
-from spooler.jobs import JobRequest, JobService
+from spooler.intake.base import (DEFAULT_QUEUE, RECEIVE_SIZE, IntakeFactory, JobRequest, JobSink, peer_host,
+                                 set_reset_on_close)  # fmt: skip
 from spooler.model import JobTooLarge, SpoolFull
-from spooler.spoolfiles import IncomingFile
+from spooler.store.spoolfiles import IncomingFile
 
 log = Logger(namespace="spooler.raw")
-
-#: Bytes asked of the socket per read (Twisted's default is 64 KiB).
-RECEIVE_SIZE = 256 * 1024
-
-
-def peer_host(address: IAddress | None) -> str:
-    return str(getattr(address, "host", "") or "")
-
-
-def set_reset_on_close(transport: Any, reset: bool) -> None:
-    """SO_LINGER {on, 0}: a close the spooler did not decide on resets the connection."""
-    handle = getattr(transport, "getHandle", lambda: None)()
-    if isinstance(handle, socket.socket):
-        handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1 if reset else 0, 0))
 
 
 @implementer(IHalfCloseableProtocol)
@@ -65,12 +48,11 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             self.transport.bufferSize = RECEIVE_SIZE  # fewer, larger reads for big jobs
         self.callLater = self.factory.clock.callLater  # TimeoutMixin uses the injected clock
         self.last_activity = self.factory.clock.seconds()
-        service = self.factory.service
-        if not service.accepting_jobs(service.config.default_queue):
-            self._refuse("job_refused", f"queue {service.config.default_queue} does not accept jobs")
+        if not self.factory.jobs.accepting_jobs(self.factory.queue):
+            self._refuse("job_refused", f"queue {self.factory.queue} does not accept jobs")
             return
         try:
-            self.incoming = service.open_incoming(on_pressure=self._pressure)
+            self.incoming = self.factory.jobs.open_incoming(on_pressure=self._pressure)
         except SpoolFull as error:
             self._refuse("spool_full", str(error))
             return
@@ -106,8 +88,8 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             set_reset_on_close(self.transport, False)
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        request = JobRequest(protocol="raw", host=self.host, queue=self.factory.service.config.default_queue)
-        d = self.factory.service.submit(incoming, request)
+        request = JobRequest(protocol="raw", host=self.host, queue=self.factory.queue)
+        d = self.factory.jobs.submit(incoming, request)
         d.addCallbacks(self._accepted, self._not_accepted)
         self.factory.track_submission(d)
 
@@ -134,8 +116,12 @@ class RawJobProtocol(Protocol, TimeoutMixin):
         self._drop_incoming()
         self.transport.abortConnection()  # type: ignore[union-attr]
 
+    def committing(self) -> bool:
+        """For IntakeFactory.close_all: the job is being made durable (or the connection is done)."""
+        return self.submitted
+
     def eviction_rank(self) -> tuple[bool, float] | None:
-        """For the connection limit (spooler.intake_limits): a job being committed is never cut."""
+        """For the connection limit (spooler.intake.limits): a job being committed is never cut."""
         return None if self.submitted else (self.received_any, self.last_activity)
 
     def evict(self) -> None:
@@ -158,38 +144,14 @@ class RawJobProtocol(Protocol, TimeoutMixin):
             self._drop_incoming()
 
 
-class RawJobFactory(Factory):
+class RawJobFactory(IntakeFactory):
+    """Port 9100: one RawJobProtocol per connection, each job handed to the job sink, in `queue`
+    (the configured default queue)."""
+
     protocol = RawJobProtocol
-    noisy = False
+    protocol_name = "Raw"
 
-    def __init__(self, service: JobService, clock: IReactorTime, *, idle_timeout: float, max_connections: int) -> None:
-        self.service = service
-        self.clock = clock
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
-        self.connections: set[RawJobProtocol] = set()
-        self.submissions: set[Deferred[Any]] = set()
-
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
-        if not admit(self.connections, self.max_connections, self.clock.seconds(), protocol="Raw",
-                     host=peer_host(addr)):  # fmt: skip
-            return None
-        protocol = super().buildProtocol(addr)
-        assert isinstance(protocol, RawJobProtocol)
-        self.connections.add(protocol)
-        return protocol
-
-    def connection_closed(self, protocol: RawJobProtocol) -> None:
-        self.connections.discard(protocol)
-
-    def track_submission(self, submission: Deferred[Any]) -> None:
-        self.submissions.add(submission)
-        submission.addBoth(lambda result: (self.submissions.discard(submission), result)[1])
-
-    def close_all(self) -> Deferred[Any]:
-        """At shutdown: cut every connection still sending (their jobs were never acknowledged) and
-        wait for the jobs already being made durable, so that every client that got its close has a job."""
-        for protocol in list(self.connections):
-            if not protocol.submitted and protocol.transport is not None:
-                protocol.transport.abortConnection()  # type: ignore[attr-defined]
-        return gatherResults([d.addErrback(lambda _: None) for d in list(self.submissions)])
+    def __init__(self, jobs: JobSink, clock: IReactorTime, *, idle_timeout: float, max_connections: int,
+                 queue: str = DEFAULT_QUEUE) -> None:  # fmt: skip
+        super().__init__(jobs, clock, idle_timeout=idle_timeout, max_connections=max_connections)
+        self.queue = queue

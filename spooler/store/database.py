@@ -1,7 +1,7 @@
 """The job store: the SQLite database of jobs and documents (WAL, synchronous=FULL) and the job-id counter.
 
 Synchronous and short: every method is one small transaction, called on the reactor thread. The
-spool files themselves belong to `spooler.spoolfiles`; this module only records their names.
+spool files themselves belong to `spooler.store.spoolfiles`; this module only records their names.
 """
 
 from __future__ import annotations
@@ -11,19 +11,31 @@ import sqlite3
 import uuid as uuid_module
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.logger import Logger
 
 from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
 from spooler.schema import migrate
 
-if TYPE_CHECKING:
-    from spooler.accounting import Entry
 
-#: Makes a finished job's accounting record (spooler.accounting.RecordMaker); pure.
-RecordMakerType = Callable[[Job, Sequence[Document]], "Entry"]
+@dataclass(frozen=True)
+class Entry:
+    """An accounting record as the store keeps it: its body plus the columns the outbox and reports
+    select on (made by spooler.accounting.records)."""
+
+    job_id: int
+    record_id: str
+    finished_at: float
+    analysis_pending: bool
+    body: dict[str, Any]
+
+
+#: Makes a finished job's accounting record from the job, its documents and this spool's id
+#: (spooler.accounting.records.RecordMaker); pure.
+RecordMakerType = Callable[[Job, Sequence[Document], str], Entry]
 
 log = Logger(namespace="spooler.store")
 
@@ -70,8 +82,8 @@ _SCHEMA = [
         PRIMARY KEY (job_id, number)
     );
     """,
-    # version 2: accounting records, one per finished job (spooler.accounting), and the audit of their
-    # uploads (spooler.outbox). No foreign key: a record outlives its job's row (retention).
+    # version 2: accounting records, one per finished job (spooler.accounting.records), and the audit of their
+    # uploads (spooler.accounting.outbox). No foreign key: a record outlives its job's row (retention).
     """
     CREATE TABLE accounting (
         job_id INTEGER PRIMARY KEY,
@@ -161,26 +173,27 @@ def _row_to_job(row: sqlite3.Row) -> Job:
 class JobStore:
     """Jobs and their documents in SQLite. Open with `JobStore.open` (daemon) or `open_readonly` (CLI)."""
 
-    def __init__(self, connection: sqlite3.Connection, *, readonly: bool = False) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, readonly: bool = False,
+                 record_maker: RecordMakerType | None = None) -> None:  # fmt: skip
+        """With a `record_maker`, every write of a job in a final state also writes its accounting
+        record, in the same transaction (see update_job)."""
         self._db = connection
         self._db.row_factory = sqlite3.Row
         self.readonly = readonly
         self._next_job_id: int | None = None
-        #: When set, every write of a job in a final state also writes its accounting record, in the
-        #: same transaction (see update_job).
-        self.record_maker: RecordMakerType | None = None
+        self._record_maker = record_maker
         #: Called with each job this connection wrote, once its transaction committed (IPP event
         #: notifications); `notify` also calls them for a job another connection wrote.
         self.observers: list[Callable[[Job], None]] = []
 
     @classmethod
-    def open(cls, path: Path) -> JobStore:
+    def open(cls, path: Path, *, record_maker: RecordMakerType | None = None) -> JobStore:
         connection = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("PRAGMA busy_timeout=5000")
-        store = cls(connection)
+        store = cls(connection, record_maker=record_maker)
         store._migrate()
         store._ensure_inline_table()
         return store
@@ -242,7 +255,7 @@ class JobStore:
         return self._meta("spool_id")
 
     def setting(self, key: str) -> str | None:
-        """A value kept in the meta table (spooler.printer_settings), or None."""
+        """A value kept in the meta table (spooler.jobs.printer_settings), or None."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"setting:{key}",)).fetchone()
         return row[0] if row else None
 
@@ -332,7 +345,7 @@ class JobStore:
         with self._transaction() as db:
             for job in jobs:
                 self._update_row(db, job)
-                if self.record_maker is not None and job.state.is_final:
+                if self._record_maker is not None and job.state.is_final:
                     self._write_record(db, job)
         self.notify(*jobs)
 
@@ -447,16 +460,16 @@ class JobStore:
         )
         return {row[0] for row in rows}
 
-    # -- accounting records (spooler.accounting, spooler.outbox, spooler.report) -------------------
+    # -- accounting records (spooler.accounting.records, spooler.accounting.outbox, spooler.accounting.report) -------------------
 
     def _write_record(self, db: sqlite3.Connection, job: Job) -> None:
-        assert self.record_maker is not None
+        assert self._record_maker is not None
         existing = db.execute(
             "SELECT analysis_pending, sent_at FROM accounting WHERE job_id = ?", (job.job_id,)
         ).fetchone()
         if existing is not None and not (existing["analysis_pending"] and existing["sent_at"] is None):
             return  # one record per job; a record sent (or complete) is never rewritten
-        entry = self.record_maker(job, self.documents(job.job_id))
+        entry = self._record_maker(job, self.documents(job.job_id), self.spool_id)
         if existing is not None and entry.analysis_pending:
             return  # still waiting for the figures
         db.execute(
@@ -469,7 +482,7 @@ class JobStore:
     def record_missing(self, limit: int = 1000) -> int:
         """Write the records of finished jobs that have none (jobs finished before accounting existed);
         at most `limit` per call. Returns how many were written."""
-        if self.record_maker is None:
+        if self._record_maker is None:
             return 0
         rows = self._db.execute(
             "SELECT j.* FROM jobs j LEFT JOIN accounting a USING (job_id)"
