@@ -12,7 +12,9 @@ The section's known keys, its "unknown key" error, the parsing of each value and
 come from those declarations (`load_section`). To add a key: add its field with
 `setting(default, parser)` (or `path_setting()` for a file path, resolved against the config file's
 folder) to its section class; show it with its default in samples/spooler.toml (a test checks that
-every declared key is there); use it. A check that involves several keys goes in the section's
+every declared key is there); use it. If the running daemon can take a new value on a reload
+(SIGHUP) without a restart, say `live=True` and hand it over in SpoolerService._hand_over
+(spooler.reload). A check that involves several keys goes in the section's
 `checked` method. A new table: a class decorated with `@section("name")` (which makes "name" a known
 top-level key), a field of Config (`name: NewConfig = NewConfig()`) and its `load("name")` in
 `config_from_mapping`. No I/O here besides reading the file.

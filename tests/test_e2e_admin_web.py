@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spooler_harness import RawDevice, RefServer, Spooler, free_port, pjl_job, require_tool, send_raw, wait_for
 from test_e2e_login import central, login  # noqa: F401 - the reference server with test_e2e_login's users
-from test_e2e_terminal import launch, playwright_api
+from test_e2e_terminal import launch, open_page, playwright_api
 
 pytestmark = pytest.mark.e2e
 
@@ -184,11 +184,7 @@ def test_the_status_page_in_headless_chromium(spooler_factory: Any, central: Ref
         browser = launch(playwright, chromium, tmp_path, viewport={"width": 1280, "height": 900},
                          http_credentials={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
         try:
-            page = browser.new_page()
-            outside: list[str] = []
-            page.on("request", lambda request: None if request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else outside.append(request.url))  # fmt: skip
-            page.goto(f"http://127.0.0.1:{port}/")
+            page, outside = open_page(browser, port)
             page.wait_for_selector("#waiting tbody tr")
             assert page.inner_text("#device") == "branch-7"
             assert page.inner_text("#health") == "degraded"

@@ -186,6 +186,17 @@ def launch(playwright: Any, chromium: str, tmp_path: Path, **options: Any) -> An
     )  # fmt: skip
 
 
+def open_page(browser: Any, port: int) -> tuple[Any, list[str]]:
+    """A page of `browser` at http://127.0.0.1:PORT/, and the list that collects every request it makes
+    anywhere else (a test wants it empty: nothing fetched from elsewhere)."""
+    page = browser.new_page()
+    outside: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(f"http://127.0.0.1:{port}/")
+            else outside.append(request.url))  # fmt: skip
+    page.goto(f"http://127.0.0.1:{port}/")
+    return page, outside
+
+
 def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     sync_playwright = playwright_api()
@@ -207,11 +218,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     with sync_playwright() as playwright:
         browser = launch(playwright, chromium, tmp_path)
         try:
-            page = browser.new_page()
-            outside: list[str] = []
-            page.on("request", lambda request: None if request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else outside.append(request.url))  # fmt: skip
-            page.goto(f"http://127.0.0.1:{port}/")
+            page, outside = open_page(browser, port)
 
             def type_pin(pin: str) -> None:
                 for digit in pin:
