@@ -205,20 +205,8 @@ class SpoolerService(MultiService):
         for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
             if not self.store.record_missing():
                 break
-        backend = self.device_backend = backend_for_uri(
-            config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
-        )  # fmt: skip
-        server = None
-        if config.server is not None:
-            # The server's queue has the job once it has accepted it (a pull-print queue may hold it
-            # for hours): it is not followed to completion, or one job would block the queue.
-            server = backend_for_uri(
-                config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-                connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
-                follow_timeout=0, probe_timeout=config.server.probe_timeout,
-                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
-            )  # fmt: skip
+        backend = self.device_backend = self._device_backend(config)
+        server = self._server_backend(config)
         documents = SpoolDocuments(self.store, config.spool_dir, config.incoming_dir, self.run_in_thread)
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, documents=documents,
@@ -594,24 +582,53 @@ class SpoolerService(MultiService):
         site.limits = HttpLimits.from_config(limits, idle_timeout=idle_timeout)
         site.timeOut = idle_timeout
 
+    def _device_backend(self, config: Config) -> Any:
+        return backend_for_uri(config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+                               connect_timeout=config.device.connect_timeout,
+                               io_timeout=config.device.io_timeout)  # fmt: skip
+
+    def _server_backend(self, config: Config) -> Any:
+        """The central server's print queue, if one is configured. It has the job once it has accepted
+        it (a pull-print queue may hold it for hours): it is not followed to completion, or one job
+        would block the queue."""
+        if config.server is None:
+            return None
+        return backend_for_uri(
+            config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+            connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
+            follow_timeout=0, probe_timeout=config.server.probe_timeout,
+            username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
+        )  # fmt: skip
+
     def _reconfigure_dispatcher(self, config: Config, live: set[str]) -> None:
         assert self.dispatcher is not None
         device = None
         if live & {"device.uri", "device.connect_timeout", "device.io_timeout"}:
-            device = backend_for_uri(config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-                                     connect_timeout=config.device.connect_timeout,
-                                     io_timeout=config.device.io_timeout)  # fmt: skip
+            device = self.device_backend = self._device_backend(config)
+            self._describe_device(config)
         server = None
-        if config.server is not None and live & {"server.queue_uri", "server.connect_timeout", "server.io_timeout",
-                                                 "server.probe_timeout"}:  # fmt: skip
-            server = backend_for_uri(
-                config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-                connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
-                follow_timeout=0, probe_timeout=config.server.probe_timeout,
-            )  # fmt: skip
+        if live & {"server.queue_uri", "server.connect_timeout", "server.io_timeout", "server.probe_timeout"}:
+            server = self._server_backend(config)
         self.dispatcher.reconfigure(queues=config.queues, backend=device, retry_initial=config.device.retry_initial,
                                     retry_max=config.device.retry_max, server=server,
                                     server_config=config.server)  # fmt: skip
+
+    def _describe_device(self, config: Config) -> None:
+        """A reload changed the device: the IPP printer stops describing the old one and, when the new
+        one is an IPP printer, describes it instead."""
+        from spooler.ipp.server.device import DeviceDescriber
+
+        # The plain IPP site describes the device (ipps shares its printer), or ipps when it is alone.
+        sites = [getattr(factory, "site", factory) for factory in (self.intake.get("ipp"), self.intake.get("ipps"))
+                 if factory is not None]  # fmt: skip
+        for site in sites:
+            if site.describer is not None:
+                site.describer.stop()
+                site.describer = None
+        ask = self._ask_device()
+        if sites and ask is not None:
+            sites[0].describer = DeviceDescriber(sites[0].operations.printer, ask, self.reactor, config.device.uri)
+            sites[0].describer.start()
 
     @inlineCallbacks
     def stopService(self) -> Any:

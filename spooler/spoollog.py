@@ -150,7 +150,7 @@ class LevelFilter:
         self.level = level
 
     def set(self, level: str) -> None:
-        self.predicate.defaultLogLevel = LEVELS[level]
+        self.predicate.setLogLevelForNamespace("", LEVELS[level])  # the default: every namespace
         self.level = level
 
     def wrap(self, observer: ILogObserver) -> ILogObserver:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spooler_harness import RawJobSender, RefServer, free_port, wait_for
+from spooler_harness import RawJobSender, RefServer, free_port, pjl_job, send_raw, wait_for
 from test_e2e_login import central  # noqa: F401 - the reference server with test_e2e_login's users
 from test_e2e_terminal import TerminalClient
 
@@ -153,4 +153,29 @@ def test_sighup_reloads_without_dropping_anything(spooler_factory: Any, central:
     finally:
         if sender is not None:
             sender.finish()
+        notify.close()
+
+
+def test_a_reload_moves_the_device_and_the_log_level(spooler_factory: Any, short_tmp: Path) -> None:
+    """Standalone (every job to the device): the device moves to another folder with a reload, the jobs
+    after it go there; the log level drops to warn and info lines stop."""
+    spooler = spooler_factory()
+    notify = NotifySocket(short_tmp / "notify.sock")
+    try:
+        spooler.start(env={"NOTIFY_SOCKET": str(notify.path)})
+        notify.next()
+        send_raw(spooler.raw_port, pjl_job("erin", "before", b"%!PS\n% before\n"))
+        spooler.wait_delivered(1)
+        second = short_tmp / "second-device"
+        second.mkdir()
+        spooler.write_config(device__uri=second.as_uri(), log__level="warn")
+        record = hup(spooler, notify)
+        assert record["applied"] == ["device.uri", "log.level"], record
+        lines = len(spooler.stderr().splitlines())
+        send_raw(spooler.raw_port, pjl_job("erin", "after", b"%!PS\n% after\n"))
+        [moved] = spooler.wait_delivered(1, directory=second)
+        assert spooler.sink_sidecar(moved)["name"] == "after" and len(spooler.sink_files()) == 1
+        assert json.loads(spooler.cli("status", "--json").stdout)["device"]["uri"] == second.as_uri()
+        assert spooler.stderr().splitlines()[lines:] == []  # job lines are info: no longer shown
+    finally:
         notify.close()

@@ -161,6 +161,23 @@ def test_on_the_journal_lines_carry_their_syslog_priority(tmp_path: Path) -> Non
     assert lines[2].endswith(" [warn] spooler.test: the server is down") and lines[2][:4].isdigit()
 
 
+def test_a_reload_changes_the_text_log_level() -> None:
+    from twisted.logger import Logger
+
+    seen: list[dict[str, Any]] = []
+    levels = LevelFilter("info")
+    observer = levels.wrap(seen.append)
+    globalLogPublisher.addObserver(observer)
+    try:
+        Logger(namespace="spooler.test").info("one")
+        levels.set("warn")
+        Logger(namespace="spooler.test").info("two")
+        Logger(namespace="spooler.test").warn("three")
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert [event["log_format"] for event in seen] == ["one", "three"]
+
+
 def test_client_factory_chatter_is_debug_not_info(events: list[dict[str, Any]]) -> None:
     factory = Factory()
     factory.doStart()
