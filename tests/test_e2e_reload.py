@@ -6,6 +6,7 @@ every job acknowledged is delivered."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -168,9 +169,16 @@ def test_a_reload_moves_the_device_and_the_log_level(spooler_factory: Any, short
         spooler.wait_delivered(1)
         second = short_tmp / "second-device"
         second.mkdir()
-        spooler.write_config(device__uri=second.as_uri(), log__level="warn")
+        old_ipp, spooler.ipp_port, admin_port = spooler.ipp_port, free_port(), free_port()
+        spooler.write_config(device__uri=second.as_uri(), log__level="warn",
+                             admin__listen=f"tcp:{admin_port}:interface=127.0.0.1")  # fmt: skip
         record = hup(spooler, notify)
-        assert record["applied"] == ["device.uri", "log.level"], record
+        assert record["applied"] == ["admin.listen", "device.uri", "listen.ipp", "log.level"], record
+        assert refused(old_ipp) and not refused(spooler.ipp_port)  # the IPP printer moved
+        connection = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)  # the admin listener is on
+        connection.request("GET", "/healthz")
+        assert json.loads(connection.getresponse().read())["status"] == "ok"
+        connection.close()
         lines = len(spooler.stderr().splitlines())
         send_raw(spooler.raw_port, pjl_job("erin", "after", b"%!PS\n% after\n"))
         [moved] = spooler.wait_delivered(1, directory=second)
