@@ -1,8 +1,8 @@
 """Ghostscript as the interpreter of documents our own parsers cannot settle (PostScript): exact page
 counts, page sizes, copies and per-page colour from a low-resolution ``ink_cov`` render.
 
-``gs -dSAFER`` runs the document (read from its stdin, so it needs no file permission beyond the
-document) on the ``ink_cov`` device at :data:`RESOLUTION` dpi, which writes one line of C, M, Y, K ink
+``gs -dSAFER`` runs the document (named on its command line, the one file SAFER lets it read besides
+its own resources) on the ``ink_cov`` device at :data:`RESOLUTION` dpi, which writes one line of C, M, Y, K ink
 (percent) per printed sheet side, copies included, to a private file. A prologue of ours:
 
 * converts colours with ``-dUseFastColor`` and identity black generation and undercolour removal,
@@ -45,8 +45,10 @@ RESOLUTION = 75
 #: Bytes gs may write to any file (the ink lines, its messages): far above what the page cap needs.
 MAX_OUTPUT = 32 << 20
 #: The page size (points) gs starts with: no paper anyone prints on, so a page that still has it is a
-#: page whose document chose no size (the job's media decides), whatever gs's own default paper is.
-UNSET_SIZE = (1001.0, 1001.0)
+#: page whose document chose no size (the job's media decides), whatever gs's own default paper is. It
+#: holds both A4 and Letter (a device prints such a page on one of them) and no more: the render costs
+#: in proportion to its area (a 1001 x 1001 pt placeholder made gs 2x slower).
+UNSET_SIZE = (613.0, 843.0)
 #: The ink line of the ink_cov device: C, M, Y, K in percent of the page.
 _INK_LINE = re.compile(r"^\s*(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)\s+CMYK OK\s*$")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -104,13 +106,14 @@ class Render:
     sizes_known: bool = True
 
 
-def command(gs: str, ink_file: str | os.PathLike[str], token: str, resolution: int = RESOLUTION) -> list[str]:
+def command(gs: str, ink_file: str | os.PathLike[str], token: str, resolution: int = RESOLUTION,
+            document: str | os.PathLike[str] = "-") -> list[str]:
     """gs's argv: SAFER, no pause, the ink_cov device writing to `ink_file`, our prologue, then the
-    document from stdin."""
+    document (a file SAFER lets gs read because it is named here)."""
     return [gs, "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-dNOPROMPT", "-dNOINTERPOLATE", f"-r{resolution}",
             "-dUseFastColor", "-sDEVICE=ink_cov",
             f"-dDEVICEWIDTHPOINTS={UNSET_SIZE[0]:g}", f"-dDEVICEHEIGHTPOINTS={UNSET_SIZE[1]:g}", f"-sOutputFile={os.fspath(ink_file)}",
-            "-c", PROLOGUE.format(token=token), "-f", "-"]  # fmt: skip
+            "-c", PROLOGUE.format(token=token), "-f", os.fspath(document)]  # fmt: skip
 
 
 def read_render(ink_text: str, page_text: str, token: str, *, page_cap: int) -> Render:
@@ -175,16 +178,10 @@ def render(handle: BinaryIO, limits: Limits, *, offset: int = 0) -> Render:
         ink_file = Path(folder) / "ink.txt"
         messages = Path(folder) / "messages.txt"
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": folder, "TMPDIR": folder, "LC_ALL": "C"}
-        feed: dict[str, object]
-        handle.seek(offset)
-        try:
-            handle.fileno()
-            feed = {"stdin": handle}  # gs reads the file itself, from `offset` on
-        except (AttributeError, OSError, ValueError):
-            feed = {"input": handle.read()}  # an in-memory document
+        document = _document_path(handle, offset, Path(folder))
         with open(messages, "wb") as log:
             try:
-                done = subprocess.run(command(gs, ink_file, token), **feed,  # type: ignore[call-overload]
+                done = subprocess.run(command(gs, ink_file, token, document=document), stdin=subprocess.DEVNULL,
                                       stdout=log, stderr=log, cwd=folder, env=env, timeout=seconds,
                                       preexec_fn=_child_limits(math.ceil(seconds) + 1), check=False)
             except subprocess.TimeoutExpired:
@@ -196,6 +193,20 @@ def render(handle: BinaryIO, limits: Limits, *, offset: int = 0) -> Render:
     if done.returncode != 0:
         raise AnalysisError(_failure(done.returncode, output))
     return read_render(ink_text, output, token, page_cap=limits.page_cap)  # no page: it prints nothing
+
+
+def _document_path(handle: BinaryIO, offset: int, folder: Path) -> Path:
+    """A file gs can read the document from: the document's own file when it starts at its first byte,
+    else a copy of its bytes from `offset` on in the private `folder` (gs reading a pipe on its stdin
+    costs it as much again as the render: it reads such a stream in small pieces)."""
+    name = getattr(handle, "name", None)
+    if offset == 0 and isinstance(name, str) and os.path.isfile(name):
+        return Path(name)
+    copy = folder / "document"
+    handle.seek(offset)
+    with open(copy, "wb") as out:
+        shutil.copyfileobj(handle, out, 1 << 20)
+    return copy
 
 
 def _failure(returncode: int, output: str) -> str:

@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -145,8 +146,9 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
     from twisted.internet.error import CannotListenError
     from twisted.logger import globalLogBeginner
 
-    from spooler.service import SpoolerService
-    from spooler.spoollog import SpoolLogObserver, TextObserver, level_filtered
+    from spooler.service import SpoolerService, handle_signals
+    from spooler.spoollog import LevelFilter, SpoolLogObserver, TextObserver, on_journal
+    from spooler.systemd import Notifier
 
     os.umask(0o077)  # spool data, the database and logs are for the spooler's user only
     try:
@@ -154,15 +156,19 @@ def cmd_serve(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
                                      keep=config.log.spool_log_keep)  # fmt: skip
     except OSError as error:
         raise CommandError(f"cannot open the spool log in {config.log_dir}: {error.strerror}") from None
-    globalLogBeginner.beginLoggingTo([spool_log, level_filtered(TextObserver(err), config.log.level)],
-                                     redirectStandardIO=False)  # fmt: skip
-    service = SpoolerService(config, reactor)
+    levels = LevelFilter(config.log.level)
+    text = TextObserver(err, journal=on_journal(err))  # under systemd: priorities for journalctl -p
+    globalLogBeginner.beginLoggingTo([spool_log, levels.wrap(text)], redirectStandardIO=False)
+    service = SpoolerService(config, reactor, notifier=Notifier(), log_levels=levels,
+                             load_config=lambda: load_config(args.config, state_dir=args.state_dir))  # fmt: skip
+    handle_signals(reactor, service)  # before the start: a SIGHUP while starting must not kill it
     try:
         service.startService()
     except CannotListenError as error:
         raise CommandError(f"cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}") from None
     except OSError as error:
         raise CommandError(f"cannot start: {error}") from None
+    reactor.callWhenRunning(handle_signals, reactor, service)  # over the reactor's own SIGINT/SIGTERM handlers
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     spool_log.close()
@@ -342,6 +348,10 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     if central:
         lines.append(f"central api {central['kind']} at {central['api_url']}")
         lines += [f"            cannot: {limit}" for limit in central["capabilities"]["limits"]]
+    offline = status.get("offline")
+    if offline:
+        lines.append(f"offline     since {_when(offline['since'])} ({_duration(time.time() - offline['since'])}): "
+                     f"{offline['printed_offline']} job(s) printed on the device since the outage began")  # fmt: skip
     for name, address in sorted(status.get("listeners", {}).items()):
         lines.append(f"listening   {name} on {address}")
     device = status.get("device")
@@ -366,11 +376,61 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
         lines.append(f"accounting  {accounting['sent']} sent, {accounting['waiting']} waiting, {accounting['expired']} too old"
                      f" to send (kept locally), {accounting['rejected']} refused; {accounting['state']}"
                      + (f": {accounting['last_error']}" if accounting.get("last_error") else ""))  # fmt: skip
+    lines += _login_lines(status.get("login"))
     spool = status["spool"]
     lines.append(f"spool disk  {_size(spool['free_bytes'])} free (floor {_size(spool['floor_bytes'])})"
                  + ("" if spool["accepting"] else "  REFUSING NEW JOBS"))  # fmt: skip
     out.write("\n".join(lines) + "\n")
     return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _login_lines(login: dict[str, Any] | None) -> list[str]:
+    """The login cache (users, sync, who expires soon) and the sharing peers, for `spooler status`."""
+    if not login:
+        return []
+    states = login["by_state"]
+    expiring = (f"; {login['expiring']} expire within {_duration(login['expiring_within'])} (next "
+                f"{_when(login['next_expiry'])})" if login["expiring"] else "")  # fmt: skip
+    lines = [f"login cache {login['users']} user(s): {states['ok']} usable, {states['expired']} expired, "
+             f"{states['revoked']} revoked{expiring}" + ("" if login["offline_enabled"] else "; offline login OFF")]
+    sync = login.get("last_sync")
+    if sync:
+        truncated = f" of {sync['assigned']} assigned: TRUNCATED" if sync.get("truncated") else ""
+        lines.append(f"user sync   {_when(sync['at'])}: {sync['users']} user(s){truncated}, {sync['revocations']} "
+                     "new revocation(s)")  # fmt: skip
+    elif login.get("synced_until"):
+        lines.append(f"user sync   revocations known up to {login['synced_until']} (server time)")
+    else:
+        lines.append("user sync   none since the start")
+    if login.get("unreadable"):
+        lines.append(f"            {login['unreadable']} cache row(s) do not open with the key file")
+    sharing = login.get("sharing")
+    if sharing is not None:
+        peers = sharing["peers"]
+        if not peers:
+            lines.append(f"sharing     no peers (listening on {sharing['listening'] or 'nothing'})")
+        for peer in peers:
+            if peer["at"] is None:
+                state = "no exchange yet"
+            elif peer["error"]:
+                ok = f", last worked {_when(peer['last_ok'])}" if peer["last_ok"] else ""
+                state = f"{peer['what']} FAILED {_when(peer['at'])}: {peer['error']}{ok}"
+            else:
+                state = f"{peer['what']} ok {_when(peer['at'])}"
+            lines.append(f"sharing     {peer['peer']}: {state}")
+    return lines
 
 
 def _offline_status(config: Config, why: str) -> dict[str, Any]:
@@ -491,8 +551,6 @@ def cmd_report(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
 
 def cmd_outbox(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """What waits to go to the central server, what is too old to go, and the audit of the uploads."""
-    import time
-
     from spooler.store.database import IN_DOUBT
 
     store = _accounting_store(config)
@@ -615,8 +673,6 @@ def cmd_users_sync(config: Config, args: argparse.Namespace, out: IO[str], err: 
 
 
 def cmd_users_list(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    import time
-
     try:
         users = admin_request(config, "GET", "/v1/users")["users"]
     except DaemonDown as down:
@@ -745,15 +801,17 @@ def cmd_peers(config: Config, args: argparse.Namespace, out: IO[str], err: IO[st
 
 def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """`ipp-user add NAME` (password prompted twice, or one line on stdin with --stdin) and
-    `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only."""
+    `ipp-user remove NAME`: the users file of [ipp] authentication = "basic" holds verifiers only.
+    `admin-user add|remove NAME` does the same for the admin web listener's users file."""
     from spooler.ipp.server.auth import valid_user_name, write_user
 
-    path = config.ipp.users_file
+    admin = args.command == "admin-user"
+    path = config.admin.users_file if admin else config.ipp.users_file
     assert path is not None
     if not valid_user_name(args.name):
         raise CommandError(f"not a valid user name: {args.name!r} (letters, digits, . _ - @; at most 64)", EXIT_USAGE)
     password: str | None = None
-    if args.ipp_user_command == "add":
+    if args.user_command == "add":
         if args.stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
@@ -772,8 +830,62 @@ def cmd_ipp_user(config: Config, args: argparse.Namespace, out: IO[str], err: IO
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
     done = "added (or changed)" if password is not None else "removed"
     out.write(f"{args.name} {done} in {path} (mode 0600, scrypt verifier only)\n")
-    if config.ipp.authentication != "basic":
+    if admin and not config.admin.listen:
+        out.write("note: [admin] listen is not set: the admin web listener (/metrics, the status page) is off\n")
+    elif not admin and config.ipp.authentication != "basic":
         out.write("note: [ipp] authentication is not \"basic\": the IPP printer does not ask for passwords yet\n")
+    return EXIT_OK
+
+
+def cmd_backup(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """A backup of the state folder (databases copied online, keys, spool files), while running or not."""
+    from spooler.backup import BackupError, write_backup
+
+    try:
+        manifest = write_backup(config.state_dir, args.file)
+    except BackupError as error:
+        raise CommandError(str(error)) from None
+    if args.json:
+        _print_json(out, {key: value for key, value in manifest.items() if key != "files"}
+                    | {"file": str(args.file.absolute()), "members": len(manifest["files"])})  # fmt: skip
+        return EXIT_OK
+    jobs = manifest["databases"].get("spooler.db", {}).get("jobs", 0)
+    users = manifest["databases"].get("login.db", {}).get("users", 0)
+    out.write(f"{args.file}: {len(manifest['files'])} file(s), {_size(manifest['size'])}: {jobs} job(s), "
+              f"{users} login cache user(s), keys (mode 0600: it holds the login cache's key; store it like the key)\n")
+    if manifest["missing_spool_files"]:
+        out.write(f"note: {len(manifest['missing_spool_files'])} spool file(s) of finished jobs were removed by "
+                  "retention while the backup ran\n")  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_restore(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Restore a backup into the state folder (the daemon must be stopped)."""
+    from spooler.backup import BackupError, restore_backup
+
+    try:
+        manifest = restore_backup(config.state_dir, args.file, force=args.force)
+    except BackupError as error:
+        raise CommandError(str(error)) from None
+    store = open_store(config)
+    try:
+        counts = store.count_by_state()
+    finally:
+        store.close()
+    waiting = sum(count for state, count in counts.items() if not state.is_final)
+    summary = {"file": str(args.file.absolute()), "state_dir": str(config.state_dir),
+               "created_at": manifest["created_at"], "host": manifest.get("host"),
+               "jobs": sum(counts.values()), "jobs_waiting": waiting,
+               "users": manifest["databases"].get("login.db", {}).get("users", 0),
+               "members": len(manifest["files"])}  # fmt: skip
+    if args.json:
+        _print_json(out, summary)
+        return EXIT_OK
+    out.write(f"restored {args.file} (made {_when(manifest['created_at'])} on {manifest.get('host') or '?'}) into "
+              f"{config.state_dir}: {summary['jobs']} job(s), {summary['users']} login cache user(s)\n")
+    if waiting:
+        out.write(f"note: {waiting} job(s) were waiting when the backup was made; they are delivered when the "
+                  "spooler starts (see `spooler jobs`; hold or cancel the ones already printed)\n")  # fmt: skip
     return EXIT_OK
 
 
@@ -953,6 +1065,29 @@ def build_parser() -> argparse.ArgumentParser:
     keys_fleet.add_argument("file", type=Path, metavar="FILE", nargs="?")
     keys_fleet.set_defaults(handler=cmd_keys_fleet)
 
+    backup = commands.add_parser("backup", parents=[common, json_option],
+                                 help="back up the databases, keys and spool files into FILE (while running or not)")
+    backup.add_argument("file", type=Path, metavar="FILE")
+    backup.set_defaults(handler=cmd_backup)
+    restore = commands.add_parser("restore", parents=[common, json_option],
+                                  help="restore a backup into the state folder (the spooler must be stopped)")
+    restore.add_argument("file", type=Path, metavar="FILE")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the databases, keys and spool files the state folder has already")
+    restore.set_defaults(handler=cmd_restore)
+
+    for command, text in (("ipp-user", "IPP Basic authentication: the users file ([ipp] users_file)"),
+                          ("admin-user", "the admin web listener's users ([admin] users_file): /metrics, status page")):
+        user_parser = commands.add_parser(command, help=text)
+        user_commands = user_parser.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+        user_add = user_commands.add_parser("add", parents=[common], help="add a user or change its password (prompted)")
+        user_add.add_argument("name", metavar="NAME")
+        user_add.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+        user_add.set_defaults(handler=cmd_ipp_user)
+        user_remove = user_commands.add_parser("remove", parents=[common], help="remove a user")
+        user_remove.add_argument("name", metavar="NAME")
+        user_remove.set_defaults(handler=cmd_ipp_user)
+
     peers = commands.add_parser("peers", help="login sharing: this spooler's key and the peers it trusts")
     peers_commands = peers.add_subparsers(dest="peers_command", metavar="ACTION", required=True)
     peers_self = peers_commands.add_parser("self", parents=[common, json_option],
@@ -970,17 +1105,6 @@ def build_parser() -> argparse.ArgumentParser:
                                              help="remove a peer: its entries stop counting at once")
     peers_remove.add_argument("name", metavar="NAME", help="its name (or its key)")
     peers_remove.set_defaults(handler=cmd_peers)
-
-    ipp_user = commands.add_parser("ipp-user", help="IPP Basic authentication: the users file ([ipp] users_file)")
-    ipp_user_commands = ipp_user.add_subparsers(dest="ipp_user_command", metavar="ACTION", required=True)
-    ipp_user_add = ipp_user_commands.add_parser("add", parents=[common],
-                                                help="add a user or change its password (prompted)")
-    ipp_user_add.add_argument("name", metavar="NAME")
-    ipp_user_add.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
-    ipp_user_add.set_defaults(handler=cmd_ipp_user)
-    ipp_user_remove = ipp_user_commands.add_parser("remove", parents=[common], help="remove a user")
-    ipp_user_remove.add_argument("name", metavar="NAME")
-    ipp_user_remove.set_defaults(handler=cmd_ipp_user)
     return parser
 
 

@@ -12,7 +12,9 @@ The section's known keys, its "unknown key" error, the parsing of each value and
 come from those declarations (`load_section`). To add a key: add its field with
 `setting(default, parser)` (or `path_setting()` for a file path, resolved against the config file's
 folder) to its section class; show it with its default in samples/spooler.toml (a test checks that
-every declared key is there); use it. A check that involves several keys goes in the section's
+every declared key is there); use it. If the running daemon can take a new value on a reload
+(SIGHUP) without a restart, say `live=True` and hand it over in SpoolerService._hand_over
+(spooler.reload). A check that involves several keys goes in the section's
 `checked` method. A new table: a class decorated with `@section("name")` (which makes "name" a known
 top-level key), a field of Config (`name: NewConfig = NewConfig()`) and its `load("name")` in
 `config_from_mapping`. No I/O here besides reading the file.
@@ -304,14 +306,25 @@ def _choice(*allowed: str) -> Parser:
 C = TypeVar("C")
 
 
-def setting(default: Any, parse: Parser) -> Any:
-    """A key of a section: its default and the parser of its TOML value."""
-    return attrs.field(default=default, metadata={"parse": parse})
+def setting(default: Any, parse: Parser, *, live: bool | str = False) -> Any:
+    """A key of a section: its default, the parser of its TOML value, and whether a reload (SIGHUP)
+    applies a new value at once (`live=True`; "while_on": while it stays on, e.g. a listener that
+    moves; False: it waits for a restart, see spooler.reload)."""
+    return attrs.field(default=default, metadata={"parse": parse, "live": live})
 
 
-def path_setting(default: Path | None = None) -> Any:
+def path_setting(default: Path | None = None, *, live: bool = False) -> Any:
     """A file or folder path: relative paths are relative to the config file's folder."""
-    return attrs.field(default=default, metadata={"parse": "path"})
+    return attrs.field(default=default, metadata={"parse": "path", "live": live})
+
+
+def reload_rule(key: str) -> bool | str:
+    """How a reload treats a change of the dotted `key` ("limits.idle_timeout"): its declaration's
+    `live` (False, a restart, for a key that is not declared)."""
+    section_name, _, name = key.partition(".")
+    cls = SECTIONS.get(section_name)
+    field = next((f for f in attrs.fields(cls) if f.name == name), None) if cls is not None else None
+    return field.metadata.get("live", False) if field is not None else False
 
 
 FLEET_KEY_GONE = (
@@ -381,39 +394,39 @@ def resolve_path(key: str, value: Any, base: Path) -> Path:
 class ListenConfig:
     """The office-facing listeners (Twisted endpoint strings; "" turns one off)."""
 
-    raw: str | None = setting("tcp:9100:interface=127.0.0.1", _endpoint)
-    lpd: str | None = setting("tcp:8515:interface=127.0.0.1", _endpoint)
-    ipp: str | None = setting("tcp:8631:interface=127.0.0.1", _endpoint)
+    raw: str | None = setting("tcp:9100:interface=127.0.0.1", _endpoint, live=True)
+    lpd: str | None = setting("tcp:8515:interface=127.0.0.1", _endpoint, live=True)
+    ipp: str | None = setting("tcp:8631:interface=127.0.0.1", _endpoint, live="while_on")
     #: IPP over TLS (a tcp: endpoint; the TLS comes from [ipp] tls_certificate)
-    ipps: str | None = setting(None, _tcp_endpoint)
+    ipps: str | None = setting(None, _tcp_endpoint, live="while_on")
 
 
 @section("limits")
 class LimitsConfig:
-    max_job_size: int = setting(2 * 1024**3, parse_size)
-    idle_timeout: float = setting(300.0, _positive_duration)
-    max_connections: int = setting(100, _positive_int)
+    max_job_size: int = setting(2 * 1024**3, parse_size, live=True)
+    idle_timeout: float = setting(300.0, _positive_duration, live=True)
+    max_connections: int = setting(100, _positive_int, live=True)
     #: on the HTTP listeners (IPP, IPPS, terminal, login sharing)
-    max_connections_per_address: int = setting(32, _positive_int)
+    max_connections_per_address: int = setting(32, _positive_int, live=True)
     #: an HTTP request's head must arrive within this, whatever trickles in
-    header_timeout: float = setting(20.0, _positive_duration)
+    header_timeout: float = setting(20.0, _positive_duration, live=True)
     #: a gzip/deflate IPP document expands at most this much; 0: no limit
-    max_compression_ratio: float = setting(100.0, _ratio)
+    max_compression_ratio: float = setting(100.0, _ratio, live=True)
 
 
 @section("lpd")
 class LpdConfig:
     """The LPD front-end (RFC 1179). Agent and user names in LPD are client-asserted."""
 
-    admin_agents: tuple[str, ...] = setting((), _names)
-    allow: tuple[str, ...] = setting((), _networks)  # source networks allowed to connect; empty: every address
-    max_control_file_size: int = setting(64 * 1024, parse_size)
-    max_line_length: int = setting(1024, _positive_int)
-    max_data_files: int = setting(100, _positive_int)
+    admin_agents: tuple[str, ...] = setting((), _names, live=True)
+    allow: tuple[str, ...] = setting((), _networks, live=True)  # source networks allowed to connect; empty: every address
+    max_control_file_size: int = setting(64 * 1024, parse_size, live=True)
+    max_line_length: int = setting(1024, _positive_int, live=True)
+    max_data_files: int = setting(100, _positive_int, live=True)
     #: Queue names that reach the default queue, matched without regard to case: the names clients
     #: default to (as a JetDirect printer answers them). Default: COMMON_LPD_QUEUES when no
     #: [queues.*] is configured (one queue), none when the administrator names queues.
-    aliases: tuple[str, ...] = setting((), _lpd_aliases)
+    aliases: tuple[str, ...] = setting((), _lpd_aliases, live=True)
 
 
 #: What an LPD client usually names when it was told nothing (lpr -P lp, Windows' LPR port, JetDirect).
@@ -430,8 +443,8 @@ class IppConfig:
     make_and_model: str = setting("Spooler IPP Everywhere", _text)
     color: bool = setting(True, _boolean)
     #: users allowed to pause, resume, cancel any job (authenticated with basic)
-    admin_users: tuple[str, ...] = setting((), _names)
-    max_request_size: int = setting(2 * 1024**3, parse_size)
+    admin_users: tuple[str, ...] = setting((), _names, live=True)
+    max_request_size: int = setting(2 * 1024**3, parse_size, live=True)
     multiple_operation_timeout: float = setting(60.0, _positive_duration)
     authentication: str = setting("none", _choice("none", "basic"))  # HTTP Basic against users_file
     users_file: Path | None = path_setting()  # NAME:scrypt-verifier lines; default STATE/ipp-users
@@ -458,22 +471,22 @@ class DnssdConfig:
 
 @section("spool")
 class SpoolConfig:
-    min_free_space: int = setting(256 * 1024**2, parse_size)
-    keep_files: float = setting(86400.0, parse_duration)
-    keep_history: float = setting(7 * 86400.0, parse_duration)
+    min_free_space: int = setting(256 * 1024**2, parse_size, live=True)
+    keep_files: float = setting(86400.0, parse_duration, live=True)
+    keep_history: float = setting(7 * 86400.0, parse_duration, live=True)
     #: Documents up to this size are stored in the job's SQLite row (one WAL fsync makes data and
     #: row durable together); larger ones go to their own spool file. 0: always a spool file.
-    inline_max: int = setting(64 * 1024, _inline_size)
+    inline_max: int = setting(64 * 1024, _inline_size, live=True)
 
 
 @section("device")
 class DeviceConfig:
-    uri: str = setting(None, validate_device_uri)  # default: the file sink STATE/device
+    uri: str = setting(None, validate_device_uri, live=True)  # default: the file sink STATE/device
     name: str = setting("spooler", _device_name)  # this device's name at the central server; default: host name
-    connect_timeout: float = setting(10.0, _positive_duration)
-    io_timeout: float = setting(120.0, _positive_duration)
-    retry_initial: float = setting(5.0, _positive_duration)
-    retry_max: float = setting(300.0, _positive_duration)
+    connect_timeout: float = setting(10.0, _positive_duration, live=True)
+    io_timeout: float = setting(120.0, _positive_duration, live=True)
+    retry_initial: float = setting(5.0, _positive_duration, live=True)
+    retry_max: float = setting(300.0, _positive_duration, live=True)
 
     def checked(self) -> DeviceConfig:
         if self.retry_max < self.retry_initial:
@@ -488,20 +501,20 @@ class QueueConfig:
     device, or "queue" the jobs, in order, until the server is back."""
 
     name: str = attrs.field()
-    offline_policy: str = setting("print", _choice("print", "hold", "queue"))
+    offline_policy: str = setting("print", _choice("print", "hold", "queue"), live=True)
 
 
 @section("server")
 class ServerConfig:
     """The central print-management server: its print queue (where jobs are forwarded) and health."""
 
-    queue_uri: str = setting(None, validate_device_uri)  # required when [server] is present
-    probe_interval: float = setting(1.0, _positive_duration)
-    probe_timeout: float = setting(1.0, _positive_duration)
-    down_after: int = setting(2, _positive_int)
-    up_after: int = setting(2, _positive_int)
-    connect_timeout: float = setting(2.0, _positive_duration)
-    io_timeout: float = setting(30.0, _positive_duration)
+    queue_uri: str = setting(None, validate_device_uri, live=True)  # required when [server] is present
+    probe_interval: float = setting(1.0, _positive_duration, live=True)
+    probe_timeout: float = setting(1.0, _positive_duration, live=True)
+    down_after: int = setting(2, _positive_int, live=True)
+    up_after: int = setting(2, _positive_int, live=True)
+    connect_timeout: float = setting(2.0, _positive_duration, live=True)
+    io_timeout: float = setting(30.0, _positive_duration, live=True)
     #: the HTTP JSON API (docs/central-api.md): logins, user sync, accounting
     api_url: str | None = setting(None, _api_url)
     #: Which product api_url is (spooler.central): "generic" (docs/central-api.md), "papercut" (its
@@ -541,21 +554,21 @@ class AnalysisConfig:
     """Page statistics of every job, in child processes with limits (see spooler.jobs.analysis)."""
 
     enabled: bool = setting(True, _boolean)
-    workers: int = setting(1, _positive_int)
-    memory_limit: int = setting(1024**3, parse_size)
-    page_cap: int = setting(100_000, _positive_int)
+    workers: int = setting(1, _positive_int, live=True)
+    memory_limit: int = setting(1024**3, parse_size, live=True)
+    page_cap: int = setting(100_000, _positive_int, live=True)
 
 
 @section("accounting")
 class AccountingConfig:
     """The outbox of accounting records (spooler.accounting.outbox): how they go up to [server] api_url."""
 
-    batch_size: int = setting(1000, _batch_size)  # records per upload, at most 1000 (the API's limit)
-    max_age: float = setting(30 * 86400.0, _positive_duration)  # unsent records older than this are never sent
-    interval: float = setting(10.0, _positive_duration)  # how often to look for new records while all is sent
-    retry_initial: float = setting(5.0, _positive_duration)  # after a failed upload: wait this, then twice ...
-    retry_max: float = setting(300.0, _positive_duration)  # ... as long each time, up to this
-    analysis_wait: float = setting(600.0, parse_duration)  # a record without page figures after this: "unknown"
+    batch_size: int = setting(1000, _batch_size, live=True)  # records per upload, at most 1000 (the API's limit)
+    max_age: float = setting(30 * 86400.0, _positive_duration, live=True)  # unsent records older than this are never sent
+    interval: float = setting(10.0, _positive_duration, live=True)  # how often to look for new records while all is sent
+    retry_initial: float = setting(5.0, _positive_duration, live=True)  # after a failed upload: wait this, then twice ...
+    retry_max: float = setting(300.0, _positive_duration, live=True)  # ... as long each time, up to this
+    analysis_wait: float = setting(600.0, parse_duration, live=True)  # a record without page figures after this: "unknown"
 
     def checked(self) -> AccountingConfig:
         if self.retry_max < self.retry_initial:
@@ -568,8 +581,8 @@ class TerminalConfig:
     """The device terminal (spooler.terminal): the login and pull-print web page and its JSON API."""
 
     enabled: bool = setting(False, _boolean)
-    listen: str | None = setting("tcp:8633:interface=127.0.0.1", _endpoint)
-    session_idle: float = setting(120.0, _positive_duration)  # a session unused this long ends (the user left)
+    listen: str | None = setting("tcp:8633:interface=127.0.0.1", _endpoint, live=True)
+    session_idle: float = setting(120.0, _positive_duration, live=True)  # a session unused this long ends (the user left)
     name: str | None = setting(None, _device_name)  # the terminal's id for login throttling; None: each client's address
 
     def checked(self) -> TerminalConfig:
@@ -583,20 +596,20 @@ class LoginConfig:
     """Logins at the device: the offline credential cache, user sync, brute-force limits, sharing."""
 
     #: a cache entry lets its user log in offline this long after a login or sync
-    validity_hours: float = setting(24.0, _hours)
-    offline_enabled: bool = setting(True, _boolean)  # false: no login at all while the server is unreachable
+    validity_hours: float = setting(24.0, _hours, live=True)
+    offline_enabled: bool = setting(True, _boolean, live=True)  # false: no login at all while the server is unreachable
     #: pull the device's users and the revocations this often; 0: only on demand
     sync_interval: float = setting(3600.0, parse_duration)
     #: failures that lock a user or a terminal (they are forgotten one per max_lockout) ...
-    max_failures: int = setting(5, _positive_int)
-    lockout: float = setting(300.0, _positive_duration)  # ... for this long, doubled by each further failure ...
-    max_lockout: float = setting(900.0, _positive_duration)  # ... up to this
+    max_failures: int = setting(5, _positive_int, live=True)
+    lockout: float = setting(300.0, _positive_duration, live=True)  # ... for this long, doubled by each further failure ...
+    max_lockout: float = setting(900.0, _positive_duration, live=True)  # ... up to this
     #: PIN or card failures (no user named) that lock that method on this device
-    device_max_failures: int = setting(10, _positive_int)
+    device_max_failures: int = setting(10, _positive_int, live=True)
     share: bool = setting(False, _boolean)  # share entries with the enrolled peers (spooler peers add)
     #: "host:port" of other spoolers' share endpoints (their keys must be enrolled)
-    peers: tuple[str, ...] = setting((), _peer_address)
-    share_listen: str | None = setting("tcp:8640:interface=127.0.0.1", _endpoint)  # served only with share = true
+    peers: tuple[str, ...] = setting((), _peer_address, live=True)
+    share_listen: str | None = setting("tcp:8640:interface=127.0.0.1", _endpoint, live="while_on")  # served only with share = true
     share_interval: float = setting(300.0, _positive_duration)  # pull the peers' entries this often
     discover: bool = setting(False, _boolean)  # also find peers by DNS-SD (_spooler-login._tcp)
 
@@ -608,16 +621,20 @@ class LoginConfig:
 
 @section("log")
 class LogConfig:
-    level: str = setting("info", _log_level)
+    level: str = setting("info", _log_level, live=True)
     spool_log_max_size: int = setting(10 * 1024**2, parse_size)
     spool_log_keep: int = setting(5, _positive_int)
 
 
 @section("admin")
 class AdminConfig:
-    """The admin API's UNIX socket (mode 0600): the CLI talks to the daemon through it."""
+    """The admin API's UNIX socket (mode 0600): the CLI talks to the daemon through it; and the admin
+    web listener (spooler.adminweb): /healthz, Prometheus /metrics and the status page."""
 
     socket: Path | None = path_setting()  # default: STATE/admin.sock
+    listen: str | None = setting(None, _endpoint, live=True)  # off by default; e.g. "tcp:9631:interface=127.0.0.1"
+    #: NAME:scrypt-verifier lines (`spooler admin-user add`) of the admin web listener; default: STATE/admin-users
+    users_file: Path | None = path_setting()
 
     def checked(self) -> AdminConfig:
         if self.socket is not None and len(os.fsencode(str(self.socket))) > MAX_UNIX_SOCKET_PATH:
@@ -647,6 +664,7 @@ class Config:
     queues: tuple[QueueConfig, ...] = (QueueConfig("default"),)
     server: ServerConfig | None = None  # None: standalone, every job goes to the device
     login: LoginConfig = LoginConfig()
+    admin: AdminConfig = AdminConfig()
     source: Path | None = None  # the file it was read from, if any
 
     def queue(self, name: str) -> QueueConfig | None:
@@ -761,9 +779,11 @@ def config_from_mapping(
     for alias in lpd.aliases:
         if any(alias.lower() == queue.name.lower() for queue in queues):
             raise ConfigError("lpd.aliases", f"{alias!r} is the name of a configured queue")
+    admin = load("admin", {"socket": state_dir / "admin.sock", "users_file": state_dir / "admin-users"})
     return Config(
         state_dir=state_dir,
-        admin_socket=load("admin", {"socket": state_dir / "admin.sock"}).socket,
+        admin_socket=admin.socket,
+        admin=admin,
         device=load("device", {"uri": (state_dir / "device").as_uri(), "name": _default_device_name()}),
         listen=listen,
         limits=load("limits"),

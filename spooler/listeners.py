@@ -38,6 +38,23 @@ class ListenerService(Service):
             return maybeDeferred(port.stopListening)
         return None
 
+    def rebind(self, endpoint: Any) -> None:
+        """Listen on `endpoint` instead (a reload moved it): the new port opens first (raising, with
+        the old one kept, if it cannot), then the old one closes; open connections stay."""
+        outcome: list[Any] = []
+        endpoint.listen(self._factory).addBoth(outcome.append)
+        if not outcome:
+            raise RuntimeError(f"listener {self.name} did not start synchronously")
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        old, self.port, self._endpoint = self.port, outcome[0], endpoint
+        if old is not None:
+            maybeDeferred(old.stopListening)
+
+    @property
+    def factory(self) -> IProtocolFactory:
+        return self._factory
+
     @property
     def address(self) -> str:
         if self.port is None:

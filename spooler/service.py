@@ -6,9 +6,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
@@ -37,7 +38,11 @@ from spooler.listeners import ListenerService
 from spooler.status import spooler_status
 from spooler.store.database import JobStore
 from spooler.store.documents import SpoolDocuments
-from spooler.web import HttpLimits
+from spooler.dispatch.health import DOWN
+from spooler.reload import plan, with_old_values
+from spooler.spoollog import LevelFilter
+from spooler.systemd import Notifier
+from spooler.web import HttpLimits, LimitedSite
 
 log = Logger(namespace="spooler.service")
 
@@ -50,25 +55,31 @@ class StateDirLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        #: What the lock file said when it was taken: "PID ROLE" of a holder that did not release it
+        #: (killed, crashed), "" after a clean release.
+        self.previous = ""
 
-    def acquire(self) -> None:
+    def acquire(self, role: str = "") -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            holder = os.read(fd, 32).decode("ascii", "replace").split(" ")[0].strip() or "unknown"
             os.close(fd)
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise StateDirLocked(
                     f"the state folder {self.path.parent} is in use by another spooler (pid {holder})"
                 ) from None
             raise
+        self.previous = os.read(fd, 64).decode("ascii", "replace").strip()
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.pwrite(fd, f"{os.getpid()} {role}".strip().encode() + b"\n", 0)
         self._fd = fd
 
     def release(self) -> None:
+        """Let go of the folder, leaving the file empty: the next holder sees a clean release."""
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
 
@@ -88,6 +99,48 @@ class StateDirLock:
         return False
 
 
+#: The listeners a reload can move: configuration key -> service name.
+LISTENER_SERVICES = {"listen.raw": "raw", "listen.lpd": "lpd", "listen.ipp": "ipp", "listen.ipps": "ipps",
+                     "terminal.listen": "terminal", "admin.listen": "admin-http", "login.share_listen": "share"}
+
+
+def listener_endpoints(config: Config) -> dict[str, str | None]:
+    """Every listener's endpoint string by configuration key ("" or None: off)."""
+    return {"listen.raw": config.listen.raw, "listen.lpd": config.listen.lpd, "listen.ipp": config.listen.ipp,
+            "listen.ipps": config.listen.ipps, "terminal.listen": config.terminal.listen,
+            "login.share_listen": config.login.share_listen, "admin.listen": config.admin.listen}
+
+
+#: Signals that stop the daemon cleanly (SIGHUP reloads the configuration instead).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def handle_signals(reactor: Any, service: SpoolerService) -> None:
+    """SIGTERM, SIGINT, SIGQUIT stop the daemon (the reason goes to the spooler_stopped line);
+    SIGHUP reloads the configuration. Called again once the reactor runs, over its own handlers."""
+
+    def stop(number: int, frame: object) -> None:
+        if service.stop_reason == "stopped":
+            service.stop_reason = f"signal {signal.Signals(number).name}"
+        reactor.callFromThread(_stop_reactor, reactor)
+
+    def reload(number: int, frame: object) -> None:
+        reactor.callFromThread(service.reload)
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    signal.signal(signal.SIGHUP, reload)
+
+
+def _stop_reactor(reactor: Any) -> None:
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass  # a second signal while stopping
+
+
 def thread_runner(reactor: Any) -> RunInThread:
     def run_in_thread(function: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
@@ -96,8 +149,15 @@ def thread_runner(reactor: Any) -> RunInThread:
 
 
 class SpoolerService(MultiService):
-    def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None) -> None:
+    def __init__(self, config: Config, reactor: Any, *, run_in_thread: RunInThread | None = None,
+                 notifier: Notifier | None = None, log_levels: LevelFilter | None = None,
+                 load_config: Callable[[], Config] | None = None) -> None:  # fmt: skip
         super().__init__()
+        self._load_config = load_config  # reads the configuration again (SIGHUP); None: no reload
+        self.notifier = notifier or Notifier({})  # systemd's notifications (nothing outside systemd)
+        self.log_levels = log_levels  # the text log's level filter, which a reload may change
+        #: Why the daemon stops, for the spooler_stopped line (set by whoever stops it: a signal, ...).
+        self.stop_reason = "stopped"
         self.config = config
         self.reactor = reactor
         self.run_in_thread = run_in_thread or thread_runner(reactor)
@@ -122,10 +182,17 @@ class SpoolerService(MultiService):
         config = self.config
         ensure_private_dir(config.state_dir)
         os.chmod(config.state_dir, 0o700)
-        self.lock.acquire()
+        self.lock.acquire("serve")
+        if self.lock.previous.endswith(" serve"):
+            log.warn("The previous spooler (pid {pid}) ended without a clean stop: killed or crashed",
+                     spool_event="spooler_stopped", reason="killed or crashed (found at the next start)",
+                     pid=int(self.lock.previous.split()[0]) if self.lock.previous.split()[0].isdigit() else None,
+                     detected_at_start=True)  # fmt: skip
         try:
             self._start()
-        except BaseException:
+        except BaseException as error:
+            log.error("Spooler stopped: could not start: {detail}", spool_event="spooler_stopped",
+                      reason="could not start", detail=str(error) or type(error).__name__)  # fmt: skip
             self._close_store()
             self.lock.release()
             raise
@@ -138,20 +205,8 @@ class SpoolerService(MultiService):
         for _ in range(10_000):  # jobs finished before accounting existed get theirs (1000 at a time)
             if not self.store.record_missing():
                 break
-        backend = self.device_backend = backend_for_uri(
-            config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-            connect_timeout=config.device.connect_timeout, io_timeout=config.device.io_timeout,
-        )  # fmt: skip
-        server = None
-        if config.server is not None:
-            # The server's queue has the job once it has accepted it (a pull-print queue may hold it
-            # for hours): it is not followed to completion, or one job would block the queue.
-            server = backend_for_uri(
-                config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
-                connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
-                follow_timeout=0, probe_timeout=config.server.probe_timeout,
-                username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
-            )  # fmt: skip
+        backend = self.device_backend = self._device_backend(config)
+        server = self._server_backend(config)
         documents = SpoolDocuments(self.store, config.spool_dir, config.incoming_dir, self.run_in_thread)
         self.dispatcher = Dispatcher(
             store=self.store, backend=backend, clock=self.reactor, documents=documents,
@@ -193,10 +248,16 @@ class SpoolerService(MultiService):
                                       max_connections=config.limits.max_connections)  # fmt: skip
         admin_endpoint = UNIXServerEndpoint(self.reactor, str(config.admin_socket), mode=0o600, wantPID=False)
         ListenerService("admin", admin_endpoint, admin_site).setServiceParent(self)
+        if config.admin.listen:
+            self._admin_web(config.admin.listen).setServiceParent(self)
         retention = TimerService(RETENTION_INTERVAL, self._retention)
         retention.clock = self.reactor
         retention.setName("retention")
         retention.setServiceParent(self)
+
+        watchdog = self.notifier.watchdog(self.reactor)
+        if watchdog is not None:
+            watchdog.setServiceParent(self)
 
         super().startService()
         self.started_at = time.time()
@@ -207,6 +268,7 @@ class SpoolerService(MultiService):
             spool_event="spooler_started", version=__version__, state_dir=str(config.state_dir),
             device=config.device.uri, listeners=self.listeners(), pid=os.getpid(),
         )  # fmt: skip
+        self.notifier.ready(f"listening on {', '.join(f'{k} {v}' for k, v in self.listeners().items()) or 'nothing'}")
 
     def _retention(self) -> Deferred[Any]:
         """Every minute: abort the Create-Job jobs whose client went away, apply the retention times."""
@@ -226,16 +288,15 @@ class SpoolerService(MultiService):
             log.info("Accounting records stay local: the central server ({kind}) has no accounting import",
                      spool_event="outbox_not_started", kind=config.server.kind)  # fmt: skip
             return
-        health = self.dispatcher.server_health
-        self.outbox = Outbox(store=self.store, api=self.central, clock=self.reactor,
-                             config=config.accounting, server_usable=lambda: health is None or health.usable)  # fmt: skip
+        dispatcher = self.dispatcher  # its server health is replaced when a reload changes the server
+        self.outbox = Outbox(store=self.store, api=self.central, clock=self.reactor, config=config.accounting,
+                             server_usable=lambda: dispatcher.server_health is None or dispatcher.server_health.usable)
         outbox = self.outbox
         self.dispatcher.server_listeners.append(lambda state: outbox.kick() if state == "up" else None)
         outbox.start()
 
     def _start_login(self) -> None:
         """The credential cache, the login service, user sync and sharing (spooler.login)."""
-        from spooler.dispatch.health import DOWN
         from spooler.login.runtime import LoginRuntime
 
         def server_known_down() -> bool:
@@ -255,10 +316,7 @@ class SpoolerService(MultiService):
         config = self.config
         factories: dict[str, tuple[str, Any]] = {}
         if config.listen.raw:
-            factories["raw"] = (config.listen.raw, RawJobFactory(
-                self.jobs, self.reactor, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections, queue=config.default_queue,
-            ))  # fmt: skip
+            factories["raw"] = (config.listen.raw, self._intake_factory("raw"))
         if config.listen.ipp:
             factories["ipp"] = (config.listen.ipp, build_ipp_site(
                 self.jobs, config, self.reactor, spool_id=self.store.spool_id, authenticator=self._ipp_authenticator(),
@@ -266,11 +324,20 @@ class SpoolerService(MultiService):
         if config.listen.ipps:
             factories["ipps"] = (config.listen.ipps, self._ipps_factory(factories.get("ipp", (None, None))[1]))
         if config.listen.lpd:
-            factories["lpd"] = (config.listen.lpd, LpdFactory(
-                self.jobs, self.reactor, config=config, idle_timeout=config.limits.idle_timeout,
-                max_connections=config.limits.max_connections,
-            ))  # fmt: skip
+            factories["lpd"] = (config.listen.lpd, self._intake_factory("lpd"))
         return factories
+
+    def _intake_factory(self, name: str) -> Any:
+        """The raw or LPD front-end's factory (the one already made if it listened before)."""
+        if name in self.intake:
+            return self.intake[name]
+        config = self.config
+        limits = config.limits
+        if name == "raw":
+            return RawJobFactory(self.jobs, self.reactor, idle_timeout=limits.idle_timeout,
+                                 max_connections=limits.max_connections, queue=config.default_queue)  # fmt: skip
+        return LpdFactory(self.jobs, self.reactor, config=config, idle_timeout=limits.idle_timeout,
+                          max_connections=limits.max_connections)  # fmt: skip
 
     def _ipp_authenticator(self) -> Any:
         """The one Basic authenticator of the IPP listeners (shared throttling and cache), if configured."""
@@ -344,6 +411,23 @@ class SpoolerService(MultiService):
         site = TerminalSite(resource, clock=self.reactor, limits=HttpLimits.from_config(self.config.limits, idle_timeout=60.0))
         return ListenerService("terminal", self._endpoint("terminal.listen", settings.listen), site)
 
+    def _admin_web(self, listen: str) -> ListenerService:
+        """[admin] listen: /healthz, /metrics and the status page (spooler.adminweb), behind HTTP Basic
+        against the admin users file."""
+        from spooler.adminweb import AdminWebResource, build_admin_web_site
+        from spooler.ipp.server.auth import BasicAuthenticator, read_users
+
+        users_file = self.config.admin.users_file
+        assert users_file is not None
+        authenticator = BasicAuthenticator(users_file, realm=f"spooler {self.config.device.name} admin",
+                                           run_in_thread=self.run_in_thread, seconds=self.reactor.seconds,
+                                           service="admin")  # fmt: skip
+        if not read_users(users_file):
+            log.warn("[admin] listen is on but {path} has no users: only /healthz answers until `spooler "
+                     "admin-user add NAME`", spool_event="admin_web_no_users", path=str(users_file))  # fmt: skip
+        site = build_admin_web_site(AdminWebResource(self, authenticator), self.reactor, self.config.limits)
+        return ListenerService("admin-http", self._endpoint("admin.listen", listen), site)
+
     def _advertiser(self) -> Any:
         """The DNS-SD advertisement of the IPP printer, on the IPP listener's actual port."""
         from spooler.ipp.server.dnssd import DnssdAdvertiser  # zeroconf is loaded only when advertising is on
@@ -371,9 +455,185 @@ class SpoolerService(MultiService):
             if isinstance(service, ListenerService) and service.name != "admin"
         }
 
+    # -- reloading the configuration (SIGHUP) --------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read the configuration again and apply what can change live (spooler.reload); nothing
+        accepted is dropped. A file that does not load changes nothing: one warning, the running
+        configuration stays. What waits for a restart is said in the one line that reports the reload."""
+        if self._load_config is None or not self.running or self.jobs is None:
+            return
+        self.notifier.reloading()
+        source = str(self.config.source or "the embedded defaults")
+        old = self.config
+        try:
+            new = self._load_config()
+            for key, description in listener_endpoints(new).items():
+                if description:
+                    self._endpoint(key, description)  # a malformed endpoint is caught before anything moves
+        except ConfigError as error:
+            log.warn("Configuration {source} not reloaded: {error}; the running configuration stays",
+                     spool_event="config_reload_failed", source=source, error=str(error))  # fmt: skip
+            self.notifier.ready("running (the last reload failed: see the log)")
+            return
+        # DNS-SD advertises the IPP listeners' ports as they were at the start.
+        changes = plan(old, new, pinned=("listen.ipp", "listen.ipps") if old.dnssd.enabled else ())
+        effective = with_old_values(old, new, changes.restart)
+        failed = self._move_listeners(changes.live)
+        effective = with_old_values(old, effective, failed)
+        self._hand_over(effective, {key for key in changes.live if key not in failed})
+        applied = sorted(key for key in changes.live if key not in failed)
+        problems = [f"{key} ({why})" for key, why in sorted(failed.items())]
+        waiting = sorted(changes.restart)
+        message = f"Configuration {source} reloaded: " + ("; ".join(filter(None, [
+            f"applied {', '.join(applied)}" if applied else "",
+            f"not applied {', '.join(problems)}, the old value stays" if problems else "",
+            f"needs a restart to take effect: {', '.join(waiting)}" if waiting else "",
+        ])) or "nothing changed")  # fmt: skip
+        emit = log.warn if waiting or problems else log.info
+        emit("{message}", message=message, spool_event="config_reloaded", source=source, applied=applied,
+             failed=failed, restart_needed=waiting)  # fmt: skip
+        self.notifier.ready(f"running (reloaded; {len(applied)} change(s) applied, {len(waiting)} wait for a restart)")
+
+    def _move_listeners(self, live: dict[str, tuple[Any, Any]]) -> dict[str, str]:
+        """Open moved listeners on their new endpoints (then close the old ones), raw and LPD turned on
+        or off; the keys that could not move, with why (their old endpoint stays)."""
+        failed: dict[str, str] = {}
+        for key, name in LISTENER_SERVICES.items():
+            if key not in live:
+                continue
+            before, after = live[key]
+            try:
+                if name == "share":
+                    sharing = getattr(self.login_runtime, "sharing", None)
+                    listener = getattr(sharing, "listener", None)
+                else:
+                    listener = self.namedServices.get(name)
+                if not after:
+                    if listener is not None:
+                        listener.disownServiceParent()
+                elif listener is not None:
+                    listener.rebind(self._endpoint(key, after))
+                elif name in ("raw", "lpd", "admin-http"):
+                    if name == "admin-http":
+                        added = self._admin_web(after)
+                    else:
+                        added = ListenerService(name, self._endpoint(key, after), self._intake_factory(name))
+                    try:
+                        added.setServiceParent(self)  # starts it: raises if it cannot listen
+                    except Exception:
+                        self.removeService(added)
+                        raise
+                    if name != "admin-http":
+                        self.intake[name] = added.factory
+            except Exception as error:  # noqa: BLE001 - a port in use keeps the old listener, says why
+                failed[key] = str(error) or type(error).__name__
+        return failed
+
+    def _hand_over(self, config: Config, live: set[str]) -> None:
+        """Give every running piece the reloaded configuration (the keys in `live` changed)."""
+        assert self.jobs is not None and self.dispatcher is not None
+        self.config = config
+        self.jobs.reconfigure(config)
+        if self.upkeep is not None:
+            self.upkeep.reconfigure(config)
+        limits = config.limits
+        for factory in self.intake.values():
+            site = getattr(factory, "site", factory)  # ipps: the IPP site behind TLS
+            if isinstance(site, LimitedSite):  # IPP (spooler.web): the idle timeout is limits.idle_timeout
+                self._new_limits(site, limits, idle_timeout=limits.idle_timeout)
+            else:  # raw, LPD
+                site.max_connections, site.idle_timeout = limits.max_connections, limits.idle_timeout
+            if isinstance(site, RawJobFactory):
+                site.queue = config.default_queue
+            elif isinstance(site, LpdFactory):
+                site.reconfigure(config)
+            else:  # IPP
+                site.max_connections = limits.max_connections
+                site.max_request_size = config.ipp.max_request_size
+                site.max_compression_ratio = limits.max_compression_ratio
+                site.queues = tuple(queue.name for queue in config.queues)
+                site.default_queue = config.default_queue
+                site.operations.admin_users = frozenset(config.ipp.admin_users)
+        if any(key == "queues" or key.startswith(("device.", "server.")) for key in live):
+            self._reconfigure_dispatcher(config, live)
+        sharing = getattr(self.login_runtime, "sharing", None)
+        webs = [self.namedServices.get("terminal"), self.namedServices.get("admin-http"),
+                getattr(sharing, "listener", None)]  # fmt: skip
+        for listener in webs:
+            if listener is not None:  # their own idle timeouts stay
+                self._new_limits(listener.factory, limits, idle_timeout=listener.factory.limits.idle_timeout)
+        if (terminal := self.namedServices.get("terminal")) is not None:
+            terminal.factory.resource.sessions.idle_timeout = config.terminal.session_idle
+        if self.login_runtime is not None:
+            self.login_runtime.reconfigure(config)
+        if self.outbox is not None:
+            self.outbox.reconfigure(config.accounting)
+        if self.analysis is not None:
+            self.analysis.workers = config.analysis.workers
+            self.analysis.memory_limit = config.analysis.memory_limit
+            self.analysis.page_cap = config.analysis.page_cap
+        if self.log_levels is not None:
+            self.log_levels.set(config.log.level)
+
+    @staticmethod
+    def _new_limits(site: LimitedSite, limits: Any, *, idle_timeout: float | None) -> None:
+        """A reload's `[limits]` on an HTTP listener (spooler.web): for its next connections."""
+        site.limits = HttpLimits.from_config(limits, idle_timeout=idle_timeout)
+        site.timeOut = idle_timeout
+
+    def _device_backend(self, config: Config) -> Any:
+        return backend_for_uri(config.device.uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+                               connect_timeout=config.device.connect_timeout,
+                               io_timeout=config.device.io_timeout)  # fmt: skip
+
+    def _server_backend(self, config: Config) -> Any:
+        """The central server's print queue, if one is configured. It has the job once it has accepted
+        it (a pull-print queue may hold it for hours): it is not followed to completion, or one job
+        would block the queue."""
+        if config.server is None:
+            return None
+        return backend_for_uri(
+            config.server.queue_uri, reactor=self.reactor, run_in_thread=self.run_in_thread,
+            connect_timeout=config.server.connect_timeout, io_timeout=config.server.io_timeout,
+            follow_timeout=0, probe_timeout=config.server.probe_timeout,
+            username=True,  # a raw queue learns the user from PJL, as IPP and LPD name it in the request
+        )  # fmt: skip
+
+    def _reconfigure_dispatcher(self, config: Config, live: set[str]) -> None:
+        assert self.dispatcher is not None
+        device = None
+        if live & {"device.uri", "device.connect_timeout", "device.io_timeout"}:
+            device = self.device_backend = self._device_backend(config)
+            self._describe_device(config)
+        server = None
+        if live & {"server.queue_uri", "server.connect_timeout", "server.io_timeout", "server.probe_timeout"}:
+            server = self._server_backend(config)
+        self.dispatcher.reconfigure(queues=config.queues, backend=device, retry_initial=config.device.retry_initial,
+                                    retry_max=config.device.retry_max, server=server,
+                                    server_config=config.server)  # fmt: skip
+
+    def _describe_device(self, config: Config) -> None:
+        """A reload changed the device: the IPP printer stops describing the old one and, when the new
+        one is an IPP printer, describes it instead."""
+        from spooler.ipp.server.device import DeviceDescriber
+
+        # The plain IPP site describes the device (ipps shares its printer), or ipps when it is alone.
+        sites = [getattr(factory, "site", factory) for factory in (self.intake.get("ipp"), self.intake.get("ipps"))
+                 if factory is not None]  # fmt: skip
+        for site in sites:
+            if site.describer is not None:
+                site.describer.stop()
+                site.describer = None
+        ask = self._ask_device()
+        if sites and ask is not None:
+            sites[0].describer = DeviceDescriber(sites[0].operations.printer, ask, self.reactor, config.device.uri)
+            sites[0].describer.start()
+
     @inlineCallbacks
     def stopService(self) -> Any:
-        log.info("Spooler stopping", spool_event="spooler_stopping")
+        log.info("Spooler stopping ({reason})", spool_event="spooler_stopping", reason=self.stop_reason)
+        self.notifier.stopping(self.stop_reason)
         yield super().stopService()  # listeners close first: no new connections
         for factory in self.intake.values():
             yield factory.close_all()
@@ -383,7 +643,8 @@ class SpoolerService(MultiService):
             self.outbox.stop()
         if self.dispatcher is not None:
             yield self.dispatcher.stop()
-        log.info("Spooler stopped", spool_event="spooler_stopped")
+        log.info("Spooler stopped ({reason})", spool_event="spooler_stopped", reason=self.stop_reason,
+                 ran_seconds=round(time.time() - self.started_at, 3) if self.started_at else None)  # fmt: skip
         self._close_store()
         self.lock.release()
 
@@ -410,10 +671,20 @@ class SpoolerService(MultiService):
             "connections": {name: len(factory.connections) for name, factory in self.intake.items()},
             "delivering": self.dispatcher.busy_with,
             "central": self.central_status(),
+            "offline": self.offline_status(),
+            "login": self.login_runtime.status() if self.login_runtime is not None else None,
         }
         if self.outbox is not None:
             live["accounting"] = dict(self.outbox.status())
         return spooler_status(self.config, self.store, daemon=daemon, live=live)
+
+    def offline_status(self) -> dict[str, Any] | None:
+        """While the central server is down: when the outage began and how many jobs were printed on
+        the device since; None otherwise."""
+        health = self.dispatcher.server_health if self.dispatcher is not None else None
+        if health is None or health.state != DOWN or health.since is None or self.store is None:
+            return None
+        return {"since": health.since, "printed_offline": self.store.count_printed_offline(health.since)}
 
     def central_status(self) -> dict[str, Any] | None:
         """The central API's kind and what it can and cannot do (no secret)."""

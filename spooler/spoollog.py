@@ -81,29 +81,85 @@ class SpoolLogObserver:
         self._file.close()
 
 
+#: syslog priorities of the levels, as the "<N>" prefix journald reads (sd-daemon(3)).
+JOURNAL_PRIORITY = {"debug": 7, "info": 6, "warn": 4, "error": 3, "critical": 2}
+
+
+def on_journal(stream: IO[str], environ: Any = None) -> bool:
+    """Whether `stream` is systemd's journal ($JOURNAL_STREAM names its device and inode)."""
+    expected = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    try:
+        stat = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return bool(expected) and expected == f"{stat.st_dev}:{stat.st_ino}"
+
+
 @implementer(ILogObserver)
 class TextObserver:
-    """A readable one-line form of every event on a stream (stderr), for the admin's terminal."""
+    """A readable one-line form of every event on a stream (stderr), for the admin's terminal. On the
+    journal (`journal`), without the time (the journal has it) and with the level's syslog priority,
+    so that `journalctl -u spooler -p warning` shows the warnings and worse."""
 
-    def __init__(self, stream: IO[str] = sys.stderr) -> None:
+    def __init__(self, stream: IO[str] = sys.stderr, *, journal: bool = False) -> None:
         self._stream = stream
+        self._journal = journal
 
     def __call__(self, event: dict[str, Any]) -> None:
-        stamp = datetime.fromtimestamp(event.get("log_time", time.time())).strftime("%Y-%m-%d %H:%M:%S")
         level = event["log_level"].name if "log_level" in event else "info"
+        if self._journal:
+            stamp = f"<{JOURNAL_PRIORITY.get(level, 6)}>"
+        else:
+            stamp = datetime.fromtimestamp(event.get("log_time", time.time())).strftime("%Y-%m-%d %H:%M:%S ")
         text = formatEvent(event)
         if "log_failure" in event:
             text += f" ({event['log_failure'].getErrorMessage()})"
             if event.get("log_level") in (LogLevel.critical,):
                 text += "\n" + event["log_failure"].getTraceback()
         namespace = event.get("log_namespace", "?")
-        self._stream.write(f"{stamp} [{level}] {namespace}: {text}\n")
+        self._stream.write(f"{stamp}[{level}] {namespace}: {text}\n")
         self._stream.flush()
 
 
+LEVELS = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
+
+#: Twisted's own per-connection lines: every outgoing connection (a probe of the server, an API call,
+#: a delivery) starts and stops a client factory, two info lines each. They are debug lines here.
+CHATTER_FORMATS = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+
+
+def is_chatter(event: dict[str, Any]) -> bool:
+    return event.get("log_format") in CHATTER_FORMATS and event.get("log_level") == LogLevel.info
+
+
+def demote_chatter(observer: ILogObserver) -> ILogObserver:
+    """`observer`, to which Twisted's per-connection chatter arrives at debug level, not info."""
+
+    @implementer(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        observer(dict(event, log_level=LogLevel.debug) if is_chatter(event) else event)
+
+    return observe
+
+
+class LevelFilter:
+    """The text log's level, which a reload may change (`set`)."""
+
+    def __init__(self, level: str) -> None:
+        self.predicate = LogLevelFilterPredicate(defaultLogLevel=LEVELS[level])
+        self.level = level
+
+    def set(self, level: str) -> None:
+        self.predicate.setLogLevelForNamespace("", LEVELS[level])  # the default: every namespace
+        self.level = level
+
+    def wrap(self, observer: ILogObserver) -> ILogObserver:
+        return demote_chatter(FilteringLogObserver(observer, [self.predicate]))
+
+
 def level_filtered(observer: ILogObserver, level: str) -> ILogObserver:
-    names = {"debug": LogLevel.debug, "info": LogLevel.info, "warn": LogLevel.warn, "error": LogLevel.error}
-    return FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=names[level])])
+    """`observer` behind a fixed level filter (Twisted's connection chatter counted as debug)."""
+    return LevelFilter(level).wrap(observer)
 
 
 # -- reading the log back -----------------------------------------------------------------------------

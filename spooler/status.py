@@ -2,8 +2,9 @@
 while the daemon is down: what the store says (jobs by state, jobs waiting for the server or the
 device, the accounting backlog, the forwards in doubt), the spool's room against its floor, and — only from the running
 daemon — the live parts (mode, the central server's and the device's health, listeners,
-connections, the job under way, the outbox's state, the central API's kind); without them those
-read "unknown"."""
+connections, the job under way, the outbox's state, the central API's kind, the outage and the jobs
+printed since it began, the login cache with its sync and sharing peers); without them those read
+"unknown" (the login cache is then read as stored)."""
 
 from __future__ import annotations
 
@@ -42,8 +43,17 @@ def spooler_status(config: Config, store: JobStore, *, daemon: dict[str, Any],
         "spool": spool_floor(config).room().as_dict(),
         "accounting": local_accounting(config, store, daemon_running=bool(daemon.get("running"))),
         "forwards_in_doubt": None if config.server is None else forward_status(store),
+        "offline": None,  # while the central server is down: since when, jobs printed offline since (live)
+        "login": None if daemon.get("running") else stored_login(config),
     }
     return status | (live or {})
+
+
+def stored_login(config: Config) -> dict[str, Any] | None:
+    """The login cache as stored (spooler.login.runtime), read only while the daemon is down."""
+    from spooler.login.runtime import stored_login_status
+
+    return stored_login_status(config, time.time())
 
 
 def local_accounting(config: Config, store: JobStore, *, daemon_running: bool) -> dict[str, Any] | None:

@@ -18,10 +18,11 @@
 #                  without DNS-SD: the tests run it as a device with its own dbus and avahi, limited to lo
 #   chromium       the headless browser that drives the device terminal's web page (through Playwright,
 #                  which uses this system browser: never `playwright install`)
+#   systemd        systemd-analyze, which checks samples/systemd/spooler.service (verify, security)
 set -eu
 packages="python3 python3-venv ghostscript"
 if [ "${1:-}" != "--runtime" ]; then
-    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd curl qpdf poppler-utils avahi-daemon dbus chromium"
+    packages="$packages cups cups-daemon cups-client cups-bsd cups-ipp-utils cups-filters netcat-openbsd curl qpdf poppler-utils avahi-daemon dbus chromium systemd"
 fi
 missing=""
 for package in $packages; do

@@ -161,9 +161,11 @@ class Spooler(ManagedProcess):
         """The daemon's command line (a test may wrap it, e.g. in a mount namespace)."""
         return [sys.executable, "-m", "spooler", "serve", "--config", str(self.config_path)]
 
-    def start(self, wait: bool = True) -> Spooler:
+    def start(self, wait: bool = True, env: dict[str, str] | None = None) -> Spooler:
+        """Start `spooler serve` (with `env` added to the environment) and wait until it listens."""
         stderr = open(self.stderr_path, "ab")
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                        env=dict(os.environ, **env) if env else None)  # fmt: skip
         stderr.close()
         if wait:
             wait_for(self._ready, timeout=20, what=f"the spooler to listen (stderr: {self.stderr_path})")
@@ -281,6 +283,43 @@ def ipptool_get_jobs(uri: str, folder: Path, attributes: Sequence[str], *, which
     rows = [line for line in result.stdout.splitlines() if line.strip()]
     header = rows[0].split(",")
     return [dict(zip(header, row.split(",", len(header) - 1))) for row in rows[1:]]
+
+
+class RawJobSender(threading.Thread):
+    """Sends raw jobs with `nc -N` (a real client) one after another, each a PJL job named
+    "PREFIX-NNN" with `body(n)` as its data, to the port `port()` gives at that moment; records when
+    each was acknowledged (nc returned 0 after the spooler closed the connection: the job exists). A
+    refused connection (a listener moving) is not a job and is simply tried again."""
+
+    def __init__(self, port: Callable[[], int], folder: Path, body: Callable[[int], bytes], *,
+                 prefix: str = "job", user: str = "erin") -> None:  # fmt: skip
+        super().__init__(daemon=True)
+        self.nc = require_tool("nc")
+        self.port, self.folder, self.body, self.prefix, self.user = port, folder, body, prefix, user
+        self.acknowledged: dict[str, float] = {}
+        self.refused = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            name = f"{self.prefix}-{number:03d}"
+            path = self.folder / f"{name}.prn"
+            path.write_bytes(pjl_job(self.user, name, self.body(number), language="PCL"))
+            with open(path, "rb") as data:
+                result = subprocess.run([self.nc, "-N", "127.0.0.1", str(self.port())], stdin=data,
+                                        capture_output=True, timeout=60)  # fmt: skip
+            if result.returncode == 0:
+                self.acknowledged[name] = time.time()
+            else:
+                self.refused += 1
+            time.sleep(0.02)
+
+    def finish(self) -> dict[str, float]:
+        self.stop.set()
+        self.join(60)
+        return dict(self.acknowledged)
 
 
 class LoopbackListener:

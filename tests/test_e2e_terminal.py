@@ -176,13 +176,25 @@ def playwright_api() -> Any:
     return sync_playwright
 
 
-def launch(playwright: Any, chromium: str, tmp_path: Path) -> Any:
-    """Headless Chromium (the system's) with a fresh profile, an 800x480 panel, British English, UTC."""
+def launch(playwright: Any, chromium: str, tmp_path: Path, **options: Any) -> Any:
+    """Headless Chromium (the system's) with a fresh profile, British English, UTC, an 800x480 panel
+    unless `options` say otherwise (a Playwright persistent context: close it at the end)."""
     profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path))
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True,
-        viewport={"width": 800, "height": 480}, locale="en-GB", timezone_id="UTC",
+        str(profile), executable_path=chromium, args=CHROMIUM_ARGS, headless=True, locale="en-GB",
+        timezone_id="UTC", **{"viewport": {"width": 800, "height": 480}, **options},
     )  # fmt: skip
+
+
+def open_page(browser: Any, port: int) -> tuple[Any, list[str]]:
+    """A page of `browser` at http://127.0.0.1:PORT/, and the list that collects every request it makes
+    anywhere else (a test wants it empty: nothing fetched from elsewhere)."""
+    page = browser.new_page()
+    outside: list[str] = []
+    page.on("request", lambda request: None if request.url.startswith(f"http://127.0.0.1:{port}/")
+            else outside.append(request.url))  # fmt: skip
+    page.goto(f"http://127.0.0.1:{port}/")
+    return page, outside
 
 
 def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: RefServer, tmp_path: Path) -> None:
@@ -206,11 +218,7 @@ def test_the_web_terminal_in_headless_chromium(spooler_factory: Any, central: Re
     with sync_playwright() as playwright:
         browser = launch(playwright, chromium, tmp_path)
         try:
-            page = browser.new_page()
-            outside: list[str] = []
-            page.on("request", lambda request: None if request.url.startswith(f"http://127.0.0.1:{port}/")
-                    else outside.append(request.url))  # fmt: skip
-            page.goto(f"http://127.0.0.1:{port}/")
+            page, outside = open_page(browser, port)
 
             def type_pin(pin: str) -> None:
                 for digit in pin:

@@ -101,6 +101,11 @@ class Outbox:
         if self._inflight is not None:
             self._inflight.cancel()
 
+    def reconfigure(self, config: AccountingConfig) -> None:
+        """A reload: the new batch size, age limit, intervals and backoff apply from the next upload."""
+        self._config = config
+        self._limit = config.batch_size
+
     def kick(self) -> None:
         """Try now (the server just came back): forget the backoff."""
         self.failures = 0

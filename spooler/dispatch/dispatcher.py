@@ -13,6 +13,7 @@ message, `spooler status` and the log say why it waits.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,6 +37,7 @@ log = Logger(namespace="spooler.dispatch")
 
 WAITING_FOR_SERVER = "waiting for the central server to come back (queue policy)"
 HELD_OFFLINE_MESSAGE = "held while the central server is down: release it at the device"
+HELD_AFTER_OUTAGE = "held during an outage of the central server (now back): release it at the device"
 #: Longest wait before a failed forward is tried again while the server is not yet known to be down.
 FORWARD_RETRY_MAX = 5.0
 
@@ -131,6 +133,10 @@ class Dispatcher:
         self._device_probing: Deferred[Any] | None = None
         #: Called with the server's new health state ("up", "down") whenever it changes.
         self.server_listeners: list[Callable[[str], None]] = []
+        #: Failed delivery attempts since the start, by route ("server", "device") and retryable or not.
+        self.failed_attempts: collections.Counter[tuple[str, bool]] = collections.Counter()
+        #: Probes of the central server since the start, by outcome ("ok", "failed").
+        self.probes: collections.Counter[str] = collections.Counter()
         #: Settles forwards to the server whose outcome is in doubt (spooler.dispatch.reconcile).
         self.reconciler: Reconciler | None = None
         if self._server is not None and self._server_config is not None:
@@ -171,6 +177,31 @@ class Dispatcher:
         from twisted.internet.defer import gatherResults
 
         return gatherResults(waits).addCallback(lambda _: None) if waits else succeed(None)
+
+    def reconfigure(self, *, queues: Sequence[QueueConfig], backend: DeliveryBackend | None, retry_initial: float,
+                    retry_max: float, server: DeliveryBackend | None,
+                    server_config: ServerConfig | None) -> None:  # fmt: skip
+        """A reload: new offline policies, a new device or server queue (None: keep the one in use), new
+        retry and health settings. A delivery under way finishes where it started; nothing is dropped.
+        A new device or server starts with an unknown health."""
+        self._policies = {queue.name: queue.offline_policy for queue in queues}
+        for name, lane in self._lanes.items():
+            lane.offline_policy = self._policies.get(name, "print")
+        self._retry_initial, self._retry_max = retry_initial, retry_max
+        if backend is not None:
+            if backend.uri != self._backend.uri:
+                self.device_health = HealthTracker("device", down_after=1, up_after=1)
+            self._backend = backend
+        if server_config is not None and self._server_config is not None:
+            self._server_config = server_config
+            assert self.server_health is not None
+            self.server_health.down_after, self.server_health.up_after = server_config.down_after, server_config.up_after
+            if server is not None:
+                if server.uri != getattr(self._server, "uri", None):
+                    self.server_health = HealthTracker("server", down_after=server_config.down_after,
+                                                       up_after=server_config.up_after)  # fmt: skip
+                self._server = server
+        self.wake()
 
     def pause(self) -> None:
         """Start no new delivery until `resume`; one under way is let finish (cutting it off could
@@ -492,6 +523,7 @@ class Dispatcher:
             return
         failure.trap(DeliveryError)
         error: DeliveryError = failure.value  # type: ignore[assignment]
+        self.failed_attempts[(target.route.value, error.retryable)] += 1
         if error.retryable:
             self._peer_failed(target, now, str(error))
         if current is None:
@@ -571,11 +603,20 @@ class Dispatcher:
                     lane.current.cancel()
             self.wake()
         elif changed == UP:
-            log.info("Central server {server} is up; now online", spool_event="mode_changed",
+            log.warn("Central server {server} is up; now online", spool_event="mode_changed",
                      mode=Mode.ONLINE.value, server=self._server.uri)  # fmt: skip
+            self._relabel_held_offline()
             self.wake()
             if self.reconciler is not None:
                 self.reconciler.kick()  # the copies in-doubt forwards may have left can be settled now
+
+    def _relabel_held_offline(self) -> None:
+        """Jobs held during the outage stay held (released at the device, they print there), but their
+        message no longer says the server is down."""
+        held = [job.evolve(message=HELD_AFTER_OUTAGE) for job in self._store.list_jobs([JobState.PENDING_HELD])
+                if job.attributes.get(HELD_OFFLINE) and job.message == HELD_OFFLINE_MESSAGE]  # fmt: skip
+        if held:
+            self._store.update_jobs(held)
 
     def _probe(self) -> None:
         """Probe the server (and, while it is unreachable, the device) every probe_interval."""
@@ -592,6 +633,7 @@ class Dispatcher:
                 self._probing = None
                 if self._stopping:
                     return
+                self.probes["failed" if isinstance(result, Failure) else "ok"] += 1
                 if isinstance(result, Failure):
                     detail = ("no answer within {:.1f}s".format(config.probe_timeout)
                               if result.check(CancelledError, TimeoutError) or "Timeout" in type(result.value).__name__

@@ -729,6 +729,11 @@ class LpdFactory(IntakeFactory):
                  max_connections: int) -> None:  # fmt: skip
         super().__init__(jobs, clock, idle_timeout=idle_timeout, max_connections=max_connections)
         self.jobs: LpdJobs = jobs
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """The configuration LPD reads ([lpd], the queues, the job size limit): at start, and when a
+        reload changes it."""
         self.config = config
         self.settings = config.lpd
         self.allow = [ipaddress.ip_network(network, strict=False) for network in self.settings.allow]

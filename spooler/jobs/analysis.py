@@ -210,6 +210,16 @@ class AnalysisRunner:
         self._pump()
         return request.done
 
+    @property
+    def backlog(self) -> int:
+        """Documents waiting for a worker."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> int:
+        """Documents being analysed now."""
+        return len(self._busy)
+
     def pids(self) -> list[int]:
         """The process ids of the live workers."""
         return [pid for pid in (worker.pid for worker in self._processes) if pid is not None]

@@ -100,6 +100,14 @@ class JobService:
         login = config.login
         self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: the configuration the job service reads at use time (limits, spool floor, queues,
+        the private-job key budget)."""
+        self.config = config
+        self.floor = spool_floor(config)
+        login = config.login
+        self.key_policy = BudgetPolicy(login.max_failures, login.lockout, max(login.lockout, login.max_lockout))
+
     def _now(self) -> float:
         """Seconds since the epoch, from the injected clock (the reactor in production)."""
         return self._clock.seconds()

@@ -33,6 +33,10 @@ class SpoolUpkeep:
         self._run_in_thread = run_in_thread
         self._analyze_later = analyze_later or (lambda job_id: None)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: the retention times apply from the next pass."""
+        self._config = config
+
     def _now(self) -> float:
         return self._clock.seconds()
 

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spooler.login.schema import LOGIN_SCHEMA
+from spooler.schema import migrate
+
 #: Scopes kept at most; beyond, those with the fewest failures left go first (a flood of made-up
 #: user names cannot push out the counter of a user under attack, whose count is high).
 MAX_SCOPES = 10_000
@@ -102,8 +105,7 @@ class FailureBudgets:
     def __init__(self, connection: sqlite3.Connection, clock: Any) -> None:
         self._db = connection
         self._clock = clock
-        self._db.execute("CREATE TABLE IF NOT EXISTS failure_budget (scope TEXT PRIMARY KEY, failures REAL NOT NULL, "
-                         "at REAL NOT NULL, locked_until REAL NOT NULL)")  # fmt: skip
+        migrate(self._db, LOGIN_SCHEMA, what="the login database of the failure budgets")
 
     @classmethod
     def open(cls, path: Path | str, clock: Any) -> FailureBudgets:

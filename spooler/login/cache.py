@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from spooler.login.entries import Credential, Revocation, UserEntry
 from spooler.login.keys import LoginKeys
 from spooler.model import SpoolerError
+from spooler.login.schema import LOGIN_SCHEMA
+from spooler.schema import migrate
 from spooler.verifiers import SCRYPT_N, lookup_digest, make_lookup_kdf, parse_lookup_kdf
 
 #: Revocations kept (the newest); the server keeps every one, so an older one comes back with a full pull.
@@ -99,8 +101,7 @@ class CredentialCache:
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA busy_timeout=5000")
         connection.execute("PRAGMA secure_delete=ON")  # overwritten rows leave no old ciphertext behind
-        connection.execute("CREATE TABLE IF NOT EXISTS sealed (kind TEXT NOT NULL, slot TEXT NOT NULL, "
-                           "key_id TEXT NOT NULL, blob BLOB NOT NULL, PRIMARY KEY (kind, slot))")  # fmt: skip
+        migrate(connection, LOGIN_SCHEMA, what=f"the login cache {path}")
         cache = cls(connection, keys)
         cache._load(strict)
         if not cache.lookup_kdf:

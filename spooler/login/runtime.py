@@ -82,6 +82,47 @@ def peer_rows(trust: Trust) -> dict[str, Any]:
     return {"self": trust.own_key, "device": trust.device, "peers": [peer.to_dict() for peer in trust.peers]}
 
 
+def expiring_window(validity: float) -> float:
+    """An entry that ends within this many seconds is "expiring": a quarter of its validity (a user who
+    has not logged in or been synced for three quarters of it), at most 6 hours."""
+    return min(validity / 4, 6 * 3600.0)
+
+
+def cache_status(cache: CredentialCache, now: float, *, trust: Trust, validity: float,
+                 last_sync: dict[str, Any] | None, sharing: dict[str, Any] | None,
+                 offline_enabled: bool) -> dict[str, Any]:  # fmt: skip
+    """The login cache for `spooler status` and the admin page: users by state (as `users list` counts
+    them here), who expires soon, the last sync, and the sharing peers with their last exchange."""
+    rows = user_rows(cache, now, trust, validity)
+    window = expiring_window(validity)
+    states = {"ok": 0, "expired": 0, "revoked": 0}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    live = [row["valid_until"] for row in rows if row["state"] == "ok"]
+    return {"users": len(rows), "by_state": states, "offline_enabled": offline_enabled,
+            "expiring": sum(1 for until in live if until - now < window), "expiring_within": window,
+            "next_expiry": min(live) if live else None, "last_sync": last_sync, "unreadable": cache.unreadable,
+            "synced_until": cache.sync_since, "sharing": sharing}  # fmt: skip
+
+
+def stored_login_status(config: Config, now: float) -> dict[str, Any] | None:
+    """The login cache as stored, for the status while the daemon is down: users and who expires soon
+    (no sync or sharing news); None when there is no cache yet, or its key file does not open."""
+    from spooler.login.keys import KeyFileError
+
+    if not config.login_key_path.exists() or not config.login_cache_path.exists():
+        return None
+    try:
+        cache = CredentialCache.open(config.login_cache_path, LoginKeys.load(config.login_key_path))
+    except KeyFileError:
+        return None
+    try:
+        return cache_status(cache, now, trust=open_trust(config), validity=config.login.validity_hours * 3600.0,
+                            last_sync=None, sharing=None, offline_enabled=config.login.offline_enabled)  # fmt: skip
+    finally:
+        cache.close()
+
+
 def outcome_dict(outcome: LoginOutcome) -> dict[str, Any]:
     return {"user": outcome.user, "profile": outcome.profile, "mode": outcome.mode, "notice": outcome.notice,
             "valid_until": outcome.valid_until}  # fmt: skip
@@ -128,6 +169,24 @@ class LoginRuntime(MultiService):
             if self.sync is not None:
                 self.sync.on_revocations.append(self.sharing.push_revocations)
             self.sharing.setServiceParent(self)
+
+    def status(self) -> dict[str, Any]:
+        """The login cache (users by state, who expires within a day, the last sync) and the sharing
+        peers with their last exchange, for `spooler status` and the admin page."""
+        now = self.reactor.seconds()
+        return cache_status(self.cache, now, trust=self.trust, validity=self.service.validity,
+                            last_sync=self.sync.last if self.sync is not None else None,
+                            sharing=self.sharing.status() if self.sharing is not None else None,
+                            offline_enabled=self.config.login.offline_enabled)  # fmt: skip
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload changed [login] keys that apply live: validity, offline logins, limits, peers."""
+        self.config = config
+        self.service.reconfigure(config.login)
+        if self.sync is not None:
+            self.sync.validity = self.service.validity
+        if self.sharing is not None:
+            self.sharing.reconfigure(config)
 
     def stopService(self) -> Any:
         result = super().stopService()

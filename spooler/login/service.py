@@ -19,6 +19,7 @@ the server: they are never logged, stored, or put in an error.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 from collections.abc import Callable
@@ -107,7 +108,7 @@ class LoginService:
         """`budgets`: where failures are counted (STATE/login.db in the daemon; in memory if None);
         `trust`: what counts here (this device, the enrolled peers, the server's signing key)."""
         self._reactor = reactor
-        self.config = config
+        self.reconfigure(config)
         self.cache = cache
         self.device = device
         self.api = api
@@ -115,12 +116,19 @@ class LoginService:
         self._server_known_down = server_known_down or (lambda: False)
         self.trust = trust if trust is not None else Trust(device)
         self.budgets = budgets or FailureBudgets.open(":memory:", reactor)
-        self.user_policy = BudgetPolicy(config.max_failures, config.lockout, max(config.lockout, config.max_lockout))
-        self.device_policy = BudgetPolicy(config.device_max_failures, config.lockout,
-                                          max(config.lockout, config.max_lockout))  # fmt: skip
         self._dummies: dict[tuple[int, int, int], str] = {}
         self._scans = DeferredSemaphore(SCANS_AT_ONCE)
         self.on_renewed: list[Callable[[UserEntry], None]] = []  # e.g. the push to peers
+        #: Logins since the start by outcome: "online", "offline", or the refusal's reason (metrics).
+        self.outcomes: collections.Counter[str] = collections.Counter()
+
+    def reconfigure(self, config: LoginConfig) -> None:
+        """The [login] settings and the failure budgets' policies made of them (at start, and when a
+        reload changes them: the counts so far are kept)."""
+        self.config = config
+        self.user_policy = BudgetPolicy(config.max_failures, config.lockout, max(config.lockout, config.max_lockout))
+        self.device_policy = BudgetPolicy(config.device_max_failures, config.lockout,
+                                          max(config.lockout, config.max_lockout))  # fmt: skip
 
     @property
     def validity(self) -> float:
@@ -130,7 +138,15 @@ class LoginService:
 
     def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]:
         """The outcome of a login, or a LoginRefused failure."""
-        return self._login(method, secret, user or None, terminal)
+        attempt = self._login(method, secret, user or None, terminal)
+
+        def counted(result: Any) -> Any:
+            outcome = result.mode if isinstance(result, LoginOutcome) else getattr(
+                getattr(result, "value", None), "reason", "error")
+            self.outcomes[outcome] += 1
+            return result
+
+        return attempt.addBoth(counted)
 
     def scopes(self, method: str, user: str | None, terminal: str) -> list[tuple[str, BudgetPolicy]]:
         """The failure budgets an attempt is charged to: its terminal; its user if it names one; and
@@ -158,7 +174,7 @@ class LoginService:
         scopes = self.scopes(method, user, terminal)
         waits = [wait for scope, policy in scopes if (wait := self.budgets.wait(scope, policy)) is not None]
         if waits:
-            log.info("Login at {terminal} refused: locked for {wait:.0f}s more", spool_event="login_refused",
+            log.warn("Login at {terminal} refused: locked for {wait:.0f}s more", spool_event="login_refused",
                      reason="locked", user=user, terminal=terminal, method=method, wait=max(waits))  # fmt: skip
             raise LoginRefused("locked", retry_after=max(waits))
         charges = [self.budgets.charge(scope, policy) for scope, policy in scopes]
@@ -169,7 +185,7 @@ class LoginService:
                 self._report_locks(charges)
             else:
                 self._refund(charges)  # offline login off, or unavailable: not a guess
-            log.info("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
+            log.warn("Login at {terminal} by {method} refused: {reason}", spool_event="login_refused",
                      reason=refused.reason, user=user, terminal=terminal, method=method)  # fmt: skip
             raise
         except Exception:  # a bug or a broken cache: the terminal says "not available", the log has the rest

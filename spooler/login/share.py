@@ -378,6 +378,8 @@ class Sharing(MultiService):
         self.exchange = ShareExchange(self.sealer, cache, trust, reactor)
         self.discovered: set[str] = set()
         self._contacts: dict[str, PeerContact] = {}  # by address, from its hello
+        #: The last exchange with each peer: what, when, its error (None: it worked), the last that worked.
+        self.exchanges: dict[str, dict[str, Any]] = {}
         self._peers = peers
         self._resolved: dict[str, set[str]] = {}  # peer names -> their addresses (is_peer)
         self.listener: Any = None
@@ -402,6 +404,17 @@ class Sharing(MultiService):
         timer.clock = reactor
         timer.setServiceParent(self)
         login.on_renewed.append(self.push)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: new `[login] peers` (the endpoint's being on, its address and the keys need a restart)."""
+        self.config = config
+
+    def status(self) -> dict[str, Any]:
+        """The peers and the last exchange with each (what, when, whether it worked)."""
+        listening = self.listener.address if self.listener is not None else None
+        return {"listening": listening,
+                "peers": [self.exchanges.get(peer, {"peer": peer, "what": None, "at": None, "error": None,
+                                                    "last_ok": None}) for peer in self.peers()]}  # fmt: skip
 
     def peers(self) -> list[str]:
         configured = list(self.config.login.peers) + self.trust.peers.addresses() + sorted(self.discovered)
@@ -496,7 +509,8 @@ class Sharing(MultiService):
         if not payload["entries"]:
             return
         for peer in self.peers():
-            self._call(peer, "push", payload).addErrback(self._failed, peer, "push")
+            self._call(peer, "push", payload).addCallbacks(lambda _, peer=peer: self._exchanged(peer, "push", None),
+                                                           self._failed, errbackArgs=(peer, "push"))  # fmt: skip
 
     def push_revocations(self, revocations: list[Revocation]) -> None:
         """Send revocations the server just gave us to every peer (they win there too)."""
@@ -505,7 +519,8 @@ class Sharing(MultiService):
             return
         payload = {"entries": [], "revocations": records}
         for peer in self.peers():
-            self._call(peer, "push", payload).addErrback(self._failed, peer, "push")
+            self._call(peer, "push", payload).addCallbacks(lambda _, peer=peer: self._exchanged(peer, "push", None),
+                                                           self._failed, errbackArgs=(peer, "push"))  # fmt: skip
 
     def pull_all(self) -> Deferred[Any]:
         from twisted.internet.defer import DeferredList
@@ -521,10 +536,26 @@ class Sharing(MultiService):
 
     def _pulled(self, answer: Any, peer: str) -> dict[str, Any]:
         counts = receive(self.cache, answer, self.trust, now=self._reactor.seconds())
+        self._exchanged(peer, "pull", None)
         _log_received(False, peer, counts)
         return counts
 
-    @staticmethod
-    def _failed(failure: Any, peer: str, what: str) -> None:
-        log.info("Share {what} with {peer} failed: {detail}", spool_event="share_failed", what=what, peer=peer,
-                 detail=failure.getErrorMessage())  # fmt: skip
+    def _failed(self, failure: Any, peer: str, what: str) -> None:
+        """A failed exchange: a warning when a peer stops answering, debug while it stays so (a peer
+        that is off must not fill the log every share_interval), info when it answers again."""
+        detail = failure.getErrorMessage()
+        before = self.exchanges.get(peer)
+        self._exchanged(peer, what, detail)
+        if before is None or before["error"] is None:
+            log.warn("Share {what} with {peer} failed: {detail}", spool_event="share_failed", what=what, peer=peer,
+                     detail=detail)  # fmt: skip
+        else:
+            log.debug("Share {what} with {peer} failed again: {detail}", what=what, peer=peer, detail=detail)
+
+    def _exchanged(self, peer: str, what: str, error: str | None) -> None:
+        before = self.exchanges.get(peer)
+        now = self._reactor.seconds()
+        if error is None and before is not None and before["error"] is not None:
+            log.info("Share with {peer} works again", spool_event="share_recovered", peer=peer)
+        self.exchanges[peer] = {"peer": peer, "what": what, "at": now, "error": error,
+                                "last_ok": now if error is None else (before or {}).get("last_ok")}  # fmt: skip

@@ -79,6 +79,18 @@ def _credential(item: Any, kind: str, verified_at: float, devices: tuple[str, ..
                       devices=devices)  # fmt: skip
 
 
+def assigned_users(answer: dict[str, Any]) -> tuple[int, bool]:
+    """How many users the server assigns to this device (its "total", else what it sent), and whether
+    that is only a lower bound (it said "truncated" without a total)."""
+    sent = len(answer["users"])
+    total = answer.get("total")
+    if isinstance(total, int) and not isinstance(total, bool) and total >= sent:
+        return total, False
+    if answer.get("truncated"):
+        return sent + 1, True
+    return sent, False
+
+
 class UserSync:
     def __init__(self, reactor: Any, cache: CredentialCache, api: CentralApi, *, device: str,
                  validity: float, trust: Trust | None = None) -> None:  # fmt: skip
@@ -105,6 +117,7 @@ class UserSync:
         verified_at = parse_server_time(answer.get("server_time"), now)
         fingerprint = self._lookup_kdf(answer.get("lookup_kdf"))
         listed: dict[str, UserEntry] = {}
+        total, at_least = assigned_users(answer)
         for raw in answer["users"][:MAX_SYNCED_USERS]:
             entry = synced_entry(raw, verified_at=verified_at, now=now, device=self.device,
                                  fingerprint=fingerprint)  # fmt: skip
@@ -123,10 +136,16 @@ class UserSync:
             self.cache.put(apply_sync(self.cache.entries.get(name), entry))
         new_revocations = yield self.pull_revocations()
         self.cache.purge(now, self.validity)
+        truncated = bool(answer.get("truncated")) or total > len(listed)
         self.last = {"users": len(listed), "removed": removed, "revocations": new_revocations,
-                     "truncated": bool(answer.get("truncated")), "at": now}  # fmt: skip
-        log.info("User sync: {users} users, {removed} no longer listed, {revocations} new revocations",
-                 spool_event="users_synced", **self.last)  # fmt: skip
+                     "truncated": truncated, "assigned": total, "at": now}  # fmt: skip
+        if truncated:
+            log.warn("User sync truncated: synced {users} of {of} users assigned to this device (at most "
+                     f"{MAX_SYNCED_USERS} are kept); the others cannot log in offline here",
+                     spool_event="users_synced", of=f"more than {total - 1}" if at_least else total, **self.last)
+        else:
+            log.info("User sync: {users} users, {removed} no longer listed, {revocations} new revocations",
+                     spool_event="users_synced", **self.last)  # fmt: skip
         return self.last
 
     def _lookup_kdf(self, kdf: Any) -> Fingerprinter | None:
@@ -195,4 +214,4 @@ class UserSync:
         try:
             yield self.sync()
         except Exception as error:  # noqa: BLE001
-            log.info("User sync failed: {detail}", spool_event="users_sync_failed", detail=str(error))
+            log.warn("User sync failed: {detail}", spool_event="users_sync_failed", detail=str(error))

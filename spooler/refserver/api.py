@@ -113,7 +113,8 @@ class CentralApi:
                                pins=[c.as_dict() for c in live if c.kind == "pin"],
                                password=password.as_dict() if password else None))  # fmt: skip
         return {"device": device, "users": listed, "truncated": len(eligible) > MAX_USERS_PER_DEVICE,
-                "lookup_kdf": self.directory.lookup_kdf, "server_time": iso(self.clock.seconds())}  # fmt: skip
+                "total": len(eligible), "lookup_kdf": self.directory.lookup_kdf,
+                "server_time": iso(self.clock.seconds())}  # fmt: skip
 
     def revocations(self, since: str | None) -> dict[str, Any]:
         now = self.clock.seconds()

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from spooler.model import Document, ForwardInDoubt, Job, JobNotFound, JobState, Mode, Route
+from spooler.schema import migrate
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ log = Logger(namespace="spooler.store")
 
 SCHEMA_VERSION = 3
 
+#: The job database's migrations (spooler.schema): append a step for a new version, never edit one.
 _SCHEMA = [
     # version 1
     """
@@ -239,13 +241,8 @@ class JobStore:
         self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
+        migrate(self._db, _SCHEMA, what="the job database")
         with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number in range(version, len(_SCHEMA)):
-                for statement in _SCHEMA[number].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            db.execute(f"PRAGMA user_version={len(_SCHEMA)}")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('next_job_id', '1')")
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('spool_id', ?)", (new_job_uuid(),))
 
@@ -491,14 +488,15 @@ class JobStore:
         rows = self._db.execute("SELECT * FROM documents WHERE job_id = ? ORDER BY number", (job_id,)).fetchall()
         return [Document(r["job_id"], r["number"], r["file_name"], r["size"], r["document_format"]) for r in rows]
 
-    def list_jobs(self, states: Iterable[JobState] | None = None, *, limit: int | None = None) -> list[Job]:
-        """Jobs in arrival order, optionally only those in `states`."""
+    def list_jobs(self, states: Iterable[JobState] | None = None, *, limit: int | None = None,
+                  newest_first: bool = False) -> list[Job]:  # fmt: skip
+        """Jobs in arrival order (or the newest first), optionally only those in `states`."""
         query, params = "SELECT * FROM jobs", []
         if states is not None:
             wanted = [int(s) for s in states]
             query += f" WHERE state IN ({', '.join('?' for _ in wanted)})"
             params.extend(wanted)
-        query += " ORDER BY job_id"
+        query += " ORDER BY job_id DESC" if newest_first else " ORDER BY job_id"
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
@@ -540,6 +538,18 @@ class JobStore:
             (int(JobState.PENDING), int(JobState.PROCESSING)),
         ).fetchall()
         return {route: count for route, count in rows}
+
+    def count_jobs(self) -> list[tuple[str, JobState, str, str, int]]:
+        """(queue, state, route, mode, count) of every job kept (waiting and finished, within retention)."""
+        rows = self._db.execute("SELECT queue, state, route, mode, COUNT(*) FROM jobs GROUP BY queue, state, route, mode")
+        return [(queue, JobState(state), route, mode, count) for queue, state, route, mode, count in rows]
+
+    def count_printed_offline(self, since: float) -> int:
+        """Jobs printed on the device in offline mode that finished at or after `since` (an outage's start)."""
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state = ? AND route = 'device' AND mode = 'offline' AND completed_at >= ?",
+            (int(JobState.COMPLETED), since),
+        ).fetchone()[0])  # fmt: skip
 
     def count_by_state(self, queue: str | None = None) -> dict[JobState, int]:
         if queue is None:

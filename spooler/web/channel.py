@@ -233,7 +233,7 @@ class LimitedChannel(HTTPChannel):
         self.persistent = False
         self._stop_deadline()
         self.setTimeout(None)
-        log.info("{site}: refused a request from {host} with {status}: {why}", spool_event="http_refused",
+        log.warn("{site}: refused a request from {host} with {status}: {why}", spool_event="http_refused",
                  site=self.site.name, host=self.peer_host, status=status, code=code, why=message)  # fmt: skip
         self.transport.write(answer_bytes(status, {"error": message, "code": code}, headers))
         half_close = getattr(self.transport, "loseWriteConnection", None)
@@ -328,7 +328,7 @@ class LimitedSite(Site):
     def buildProtocol(self, addr: IAddress | None) -> Any:
         host = address_host(addr)
         if self.peer_allowed is not None and not self.peer_allowed(host):
-            log.info("{site}: connection from {host} refused: not a peer", spool_event="connection_refused",
+            log.warn("{site}: connection from {host} refused: not a peer", spool_event="connection_refused",
                      site=self.name, protocol=self.name, host=host, scope="peer")  # fmt: skip
             return None
         limits = self.limits

@@ -129,9 +129,10 @@ class BasicAuthenticator:
     or fails with AuthRefused."""
 
     def __init__(self, users_file: Path, *, realm: str, run_in_thread: RunInThread,
-                 seconds: Callable[[], float]) -> None:  # fmt: skip
+                 seconds: Callable[[], float], service: str = "ipp") -> None:  # fmt: skip
         self.users_file = users_file
         self.realm = realm
+        self.service = service  # names the log lines: "ipp" (the printer), "admin" (the admin web listener)
         self._run_in_thread = run_in_thread
         self._seconds = seconds
         self._key = secrets.token_bytes(32)  # per process: the cache means nothing outside it
@@ -194,13 +195,14 @@ class BasicAuthenticator:
             if moment - state.first_failure > FAILURE_WINDOW:
                 state.failures, state.first_failure = 0, moment
             state.failures += 1
-            log.info("IPP login failed for {user} from {host}", spool_event="ipp_auth_failed", user=user, host=host,
-                     failures=state.failures)  # fmt: skip
+            log.warn("{service} login failed for {user} from {host}", spool_event=f"{self.service}_auth_failed",
+                     service=self.service.upper(), user=user, host=host, failures=state.failures)  # fmt: skip
             if state.failures >= MAX_FAILURES:
                 state.locked_until = moment + LOCKOUT
                 state.failures = 0
-                log.warn("IPP logins from {host} refused for {seconds:.0f} s after {count} failures",
-                         spool_event="ipp_auth_throttled", host=host, seconds=LOCKOUT, count=MAX_FAILURES)  # fmt: skip
+                log.warn("{service} logins from {host} refused for {seconds:.0f} s after {count} failures",
+                         spool_event=f"{self.service}_auth_throttled", service=self.service.upper(), host=host,
+                         seconds=LOCKOUT, count=MAX_FAILURES)  # fmt: skip
             raise AuthRefused(401, "wrong user name or password")
 
         def broke(failure: Any) -> Any:

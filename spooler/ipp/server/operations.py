@@ -351,16 +351,20 @@ class PrinterOperations:
             status, text, unsupported = Status.CLIENT_ERROR_NOT_FOUND, str(error), []
         elif isinstance(error, NotAuthorized):
             status, text, unsupported = Status.CLIENT_ERROR_NOT_AUTHORIZED, str(error), []
+            self._refused(message, text)
         elif isinstance(error, IllegalTransition):
             status, text, unsupported = Status.CLIENT_ERROR_NOT_POSSIBLE, str(error), []
         elif isinstance(error, SpoolFull):
             status, text, unsupported = Status.SERVER_ERROR_BUSY, str(error), []
+            self._refused(message, text)
         elif isinstance(error, JobTooLarge):
             status, text, unsupported = Status.CLIENT_ERROR_REQUEST_ENTITY_TOO_LARGE, str(error), []
+            self._refused(message, text)
         elif isinstance(error, NotPossible):
             status, text, unsupported = Status.CLIENT_ERROR_NOT_POSSIBLE, str(error), []
         elif isinstance(error, NotAccepting):
             status, text, unsupported = Status.SERVER_ERROR_NOT_ACCEPTING_JOBS, str(error), []
+            self._refused(message, text)
         elif (known := ipp_status(error)) is not None:
             (status, text), unsupported = known, []
         else:
@@ -371,6 +375,11 @@ class PrinterOperations:
         if unsupported:
             response.add_group(Tag.UNSUPPORTED_GROUP, *unsupported)
         return response
+
+    @staticmethod
+    def _refused(message: IppMessage, why: str) -> None:
+        log.warn("IPP operation {operation:#06x} refused: {why}", spool_event="ipp_refused", operation=message.code,
+                 why=why)  # fmt: skip
 
     def _job_request(self, message: IppMessage, context: RequestContext, document_format: str | None) -> JobRequest:
         operation = _operation_attributes(message)

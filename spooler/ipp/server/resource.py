@@ -212,7 +212,7 @@ class IppIntake:
         if self.failure is not None:
             self._drop_document()
             if not self.failure.check(IppError, JobTooLarge):
-                log.info("IPP request from {host} refused: {why}", spool_event="ipp_refused",
+                log.warn("IPP request from {host} refused: {why}", spool_event="ipp_refused",
                          host=self.context.peer_host, why=self.failure.getErrorMessage())  # fmt: skip
             return succeed(encode_message(self.site.operations.error_response(self.message, self.failure)))
         document, self.document = self.document, None
@@ -366,7 +366,7 @@ class PrinterResource(Resource):
         if refusal.code == 429:
             request.setHeader(b"retry-after", b"60")
         if refusal.code != 401 or request.getHeader(b"authorization"):
-            log.info("IPP request from {host} refused: {why}", spool_event="ipp_auth_refused",
+            log.warn("IPP request from {host} refused: {why}", spool_event="ipp_auth_refused",
                      host=request.peer_host(), code=refusal.code, why=refusal.reason)  # fmt: skip
         return f"{refusal.reason}\n".encode()
 
