@@ -43,6 +43,7 @@ def job_detail(service: JobService, job_id: int) -> dict[str, Any]:
         {"number": d.number, "file": str(service.spool_path(d)), "size": d.size, "document_format": d.document_format}
         for d in service.documents(job_id)
     ]
+    detail["forwards_in_doubt"] = [forward.summary() for forward in service.store.forwards_of_job(job_id)]
     return detail
 
 

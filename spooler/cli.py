@@ -225,6 +225,7 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
                  "document_format": d.document_format}  # fmt: skip
                 for d in store.documents(args.job_id)
             ]
+            job["forwards_in_doubt"] = [forward.summary() for forward in store.forwards_of_job(args.job_id)]
         except JobNotFound as error:
             raise CommandError(str(error)) from None
         finally:
@@ -257,6 +258,13 @@ def cmd_show(config: Config, args: argparse.Namespace, out: IO[str], err: IO[str
     for document in job.get("documents", []):
         note = " (removed)" if job["files_removed"] else ""
         fields.append((f"document {document['number']}", f"{document['file']}{note}, {document['size']} bytes"))
+    for forward in job.get("forwards_in_doubt", []):
+        remote = f", its job {forward['remote_job_id']}" if forward["remote_job_id"] else ""
+        told = (f"{forward['outcome'].replace('_', ' ')} {_when(forward['resolved_at'])}: {forward['detail']}"
+                if forward["outcome"] else f"open, {forward['checks']} check(s)" + (f": {forward['detail']}"
+                                                                                    if forward["detail"] else ""))  # fmt: skip
+        fields.append((f"in doubt {forward['forward_id']}", f"forward to {forward['uri']} {_when(forward['started_at'])}"
+                                                            f"{remote} ({forward['cause']}); {told}"))  # fmt: skip
     width = max(len(name) for name, _ in fields)
     for name, value in fields:
         out.write(f"{name.ljust(width)}  {value}\n")
@@ -355,6 +363,12 @@ def cmd_status(config: Config, args: argparse.Namespace, out: IO[str], err: IO[s
     waiting_server = f"{status['waiting_for_server']} waiting for the server, " if server is not None else ""
     lines.append(f"jobs        {waiting_server}{status['waiting_for_device']} waiting for the device, {status['held']} held, "
                  f"{queue['completed']} completed, {queue['canceled']} canceled, {queue['aborted']} aborted")  # fmt: skip
+    doubts = status.get("forwards_in_doubt")
+    if doubts and any(doubts.values()):
+        lines.append(f"in doubt    {doubts['open']} forward(s) to settle with the server; settled: {doubts['canceled']}"
+                     f" canceled there, {doubts['printed_at_server']} printed there too, {doubts['delivered']} found"
+                     f" delivered, {doubts['not_at_server']} not there, {doubts['kept']} kept there,"
+                     f" {doubts['unresolved']} cannot be asked")  # fmt: skip
     accounting = status.get("accounting")
     if accounting and accounting["state"].startswith("local only"):
         lines.append(f"accounting  {accounting['records']} record(s), kept locally {accounting['state'][len('local only '):]}")

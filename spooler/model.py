@@ -115,6 +115,36 @@ class Job:
 
 
 @dataclass(frozen=True)
+class ForwardInDoubt:
+    """A forward to the central server's queue that ended without an answer saying what the server
+    kept (spooler.dispatch.reconcile): the server may hold an empty or a whole copy of the job. `forward_uuid`
+    is the job-uuid the spooler gave that attempt, `remote_job_id` the server's job-id if it gave one.
+    Open while `outcome` is None."""
+
+    job_id: int
+    uri: str
+    started_at: float
+    recorded_at: float
+    cause: str
+    forward_uuid: str | None = None
+    remote_job_id: str | None = None
+    forward_id: int | None = None
+    outcome: str | None = None
+    detail: str = ""
+    resolved_at: float | None = None
+    checks: int = 0
+    next_check_at: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "forward_id": self.forward_id, "job_id": self.job_id, "uri": self.uri, "started_at": self.started_at,
+            "recorded_at": self.recorded_at, "cause": self.cause, "forward_uuid": self.forward_uuid,
+            "remote_job_id": self.remote_job_id, "outcome": self.outcome, "detail": self.detail,
+            "resolved_at": self.resolved_at, "checks": self.checks, "next_check_at": self.next_check_at,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Document:
     """One document of a job: its data file inside the spool folder (a name we chose, never the client's)."""
 
@@ -194,8 +224,12 @@ class StateDirLocked(SpoolerError):
 
 
 class DeliveryError(SpoolerError):
-    """A delivery attempt failed. `retryable` says whether trying again later may succeed."""
+    """A delivery attempt failed. `retryable` says whether trying again later may succeed; `sent`
+    whether the peer may hold a copy of the job: True when the request (or part of the job) went out
+    and no answer said what became of it (an empty Create-Job, a whole job whose answer was lost: an
+    in-doubt forward), False when nothing of it is left there, None when the backend cannot tell."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, sent: bool | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.sent = sent

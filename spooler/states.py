@@ -16,6 +16,7 @@ ALLOWED: frozenset[tuple[JobState, JobState]] = frozenset(
         (S.PENDING_HELD, S.PENDING),  # release
         (S.PENDING_HELD, S.CANCELED),
         (S.PENDING_HELD, S.ABORTED),
+        (S.PENDING_HELD, S.COMPLETED),  # held here, printed by the central server meanwhile (spooler.dispatch.reconcile)
         (S.PROCESSING, S.COMPLETED),
         (S.PROCESSING, S.PENDING),  # retry later, or recovery after a restart
         (S.PROCESSING, S.PROCESSING_STOPPED),

@@ -1,6 +1,6 @@
 """`spooler status`, assembled in one place for the running daemon (the admin API) and for the CLI
 while the daemon is down: what the store says (jobs by state, jobs waiting for the server or the
-device, the accounting backlog), the spool's room against its floor, and — only from the running
+device, the accounting backlog, the forwards in doubt), the spool's room against its floor, and — only from the running
 daemon — the live parts (mode, the central server's and the device's health, listeners,
 connections, the job under way, the outbox's state, the central API's kind, the outage and the jobs
 printed since it began, the login cache with its sync and sharing peers); without them those read
@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from spooler.config import Config
+from spooler.dispatch.reconcile import forward_status
 from spooler.model import JobState
 from spooler.store.database import JobStore
 from spooler.store.spoolfiles import spool_floor
@@ -41,6 +42,7 @@ def spooler_status(config: Config, store: JobStore, *, daemon: dict[str, Any],
         "held": queue[JobState.PENDING_HELD.keyword],
         "spool": spool_floor(config).room().as_dict(),
         "accounting": local_accounting(config, store, daemon_running=bool(daemon.get("running"))),
+        "forwards_in_doubt": None if config.server is None else forward_status(store),
         "offline": None,  # while the central server is down: since when, jobs printed offline since (live)
         "login": None if daemon.get("running") else stored_login(config),
     }

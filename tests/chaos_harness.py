@@ -14,10 +14,19 @@ whole or not. What the checker reports (`check`):
   the device while the spooler was killed before it recorded the delivery is sent again after the
   restart (DESIGN.md 3 allows it: "unavoidable, raw"), as is one whose device reset the connection
   after reading it whole (switched off before it closed: the spooler cannot tell that from a device
-  that lost the job, and sends it again rather than risk a loss); likewise a forward whose answer was lost when
-  the central server died, after which the job printed on the device ("unavoidable, server died
-  mid-forward"). Every other duplicate is a bug (the spooler had recorded the delivery, or the peer
-  could be asked);
+  that lost the job, and sends it again rather than risk a loss). A forward whose answer was lost when
+  the central server died, after which the job printed on the device, is in doubt (spooler.dispatch.reconcile):
+  where the server's queue holds its jobs for release (`server_queue` "ipp-held", the default: the
+  reference server with --hold, as MyQ and PaperCut pull print) and can be asked (IPP), the spooler
+  cancels the held copy when the server returns, so such a duplicate is a failure; where the server
+  prints at once ("ipp") or cannot be asked ("lpd", "raw") it stays "unavoidable, server died
+  mid-forward"; and an LPD or raw queue, which cannot be asked, may also get a forward twice when the
+  first one's end was lost to an outage or a kill ("sent again to a server queue that cannot be
+  asked", unavoidable there). Only copies the server released (printed into its received/ folder)
+  count. Every other duplicate is a bug (the spooler had recorded the delivery, or the peer could be
+  asked);
+* in-doubt forwards: how many, and what reconciliation did (canceled at the server, found printed
+  there, found delivered, not there, left unresolved), from the spooler's own record;
 * out of order, per queue: if job A was acknowledged before job B's client started sending B, and
   both went to the same queue, A must leave (the start of its first whole delivery, at the server or
   the device) before B — across failover and failback;
@@ -43,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from spooler_harness import RefServer, Spooler, free_port, pjl_job, wait_for
+from spooler_harness import LoopbackListener, RefServer, Spooler, pjl_job, wait_for
 
 # -- payloads ---------------------------------------------------------------------------------------
 
@@ -91,50 +100,19 @@ class Arrival:
     cut: bool = False  # switched off before the end of the stream
 
 
-class ChaosDevice:
+class ChaosDevice(LoopbackListener):
     """A raw (AppSocket) printer on 127.0.0.1 that records every connection and can go down and up
     (down: stop listening and reset the connections under way, as a printer switched off)."""
 
+    backlog = 64
+
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
         self.arrivals: list[Arrival] = []
         self._lock = threading.Lock()
-        self._server: socket.socket | None = None
         self._connections: dict[socket.socket, Arrival] = {}
-        self._thread: threading.Thread | None = None
-        self.up()
+        super().__init__(port)
 
-    @property
-    def is_up(self) -> bool:
-        return self._server is not None
-
-    def up(self) -> None:
-        if self._server is not None:
-            return
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        wait_for(lambda: self._bind(server), timeout=10, what=f"port {self.port} to be free")
-        server.listen(64)
-        self._server = server
-        self._thread = threading.Thread(target=self._serve, args=(server,), daemon=True)
-        self._thread.start()
-
-    def _bind(self, server: socket.socket) -> bool:
-        try:
-            server.bind(("127.0.0.1", self.port))
-        except OSError:
-            return False
-        return True
-
-    def down(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        try:
-            server.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        server.close()
+    def switched_off(self) -> None:
         with self._lock:
             for connection, arrival in list(self._connections.items()):
                 if not arrival.clean:
@@ -147,22 +125,12 @@ class ChaosDevice:
                     connection.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
-        if self._thread is not None:
-            self._thread.join(5)
 
-    def close(self) -> None:
-        self.down()
-
-    def _serve(self, server: socket.socket) -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            arrival = Arrival(time.time())
-            with self._lock:
-                self._connections[connection] = arrival
-            threading.Thread(target=self._receive, args=(connection, arrival), daemon=True).start()
+    def accepted(self, connection: socket.socket) -> None:
+        arrival = Arrival(time.time())
+        with self._lock:
+            self._connections[connection] = arrival
+        threading.Thread(target=self._receive, args=(connection, arrival), daemon=True).start()
 
     def _receive(self, connection: socket.socket, arrival: Arrival) -> None:
         chunks = []
@@ -337,15 +305,26 @@ class ChaosRun:
     log: Callable[[str], None] = lambda line: None
     server_state: str = "up"
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: The central server's queue: "ipp-held" (IPP, jobs held until released: pull print), "ipp" (IPP,
+    #: printed at once), "lpd" or "raw" (neither can be asked what it holds).
+    server_queue: str = "ipp-held"
+    #: With "ipp-held": a held job prints on its own this long after it arrived (working time).
+    release_after: float = 8.0
 
     def run(self) -> dict[str, Any]:
         rng = random.Random(self.seed)
         for part in ("central", "branch"):
             (self.root / part).mkdir(parents=True, exist_ok=True)
-        self.central = RefServer(self.root / "central")
+        if self.server_queue not in SERVER_QUEUES:
+            raise ValueError(f"server_queue must be one of {', '.join(SERVER_QUEUES)}")
+        held = self.server_queue == "ipp-held"
+        self.central = RefServer(self.root / "central", raw=self.server_queue == "raw", hold=held,
+                                 release_after=self.release_after if held else None)  # fmt: skip
+        queue_uri = {"ipp-held": self.central.ipp_uri, "ipp": self.central.ipp_uri, "lpd": self.central.lpd_uri,
+                     "raw": f"socket://127.0.0.1:{self.central.raw_port}"}[self.server_queue]  # fmt: skip
         self.device = ChaosDevice()
         self.spooler = Spooler(self.root / "branch", **{
-            "server__queue_uri": self.central.ipp_uri, "server__probe_interval": "250ms",
+            "server__queue_uri": queue_uri, "server__probe_interval": "250ms",
             "server__probe_timeout": "750ms", "server__connect_timeout": "1s", "server__io_timeout": "5s",
             "device__uri": f"socket://127.0.0.1:{self.device.port}", "device__connect_timeout": "1s",
             "device__io_timeout": "5s", "device__retry_initial": "200ms", "device__retry_max": "1s",
@@ -368,7 +347,8 @@ class ChaosRun:
             self._drain()
             self._drain_outbox()
             return check(clients.submissions, self._copies(), self.events, self.spooler.jobs(),
-                         self.spooler.events("job_completed"), self._server_records())  # fmt: skip
+                         self.spooler.events("job_completed"), self._server_records(),
+                         in_doubt=self._in_doubt(), server_queue=self.server_queue)  # fmt: skip
         finally:
             clients.stop.set()
             for process in (self.spooler, self.central):
@@ -441,18 +421,42 @@ class ChaosRun:
         self.note("clients stopped; everything up again")
 
     def _waiting(self, state_dir: Path) -> int:
+        """Jobs not done yet: pending, processing, or held for release (but not an empty Create-Job,
+        which never prints: in-doubt forwards left some, and reconciliation cancels them)."""
         result = self.spooler.cli("jobs", "--json", "--state-dir", str(state_dir), check=False)
         if result.returncode != 0:
             return -1
-        return sum(1 for job in json.loads(result.stdout) if job["state"] in ("pending", "processing"))
+        return sum(1 for job in json.loads(result.stdout) if job["state"] in ("pending", "processing")
+                   or (job["state"] == "pending-held" and job["reason"] != "job-incoming"))  # fmt: skip
+
+    def _open_doubts(self) -> int:
+        result = self.spooler.cli("status", "--json", check=False)
+        if result.returncode != 0:
+            return -1
+        return int((json.loads(result.stdout).get("forwards_in_doubt") or {}).get("open", 0))
 
     def _drain(self) -> None:
+        # The in-doubt forwards first: the server must not release a copy reconciliation will cancel.
+        wait_for(lambda: self._open_doubts() == 0, timeout=120, interval=0.5, what="the in-doubt forwards settled")
+        self.note("in-doubt forwards settled")
+
         def drained() -> bool:
             return self._waiting(self.spooler.state_dir) == 0 and self._waiting(self.central.state_dir / "queue") == 0
 
         wait_for(drained, timeout=180, interval=0.5, what="both queues to drain")
         time.sleep(1.0)  # let the last device connection be recorded
         self.note("drained")
+
+    def _in_doubt(self) -> dict[str, Any]:
+        """What the spooler kept in doubt and settled (its status), and what the server still holds empty."""
+        result = self.spooler.cli("status", "--json")
+        counts = dict(json.loads(result.stdout).get("forwards_in_doubt") or {})
+        queue = self.spooler.cli("jobs", "--all", "--json", "--state-dir", str(self.central.state_dir / "queue"))
+        counts["empty_jobs_left_at_server"] = sum(1 for job in json.loads(queue.stdout)
+                                                  if job["state"] == "pending-held" and job["reason"] == "job-incoming")
+        counts["events"] = [{key: event.get(key) for key in ("job_id", "outcome", "detail", "stage")}
+                            for event in self.spooler.events("forward_reconciled")]  # fmt: skip
+        return counts
 
     def _drain_outbox(self) -> None:
         """Wait until every accounting record has gone up to the central server."""
@@ -496,10 +500,12 @@ def _iso(text: str) -> float:
 
 def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[float, str]],
           spooler_jobs: list[dict[str, Any]], completions: list[dict[str, Any]],
-          server_records: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+          server_records: list[dict[str, Any]] | None = None, *, in_doubt: dict[str, Any] | None = None,
+          server_queue: str = "ipp-held") -> dict[str, Any]:  # fmt: skip
     """Match every copy to its job and count what went right and wrong (see the module's docstring).
     `events` is the run's timeline ("spooler killed", "server down (...)", ...), `spooler_jobs` the
-    spooler's jobs (`spooler jobs --all --json`), `completions` its job_completed log records."""
+    spooler's jobs (`spooler jobs --all --json`), `completions` its job_completed log records,
+    `in_doubt` the spooler's in-doubt forwards by outcome, `server_queue` the kind of server queue."""
     by_token = {s.token: s for s in submissions}
     whole: dict[str, list[Copy]] = defaultdict(list)
     partial: dict[str, list[Copy]] = defaultdict(list)
@@ -531,7 +537,11 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
 
     device_off = [at for at, what in events if what == "device down"]
     duplicates: dict[str, list[str]] = {"raw_kill_unavoidable": [], "raw_device_off_unavoidable": [],
-                                        "server_died_mid_forward": [], "bug": []}  # fmt: skip
+                                        "server_died_mid_forward": [], "held_copy_not_canceled": [],
+                                        "server_cannot_be_asked": [],
+                                        "bug": []}  # fmt: skip
+    # A held copy at a server that can be asked is canceled by reconciliation: never printed twice.
+    reconcilable = server_queue == "ipp-held"
     for token, found in whole.items():
         if len(found) < 2:
             continue
@@ -552,7 +562,12 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
                     kind = "bug"
             elif first.where == "server" and second.where == "device":
                 died = any(first.at - 5 <= d <= second.at for d in server_down)
-                kind = "server_died_mid_forward" if died else "bug"
+                kind = ("held_copy_not_canceled" if reconcilable else "server_died_mid_forward") if died else "bug"
+            elif server_queue in ("lpd", "raw"):
+                # An LPD or raw queue cannot be asked what it kept: a forward whose last acknowledgement
+                # (or the end of the connection) was lost to an outage or a kill is sent again.
+                cut = any(first.at - 5 <= t <= second.at for t in server_down + kills)
+                kind = "server_cannot_be_asked" if cut else "bug"
             else:
                 kind = "bug"  # the server can be asked (IPP Get-Job-Attributes): never twice there
             duplicates[kind].append(token)
@@ -622,13 +637,39 @@ def check(submissions: list[Submission], copies: list[Copy], events: list[tuple[
                                + sum(1 for n in per_job.values() if n > 1)
                                + sum(1 for job_id in per_job if job_id not in known_ids))  # fmt: skip
 
+    report["server_queue"] = server_queue
+    report["in_doubt"] = in_doubt
+    empty_left = int((in_doubt or {}).get("empty_jobs_left_at_server", 0)) if reconcilable else 0
+
     report["kills"] = len(kills)
     report["server_outages"] = len(server_down)
     report["device_outages"] = sum(1 for _, what in events if what == "device down")
-    report["failures"] = (len(report["lost"]) + len(duplicates["bug"]) + len(partial_bugs) + len(out_of_order)
+    report["failures"] = (len(report["lost"]) + len(duplicates["bug"]) + len(duplicates["held_copy_not_canceled"])
+                          + empty_left + len(partial_bugs) + len(out_of_order)
                           + report["acknowledged_unknown_to_spooler"] + unknown + accounting_failures
                           + sum(n for state, n in states.items() if state != "completed"))  # fmt: skip
     return report
+
+
+SERVER_QUEUES = ("ipp-held", "ipp", "lpd", "raw")
+
+
+def in_doubt_line(report: dict[str, Any]) -> str:
+    """The summary line of the in-doubt forwards: how many, and what reconciliation did with each."""
+    doubt, queue = report.get("in_doubt"), report.get("server_queue", "ipp-held")
+    if doubt is None:
+        return "in-doubt forwards: not checked"
+    total = sum(int(doubt.get(k, 0)) for k in ("open", "canceled", "printed_at_server", "delivered", "not_at_server",
+                                               "kept", "unresolved"))  # fmt: skip
+    if queue in ("lpd", "raw"):
+        return (f"in-doubt forwards {total}: the server's {queue} queue cannot be asked what it kept, so "
+                f"{doubt.get('unresolved', 0)} were left unresolved (their duplicates stay unavoidable)")
+    held = "holds its jobs for release" if queue == "ipp-held" else "prints at once"
+    return (f"in-doubt forwards {total} (the server {held}): reconciled by cancel {doubt.get('canceled', 0)}, "
+            f"found printed at the server {doubt.get('printed_at_server', 0)}, found there whole and taken as the "
+            f"delivery {doubt.get('delivered', 0)}, not at the server {doubt.get('not_at_server', 0)}, kept there "
+            f"{doubt.get('kept', 0)}, left unresolved {int(doubt.get('unresolved', 0)) + int(doubt.get('open', 0))}; "
+            f"empty jobs left at the server {doubt.get('empty_jobs_left_at_server', 0)}")
 
 
 def summary(report: dict[str, Any], seconds: float) -> str:
@@ -642,9 +683,13 @@ def summary(report: dict[str, Any], seconds: float) -> str:
         f"delivered {report['delivered']} (at the server {report['delivered_at_server']}, "
         f"at the device {report['delivered_at_device']})",
         f"lost {len(report['lost'])}",
-        f"duplicates: bugs {d['bug']}; unavoidable: raw device, spooler killed before recording the delivery "
+        f"duplicates: bugs {d['bug']}; held copies at the server not canceled {d['held_copy_not_canceled']}; "
+        f"unavoidable: raw device, spooler killed before recording the delivery "
         f"{d['raw_kill_unavoidable']}; raw device switched off after reading the job, before closing "
-        f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}",
+        f"{d['raw_device_off_unavoidable']}; server died mid-forward, then printed on the device {d['server_died_mid_forward']}"
+        + (f"; sent again to a server queue that cannot be asked {d['server_cannot_be_asked']}"
+           if report.get("server_queue") in ("lpd", "raw") else ""),
+        in_doubt_line(report),
         f"out of order {report['out_of_order']}",
         f"not acknowledged: {n['refused_at_connect']} refused at connect (spooler down); "
         f"the others absent {n['absent'] - n['refused_at_connect']}, delivered whole {n['delivered_whole']}, "

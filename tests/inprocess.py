@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from conftest import run_synchronously
 from factories import fired_ok
 from spooler.config import Config, config_from_mapping
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt, PartialDelivery
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, PartialDelivery, RemoteCopy
 from spooler.dispatch.dispatcher import Dispatcher
 from spooler.jobs.service import JobService
 from spooler.jobs.upkeep import SpoolUpkeep
@@ -39,6 +39,12 @@ class ScriptedBackend:
     recover_results: dict[int, DeliveryReceipt | PartialDelivery | None] = field(default_factory=dict)
     recovered: list[tuple[int, str | None]] = field(default_factory=list)
     resumes: list[PartialDelivery | None] = field(default_factory=list)
+    #: What the peer holds, by its job id or by the job-uuid a forward carried (spooler.dispatch.reconcile).
+    copies: dict[str, RemoteCopy] = field(default_factory=dict)
+    asked: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    canceled_copies: list[str] = field(default_factory=list)
+    #: When set, asking about a copy fails with it (the peer cannot be asked).
+    ask_error: DeliveryError | None = None
 
     def deliver(self, job: Job, files: list[DeliveryFile], journal: Any = None,
                 resume: PartialDelivery | None = None) -> Deferred[DeliveryReceipt]:  # fmt: skip
@@ -65,6 +71,23 @@ class ScriptedBackend:
     def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
         self.recovered.append((job.job_id, remote_job_id))
         return succeed(self.recover_results.get(job.job_id))
+
+    def find_forward(self, job: Job, remote_job_id: str | None, forward_uuid: str | None, *,
+                     timeout: float | None = None) -> Deferred[RemoteCopy | None]:  # fmt: skip
+        self.asked.append((job.job_id, remote_job_id, forward_uuid))
+        if self.ask_error is not None:
+            return fail(self.ask_error)
+        return succeed(self.copies.get(remote_job_id or "") or (self.copies.get(forward_uuid or "")
+                                                                if not remote_job_id else None))  # fmt: skip
+
+    def cancel_forward(self, job: Job, remote_job_id: str, *, timeout: float | None = None) -> Deferred[bool]:
+        if self.ask_error is not None:
+            return fail(self.ask_error)
+        self.canceled_copies.append(remote_job_id)
+        for key, copy in list(self.copies.items()):
+            if copy.remote_job_id == remote_job_id:
+                self.copies[key] = RemoteCopy(remote_job_id, 7, ("job-canceled-by-user",), copy.documents)
+        return succeed(True)
 
     def succeed(self, detail: str = "ok", remote_job_id: str | None = None) -> None:
         self.pending.pop(0).callback(DeliveryReceipt(detail, remote_job_id=remote_job_id))

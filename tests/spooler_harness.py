@@ -9,12 +9,13 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,34 @@ def pjl_job(user: str, name: str, body: bytes, language: str = "PDF", extra: str
     return header.encode() + body + b"\x1b%-12345X@PJL EOJ\r\n\x1b%-12345X"
 
 
+def ipptool_get_jobs(uri: str, folder: Path, attributes: Sequence[str], *, which: str = "all",
+                     user: str = "alice") -> list[dict[str, str]]:  # fmt: skip
+    """Get-Jobs with ipptool (its .test file written into `folder`) as `user`: one dict per job, of
+    `attributes` as ipptool displays them (its CSV output, -c; several values joined by commas)."""
+    lines = "\n".join(f"  DISPLAY {name}" for name in attributes)
+    test = folder / f"get-jobs-{which}.test"
+    test.write_text(f"""{{
+  NAME "Get-Jobs {which}"
+  OPERATION Get-Jobs
+  GROUP operation-attributes-tag
+  ATTR charset attributes-charset utf-8
+  ATTR language attributes-natural-language en
+  ATTR uri printer-uri $uri
+  ATTR name requesting-user-name {user}
+  ATTR keyword which-jobs {which}
+  ATTR keyword requested-attributes {",".join(attributes)}
+  STATUS successful-ok
+{lines}
+}}
+""")
+    result = subprocess.run([require_tool("ipptool"), "-c", uri, str(test)], capture_output=True, text=True,
+                            timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.strip()]
+    header = rows[0].split(",")
+    return [dict(zip(header, row.split(",", len(header) - 1))) for row in rows[1:]]
+
+
 class RawJobSender(threading.Thread):
     """Sends raw jobs with `nc -N` (a real client) one after another, each a PJL job named
     "PREFIX-NNN" with `body(n)` as its data, to the port `port()` gives at that moment; records when
@@ -294,37 +323,143 @@ class RawJobSender(threading.Thread):
 
 
 class LoopbackListener:
-    """A TCP listener on 127.0.0.1 served by a thread: `accepted(connection)` is called for each
-    connection, on that thread (one at a time, unless it hands the connection on). `close()` stops it."""
+    """A TCP listener on 127.0.0.1, listening once made, served by a thread: `accepted(connection)` is
+    called for each connection, on that thread (one at a time, unless it hands the connection on). It
+    can be switched off (`down()`: its port refuses connections) and on again on the same port (`up()`);
+    `close()` stops it."""
+
+    backlog = 16
 
     def __init__(self, port: int | None = None) -> None:
-        import threading
-
         self.port = port or free_port()
-        self._server = socket.socket()
-        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._server.bind(("127.0.0.1", self.port))
-        self._server.listen(16)
-        self._server.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._server: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.up()
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
+
+    def up(self) -> None:
+        if self._server is not None:
+            return
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        wait_for(lambda: self._bind(server), timeout=10, what=f"port {self.port} to be free")
+        server.listen(self.backlog)
+        self._server = server
+        self._thread = threading.Thread(target=self._serve, args=(server,), daemon=True)
         self._thread.start()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def _bind(self, server: socket.socket) -> bool:
+        try:
+            server.bind(("127.0.0.1", self.port))
+        except OSError:
+            return False
+        return True
+
+    def down(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        try:
+            server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        server.close()
+        self.switched_off()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def close(self) -> None:
+        self.down()
+
+    def switched_off(self) -> None:
+        """What else switching off does (the listener is closed by then)."""
+
+    def _serve(self, server: socket.socket) -> None:
+        while True:
             try:
-                connection, _ = self._server.accept()
-            except (TimeoutError, OSError):
-                continue
+                connection, _ = server.accept()
+            except OSError:
+                return
             self.accepted(connection)
 
     def accepted(self, connection: socket.socket) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._server.close()
+
+class AnswerLosingProxy(LoopbackListener):
+    """A TCP proxy on 127.0.0.1 in front of an IPP server (one HTTP request per connection, as the
+    spooler's IPP client sends them) that can lose an answer: the next request of an operation in
+    `lose_answer_to` reaches the server whole, the server acts on it and answers, and the answer is
+    dropped (the connection reset) — then the proxy refuses connections, as a server that died just
+    after it took the request, until `up()` (unless `stay_up`: a network hiccup only). `lost` lists
+    the operations whose answers were lost."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.lose_answer_to: set[int] = set()
+        self.stay_up = False
+        self.lost: list[int] = []
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def accepted(self, connection: socket.socket) -> None:
+        threading.Thread(target=self._relay, args=(connection,), daemon=True).start()
+
+    @staticmethod
+    def _read_message(sock: socket.socket, data: bytes = b"") -> bytes:
+        """One HTTP message (head and body: Content-Length, chunked, or until the peer closes)."""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        fields = {line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
+                  for line in head.split(b"\r\n")[1:] if b":" in line}  # fmt: skip
+        if b"content-length" in fields:
+            length = int(fields[b"content-length"])
+            while len(body) < length and (chunk := sock.recv(65536)):
+                body += chunk
+        elif fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while not body.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+                body += chunk
+        else:
+            while chunk := sock.recv(65536):
+                body += chunk
+        return head + b"\r\n\r\n" + body
+
+    @staticmethod
+    def _operation(request: bytes) -> int:
+        body = request.partition(b"\r\n\r\n")[2]
+        if b"transfer-encoding: chunked" in request.partition(b"\r\n\r\n")[0].lower():
+            body = body.partition(b"\r\n")[2]  # the first chunk holds the IPP header
+        return int.from_bytes(body[2:4], "big") if len(body) >= 4 else -1
+
+    def _relay(self, client: socket.socket) -> None:
+        with client:
+            try:
+                client.settimeout(30)
+                request = self._read_message(client)
+                operation = self._operation(request)
+                with socket.create_connection(("127.0.0.1", self.upstream_port), timeout=30) as upstream:
+                    upstream.sendall(request)
+                    answer = self._read_message(upstream)
+                with self._lock:
+                    lose = operation in self.lose_answer_to
+                    if lose:
+                        self.lose_answer_to.discard(operation)
+                        self.lost.append(operation)
+                if lose:
+                    if not self.stay_up:
+                        self.down()  # the server "died" with the answer
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                client.sendall(answer)
+            except OSError:
+                pass
 
 
 class RawDevice(LoopbackListener):
@@ -495,7 +630,8 @@ class RefServer(ManagedProcess):
     and free loopback ports for its API, IPP and LPD listeners; `mode()` goes through `ctl`."""
 
     def __init__(self, root: Path, *, users: Path | None = None, mode: str = "normal", delay: float | None = None,
-                 verifier_cost: int = 1024, raw: bool = False, sign: bool = True) -> None:  # fmt: skip
+                 verifier_cost: int = 1024, raw: bool = False, sign: bool = True, hold: bool = False,
+                 release_after: float | None = None) -> None:  # fmt: skip
         self.root = root
         self.state_dir = root / "state"
         self.received_dir = self.state_dir / "received"
@@ -509,6 +645,8 @@ class RefServer(ManagedProcess):
         self.initial_delay = delay
         self.verifier_cost = verifier_cost
         self.sign = sign
+        self.hold = hold
+        self.release_after = release_after
         self.process: subprocess.Popen[bytes] | None = None
         self.stderr_path = root / "refserver.log"
 
@@ -545,6 +683,9 @@ class RefServer(ManagedProcess):
             command += ["--delay", str(self.initial_delay)]
         if not self.sign:
             command.append("--no-sign")
+        if self.hold:
+            command += ["--hold"] + (["--release-after", str(self.release_after)] if self.release_after is not None
+                                     else [])  # fmt: skip
         return command
 
     def signing_key(self) -> str:
@@ -602,6 +743,18 @@ class RefServer(ManagedProcess):
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.ctl("--json", "status").stdout)
+
+    def release(self, *job_ids: int) -> list[int]:
+        """`ctl release` (every held job when none is named): the jobs released."""
+        return list(json.loads(self.ctl("--json", "release", *map(str, job_ids)).stdout)["released"])
+
+    def queue_jobs(self) -> list[dict[str, Any]]:
+        """The queue's jobs (`spooler jobs --all --json` on its state folder)."""
+        result = subprocess.run([sys.executable, "-m", "spooler", "jobs", "--all", "--json", "--state-dir",
+                                 str(self.state_dir / "queue")], capture_output=True, text=True, timeout=60,
+                                env=self._env())  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return list(json.loads(result.stdout))
 
     def revoke(self, user: str, kind: str = "user", credential: str | None = None) -> dict[str, Any]:
         extra = ["--credential", credential] if credential else []

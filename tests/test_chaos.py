@@ -59,13 +59,56 @@ def test_a_raw_duplicate_across_a_kill_is_unavoidable_unless_the_delivery_was_re
     killed = [(2.05, "spooler killed")]
     report = check(subs, copies, killed, jobs_for("a"), [])
     assert report["duplicates"] == {"raw_kill_unavoidable": 1, "raw_device_off_unavoidable": 0,
-                                    "server_died_mid_forward": 0, "bug": 0}  # fmt: skip
+                                    "server_died_mid_forward": 0, "held_copy_not_canceled": 0,
+                                    "server_cannot_be_asked": 0, "bug": 0}  # fmt: skip
     assert report["failures"] == 0
     recorded = [{"job_id": 1, "time": "1970-01-01T00:00:02.080+00:00"}]  # completed, then sent again
     assert check(subs, copies, [(2.5, "spooler killed")], jobs_for("a"), recorded)["duplicates"]["bug"] == 1
     assert check(subs, copies, [], jobs_for("a"), [])["duplicates"]["bug"] == 1  # no kill: no excuse
     then_server = [copies[0], Copy("a", True, "server", 4.0, 4.1)]  # after the restart the server was back
     assert check(subs, then_server, killed, jobs_for("a"), [])["duplicates"]["raw_kill_unavoidable"] == 1
+
+
+def test_a_server_copy_then_a_device_copy_is_a_failure_only_where_the_server_holds_jobs() -> None:
+    """A forward whose answer was lost as the server died, then printed on the device: the server's held
+    copy is canceled when it returns ("ipp-held"); a server that prints at once, or an LPD or raw queue
+    nobody can ask, makes it unavoidable."""
+    subs = [submission("a", 0, 1)]
+    copies = [Copy("a", True, "server", 2.0, 2.1), Copy("a", True, "device", 4.0, 4.1)]
+    died = [(2.05, "server down (killed)")]
+    held = check(subs, copies, died, jobs_for("a"), [], server_queue="ipp-held")
+    assert held["duplicates"]["held_copy_not_canceled"] == 1 and held["failures"] == 1
+    for queue in ("ipp", "lpd", "raw"):
+        report = check(subs, copies, died, jobs_for("a"), [], server_queue=queue)
+        assert report["duplicates"]["server_died_mid_forward"] == 1 and report["failures"] == 0
+
+
+def test_twice_at_an_lpd_or_raw_server_queue_is_unavoidable_only_across_an_outage_or_a_kill() -> None:
+    subs = [submission("a", 0, 1)]
+    copies = [Copy("a", True, "server", 2.0, 2.1), Copy("a", True, "server", 4.0, 4.1)]
+    for queue in ("lpd", "raw"):
+        cut = check(subs, copies, [(2.05, "server down (killed)")], jobs_for("a"), [], server_queue=queue)
+        assert cut["duplicates"]["server_cannot_be_asked"] == 1 and cut["failures"] == 0
+        assert "sent again to a server queue that cannot be asked 1" in summary(cut, 60)
+        calm = check(subs, copies, [], jobs_for("a"), [], server_queue=queue)
+        assert calm["duplicates"]["bug"] == 1 and calm["failures"] == 1
+    ipp = check(subs, copies, [(2.05, "server down (killed)")], jobs_for("a"), [], server_queue="ipp-held")
+    assert ipp["duplicates"]["bug"] == 1  # an IPP server is asked: never twice there
+
+
+def test_the_in_doubt_line_and_empty_jobs_left_at_a_holding_server() -> None:
+    subs = [submission("a", 0, 1)]
+    copies = [Copy("a", True, "device", 4.0, 4.1)]
+    doubt = {"open": 0, "canceled": 3, "printed_at_server": 0, "delivered": 1, "not_at_server": 2, "kept": 0,
+             "unresolved": 0, "empty_jobs_left_at_server": 0}  # fmt: skip
+    report = check(subs, copies, [], jobs_for("a"), [], in_doubt=doubt)
+    line = summary(report, 60).splitlines()[5]
+    assert line.startswith("in-doubt forwards 6 (the server holds its jobs for release): reconciled by cancel 3,")
+    assert report["failures"] == 0
+    left = check(subs, copies, [], jobs_for("a"), [], in_doubt=doubt | {"empty_jobs_left_at_server": 1})
+    assert left["failures"] == 1  # an empty Create-Job reconciliation should have canceled
+    lpd = check(subs, copies, [], jobs_for("a"), [], in_doubt={"unresolved": 2}, server_queue="lpd")
+    assert "the server's lpd queue cannot be asked what it kept, so 2 were left unresolved" in summary(lpd, 60)
 
 
 def test_a_partial_copy_is_a_failure_unless_a_kill_or_the_device_cut_it() -> None:
@@ -111,5 +154,6 @@ def test_chaos_small() -> None:
         assert all(v["acknowledged"] > 0 for v in report["by_protocol"].values()), text
         assert report["lost"] == [] and report["out_of_order"] == 0
         assert report["accounting_records_at_server"] >= report["acknowledged"], text
+        assert report["server_queue"] == "ipp-held" and report["in_doubt"]["open"] == 0, text
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -47,6 +47,68 @@ def ipp_backend(reactor: Any, port: int, path: str = "/ipp/print", **options: An
 # -- a real spooler as the peer ---------------------------------------------------------------------
 
 
+def forwarded(job: Job, forward_uuid: str) -> Job:
+    """`job` as the dispatcher hands it over for a forward: its journal names the forward's job-uuid."""
+    return job.evolve(attributes={"delivery": {"route": "server", "forward_uuid": forward_uuid}})
+
+
+@pytest_twisted.ensureDeferred
+async def test_lost_answers_leave_copies_found_by_job_id_or_job_uuid(reactor: Any, tmp_path: Path) -> None:
+    """Against the reference server holding its jobs (nothing prints before the test looks)."""
+    import shutil
+    import uuid
+
+    from spooler_harness import AnswerLosingProxy, RefServer, short_tempdir
+
+    central = RefServer(short_tempdir("rs"), hold=True).start()
+    proxy = AnswerLosingProxy(central.ipp_port)
+    try:
+        backend = ipp_backend(reactor, proxy.port, connect_timeout=1, io_timeout=2)
+        direct = ipp_backend(reactor, central.ipp_port)
+        # The Create-Job's answer is lost: the peer has an empty job, the backend no id for it.
+        first = forwarded(make_job(), str(uuid.uuid4()))
+        proxy.lose_answer_to = {int(Operation.CREATE_JOB)}
+        journaled: list[str] = []
+        with pytest.raises(DeliveryError) as raised:
+            await backend.deliver(first, files(tmp_path, b"lost"), journaled.append)
+        assert raised.value.sent is True and raised.value.retryable and journaled == []
+        copy = await direct.find_forward(first, None, first.attributes["delivery"]["forward_uuid"])
+        assert copy is not None and (copy.state, copy.reasons, copy.documents) == (4, ("job-incoming",), 0)
+        [there] = [job for job in central.queue_jobs() if str(job["job_id"]) == copy.remote_job_id]
+        assert there["attributes"]["client_job_uuid"] == first.attributes["delivery"]["forward_uuid"]
+        assert await direct.cancel_forward(first, copy.remote_job_id) is True
+        gone = await direct.find_forward(first, copy.remote_job_id, None)
+        assert gone is not None and gone.state == 7
+        assert await direct.cancel_forward(first, copy.remote_job_id) is False  # no longer cancelable
+        assert await direct.find_forward(first, None, str(uuid.uuid4())) is None  # no such job-uuid
+
+        # The Send-Document's answer is lost, then the peer refuses connections: the cleanup cancel
+        # cannot reach it either, so the whole job may be there, under the id already journaled.
+        proxy.up()
+        second = forwarded(make_job(), str(uuid.uuid4()))
+        proxy.lose_answer_to = {int(Operation.SEND_DOCUMENT)}
+        with pytest.raises(DeliveryError) as raised:
+            await backend.deliver(second, files(tmp_path, b"whole"), journaled.append)
+        assert raised.value.sent is True and len(journaled) == 1
+        copy = await direct.find_forward(second, journaled[0], None)
+        assert copy is not None and (copy.state, copy.reasons, copy.documents) == (4, ("job-held-on-create",), 1)
+
+        # An answer lost while the peer stays up: the backend cancels what it left, nothing is in doubt.
+        proxy.up()
+        proxy.stay_up = True
+        third = forwarded(make_job(), str(uuid.uuid4()))
+        proxy.lose_answer_to = {int(Operation.SEND_DOCUMENT)}
+        with pytest.raises(DeliveryError) as raised:
+            await backend.deliver(third, files(tmp_path, b"third"), journaled.append)
+        assert raised.value.sent is False and len(journaled) == 2
+        copy = await direct.find_forward(third, journaled[-1], None)
+        assert copy is not None and copy.state == 7  # canceled by the backend itself
+    finally:
+        proxy.close()
+        central.cleanup()
+        shutil.rmtree(central.root, ignore_errors=True)
+
+
 @pytest_twisted.ensureDeferred
 async def test_create_job_and_send_document_to_a_real_spooler(reactor: Any, spooler_factory: SpoolerFactory,
                                                               tmp_path: Path) -> None:  # fmt: skip
@@ -247,6 +309,7 @@ async def test_a_peer_that_accepts_and_never_answers_fails_within_the_timeout(re
         with pytest.raises(DeliveryError) as raised:
             await backend.deliver(make_job(), files(tmp_path, b"x"))
         assert raised.value.retryable and time.monotonic() - started < 1.5
+        assert raised.value.sent is False  # it never got past Get-Printer-Attributes: nothing of the job there
     finally:
         port.stopListening()
 
@@ -261,6 +324,7 @@ async def test_refused_connection_is_retryable(reactor: Any, tmp_path: Path) -> 
         with pytest.raises(DeliveryError) as raised:
             await attempt()
         assert raised.value.retryable and "cannot connect" in str(raised.value)
+        assert not raised.value.sent
 
 
 @pytest_twisted.ensureDeferred

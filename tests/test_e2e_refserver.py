@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spooler_harness import RefServer, Spooler, pjl_job, refserver, require_tool, send_raw, short_tempdir, wait_for
+from spooler_harness import RefServer, Spooler, ipptool_get_jobs, pjl_job, refserver, require_tool, send_raw, short_tempdir, \
+    wait_for
 from spooler.signing import GRANT, REVOCATION, from_json, parse_public_key, verify
 from spooler.verifiers import check_verifier
 
@@ -221,3 +222,72 @@ def test_a_spooler_forwarding_to_the_central_queue_waits_out_an_outage(spooler_f
         assert b"second" in files[1].read_bytes()
     finally:
         central.cleanup()
+
+
+CANCEL_JOB_TEST = """{
+  NAME "Cancel a held job as its owner"
+  OPERATION Cancel-Job
+  GROUP operation-attributes-tag
+  ATTR charset attributes-charset utf-8
+  ATTR language attributes-natural-language en
+  ATTR uri printer-uri $uri
+  ATTR integer job-id $job-id
+  ATTR name requesting-user-name $owner
+  STATUS successful-ok
+}
+"""
+
+
+def test_the_held_queue_holds_jobs_until_released(document: Path, tmp_path: Path) -> None:
+    """--hold: jobs wait pending-held (seen with ipptool's Get-Jobs), their owner can cancel them with
+    Cancel-Job, and they print only when `ctl release` lets them (or on their own with --release-after)."""
+    ipptool = require_tool("ipptool")
+    (tmp_path / "cancel-job.test").write_text(CANCEL_JOB_TEST)
+    held = RefServer(short_tempdir("rs"), hold=True)
+    try:
+        held.start()
+        assert ipp_print(held, document).returncode == 0
+        assert lpd_print(held, document, user="alice").returncode == 0
+        rows = ipptool_get_jobs(held.ipp_uri, tmp_path, ["job-id", "job-state", "job-state-reasons"],
+                                which="not-completed")  # fmt: skip
+        assert [(row["job-state"], row["job-state-reasons"]) for row in rows] == [("pending-held",
+                                                                                  "job-held-on-create")] * 2
+        assert held.status()["hold"] == {"hold": True, "release_after": None, "held_jobs": 2}
+        assert "held        2 jobs, released by ctl release" in held.ctl("status").stdout
+        ipp_job, lpd_job = (int(row["job-id"]) for row in rows)
+        canceled = subprocess.run([ipptool, "-t", "-d", f"job-id={lpd_job}", "-d", "owner=alice", held.ipp_uri,
+                                   str(tmp_path / "cancel-job.test")], capture_output=True, text=True, timeout=30)
+        assert canceled.returncode == 0, canceled.stdout + canceled.stderr
+        assert held.received_files() == []
+        assert held.release() == [ipp_job]  # the canceled one is not held any more
+        [printed] = held.wait_received(1)
+        assert held.sidecar(printed)["job_id"] == ipp_job
+    finally:
+        held.cleanup()
+
+    timed = RefServer(short_tempdir("rs"), hold=True, release_after=1.0)
+    try:
+        timed.start()
+        assert ipp_print(timed, document).returncode == 0
+        timed.wait_received(1, timeout=20)  # released on its own a second after it arrived
+    finally:
+        timed.cleanup()
+
+
+def test_hang_mode_keeps_a_half_closed_raw_connection_open() -> None:
+    """A raw client half-closes after its job; a hung server must not answer that with a close (which
+    a raw client takes for "printed")."""
+    server = RefServer(short_tempdir("rs"), raw=True)
+    try:
+        server.start()
+        assert server.raw_port is not None
+        server.mode("hang")
+        with socket.create_connection(("127.0.0.1", server.raw_port), timeout=5) as sock:
+            sock.sendall(b"\x1b%-12345X@PJL\r\nswallowed")
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(HANG_TIMEOUT)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # neither data nor the end of the connection
+        assert server.received_files() == []
+    finally:
+        server.cleanup()

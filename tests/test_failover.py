@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from inprocess import Rig
-from spooler.delivery.base import DeliveryReceipt
+from spooler.delivery.base import DeliveryReceipt, RemoteCopy
 from spooler.model import DeliveryError, JobState, Mode, Route
 
 SERVER = {"queue_uri": "ipp://server.test/ipp/print", "probe_interval": 1, "probe_timeout": 1,
@@ -159,12 +159,15 @@ def test_a_cut_off_forward_asks_the_server_before_sending_again(tmp_path: Path) 
     journal("remote-42")  # the server gave it an id, then the connection broke
     r.server.fail(DeliveryError("connection reset", retryable=True))  # type: ignore[union-attr]
     assert r.store.get(1).attributes["delivery"]["remote_job_id"] == "remote-42"
-    r.server.recover_results[1] = DeliveryReceipt("the server has it", remote_job_id="remote-42",  # type: ignore
-                                                  already_delivered=True)  # fmt: skip
+    [doubt] = r.store.forwards_of_job(1)  # kept in doubt with the journal
+    assert (doubt.remote_job_id, doubt.outcome) == ("remote-42", None)
+    r.server.copies["remote-42"] = RemoteCopy("remote-42", 4, ("job-hold-until-specified",), 1)  # type: ignore
     tick(r, 1)
-    assert r.server.recovered == [(1, "remote-42")]  # type: ignore[union-attr]
+    assert r.server.asked == [(1, "remote-42", doubt.forward_uuid)]  # type: ignore[union-attr]
     assert len(r.server.attempts) == 1  # not sent again  # type: ignore[union-attr]
-    assert r.store.get(1).state == JobState.COMPLETED
+    job = r.store.get(1)
+    assert job.state == JobState.COMPLETED and job.attributes["delivery"]["remote_job_id"] == "remote-42"
+    assert r.store.forwards_of_job(1)[0].outcome == "delivered"
 
 
 def test_the_servers_job_id_is_remembered_across_attempts_at_the_device(tmp_path: Path) -> None:
@@ -175,18 +178,17 @@ def test_the_servers_job_id_is_remembered_across_attempts_at_the_device(tmp_path
     tick(r)
     [journal] = r.server.journals  # type: ignore[union-attr]
     journal("remote-7")  # the server has it; its answer to Send-Document never came
-    r.server.fail(DeliveryError("connection lost", retryable=True))  # type: ignore[union-attr]
+    r.server.fail(DeliveryError("connection lost", retryable=True, sent=True))  # type: ignore[union-attr]
     r.dispatcher._server_outcome(False, r.clock.seconds(), "refused")  # the second failure: down
     tick(r, 5)
     assert [a[0] for a in r.backend.attempts] == [1]  # offline: tried at the device
     r.backend.fail(REFUSED)
     assert "remote_job_id" not in r.store.get(1).attributes["delivery"]  # the device attempt's own entry
-    r.server.recover_results[1] = DeliveryReceipt("the server has it", remote_job_id="remote-7",  # type: ignore
-                                                  already_delivered=True)  # fmt: skip
+    r.server.copies["remote-7"] = RemoteCopy("remote-7", 9, ("job-completed-successfully",), 1)  # type: ignore
     r.dispatcher._server_outcome(True, r.clock.seconds())
     r.dispatcher._server_outcome(True, r.clock.seconds())  # back up
     tick(r, 1)
-    assert r.server.recovered == [(1, "remote-7")]  # type: ignore[union-attr]
+    assert [asked[1] for asked in r.server.asked] == ["remote-7"]  # type: ignore[union-attr]
     assert len(r.server.attempts) == 1  # never sent to the server twice  # type: ignore[union-attr]
     assert r.store.get(1).state == JobState.COMPLETED
 

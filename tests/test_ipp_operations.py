@@ -769,3 +769,23 @@ def test_other_users_jobs_hide_their_private_values_when_authentication_is_on(tm
             assert hidden["job-id"] == job_id and "job-state" in hidden
         assert seen(operation, "alice")["job-name"] == "Quarterly report"
         assert seen(operation, "root")["job-originating-user-name"] == "alice"
+
+
+@pytest.mark.parametrize(("given", "kept"), [
+    ("urn:uuid:6F1C1F3E-9A44-4E0B-9B36-5C2F4D8E7A10", "urn:uuid:6f1c1f3e-9a44-4e0b-9b36-5c2f4d8e7a10"),
+    ("urn:uuid:not-a-uuid", None), ("http://example.com/job", None),
+])  # fmt: skip
+def test_a_clients_job_uuid_is_kept_as_cups_does(client: Client, rig: Rig, given: str, kept: str | None) -> None:
+    """A forwarding client finds a job whose answer it lost by the job-uuid it gave (spooler.dispatch.reconcile);
+    a malformed one is ignored, never an error."""
+    response = print_job(client, PDF, Attribute.uri("job-uuid", given))
+    assert status_of(response) == Status.SUCCESSFUL_OK
+    job_id = job_id_of(response)
+    answered = response.job_attributes
+    assert answered is not None
+    own = f"urn:uuid:{rig.store.get(job_id).uuid}"
+    assert answered["job-uuid"].first == (kept or own)
+    listed = client.call(ipp_request(Operation.GET_JOBS, Attribute.keyword("requested-attributes", "job-id", "job-uuid"),
+                                     user="alice"))  # fmt: skip
+    [group] = [g for g in listed.groups_of(Tag.JOB) if g["job-id"].first == job_id]
+    assert group["job-uuid"].first == (kept or own)

@@ -312,3 +312,52 @@ def test_status_of_the_control_api(server: RefServerService) -> None:
     assert status["mode"] == "normal" and set(status["listeners"]) == {"api", "ipp"}
     assert status["accounting_records"] == 0 and status["received_jobs"] == 0
 
+
+
+# -- the held queue (--hold), on a clock -------------------------------------------------------------------
+
+
+def test_the_held_queue_holds_every_job_and_releases_after_working_time_only(tmp_path: Path) -> None:
+    from inprocess import Rig
+    from spooler.intake.base import JobRequest
+    from spooler.model import JobState
+    from spooler.refserver.hold import HeldQueue
+
+    rig = Rig(tmp_path)
+    controller = ModeController()
+    hold = HeldQueue(rig.service, controller, rig.clock, release_after=10)
+    hold.start()
+    first = rig.submit(b"first", user="ann")
+    created = rig.service.create_job(JobRequest(protocol="ipp", host="h", user="ann", name="documents to come"))
+    assert (first.state, first.reason) == (JobState.PENDING_HELD, "job-held-on-create")
+    assert [job.job_id for job in hold.held()] == [first.job_id]  # an incoming job is not whole yet
+    rig.clock.pump([1] * 6)
+    controller.set("hang")  # nobody can release anything while the server fails
+    rig.clock.pump([1] * 20)
+    assert rig.store.get(first.job_id).state == JobState.PENDING_HELD
+    controller.set("normal")
+    rig.clock.pump([1] * 9)
+    assert rig.store.get(first.job_id).state == JobState.PENDING_HELD  # the count started again
+    rig.clock.pump([1] * 2)
+    assert rig.store.get(first.job_id).state == JobState.PENDING
+    assert rig.store.get(created.job_id).state == JobState.PENDING_HELD  # still waiting for its documents
+    assert hold.status() == {"hold": True, "release_after": 10, "held_jobs": 0}
+
+
+def test_ctl_release_releases_the_named_jobs_or_all(tmp_path: Path) -> None:
+    from inprocess import Rig
+    from spooler.model import JobNotFound, JobState
+    from spooler.refserver.hold import HeldQueue
+
+    rig = Rig(tmp_path)
+    hold = HeldQueue(rig.service, ModeController(), rig.clock, release_after=None)
+    hold.start()
+    jobs = [rig.submit(b"job", user="ann") for _ in range(3)]
+    rig.service.cancel(jobs[0].job_id, requester="ann")  # its owner canceled it (IPP Cancel-Job)
+    assert hold.release([jobs[1].job_id]) == [jobs[1].job_id]
+    with pytest.raises(JobNotFound):
+        hold.release([99])
+    rig.clock.advance(3600)
+    assert rig.store.get(jobs[2].job_id).state == JobState.PENDING_HELD  # no release on its own
+    assert hold.release() == [jobs[2].job_id]
+    assert [rig.store.get(job.job_id).state for job in jobs] == [JobState.CANCELED, JobState.PENDING, JobState.PENDING]

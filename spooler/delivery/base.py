@@ -29,6 +29,17 @@ class DeliveryReceipt:
 
 
 @dataclass(frozen=True)
+class RemoteCopy:
+    """What a peer says of a copy of a job it holds: its job-id there, IPP job-state and reasons, and
+    how many documents it has (None: not said). spooler.dispatch.reconcile decides what that means."""
+
+    remote_job_id: str
+    state: int
+    reasons: tuple[str, ...] = ()
+    documents: int | None = None
+
+
+@dataclass(frozen=True)
 class PartialDelivery:
     """What `recover` found of a job a backend sends as several peer jobs or connections, one per
     document (a device without multiple-document jobs): the first `documents_done` are at the peer,

@@ -33,7 +33,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
-from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery
+from spooler.delivery.base import DeliveryFile, DeliveryReceipt, Journal, PartialDelivery, RemoteCopy
 from spooler.ipp.client import RETRYABLE_STATUSES, IppClient, IppStatusError, is_retryable_status
 from spooler.ipp.codec import Attribute, IppMessage
 from spooler.ipp.tags import JobState, Operation, Status, Tag
@@ -167,10 +167,14 @@ class IppBackend(IppClient):
         return attributes
 
     def _identity(self, job: Job) -> list[Attribute]:
-        return [
+        identity = [
             Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
             Attribute.name("job-name", _clip(job.name or "untitled", 255)),
         ]
+        if forward_uuid := forward_uuid_of(job):
+            # This attempt's own job-uuid (CUPS keeps a client's): a lost answer's copy can be found.
+            identity.append(Attribute.uri("job-uuid", f"urn:uuid:{forward_uuid}"))
+        return identity
 
     @staticmethod
     def _format(document_format: str, formats: frozenset[str]) -> str:
@@ -181,7 +185,11 @@ class IppBackend(IppClient):
                        resume: PartialDelivery | None = None) -> DeliveryReceipt:  # fmt: skip
         if not files:
             raise DeliveryError("the job has no documents", retryable=False)
-        operations, formats, multiple = await self._capabilities_now()
+        try:
+            operations, formats, multiple = await self._capabilities_now()
+        except DeliveryError as error:
+            error.sent = False  # a question only: the peer has nothing of the job yet
+            raise
         multi = Operation.CREATE_JOB in operations and Operation.SEND_DOCUMENT in operations
         if resume is not None or (len(files) > 1 and not (multi and multiple)):
             return await self._deliver_split(job, files, journal, resume, multi, formats)
@@ -202,8 +210,10 @@ class IppBackend(IppClient):
                         Attribute.boolean("last-document", number == len(files)),
                     )  # fmt: skip
                     await self._post(send, [delivery_file.path])
-            except DeliveryError:
-                await self._cancel_quietly(job_id, job)
+            except DeliveryError as error:
+                # Canceled: nothing of it is left at the peer. Not canceled: an empty or partial job
+                # (or a whole one whose answer was lost) may be, whatever stopped the sending.
+                error.sent = not await self._cancel_quietly(job_id, job)
                 raise
         else:
             document_format = self._format(files[0].document.document_format if len(files) == 1
@@ -294,7 +304,7 @@ class IppBackend(IppClient):
                               "job-impressions-completed", "number-of-documents"),
         ), timeout=timeout)  # fmt: skip
         group = answer.job_attributes
-        state: dict[str, Any] = {"state": None, "reasons": [], "message": "", "impressions": None}
+        state: dict[str, Any] = {"state": None, "reasons": [], "message": "", "impressions": None, "documents": None}
         if group is None:
             return state
         if (found := group.get("job-state")) is not None and isinstance(found.first, int):
@@ -306,6 +316,9 @@ class IppBackend(IppClient):
         if (found := group.get("job-impressions-completed")) is not None and isinstance(found.first, int) \
                 and not isinstance(found.first, bool):
             state["impressions"] = found.first
+        if (found := group.get("number-of-documents")) is not None and isinstance(found.first, int) \
+                and not isinstance(found.first, bool):
+            state["documents"] = found.first
         return state
 
     async def _follow(self, job: Job, job_id: int) -> DeliveryReceipt:
@@ -350,15 +363,19 @@ class IppBackend(IppClient):
             step = min(step * 2, self._poll_interval)  # quick at first (a fast printer), then gentler
         return not_followed
 
-    async def _cancel_quietly(self, job_id: int, job: Job) -> None:
-        """Best effort: cancel a remote job whose documents did not all arrive."""
+    async def _cancel_quietly(self, job_id: int, job: Job) -> bool:
+        """Best effort: cancel a remote job whose documents did not all arrive. True if it is canceled."""
         try:
-            await self._post(self._request(
-                Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
-                Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
-            ))  # fmt: skip
+            await self._cancel(job, job_id)
         except DeliveryError:
-            pass
+            return False
+        return True
+
+    async def _cancel(self, job: Job, job_id: int, *, timeout: float | None = None) -> None:
+        await self._post(self._request(
+            Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
+            Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
+        ), timeout=timeout)  # fmt: skip
 
     def recover(self, job: Job, remote_job_id: str | None) -> Deferred[DeliveryReceipt | PartialDelivery | None]:
         """Asks the peer about the job it gave `remote_job_id`: a receipt when it has the whole job,
@@ -393,10 +410,7 @@ class IppBackend(IppClient):
             return None
         if INCOMING_REASONS & set(state["reasons"]):
             try:
-                await self._post(self._request(
-                    Operation.CANCEL_JOB, Attribute.integer("job-id", job_id),
-                    Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
-                ))  # fmt: skip
+                await self._cancel(job, job_id)
             except IppStatusError as error:
                 if error.retryable:
                     raise
@@ -410,3 +424,76 @@ class IppBackend(IppClient):
         return DeliveryReceipt(f"{self.printer_uri} already has the job as job {job_id} ({word})",
                                remote_job_id=str(job_id),
                                already_delivered=True, impressions=impressions)  # fmt: skip
+
+    # -- in-doubt forwards (spooler.dispatch.reconcile) -------------------------------------------------------
+
+    def find_forward(self, job: Job, remote_job_id: str | None, forward_uuid: str | None, *,
+                     timeout: float | None = None) -> Deferred[RemoteCopy | None]:  # fmt: skip
+        """What the peer holds of one forward of `job`: by its job-id (Get-Job-Attributes) when the
+        peer gave one, else by the job-uuid the forward carried (Get-Jobs of the job's user, not
+        completed, then completed). None when the peer has no such job. Fails with a retryable
+        DeliveryError when the peer cannot be asked."""
+        return Deferred.fromCoroutine(self._find_forward(job, remote_job_id, forward_uuid, timeout))
+
+    async def _find_forward(self, job: Job, remote_job_id: str | None, forward_uuid: str | None,
+                            timeout: float | None) -> RemoteCopy | None:  # fmt: skip
+        remote = (remote_job_id or "").strip()
+        if remote.isascii() and remote.isdigit() and 0 < int(remote) <= 0x7FFFFFFF:
+            try:
+                state = await self._job_state(job, int(remote), timeout=timeout)
+            except IppStatusError as error:
+                if error.status in (Status.CLIENT_ERROR_NOT_FOUND, Status.CLIENT_ERROR_GONE):
+                    return None
+                raise DeliveryError(str(error), retryable=True) from None
+            return RemoteCopy(remote, state["state"] or 0, tuple(state["reasons"]), state["documents"])
+        if not forward_uuid:
+            return None
+        wanted = f"urn:uuid:{forward_uuid}".lower()
+        for which in ("not-completed", "completed"):
+            try:
+                answer = await self._post(self._request(
+                    Operation.GET_JOBS, Attribute.name("requesting-user-name", _clip(job.user or "anonymous", 255)),
+                    Attribute.boolean("my-jobs", True), Attribute.keyword("which-jobs", which),
+                    Attribute.keyword("requested-attributes", "job-id", "job-uuid", "job-state", "job-state-reasons",
+                                      "number-of-documents"),
+                ), timeout=timeout, what="Get-Jobs")  # fmt: skip
+            except IppStatusError as error:
+                raise DeliveryError(str(error), retryable=True) from None
+            for group in answer.groups_of(Tag.JOB):
+                found = group.get("job-uuid")
+                if found is None or not isinstance(found.first, str) or found.first.lower() != wanted:
+                    continue
+                job_id, state = group.get("job-id"), group.get("job-state")
+                if job_id is None or not isinstance(job_id.first, int) or isinstance(job_id.first, bool):
+                    continue
+                reasons = group.get("job-state-reasons")
+                documents = group.get("number-of-documents")
+                return RemoteCopy(
+                    str(job_id.first), state.first if state is not None and isinstance(state.first, int) else 0,
+                    tuple(str(v) for v in reasons.all if isinstance(v, str)) if reasons is not None else (),
+                    documents.first if documents is not None and isinstance(documents.first, int) else None,
+                )  # fmt: skip
+        return None
+
+    def cancel_forward(self, job: Job, remote_job_id: str, *, timeout: float | None = None) -> Deferred[bool]:
+        """Cancel-Job of the peer's copy of `job`: True once canceled, False if the peer says it can
+        no longer be (already printed, canceled or gone: ask again what it became). Fails with a
+        retryable DeliveryError when the peer cannot be asked."""
+
+        async def cancel() -> bool:
+            try:
+                await self._cancel(job, int(remote_job_id), timeout=timeout)
+            except IppStatusError as error:
+                if error.retryable:
+                    raise DeliveryError(str(error), retryable=True) from None
+                return False
+            return True
+
+        return Deferred.fromCoroutine(cancel())
+
+
+def forward_uuid_of(job: Job) -> str | None:
+    """The job-uuid the dispatcher gave the forward under way (journaled in the job's delivery entry)."""
+    delivery = job.attributes.get("delivery")
+    value = delivery.get("forward_uuid") if isinstance(delivery, dict) else None
+    return value if isinstance(value, str) and value else None

@@ -112,6 +112,9 @@ class _LpdSender(Protocol, TimeoutMixin):
         self._waiting = False
         self._current: IO[bytes] | None = None
         self._finished = False
+        #: The whole job was sent; only the last acknowledgement is missing (a queue that takes the job
+        #: then never says so leaves it in doubt: DeliveryError.sent).
+        self._last_ack_pending = False
 
     def connectionMade(self) -> None:
         self.setTimeout(self._backend.io_timeout)
@@ -156,6 +159,7 @@ class _LpdSender(Protocol, TimeoutMixin):
             self._current.close()
             self._current = None
         self._waiting = True
+        self._last_ack_pending = not self._steps
         self.transport.write(b"\x00")  # type: ignore[union-attr]
 
     def _send_failed(self, failure: Failure) -> None:
@@ -170,6 +174,7 @@ class _LpdSender(Protocol, TimeoutMixin):
                 return
             self._waiting = False
             if byte != 0:
+                self._last_ack_pending = False  # a refusal is an answer
                 self._abort(DeliveryError(
                     f"{self._backend.description} refused {self._what} (acknowledgement {byte:#04x}): the queue may"
                     " be unknown, disabled or out of space", retryable=True))  # fmt: skip
@@ -201,6 +206,8 @@ class _LpdSender(Protocol, TimeoutMixin):
 
     def _fail(self, error: DeliveryError) -> None:
         if not self._done.called:
+            if self._last_ack_pending:
+                error.sent = True
             self._done.errback(Failure(error))
 
 

@@ -68,6 +68,10 @@ class _RawSender(Protocol):
         self._watchdog: IDelayedCall | None = None
         self.backchannel = 0
         self.tolerate_reset = False
+        #: Whether a peer that read the whole job but never closes its side has it (a printer that
+        #: keeps the connection open has printed it) or not (a print server's queue closes after the
+        #: end of a job: one that never does has hung, and may have swallowed the job).
+        self.trust_open_end = True
 
     def connectionMade(self) -> None:
         self._arm_watchdog()
@@ -114,9 +118,13 @@ class _RawSender(Protocol):
         position = self._position()
         if position == self._last_seen_progress:
             self._watchdog = None
-            if self._sent_all:
+            if self._sent_all and self.trust_open_end:
                 # Everything was sent; a device that never closes its side has still taken the data.
                 self._succeed("sent; the device did not close the connection")
+            elif self._sent_all:
+                self._fail(DeliveryError(f"{self._description} took the whole job but never closed the"
+                                         f" connection within {self._io_timeout:.0f}s: it may have hung",
+                                         retryable=True, sent=True))  # fmt: skip
             else:
                 self._fail(DeliveryError(f"{self._description} stopped reading for {self._io_timeout:.0f}s",
                                          retryable=True))  # fmt: skip
@@ -151,6 +159,8 @@ class _RawSender(Protocol):
 
     def _fail(self, error: DeliveryError) -> None:
         if not self._done.called:
+            if self._position() > 0:
+                error.sent = True  # a raw peer prints what it read
             self._done.errback(Failure(error))
 
 
@@ -214,8 +224,11 @@ class SocketBackend:
 
     def __init__(self, host: str, port: int, *, reactor: IReactorTCP, clock: IReactorTime,
                  connect_timeout: float, io_timeout: float, pjl: bool = False, username: bool = False) -> None:  # fmt: skip
-        """`username`: make sure the job names its user in PJL (the central server's raw queue reads it
-        there): a job without a user line gets ``@PJL SET USERNAME``, one without PJL the PJL wrapper."""
+        """`username`: the peer is the central server's raw queue: make sure the job names its user in
+        PJL (the queue reads it there: a job without a user line gets ``@PJL SET USERNAME``, one
+        without PJL the PJL wrapper), and take a peer that never closes the connection after the
+        whole job for a hung server, not for a printer that printed it (the job is in doubt and goes
+        again: possibly twice, never lost)."""
         self.host = host
         self.port = port
         self.pjl = pjl
@@ -312,6 +325,7 @@ class SocketBackend:
         def sender() -> _RawSender:
             protocol = _RawSender(parts, done, self._clock, self._io_timeout, description, skip)
             protocol.tolerate_reset = tolerate_reset
+            protocol.trust_open_end = not self.username  # a print server's raw queue closes after a job
             return protocol
 
         def outcome(result: object) -> object:

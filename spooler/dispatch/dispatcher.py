@@ -5,15 +5,17 @@ see spooler.dispatch.router), delivers it, and retries with capped backoff when 
 It keeps the health of the central server (probes on a short interval plus the outcome of every
 real forwarding attempt, with hysteresis) and of the device, tells every change of mode to the
 spool log, and journals each delivery (and the peer's own job id) in the job's row before and after
-it is attempted, so that a restart asks the peer before sending a job twice. It never drops a job
-and never stops a queue silently: the job's message, `spooler status` and the log say why it waits.
+it is attempted, so that a restart asks the peer before sending a job twice. A forward whose outcome
+is unknown (no answer, cut off, a restart) is kept in doubt with the job's row and settled with the
+server by spooler.dispatch.reconcile. It never drops a job and never stops a queue silently: the job's
+message, `spooler status` and the log say why it waits.
 """
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -24,7 +26,8 @@ from twisted.python.failure import Failure
 from spooler.config import QueueConfig, ServerConfig
 from spooler.delivery.base import DeliveryBackend, DeliveryFile, DeliveryReceipt, PartialDelivery
 from spooler.dispatch.health import DOWN, UNKNOWN, UP, HealthTracker
-from spooler.model import DeliveryError, Job, JobNotFound, JobState, Mode, Route
+from spooler.dispatch.reconcile import Reconciler, interrupted_forward, is_split_journal, new_forward_uuid
+from spooler.model import DeliveryError, ForwardInDoubt, Job, JobNotFound, JobState, Mode, Route
 from spooler.dispatch.router import HELD_OFFLINE, RELEASED_AT_DEVICE, Decision, mode, route
 from spooler.states import transition
 from spooler.store.database import JobStore
@@ -134,6 +137,11 @@ class Dispatcher:
         self.failed_attempts: collections.Counter[tuple[str, bool]] = collections.Counter()
         #: Probes of the central server since the start, by outcome ("ok", "failed").
         self.probes: collections.Counter[str] = collections.Counter()
+        #: Settles forwards to the server whose outcome is in doubt (spooler.dispatch.reconcile).
+        self.reconciler: Reconciler | None = None
+        if self._server is not None and self._server_config is not None:
+            self.reconciler = Reconciler(store=store, server=self._server, clock=clock,
+                                         usable=lambda: self._server_usable, timeout=self._server_config.io_timeout)  # fmt: skip
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -143,6 +151,8 @@ class Dispatcher:
         self._running = not self._paused
         if self._server is not None and self._probe_timer is None and not self._stopping:
             self._probe_timer = self._clock.callLater(0, self._probe)
+        if self.reconciler is not None and not self._stopping:
+            self.reconciler.start()
         self.wake()
 
     def stop(self) -> Deferred[None]:
@@ -155,6 +165,8 @@ class Dispatcher:
         for probe in (self._probing, self._device_probing):
             if probe is not None:
                 probe.cancel()
+        if self.reconciler is not None:
+            self.reconciler.stop()
         waits = []
         for lane in self._lanes.values():
             self._cancel_timer(lane)
@@ -242,6 +254,12 @@ class Dispatcher:
         for lane in self._lanes.values():
             if lane.job_id == job_id and lane.current is not None:
                 lane.current.cancel()
+        self._settle_doubts(job_id)
+
+    def _settle_doubts(self, job_id: int) -> None:
+        """A job finished: if a forward of it is in doubt, the server's copy can be settled now."""
+        if self.reconciler is not None and any(f.outcome is None for f in self._store.forwards_of_job(job_id)):
+            self.reconciler.kick()
 
     @property
     def device(self) -> DeviceStatus:
@@ -282,6 +300,7 @@ class Dispatcher:
             "mode_since": health.since if health is not None else None,
             "server": None if health is None or self._server is None else {"uri": self._server.uri, **health.as_dict()},
             "device": self.device.as_dict(),
+            "forwards_in_doubt": self.reconciler.status() if self.reconciler is not None else None,
             "queues": {name: {"offline_policy": lane.offline_policy, "delivering": lane.job_id,
                               "route": lane.route.value if lane.route else None}
                        for name, lane in sorted(self._lanes.items())},  # fmt: skip
@@ -354,7 +373,17 @@ class Dispatcher:
             remote_jobs[earlier["uri"]] = earlier["remote_job_id"]
         if remote_jobs:
             journal_entry["remote_jobs"] = remote_jobs
-        if remote_jobs.get(target.backend.uri):
+        doubts: list[ForwardInDoubt] = []
+        if target.route is Route.SERVER and self.reconciler is not None:
+            # Each forward carries a job-uuid of its own (found by it if its answer is lost); copies
+            # left by earlier forwards are the in-doubt ones, settled before this one is sent.
+            journal_entry["forward_uuid"] = new_forward_uuid()
+            doubts = self.reconciler.open_forwards(job, target.backend.uri)
+            if is_split_journal(remote_jobs.get(target.backend.uri)):
+                # Sent as one server job per document (a server without multiple-document jobs): the
+                # backend's own recover knows which documents the server has (not kept in doubt).
+                journal_entry["remote_job_id"] = remote_jobs[target.backend.uri]
+        elif remote_jobs.get(target.backend.uri):
             journal_entry["remote_job_id"] = remote_jobs[target.backend.uri]
         job = transition(job, JobState.PROCESSING, now=now, message=f"sending to {target.backend.uri}").evolve(
             route=target.route, mode=target.mode, attributes=job.attributes | {"delivery": journal_entry}
@@ -374,22 +403,32 @@ class Dispatcher:
             entry = dict(stored.attributes.get("delivery") or {}) | {"remote_job_id": remote_job_id}
             self._store.update_job(stored.evolve(attributes=stored.attributes | {"delivery": entry}))
 
+        delivering = [False]  # whether the job itself went to the peer (not just a question)
+
         def deliver(found: DeliveryReceipt | PartialDelivery | None) -> Any:
             if isinstance(found, DeliveryReceipt):
                 return found
+            delivering[0] = True
             # Some documents are at the peer already (one peer job per document): only the rest go.
             resume: dict[str, Any] = {"resume": found} if isinstance(found, PartialDelivery) else {}
             return self._documents.files(job.job_id).addCallback(
                 lambda _: target.backend.deliver(job, files, journal, **resume))
 
-        if "remote_job_id" in journal_entry:
-            # An earlier attempt got as far as the peer's own job: ask it before sending again.
-            attempt = maybeDeferred(target.backend.recover, job, journal_entry["remote_job_id"]).addCallback(deliver)
+        def recover(found: DeliveryReceipt | None) -> Any:
+            if found is None and "remote_job_id" in journal_entry:
+                # An earlier attempt got as far as the peer's own job: ask it before sending again.
+                return maybeDeferred(target.backend.recover, job, journal_entry["remote_job_id"])
+            return found
+
+        if doubts:
+            assert self.reconciler is not None
+            attempt = self.reconciler.settle(job, doubts).addCallback(recover).addCallback(deliver)
         else:
-            attempt = maybeDeferred(deliver, None)
+            attempt = maybeDeferred(recover, None).addCallback(deliver)
         lane.current, lane.job_id, lane.route = attempt, job.job_id, target.route
-        attempt.addCallbacks(self._delivered, self._failed, callbackArgs=(job, target), errbackArgs=(job, target))
-        attempt.addErrback(self._bug, job)
+        attempt.addCallbacks(self._delivered, self._failed, callbackArgs=(job, target),
+                             errbackArgs=(job, target, delivering))  # fmt: skip
+        attempt.addErrback(self._bug, job, target, delivering)
         attempt.addBoth(self._attempt_over, lane)
 
     def _attempt_over(self, _: object, lane: Lane) -> None:
@@ -411,6 +450,13 @@ class Dispatcher:
         current = self._fresh(job)
         if current is None:
             log.info("Job {job_id} delivered after it was canceled", spool_event="delivery_late", job_id=job.job_id)
+            if target.route is Route.SERVER and self.reconciler is not None:
+                # The server has a job its owner canceled here: settle its copy like an in-doubt one.
+                stored = self._store.get(job.job_id)
+                late = interrupted_forward(stored, now=now, cause="delivered after the job was canceled here")
+                if late is not None:
+                    self._keep_in_doubt(replace(late, remote_job_id=receipt.remote_job_id or late.remote_job_id))
+                    self._settle_doubts(job.job_id)
             return
         entry = dict(current.attributes.get("delivery") or {}) | {"completed_at": now}
         if receipt.remote_job_id:
@@ -420,6 +466,7 @@ class Dispatcher:
             attributes["impressions_reported"] = receipt.impressions
         done = transition(current, JobState.COMPLETED, now=now, message=receipt.detail).evolve(attributes=attributes)
         self._store.update_job(done)
+        self._settle_doubts(job.job_id)
         log.info(
             "Job {job_id} delivered to the {route}: {detail}",
             spool_event="job_completed", job_id=job.job_id, user=job.user, route=target.route.value,
@@ -427,14 +474,51 @@ class Dispatcher:
             remote_job_id=receipt.remote_job_id, seconds=round(now - (job.processing_at or now), 3),
         )  # fmt: skip
 
-    def _failed(self, failure: Failure, job: Job, target: _Target) -> None:
+    def _in_doubt(self, failure: Failure, job: Job, target: _Target, delivering: bool) -> ForwardInDoubt | None:
+        """The forward this failed attempt leaves in doubt: one that went out (or got as far as the
+        server's own job id) without an answer saying what the server kept."""
+        if target.route is not Route.SERVER or self.reconciler is None or not delivering:
+            return None
+        stored = self._store.get(job.job_id)
+        journaled = bool((stored.attributes.get("delivery") or {}).get("remote_job_id"))
+        if failure.check(CancelledError):
+            cause = "cut off before the server's answer"
+        elif failure.check(DeliveryError):
+            sent = failure.value.sent  # type: ignore[union-attr]
+            if not sent and not (sent is None and journaled):  # (the server has a job of it if it gave an id)
+                return None
+            cause = f"the server may keep a copy: {failure.getErrorMessage()}"
+        else:
+            cause = f"internal error: {failure.getErrorMessage()}"
+        return interrupted_forward(stored, now=self._clock.seconds(), cause=cause)
+
+    def _keep_in_doubt(self, forward: ForwardInDoubt, job: Job | None = None) -> None:
+        """Record `forward` as in doubt (with the job's new row, in one transaction, if given)."""
+        forward_id = self._store.record_forward_in_doubt(forward, job)
+        log.warn(
+            "Job {job_id}: the forward to {server} is in doubt ({cause}); the server may hold a copy, settled"
+            " when it can be asked", spool_event="forward_in_doubt", job_id=forward.job_id, server=forward.uri,
+            cause=forward.cause, forward_id=forward_id, forward_uuid=forward.forward_uuid,
+            remote_job_id=forward.remote_job_id,
+        )  # fmt: skip
+
+    def _write(self, job: Job, doubt: ForwardInDoubt | None) -> None:
+        if doubt is not None:
+            self._keep_in_doubt(doubt, job)
+        else:
+            self._store.update_job(job)
+
+    def _failed(self, failure: Failure, job: Job, target: _Target, delivering: list[bool]) -> None:
         now = self._clock.seconds()
         current = self._fresh(job)
+        doubt = self._in_doubt(failure, job, target, delivering[0])
+        if doubt is not None and current is None:
+            self._keep_in_doubt(doubt)  # canceled meanwhile: the server's copy can be settled at once
+            self._settle_doubts(job.job_id)
         if failure.check(CancelledError):
             if current is not None:
-                self._store.update_job(
-                    transition(current, JobState.PENDING, now=now, message="delivery interrupted; will be sent again")
-                )
+                self._write(transition(current, JobState.PENDING, now=now,
+                                       message="delivery interrupted; will be sent again"), doubt)  # fmt: skip
                 log.info("Job {job_id} delivery interrupted", spool_event="delivery_interrupted", job_id=job.job_id)
             return
         failure.trap(DeliveryError)
@@ -445,9 +529,9 @@ class Dispatcher:
         if current is None:
             return
         if not error.retryable:
-            self._store.update_job(
-                transition(current, JobState.ABORTED, now=now, reason="aborted-by-system", message=str(error))
-            )
+            self._write(transition(current, JobState.ABORTED, now=now, reason="aborted-by-system",
+                                   message=str(error)), doubt)  # fmt: skip
+            self._settle_doubts(job.job_id)
             log.error(
                 "Job {job_id} aborted: {error}", spool_event="job_aborted", job_id=job.job_id, user=job.user,
                 route=target.route.value, error=str(error),
@@ -463,29 +547,30 @@ class Dispatcher:
             delay = backoff_delay(self.device_health.failures, initial=self._retry_initial,
                                   maximum=self._retry_max)  # fmt: skip
             message = f"waiting for the device: {error}; next attempt in {delay:.0f}s"
-        self._store.update_job(
+        self._write(
             transition(current, JobState.PENDING, now=now, reason="job-queued", message=message).evolve(
                 next_attempt_at=now + delay if delay else None
-            )
-        )
+            ), doubt,
+        )  # fmt: skip
         log.warn(
             "Job {job_id} not delivered to the {route}: {error}; retry in {delay:.0f}s",
             spool_event="delivery_failed", job_id=job.job_id, user=job.user, route=target.route.value,
             error=str(error), delay=delay, attempt=job.attempts,
         )  # fmt: skip
 
-    def _bug(self, failure: Failure, job: Job) -> None:
-        """An unexpected error is a bug, not a reason to lose the job: log it loudly and retry later."""
+    def _bug(self, failure: Failure, job: Job, target: _Target, delivering: list[bool]) -> None:
+        """An unexpected error is a bug, not a reason to lose the job: log it loudly and retry later
+        (a forward it cut off stays in doubt)."""
         log.failure("Job {job_id}: unexpected error while delivering", failure, spool_event="delivery_error",
                     job_id=job.job_id)  # fmt: skip
         now = self._clock.seconds()
         current = self._store.get(job.job_id)
         if current.state == JobState.PROCESSING:
-            self._store.update_job(
+            self._write(
                 transition(current, JobState.PENDING, now=now, message="internal error; will retry").evolve(
                     next_attempt_at=now + self._retry_max
-                )
-            )
+                ), self._in_doubt(failure, job, target, delivering[0]),
+            )  # fmt: skip
 
     # -- health -----------------------------------------------------------------------------------
 
@@ -522,6 +607,8 @@ class Dispatcher:
                      mode=Mode.ONLINE.value, server=self._server.uri)  # fmt: skip
             self._relabel_held_offline()
             self.wake()
+            if self.reconciler is not None:
+                self.reconciler.kick()  # the copies in-doubt forwards may have left can be settled now
 
     def _relabel_held_offline(self) -> None:
         """Jobs held during the outage stay held (released at the device, they print there), but their

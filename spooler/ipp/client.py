@@ -112,8 +112,11 @@ class _IppBody:
         self._finished: Deferred[None] | None = None
         self._consumer: _CountingConsumer | None = None
         self._stopped = False
+        #: The connection was made and the request began to go out: from now on the peer may act on it.
+        self.started = False
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        self.started = True
         self._consumer = _CountingConsumer(consumer, self._progress)
         self._finished = Deferred()
         self._consumer.write(self._header)
@@ -264,7 +267,8 @@ class IppClient:
     async def _post(self, message: IppMessage, paths: Sequence[Path] = (), *, timeout: float | None = None,
                     what: str = "") -> IppMessage:  # fmt: skip
         """Send one IPP request (followed by the files' bytes) and return the peer's successful answer;
-        raises DeliveryError (classified) for everything else, CancelledError when cancelled."""
+        raises DeliveryError (classified) for everything else, CancelledError when cancelled. The error
+        is `sent` when the request went out and no answer said what the peer made of it."""
         timeout = self._io_timeout if timeout is None else timeout
         what = what or Operation(message.code).name.replace("_", "-").title()
         description = f"{what} at {self.printer_uri}"
@@ -283,7 +287,8 @@ class IppClient:
         except Exception:
             failure = Failure()
             if watchdog.fired:
-                raise DeliveryError(f"{description}: no answer within {timeout:g}s", retryable=True) from None
+                raise DeliveryError(f"{description}: no answer within {timeout:g}s", retryable=True,
+                                    sent=body.started) from None  # fmt: skip
             if canceled or _is_cancel(failure):
                 raise CancelledError() from None
             if failure.check(DeliveryError):
@@ -294,7 +299,8 @@ class IppClient:
             if failure.check(ConnectError, DNSLookupError, ConnectTimeoutError):
                 raise DeliveryError(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}",
                                     retryable=True) from None  # fmt: skip
-            raise DeliveryError(f"{description} failed: {_describe(failure)}", retryable=True) from None
+            raise DeliveryError(f"{description} failed: {_describe(failure)}", retryable=True,
+                                sent=body.started) from None  # fmt: skip
         finally:
             watchdog.stop()
         reading: Deferred[bytes] = Deferred(lambda _: reader.stop())
@@ -306,14 +312,15 @@ class IppClient:
         except Exception:
             failure = Failure()
             if failure.check(DeferredTimeoutError):
-                raise DeliveryError(f"{description}: the answer stalled for {timeout:g}s", retryable=True) from None
+                raise DeliveryError(f"{description}: the answer stalled for {timeout:g}s", retryable=True,
+                                    sent=True) from None  # fmt: skip
             if failure.check(CancelledError):
                 raise
             if failure.check(DeliveryError):
                 raise
             if response.code == 200:
                 raise DeliveryError(f"{description}: the answer was cut off: {_describe(failure)}",
-                                    retryable=True) from None  # fmt: skip
+                                    retryable=True, sent=True) from None  # fmt: skip
             data = b""
         if response.code != 200:
             phrase = response.phrase.decode("latin-1", "replace")
@@ -322,7 +329,8 @@ class IppClient:
         try:
             answer = decode(data, max_attributes=20000, max_values=100000, max_groups=10000)
         except IppParseError as error:
-            raise DeliveryError(f"{description}: the answer is not IPP: {error}", retryable=True) from None
+            raise DeliveryError(f"{description}: the answer is not IPP: {error}", retryable=True,
+                                sent=True) from None  # fmt: skip
         if answer.code >= 0x0100:
             text = ""
             if (operation := answer.operation_attributes) is not None and (found := operation.get("status-message")):

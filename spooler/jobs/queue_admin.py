@@ -30,7 +30,7 @@ log = Logger(namespace="spooler.queue_admin")
 SUSPENDED = "job-suspended"
 #: What a copy of a job (Restart-Job, Reprocess-Job, Resubmit-Job) does not take from the original.
 NOT_COPIED = ("delivery", "analysis", "impressions_reported", "held_offline", "release_to_device", "incoming_since",
-              "queue_order", "canceled_documents", "held_on_create")  # fmt: skip
+              "queue_order", "canceled_documents", "held_on_create", "client_job_uuid")  # fmt: skip
 SIDES = ("one-sided", "two-sided-long-edge", "two-sided-short-edge")
 MAX_COPIES = 999
 

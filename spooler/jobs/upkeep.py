@@ -1,6 +1,6 @@
 """Upkeep of the spool: start-up recovery (after any stop, clean or not: partial uploads discarded,
-orphan files removed, jobs that were being delivered put back in their queue, jobs whose data is
-missing aborted) and retention (the files of finished jobs removed after spool.keep_files, their
+orphan files removed, jobs that were being delivered put back in their queue — a forward to the
+central server among them kept in doubt — jobs whose data is missing aborted) and retention (the files of finished jobs removed after spool.keep_files, their
 records after spool.keep_history)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from spooler.config import Config
+from spooler.dispatch.reconcile import interrupted_forward
 from spooler.jobs.service import INCOMING
 from spooler.model import JobState
 from spooler.states import recover_after_restart, transition
@@ -80,7 +81,16 @@ class SpoolUpkeep:
                 # A restart is a fresh start: the device (or its configuration) may have been fixed.
                 self._store.update_job(job.evolve(next_attempt_at=None))
             if recovered is not None:
-                self._store.update_job(recovered)
+                # A forward to the server cut off by the stop is in doubt (spooler.dispatch.reconcile).
+                doubt = interrupted_forward(job, now=now, cause="the spooler stopped before the server's answer") \
+                    if job.state == JobState.PROCESSING else None
+                if doubt is not None:
+                    self._store.record_forward_in_doubt(doubt, recovered)
+                    log.warn("Job {job_id}: the forward to {server} cut off by the restart is in doubt",
+                             spool_event="forward_in_doubt", job_id=job.job_id, server=doubt.uri, cause=doubt.cause,
+                             forward_uuid=doubt.forward_uuid, remote_job_id=doubt.remote_job_id)  # fmt: skip
+                else:
+                    self._store.update_job(recovered)
                 log.info("Job {job_id} requeued after a restart", spool_event="job_requeued",
                          job_id=job.job_id, user=job.user)  # fmt: skip
         fsync_directory(self._config.spool_dir)

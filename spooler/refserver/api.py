@@ -266,16 +266,19 @@ def _query(request: Request, name: str) -> str | None:
 
 
 class ControlResource(PrefixedResource):
-    """`/v1/status`, `POST /v1/mode` {"mode", "delay"}, `POST /v1/revocations` {"user", "kind", "credential"}."""
+    """`/v1/status`, `POST /v1/mode` {"mode", "delay"}, `POST /v1/revocations` {"user", "kind", "credential"},
+    `POST /v1/release` {"job_ids"} (the held queue's jobs)."""
 
     name = "refserver control"
     prefix = (b"v1",)
 
-    def __init__(self, controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi) -> None:
+    def __init__(self, controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi,
+                 release: Callable[[Any], dict[str, Any]] | None = None) -> None:  # fmt: skip
         super().__init__()
         self.controller = controller
         self.status = status
         self.api = api
+        self.release = release
 
     def routes(self, method: str, segments: list[str]) -> Route | None:
         match method, segments:
@@ -283,6 +286,9 @@ class ControlResource(PrefixedResource):
                 return lambda request: self.status()
             case "POST", ["revocations"]:
                 return lambda request: self.api.revoke(read_body(request))
+            case "POST", ["release"] if self.release is not None:
+                release = self.release
+                return lambda request: release(read_body(request))
         return None
 
     def dispatch(self, request: Request) -> Any:
@@ -319,6 +325,6 @@ def build_api_site(api: CentralApi, controller: ModeController, reactor: Any) ->
 
 
 def build_control_site(controller: ModeController, status: Callable[[], dict[str, Any]], api: CentralApi,
-                       reactor: Any) -> LimitedSite:  # fmt: skip
-    return LimitedSite(ControlResource(controller, status, api), reactor=reactor, name="refserver control",
+                       reactor: Any, release: Callable[[Any], dict[str, Any]] | None = None) -> LimitedSite:  # fmt: skip
+    return LimitedSite(ControlResource(controller, status, api, release), reactor=reactor, name="refserver control",
                        limits=CONTROL_LIMITS, max_body=MAX_BODY)  # fmt: skip

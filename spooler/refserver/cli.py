@@ -2,8 +2,10 @@
 
     spooler-refserver serve --state DIR [--api tcp:8080:interface=127.0.0.1] [--ipp ...] [--lpd ...] [--raw ...]
                             [--users FILE.json] [--mode normal|refuse|hang|slow|error] [--delay SECONDS]
+                            [--hold [--release-after SECONDS]]
     spooler-refserver ctl --state DIR status
     spooler-refserver ctl --state DIR mode hang [--delay 2]
+    spooler-refserver ctl --state DIR release [JOB_ID ...]
     spooler-refserver ctl --state DIR revoke USER [--kind card --credential card-1]
     spooler-refserver key --state DIR        (the public key spoolers pin as [server] signing_key)
 
@@ -41,11 +43,15 @@ def cmd_serve(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from twisted.logger import globalLogBeginner
 
     from spooler.refserver.service import RefServerOptions, RefServerService, queue_config
+
+    if args.release_after is not None and not args.hold:
+        raise CommandError("--release-after needs --hold", EXIT_USAGE)
     from spooler.spoollog import SpoolLogObserver, TextObserver, level_filtered
 
     options = RefServerOptions(state=args.state.absolute(), api=args.api, ipp=args.ipp or None, lpd=args.lpd or None,
                                raw=args.raw or None, users=args.users, mode=args.mode, delay=args.delay,
-                               verifier_cost=args.verifier_cost, sign=not args.no_sign,
+                               verifier_cost=args.verifier_cost, hold=args.hold,
+                               release_after=args.release_after, sign=not args.no_sign,
                                grant_validity=args.grant_validity * 3600.0)  # fmt: skip
     os.umask(0o077)
     config = queue_config(options)
@@ -74,6 +80,14 @@ def cmd_serve(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def cmd_ctl(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     state = args.state.absolute()
+    if args.action == "release":
+        released = control_request(state, "POST", "/v1/release", {"job_ids": args.job_ids} if args.job_ids else {})
+        if args.json:
+            out.write(json.dumps(released, indent=2) + "\n")
+        else:
+            ids = released["released"]
+            out.write(f"released {len(ids)} job(s)" + (f": {', '.join(map(str, ids))}" if ids else "") + "\n")
+        return EXIT_OK
     if args.action == "status":
         status = control_request(state, "GET", "/v1/status")
     elif args.action == "mode":
@@ -99,6 +113,11 @@ def cmd_ctl(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not status["listeners"]:
         lines.append("listening   nothing (refusing connections)")
     lines.append(f"received    {status['received_jobs']} jobs, {status['accounting_records']} accounting records")
+    hold = status.get("hold") or {}
+    if hold.get("hold"):
+        after = hold.get("release_after")
+        lines.append(f"held        {hold['held_jobs']} jobs, released "
+                     + (f"{after:g}s after arrival or by ctl release" if after is not None else "by ctl release"))
     out.write("\n".join(lines) + "\n")
     return EXIT_OK
 
@@ -163,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mode", choices=MODES, default="normal", help="failure mode at start (normal)")
     serve.add_argument("--delay", type=_delay, default=DEFAULT_DELAY, metavar="SECONDS",
                        help=f"delay of the slow mode ({DEFAULT_DELAY:g})")  # fmt: skip
+    serve.add_argument("--hold", action="store_true",
+                       help="hold every received job until released, as a pull-print queue (MyQ, PaperCut)")  # fmt: skip
+    serve.add_argument("--release-after", type=_delay, metavar="SECONDS",
+                       help="with --hold: release a held job on its own this long after it arrived, counting only"
+                            " time the server works (default: only ctl release does)")  # fmt: skip
     serve.add_argument("--verifier-cost", type=int, default=SCRYPT_N, metavar="N",
                        help=f"scrypt N of the verifiers (power of 2; default {SCRYPT_N}, tests use less)")  # fmt: skip
     serve.add_argument("--no-sign", action="store_true",
@@ -184,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = actions.add_parser("mode", help="switch the failure mode")
     mode.add_argument("mode", choices=MODES)
     mode.add_argument("--delay", type=_delay, metavar="SECONDS", help="delay of the slow mode")
+    release = actions.add_parser("release", help="release held jobs of a --hold queue (all if none is named)")
+    release.add_argument("job_ids", nargs="*", type=int, metavar="JOB_ID")
     revoke = actions.add_parser("revoke", help="revoke a user, or one of their credentials, now")
     revoke.add_argument("user")
     revoke.add_argument("--kind", choices=REVOCATION_KINDS, default="user")

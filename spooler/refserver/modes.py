@@ -30,7 +30,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
-from zope.interface import alsoProvides
+from zope.interface import alsoProvides, implementer
 
 from spooler.ipp.codec import IppMessage, encode_message
 from spooler.ipp.server.operations import response_for
@@ -141,10 +141,19 @@ class FailureModeProtocol(ProtocolWrapper):
         super().connectionLost(reason)
 
 
+@implementer(IHalfCloseableProtocol)
 class SwallowProtocol(Protocol):
-    """The hang mode: reads and drops every byte, never answers, never closes."""
+    """The hang mode: reads and drops every byte, never answers, never closes — not even when the
+    client half-closes after its job (a raw client's end of job): a server that closed then would
+    look, to a raw client, exactly like one that printed the job."""
 
     def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
         pass
 
 

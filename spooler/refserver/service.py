@@ -1,5 +1,6 @@
-"""The reference server's service tree: the print queue (a `SpoolerService` whose device is DIR/received),
-the central API listener and the control socket, all steered by one `ModeController`."""
+"""The reference server's service tree: the print queue (a `SpoolerService` whose device is DIR/received,
+holding its jobs for release with --hold: spooler.refserver.hold), the central API listener and the
+control socket, all steered by one `ModeController`."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from twisted.logger import Logger
 
 from spooler import __version__
 from spooler.config import Config, config_from_mapping
-from spooler.model import ConfigError
-from spooler.refserver.api import DEFAULT_GRANT_VALIDITY, CentralApi, build_api_site, build_control_site
+from spooler.model import ConfigError, JobNotFound
+from spooler.refserver.api import DEFAULT_GRANT_VALIDITY, ApiError, CentralApi, build_api_site, build_control_site
+from spooler.refserver.hold import HeldQueue, hold_new_jobs
 from spooler.refserver.modes import (
     DEFAULT_DELAY,
     FailureModeFactory,
@@ -55,6 +57,10 @@ class RefServerOptions:
     mode: str = "normal"
     delay: float = DEFAULT_DELAY
     verifier_cost: int = SCRYPT_N
+    #: Hold every received job until released (pull print), and release it on its own this many
+    #: seconds after it arrived (None: only `ctl release` does).
+    hold: bool = False
+    release_after: float | None = None
     sign: bool = True  # sign login grants and revocations (False: an API that cannot, as some products)
     grant_validity: float = DEFAULT_GRANT_VALIDITY
 
@@ -152,6 +158,7 @@ class RefServerService(MultiService):
         self.api: CentralApi | None = None
         self.queue: QueueService | None = None
         self.api_listener: ListenerService | None = None
+        self.hold: HeldQueue | None = None
 
     def startService(self) -> None:
         options = self.options
@@ -175,9 +182,17 @@ class RefServerService(MultiService):
         self.api_listener = ListenerService("api", endpoint, api_factory)
         self.api_listener.setServiceParent(self)
         ControlListener(options.control_socket, self.reactor,
-                        build_control_site(self.controller, self.status, self.api, self.reactor)).setServiceParent(self)  # fmt: skip
+                        build_control_site(self.controller, self.status, self.api, self.reactor,
+                                           self.release)).setServiceParent(self)  # fmt: skip
         self.controller.on_listening.append(self._listen)
         super().startService()
+        assert self.queue.jobs is not None
+        queues = [queue.name for queue in self.queue.config.queues]
+        if options.hold:
+            self.hold = HeldQueue(self.queue.jobs, self.controller, self.reactor, options.release_after, queues)
+            self.hold.start()
+        else:
+            hold_new_jobs(self.queue.jobs, queues, False)
         if self.controller.mode == "refuse":
             self._listen(False)
         log.info("Reference central server {version} started: state {state}, mode {mode}, listening {listeners}",
@@ -213,11 +228,27 @@ class RefServerService(MultiService):
             listeners=self.listeners(),
             received_jobs=len(list(received.glob("job-*.prn"))) if received.is_dir() else 0,
             accounting_records=self.store.record_count() if self.store is not None else 0,
+            hold=self.hold.status() if self.hold is not None else {"hold": False},
             signing_key=public_key_text(self.api.signer) if self.api is not None and self.api.signer else None,
         )
 
+    def release(self, body: Any) -> dict[str, Any]:
+        """`POST /v1/release` {"job_ids": [...]} (all held jobs when absent): the jobs released."""
+        if self.hold is None:
+            raise ApiError(409, "not-held", "the queue does not hold jobs (start it with --hold)")
+        job_ids = body.get("job_ids") if isinstance(body, dict) else None
+        if job_ids is not None and (not isinstance(job_ids, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in job_ids)):  # fmt: skip
+            raise ApiError(400, "bad-request", "job_ids must be a list of job ids")
+        try:
+            return {"released": self.hold.release(job_ids)}
+        except JobNotFound as error:
+            raise ApiError(404, "not-found", str(error)) from None
+
     @inlineCallbacks
     def stopService(self) -> Any:
+        if self.hold is not None:
+            self.hold.stop()
         yield super().stopService()
         if self.store is not None:
             self.store.close()

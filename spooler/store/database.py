@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from spooler.model import Document, Job, JobNotFound, JobState, Mode, Route
+from spooler.model import Document, ForwardInDoubt, Job, JobNotFound, JobState, Mode, Route
 from spooler.schema import migrate
 
 
@@ -39,7 +39,7 @@ RecordMakerType = Callable[[Job, Sequence[Document], str], Entry]
 
 log = Logger(namespace="spooler.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The job database's migrations (spooler.schema): append a step for a new version, never edit one.
 _SCHEMA = [
@@ -110,6 +110,27 @@ _SCHEMA = [
         duplicates INTEGER,
         detail TEXT NOT NULL DEFAULT ''
     );
+    """,
+    # version 3: forwards to the central server whose outcome is in doubt (spooler.dispatch.reconcile), written
+    # in the same transaction as the job's row (its delivery journal); open while outcome is NULL.
+    """
+    CREATE TABLE forwards_in_doubt (
+        forward_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+        uri TEXT NOT NULL,
+        forward_uuid TEXT,
+        remote_job_id TEXT,
+        started_at REAL NOT NULL,
+        recorded_at REAL NOT NULL,
+        cause TEXT NOT NULL,
+        outcome TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        resolved_at REAL,
+        checks INTEGER NOT NULL DEFAULT 0,
+        next_check_at REAL
+    );
+    CREATE INDEX forwards_open ON forwards_in_doubt (next_check_at, forward_id) WHERE outcome IS NULL;
+    CREATE INDEX forwards_by_job ON forwards_in_doubt (job_id);
     """,
 ]
 
@@ -344,10 +365,14 @@ class JobStore:
         """update_job for several jobs, in one transaction (one fsync)."""
         with self._transaction() as db:
             for job in jobs:
-                self._update_row(db, job)
-                if self._record_maker is not None and job.state.is_final:
-                    self._write_record(db, job)
+                self._write_job(db, job)
         self.notify(*jobs)
+
+    def _write_job(self, db: sqlite3.Connection, job: Job) -> None:
+        """The job's row, and its accounting record if it is final (see update_job), in `db`'s transaction."""
+        self._update_row(db, job)
+        if self._record_maker is not None and job.state.is_final:
+            self._write_record(db, job)
 
     def add_document(self, job: Job, document: Document) -> None:
         """One more document of a job (IPP Send-Document) and the job's new row, in one transaction."""
@@ -362,6 +387,94 @@ class JobStore:
     def delete_jobs(self, job_ids: Iterable[int]) -> None:
         with self._transaction() as db:
             db.executemany("DELETE FROM jobs WHERE job_id = ?", [(job_id,) for job_id in job_ids])
+
+    # -- forwards in doubt (spooler.dispatch.reconcile) ------------------------------------------------------
+
+    def record_forward_in_doubt(self, forward: ForwardInDoubt, job: Job | None = None) -> int:
+        """Keep `forward` as in doubt, in one transaction with the job's new row (its delivery journal)
+        when `job` is given. Returns its forward_id."""
+        with self._transaction() as db:
+            if job is not None:
+                self._write_job(db, job)
+            cursor = db.execute(
+                "INSERT INTO forwards_in_doubt (job_id, uri, forward_uuid, remote_job_id, started_at, recorded_at,"
+                " cause, outcome, detail, resolved_at, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (forward.job_id, forward.uri, forward.forward_uuid, forward.remote_job_id, forward.started_at,
+                 forward.recorded_at, forward.cause[:500], forward.outcome, forward.detail[:500], forward.resolved_at,
+                 forward.next_check_at),
+            )  # fmt: skip
+        if job is not None:
+            self.notify(job)
+        return int(cursor.lastrowid or 0)
+
+    def resolve_forward(self, forward_id: int, outcome: str, detail: str, now: float, job: Job | None = None) -> bool:
+        """Close an open in-doubt forward with what reconciliation found or did, with the job's new row
+        in the same transaction when `job` is given. False (and nothing written) if it was no longer open."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE forwards_in_doubt SET outcome = ?, detail = ?, resolved_at = ?, checks = checks + 1,"
+                " next_check_at = NULL WHERE forward_id = ? AND outcome IS NULL",
+                (outcome, detail[:500], now, forward_id),
+            )
+            if cursor.rowcount == 1 and job is not None:
+                self._write_job(db, job)
+        if cursor.rowcount == 1 and job is not None:
+            self.notify(job)
+        return cursor.rowcount == 1
+
+    def check_forward_later(self, forward_id: int, when: float, detail: str) -> None:
+        """Asking the server about an open in-doubt forward failed: ask again at `when`."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE forwards_in_doubt SET checks = checks + 1, next_check_at = ?, detail = ?"
+                " WHERE forward_id = ? AND outcome IS NULL",
+                (when, detail[:500], forward_id),
+            )
+
+    def forwards_of_job(self, job_id: int) -> list[ForwardInDoubt]:
+        try:
+            rows = self._db.execute("SELECT * FROM forwards_in_doubt WHERE job_id = ? ORDER BY forward_id",
+                                    (job_id,)).fetchall()  # fmt: skip
+        except sqlite3.OperationalError:  # a read-only view of a database from before schema version 3
+            return []
+        return [_forward_row(row) for row in rows]
+
+    #: Jobs whose in-doubt forwards reconciliation settles on its own: finished ones, and held ones
+    #: (not a Create-Job still waiting for its documents); the dispatcher settles the others.
+    _SETTLEABLE = (f"(j.state IN ({int(JobState.CANCELED)}, {int(JobState.ABORTED)}, {int(JobState.COMPLETED)})"
+                   f" OR (j.state = {int(JobState.PENDING_HELD)} AND j.reason != 'job-incoming'))")
+
+    def open_forwards(self, *, due_by: float | None = None, settleable: bool = False,
+                      limit: int = 100) -> list[ForwardInDoubt]:  # fmt: skip
+        """Open in-doubt forwards, oldest first; with `due_by`, only those whose next check is due by
+        then; with `settleable`, only those of finished or held jobs."""
+        query, params = "SELECT f.* FROM forwards_in_doubt f JOIN jobs j USING (job_id) WHERE f.outcome IS NULL", []
+        if due_by is not None:
+            query += " AND (f.next_check_at IS NULL OR f.next_check_at <= ?)"
+            params.append(due_by)
+        if settleable:
+            query += " AND " + self._SETTLEABLE
+        rows = self._db.execute(query + " ORDER BY f.forward_id LIMIT ?", (*params, limit))
+        return [_forward_row(row) for row in rows]
+
+    def next_forward_check(self) -> float | None:
+        """When the earliest open in-doubt forward of a finished or held job that waits is due (None:
+        none waits)."""
+        row = self._db.execute(
+            "SELECT MIN(f.next_check_at) FROM forwards_in_doubt f JOIN jobs j USING (job_id)"
+            " WHERE f.outcome IS NULL AND f.next_check_at IS NOT NULL AND " + self._SETTLEABLE
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def forward_counts(self) -> dict[str, int]:
+        """In-doubt forwards by outcome ("open" for those not resolved yet)."""
+        try:
+            rows = self._db.execute(
+                "SELECT COALESCE(outcome, 'open'), COUNT(*) FROM forwards_in_doubt GROUP BY outcome"
+            ).fetchall()
+        except sqlite3.OperationalError:  # a read-only view of a database from before schema version 3
+            return {}
+        return {outcome: count for outcome, count in rows}
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -640,6 +753,15 @@ class JobStore:
 
 #: How an in-doubt record's `rejected` column starts (the rest says why).
 IN_DOUBT = "in doubt: "
+
+
+def _forward_row(row: sqlite3.Row) -> ForwardInDoubt:
+    return ForwardInDoubt(
+        job_id=row["job_id"], uri=row["uri"], started_at=row["started_at"], recorded_at=row["recorded_at"],
+        cause=row["cause"], forward_uuid=row["forward_uuid"], remote_job_id=row["remote_job_id"],
+        forward_id=row["forward_id"], outcome=row["outcome"], detail=row["detail"], resolved_at=row["resolved_at"],
+        checks=row["checks"], next_check_at=row["next_check_at"],
+    )  # fmt: skip
 
 
 def _record_row(row: sqlite3.Row) -> dict[str, Any]:

@@ -509,12 +509,13 @@ JOB_DESCRIPTION_DEFAULT = ("job-uri", "job-id")
 
 
 def job_summary(job: Job, printer_uri: str) -> list[Attribute]:
-    """What a job-creating operation answers (RFC 8011 4.2.1.2): job-uri, job-id, job-uuid,
-    job-state, job-state-reasons, job-state-message; built alone, as every Print-Job needs it."""
+    """What a job-creating operation answers (RFC 8011 4.2.1.2): job-uri, job-id, job-uuid (the one
+    its client gave, if any, as CUPS does), job-state, job-state-reasons, job-state-message; built
+    alone, as every Print-Job needs it."""
     return [
         Attribute.uri("job-uri", f"{printer_uri}/{job.job_id}"),
         Attribute.integer("job-id", job.job_id),
-        Attribute.uri("job-uuid", f"urn:uuid:{job.uuid}"),
+        Attribute.uri("job-uuid", f"urn:uuid:{job.attributes.get('client_job_uuid') or job.uuid}"),
         Attribute.enum("job-state", int(job.state)),
         Attribute.keyword("job-state-reasons", job.reason or "none"),
         Attribute.text("job-state-message", job.message[:1023] or job.state.keyword),

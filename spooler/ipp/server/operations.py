@@ -11,6 +11,7 @@ neither the requester's nor asked for by an admin."""
 
 from __future__ import annotations
 
+import uuid as uuid_module
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -393,13 +394,16 @@ class PrinterOperations:
             if job_group is not None and (attribute := job_group.get(key)) is not None and \
                     isinstance(attribute.first, (str, int)):
                 ipp[key] = attribute.first
+        attributes: dict[str, Any] = {"ipp": ipp} if ipp else {}
+        if (client_uuid := client_job_uuid(operation, job_group)) is not None:
+            attributes["client_job_uuid"] = client_uuid
         return JobRequest(
             protocol="ipp", host=context.peer_host, queue=context.queue, user=self._user(operation),
             name=str(name) if name else None,
             document_format=None if document_format in (None, DEFAULT_FORMAT) else document_format,
             copies=int(copies) if isinstance(copies, int) and 1 <= copies <= 999 else None,
             sides=str(sides) if sides in ("one-sided", "two-sided-long-edge", "two-sided-short-edge") else None,
-            attributes={"ipp": ipp} if ipp else {}, hold=hold == "indefinite",
+            attributes=attributes, hold=hold == "indefinite",
             hold_key=self._job_password(operation),
         )  # fmt: skip
 
@@ -659,6 +663,23 @@ class PrinterOperations:
                  user=self._user(operation), host=context.peer_host,
                  actions=[str(v) for v in actions.all] if actions else ["sound"])  # fmt: skip
         return response_for(message, Status.SUCCESSFUL_OK)
+
+
+def client_job_uuid(operation: AttributeGroup, job_group: AttributeGroup | None) -> str | None:
+    """The job-uuid a client gave its Create-Job or Print-Job (operation or job group), kept as the
+    job's job-uuid as CUPS does, so that a client that lost the answer can find its job with Get-Jobs
+    (a forwarding spooler does: spooler.dispatch.reconcile). Only a well-formed urn:uuid: counts."""
+    for group in (operation, job_group):
+        attribute = group.get("job-uuid") if group is not None else None
+        if attribute is None or len(attribute.values) != 1 or attribute.values[0].tag != Tag.URI:
+            continue
+        value = attribute.values[0].value
+        if isinstance(value, str) and value[:9].lower() == "urn:uuid:":
+            try:
+                return str(uuid_module.UUID(value[9:]))
+            except ValueError:
+                return None
+    return None
 
 
 def bad_request(request_id: int, text: str) -> IppMessage:
