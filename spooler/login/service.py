@@ -393,8 +393,8 @@ class LoginService:
         """(user, credential, lookup digest or None) whose verifier the secret matches, or None; only
         credentials that may count on this device (spooler.login.trust) are tried.
 
-        A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN
-        or card: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
+        A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN,
+        a card or a card's pair with its PIN or password: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
         the credentials of that kind that are not in the index (in SCAN_THREADS threads, one scan at
         a time), if there are any."""
         if method == "password":
