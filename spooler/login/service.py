@@ -394,9 +394,9 @@ class LoginService:
         credentials that may count on this device (spooler.login.trust) are tried.
 
         A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN,
-        a card or a card's pair with its PIN or password: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
-        the credentials of that kind that are not in the index (in SCAN_THREADS threads, one scan at
-        a time), if there are any."""
+        a card or a card's pair with its PIN or password: one scrypt of the lookup KDF, then the
+        verifiers the index points to; then a scan of the credentials of that kind that are not in
+        the index (in SCAN_THREADS threads, one scan at a time), if there are any."""
         if method == "password":
             entry = self.cache.entries.get(user or "")
             mine = [c for c in entry.credentials.values()
