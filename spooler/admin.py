@@ -9,7 +9,7 @@ client. Routes:
     POST /v1/jobs/ID/cancel|hold|release  release of a private job: body {"key": "..."} or
                                         {"without_key": true} (the admin's override, logged)
     POST /v1/flush                      body {"job_ids": [..]} or {} for every waiting job
-    POST /v1/login                      body {"method", "secret", "user", "terminal"} (spooler.login)
+    POST /v1/login                      body {"method", "secret", "user", "card", "terminal"} (spooler.login)
     GET  /v1/users                      who can log in offline; POST /v1/users/sync; POST /v1/keys/rotate
     GET  /v1/peers                      this spooler's key and the enrolled peers; POST /v1/peers
                                         {"name", "key", "address"}; POST /v1/peers/remove {"name"}

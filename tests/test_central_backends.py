@@ -261,6 +261,44 @@ async def test_myq_logins_through_the_login_info_grant(myq: Any) -> None:
     assert double.calls.count("POST /api/auth/token") == 6 + 1
 
 
+@pytest.mark.parametrize("body, login_info", [
+    ({"method": "card", "secret": "04C0FFEE5A17"}, {"type": 1, "card": "04C0FFEE5A17"}),
+    ({"method": "pin", "secret": "735194"}, {"type": 2, "pin": "735194"}),
+    ({"method": "password", "secret": "Alice-Pass", "user": "alice"},
+     {"type": 3, "user": "alice", "pwd": "Alice-Pass"}),
+    ({"method": "card+pin", "secret": "735194", "card": "04C0FFEE5A17"},
+     {"type": 4, "card": "04C0FFEE5A17", "pin": "735194"}),
+    ({"method": "card+password", "secret": "Alice-Pass", "card": "04C0FFEE5A17"},
+     {"type": 5, "card": "04C0FFEE5A17", "pwd": "Alice-Pass"}),
+])  # fmt: skip
+def test_myq_login_info_has_the_documented_properties_of_each_type(body: dict[str, Any],
+                                                                   login_info: dict[str, Any]) -> None:  # fmt: skip
+    assert MyQBackend.login_info(body) == login_info
+    assert MyQDouble.LOGIN_INFO[login_info["type"]] == tuple(k for k in login_info if k != "type")
+
+
+@pytest_twisted.ensureDeferred
+async def test_myq_card_and_pin_and_card_and_password_logins(myq: Any) -> None:
+    double, backend = myq
+    card = "04C0FFEE5A17"
+    for body, expected in [({"method": "card+pin", "secret": "735194", "card": card}, 200),
+                           ({"method": "card+password", "secret": "Alice-Pass", "card": card}, 200),
+                           ({"method": "card+pin", "secret": "951862", "card": card}, 401),  # carol's PIN
+                           ({"method": "card+pin", "secret": "735194", "card": "0FF1CE"}, 401),  # no such card
+                           ({"method": "card+password", "secret": "Carol-Pass", "card": card}, 401),
+                           ({"method": "card+pin", "secret": "628403", "card": "0AB1"}, 401)]:  # bob: inactive
+        if expected == 200:
+            answer = await backend.call("POST", "login", body, deadline=LOGIN)
+            assert (answer["user"]["name"], answer["method"], answer["credential"]) == (
+                "alice", body["method"], body["method"])
+            continue
+        with pytest.raises(CentralApiRefused) as refused:
+            await backend.call("POST", "login", body, deadline=LOGIN)
+        assert refused.value.status == 401, body
+    # The user of a combined login is found by the card (GET /v3/users/find?card=), never by the PIN.
+    assert double.calls.count("GET /v3/users/find") == 2 and "GET /v3/users/current" not in double.calls
+
+
 @pytest_twisted.ensureDeferred
 async def test_myq_token_is_renewed_after_a_401(myq: Any) -> None:
     double, backend = myq
@@ -303,3 +341,6 @@ def test_the_spooler_refuses_a_method_the_server_cannot_check_online_and_offline
         refused = login(service, "1234", method="pin")
         assert isinstance(refused, LoginRefused) and refused.reason == "unsupported"
         assert "cannot check a pin" in refused.message
+        refused = login(service, "1234", method="card+pin", card="04C0FFEE5A17")
+        assert isinstance(refused, LoginRefused) and refused.reason == "unsupported"
+        assert "cannot check a card and PIN" in refused.message

@@ -2,7 +2,8 @@
 `"myq"`, the product's test double (tests/central_doubles.py) as its API and the reference server's
 IPP queue as its print queue: online login, `spooler server check`, user sync, the server down, offline
 login, a job printed offline whose accounting record reaches PaperCut (api.processJob) when it
-returns; and no secret anywhere in the state folder or the logs."""
+returns; MyQ's card and PIN / card and password logins at the terminal (its API and its page in
+headless Chromium), online and offline; and no secret anywhere in the state folder or the logs."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from central_doubles import MyQDouble, PaperCutDouble
-from spooler_harness import RefServer, refserver, Spooler, pjl_job, send_raw, short_tempdir, wait_for
+from spooler_harness import (RefServer, refserver, Spooler, free_port, pjl_job, require_tool, send_raw, short_tempdir,
+                             wait_for)  # fmt: skip
 from test_e2e_login import find_secrets, login, spoolers  # noqa: F401 - spoolers is a fixture
+from test_e2e_terminal import TerminalClient, launch, open_page, playwright_api
 
 pytestmark = pytest.mark.e2e
 
@@ -160,6 +163,82 @@ def test_myq_end_to_end(queue: RefServer, spoolers: list[Spooler]) -> None:
 
         spooler.stop()
         assert find_secrets([spooler.state_dir, spooler.stderr_path], [MYQ_SECRET, "735194", CARDS[0]]) == []
+    finally:
+        double.stop()
+
+
+def test_myq_card_and_pin_at_the_terminal_end_to_end(queue: RefServer, spoolers: list[Spooler], tmp_path: Path) -> None:
+    chromium = require_tool("chromium")
+    sync_playwright = playwright_api()
+    card, pin, password = "04D1CE7A55B3", "48152093", "Card-Pass-5c21"
+    wrong_pins = ["90817265", "27364519", "56473829"]
+    double = MyQDouble(client_id="branch-app", client_secret=MYQ_SECRET, users=[
+        {"id": 1, "username": "alice", "fullname": "Alice Martin", "cards": [card], "pins": [pin],
+         "password": password},
+    ]).start()  # fmt: skip
+    try:
+        port = free_port()
+        spooler = make_spooler(spoolers, queue, server__kind="myq", server__api_url=double.url,
+                               server__client_id="branch-app", server__client_secret_env="BRANCH_MYQ_SECRET",
+                               terminal__enabled=True, terminal__listen=f"tcp:{port}:interface=127.0.0.1",
+                               login__max_failures=3)  # fmt: skip
+        spooler.process_env = {"BRANCH_MYQ_SECRET": MYQ_SECRET}
+        start_with_env(spooler)
+        checked = check_with_env(spooler)
+        assert "logins checked online   card, card+password, card+pin, password, pin" in checked, checked
+
+        panel = TerminalClient(port)
+        offered = ["pin", "card", "password", "card+pin", "card+password"]
+        assert panel.call("GET", "login") == (200, {"methods": offered})
+        for half in ({"method": "card+pin", "card": card}, {"method": "card+pin", "secret": pin},
+                     {"method": "card+password", "secret": password}):  # fmt: skip
+            status, refused = panel.call("POST", "login", half)
+            assert (status, refused["code"]) == (400, "bad-request"), refused
+        for second, method in ((pin, "card+pin"), (password, "card+password")):
+            status, online = panel.call("POST", "login", {"method": method, "card": card, "secret": second})
+            assert status == 200 and (online["user"], online["mode"]) == ("alice", "online"), online
+        assert double.calls.count("GET /v3/users/find") == 2  # alice found by her card each time
+
+        take_down(spooler, queue, double)
+        with sync_playwright() as playwright:  # the page, offline: the card, then the PIN on the keypad
+            browser = launch(playwright, chromium, tmp_path)
+            try:
+                page, outside = open_page(browser, port)
+                page.click('.tab[data-method="card+pin"]')  # shown once the page learnt the server can check it
+                page.fill("#pair-card", card)
+                page.click("#pair-entry button.primary")
+                page.wait_for_selector("#keypad", state="visible")
+                assert page.inner_text("#pin-prompt") == "Card read. Now enter your PIN"
+                for digit in pin:
+                    page.click(f'#keypad button[data-key="{digit}"]')
+                page.click('#keypad button[data-key="ok"]')
+                page.wait_for_selector("#jobs", state="visible")
+                assert page.inner_text("#hello") == "Hello, Alice Martin"
+                assert "not available" in page.inner_text("#notice")
+                assert outside == []
+            finally:
+                browser.close()
+        status, offline = TerminalClient(port).call("POST", "login", {"method": "card+password", "card": card,
+                                                                      "secret": password})  # fmt: skip
+        assert status == 200 and (offline["user"], offline["mode"]) == ("alice", "offline"), offline
+
+        # Neither factor alone logs in (alice only ever logged in with both).
+        alone = TerminalClient(port, "127.0.0.2")
+        for body in ({"method": "pin", "secret": pin}, {"method": "card", "secret": card},
+                     {"method": "password", "user": "alice", "secret": password}):  # fmt: skip
+            status, refused = alone.call("POST", "login", body)
+            assert (status, refused["code"]) == (401, "invalid"), (body["method"], refused)
+        # The right card with wrong PINs: refused, and counted: the right pair is then locked at that terminal.
+        guesser = TerminalClient(port, "127.0.0.3")
+        for wrong in wrong_pins:
+            status, refused = guesser.call("POST", "login", {"method": "card+pin", "card": card, "secret": wrong})
+            assert (status, refused["code"], refused["error"]) == (401, "invalid", "Wrong card or PIN."), refused
+        status, locked = guesser.call("POST", "login", {"method": "card+pin", "card": card, "secret": pin})
+        assert (status, locked["code"]) == (429, "locked") and locked["retry_after"] > 0, locked
+
+        spooler.stop()
+        leaks = find_secrets([spooler.state_dir, spooler.stderr_path], [MYQ_SECRET, card, pin, password, *wrong_pins])
+        assert leaks == []
     finally:
         double.stop()
 

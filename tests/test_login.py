@@ -20,11 +20,12 @@ from conftest import run_synchronously
 from spooler.centralapi import CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
 from spooler.login.cache import CacheError, CredentialCache
-from spooler.login.entries import Credential, Revocation, UserEntry, apply_sync, is_revoked
+from spooler.central.myq import CAPABILITIES as MYQ_CAPABILITIES
+from spooler.login.entries import Credential, Revocation, UserEntry, apply_sync, is_revoked, pair_secret
 from spooler.login.keys import KeyFileError, LoginKeys
 from spooler.login.service import OFFLINE_NOTICE, LoginOutcome, LoginRefused, LoginService
 from spooler.login.budget import BudgetPolicy, FailureBudgets
-from spooler.verifiers import make_verifier
+from spooler.verifiers import check_verifier, make_verifier
 
 
 def cheap(secret: str) -> str:
@@ -326,9 +327,9 @@ def rig(tmp_path: Path) -> Any:
 
 
 def login(service: LoginService, secret: str, user: str | None = None, method: str = "pin",
-          terminal: str = "t1") -> LoginOutcome | LoginRefused:  # fmt: skip
+          terminal: str = "t1", card: str | None = None) -> LoginOutcome | LoginRefused:  # fmt: skip
     results: list[Any] = []
-    service.login(method=method, secret=secret, user=user, terminal=terminal).addBoth(results.append)
+    service.login(method=method, secret=secret, user=user, terminal=terminal, card=card).addBoth(results.append)
     assert results, "the login did not finish synchronously"
     value = results[0]
     if hasattr(value, "value"):
@@ -410,6 +411,75 @@ def test_sixth_wrong_pin_is_locked_even_if_right(rig: Any) -> None:
     assert isinstance(other_terminal, LoginOutcome)
     rig.clock.advance(300)
     assert isinstance(login(service, "1234"), LoginOutcome)
+
+
+class CombinedApi(ScriptedApi):
+    """A scripted server that can check a card with its PIN or password (as MyQ X can)."""
+
+    capabilities = MYQ_CAPABILITIES
+
+
+CARD, PIN = "04C0FFEE5A17", "735194"
+
+
+def test_a_card_and_pin_login_online_then_offline_needs_both_factors(rig: Any) -> None:
+    rig.api = CombinedApi()
+    service = rig.service()
+    rig.api.answers = [ok(credential="card+pin")]
+    online = login(service, PIN, method="card+pin", card=CARD)
+    assert isinstance(online, LoginOutcome) and online.mode == "online", online
+    assert rig.api.calls[-1][2] == {"device": "branch-1", "method": "card+pin", "secret": PIN, "card": CARD}
+    [stored] = rig.cache.entries["alice"].credentials.values()
+    assert (stored.id, stored.kind) == ("card+pin", "card+pin") and rig.cache.is_indexed(stored)
+    # One verifier of the pair: neither factor alone, nor another split of the same characters, matches it.
+    assert check_verifier(pair_secret(CARD, PIN), stored.verifier)
+    assert not any(check_verifier(text, stored.verifier) for text in (PIN, CARD, CARD + PIN))
+    rig.down[0] = True
+    offline = login(service, PIN, method="card+pin", card=CARD)
+    assert isinstance(offline, LoginOutcome) and (offline.user, offline.mode) == ("alice", "offline"), offline
+    for secret, method, card in [(PIN, "pin", None), (CARD, "card", None), (PIN, "card+pin", "0FF1CE5A17"),
+                                 (PIN[1:], "card+pin", CARD + PIN[0]), (PIN, "card+password", CARD)]:  # fmt: skip
+        refused = login(service, secret, method=method, card=card, terminal=f"t-{method}-{card}")
+        assert isinstance(refused, LoginRefused) and refused.reason == "invalid", (method, card, refused)
+
+
+def test_a_wrong_second_factor_offline_counts_against_the_budgets(rig: Any) -> None:
+    rig.api = CombinedApi()
+    service = rig.service()
+    rig.api.answers = [ok(credential="card+pin")]
+    assert isinstance(login(service, PIN, method="card+pin", card=CARD), LoginOutcome)
+    rig.down[0] = True
+    for _ in range(5):
+        wrong = login(service, "000000", method="card+pin", card=CARD)
+        assert isinstance(wrong, LoginRefused) and wrong.reason == "invalid"
+    assert service.budgets.failures("device:card+pin", service.device_policy) == 5
+    assert service.budgets.failures("terminal:t1", service.user_policy) == 5
+    locked = login(service, PIN, method="card+pin", card=CARD)  # the right pair, after the guesses
+    assert isinstance(locked, LoginRefused) and locked.reason == "locked"
+
+
+@pytest.mark.parametrize("method, card, user, words", [
+    ("card+pin", None, None, "needs the card too"),
+    ("card+password", "", None, "needs the card too"),
+    ("card+pin", CARD, "alice", "names no user"),
+    ("pin", CARD, None, "only a card and PIN or card and password login takes a card"),
+])  # fmt: skip
+def test_a_half_given_combined_login_is_refused_before_it_is_charged(rig: Any, method: str, card: str | None,
+                                                                     user: str | None, words: str) -> None:  # fmt: skip
+    rig.api = CombinedApi()
+    service = rig.service()
+    refused = login(service, PIN, user=user, method=method, card=card)
+    assert isinstance(refused, LoginRefused) and refused.reason == "invalid" and words in refused.message
+    assert rig.api.calls == [] and service.budgets.failures("terminal:t1", service.user_policy) == 0
+
+
+def test_a_server_without_combined_logins_says_it_cannot_check_them(rig: Any) -> None:
+    service = rig.service()  # the generic API's capabilities
+    assert "card+pin" not in service.methods() and service.methods() == ["pin", "card", "password"]
+    for method, words in (("card+pin", "card and PIN"), ("card+password", "card and password")):
+        refused = login(service, PIN, method=method, card=CARD)
+        assert isinstance(refused, LoginRefused) and refused.reason == "unsupported" and words in refused.message
+    assert rig.api.calls == []
 
 
 def test_a_synced_user_never_seen_logs_in_by_scan_then_by_fingerprint(rig: Any) -> None:

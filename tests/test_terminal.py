@@ -30,24 +30,30 @@ NOTICE = "Offline: credit, quota, projects and print policies are not available.
 
 @dataclass
 class FakeLogin:
-    """PIN "1234" is alice, "4321" is bob, card "C0FFEE" is carol; `mode` says online or offline;
-    `refusal`, when set, refuses every login; `calls` records (method, user, terminal)."""
+    """PIN "1234" is alice, "4321" is bob, card "C0FFEE" is carol (with PIN "2468": card+pin); `mode`
+    says online or offline; `refusal`, when set, refuses every login; `calls` records (method, user,
+    terminal); `offered` is what `methods` says the server can check."""
 
     clock: Any
     mode: str = "online"
     refusal: LoginRefused | None = None
     calls: list[tuple[str, str | None, str]] = field(default_factory=list)
     pending: Deferred[LoginOutcome] | None = None
+    offered: tuple[str, ...] = ("pin", "card", "password")
 
-    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]:
+    def methods(self) -> list[str]:
+        return list(self.offered)
+
+    def login(self, *, method: str, secret: str, user: str | None, terminal: str,
+              card: str | None = None) -> Deferred[LoginOutcome]:  # fmt: skip
         self.calls.append((method, user, terminal))
         if self.pending is not None:
             return self.pending
         if self.refusal is not None:
             return fail(self.refusal)
-        known = {("pin", "1234"): "alice", ("pin", "4321"): "bob", ("card", "C0FFEE"): "carol",
-                 ("password", "alice-password"): "alice"}  # fmt: skip
-        name = known.get((method, secret))
+        known = {("pin", None, "1234"): "alice", ("pin", None, "4321"): "bob", ("card", None, "C0FFEE"): "carol",
+                 ("password", None, "alice-password"): "alice", ("card+pin", "C0FFEE", "2468"): "carol"}  # fmt: skip
+        name = known.get((method, card, secret))
         if name is None or (user is not None and user != name):
             raise LoginRefused("invalid", "invalid credentials")
         return succeed(LoginOutcome(name, {"name": name, "full_name": name.title() + " Example"}, self.mode,
@@ -172,7 +178,7 @@ def test_the_page_is_served_with_a_strict_policy_and_no_external_asset(terminal:
 def test_unknown_pages_and_wrong_methods_are_json_errors(terminal: Terminal) -> None:
     client = terminal.client()
     for method, path, expected in (("GET", "/../../etc/passwd", 404), ("GET", "/api/v1/nothing", 404),
-                                   ("GET", "/api/v1/login", 405), ("POST", "/", 405),
+                                   ("PUT", "/api/v1/login", 405), ("POST", "/", 405),
                                    ("GET", "/api/v1/jobs/1/release", 405), ("DELETE", "/api/v1/jobs", 405),
                                    ("GET", "/api/v1/jobs/x/release", 404)):  # fmt: skip
         status, headers, body = client.request(method, path, {} if method == "POST" else None)
@@ -195,6 +201,19 @@ def test_a_pin_login_opens_a_session_in_an_http_only_strict_cookie(terminal: Ter
     assert terminal.login.calls == [("pin", None, "127.0.0.1")]  # the terminal id: the client's address
     status, _, session = client.request("GET", "/api/v1/session")
     assert status == 200 and session["user"] == "alice"
+
+
+def test_a_card_and_pin_login_sends_both_factors_and_the_page_learns_the_offered_methods(terminal: Terminal) -> None:
+    client = terminal.client()
+    status, _, offered = client.request("GET", "/api/v1/login")
+    assert (status, offered) == (200, {"methods": ["pin", "card", "password"]})
+    terminal.login.offered = ("pin", "card", "password", "card+pin", "card+password")
+    assert client.request("GET", "/api/v1/login")[2]["methods"][-2:] == ["card+pin", "card+password"]
+    status, _, body = client.login("2468", method="card+pin", card="C0FFEE")
+    assert status == 200 and body["user"] == "carol", body
+    status, _, body = client.login("2468", method="card+pin", card="0FF1CE")  # the PIN with another card
+    assert (status, body["error"]) == (401, "Wrong card or PIN.")
+    assert [call[0] for call in terminal.login.calls] == ["card+pin", "card+pin"]
 
 
 def test_a_bearer_client_gets_its_token_when_it_asks(terminal: Terminal) -> None:
@@ -220,6 +239,8 @@ def test_a_configured_terminal_name_is_the_throttling_id(tmp_path: Path) -> None
     ("invalid", "pin", None, 401, "Wrong PIN."),
     ("invalid", "card", None, 401, "This card is not known."),
     ("invalid", "password", None, 401, "Wrong user name or password."),
+    ("invalid", "card+pin", None, 401, "Wrong card or PIN."),
+    ("invalid", "card+password", None, 401, "Wrong card or password."),
     ("expired", "pin", None, 401, "offline login has expired"),
     ("revoked", "pin", None, 403, "revoked"),
     ("locked", "pin", 299.2, 429, "Try again in 5 min."),
@@ -231,7 +252,8 @@ def test_refused_logins_say_why(terminal: Terminal, reason: str, method: str, re
                                 status: int, words: str) -> None:  # fmt: skip
     terminal.login.refusal = LoginRefused(reason, "the core's own words", retry_after)
     user = "alice" if method == "password" else None
-    code, headers, body = terminal.client().login("5555", method=method, user=user)
+    card = {"card": "C0FFEE"} if "+" in method else {}
+    code, headers, body = terminal.client().login("5555", method=method, user=user, **card)
     assert code == status and body["code"] == reason and words in body["error"], body
     if retry_after is not None:
         assert body["retry_after"] == int(-(-retry_after // 1)) and headers["retry-after"] == str(body["retry_after"])
@@ -264,6 +286,17 @@ BAD_LOGINS = [
     (json.dumps({"method": "password", "secret": "x"}).encode(), "application/json", 400, "needs \"user\""),
     (json.dumps({"method": "pin", "secret": "1234", "user": "a\nb"}).encode(), "application/json", 400, "user"),
     (json.dumps({"method": "pin", "secret": "1234", "user": ["x"]}).encode(), "application/json", 400, "user"),
+    # A combined login given in half: the card without its PIN or password, or the PIN without its card.
+    (json.dumps({"method": "card+pin", "card": "C0FFEE"}).encode(), "application/json", 400, "secret"),
+    (json.dumps({"method": "card+pin", "secret": "2468"}).encode(), "application/json", 400, "needs \"card\""),
+    (json.dumps({"method": "card+password", "secret": "pw", "card": ""}).encode(), "application/json", 400,
+     "needs \"card\""),
+    (json.dumps({"method": "card+pin", "card": "C0FFEE", "secret": "24a8"}).encode(), "application/json", 400,
+     "digits"),
+    (json.dumps({"method": "card+pin", "card": "C0FFEE", "secret": "2468", "user": "carol"}).encode(),
+     "application/json", 400, "names no \"user\""),
+    (json.dumps({"method": "pin", "card": "C0FFEE", "secret": "2468"}).encode(), "application/json", 400,
+     "\"card\" goes only"),
     (b'{"method": "pin", "secret": "1234"}', "text/plain", 415, "Content-Type"),
     (b'{"method": "pin", "secret": "1234"}', "application/x-www-form-urlencoded", 415, "Content-Type"),
     (b'{"method": "pin", "secret": "' + b"1" * MAX_BODY + b'"}', "application/json", 413, "larger"),

@@ -37,7 +37,7 @@ class SecretError(SpoolerError):
 class Capabilities:
     """What a kind of central server can do for the spooler (shown by `status`, `server check`, README)."""
 
-    login_methods: frozenset[str]  # of "pin", "card", "password": the ones the server can check online
+    login_methods: frozenset[str]  # of spooler.login.entries.METHODS: the ones the server can check online
     credential_presync: bool  # can pre-load the offline cache with credentials (verifiers) before a login
     revocation_feed: bool  # tells the spooler which users and credentials to stop accepting offline
     accounting_import: str  # "idempotent", "not idempotent" (an ambiguous failure stays in doubt), "none"
@@ -50,7 +50,8 @@ class Capabilities:
                 "health": self.health, "limits": list(self.limits)}  # fmt: skip
 
 
-GENERIC = Capabilities(frozenset({"pin", "card", "password"}), True, True, "idempotent", True)
+GENERIC = Capabilities(frozenset({"pin", "card", "password"}), True, True, "idempotent", True,
+                       ("no card and PIN or card and password logins: the generic API checks one secret per login",))
 
 
 class CentralBackend(Protocol):

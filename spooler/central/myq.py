@@ -3,9 +3,10 @@ where MyQ's public documentation stops: docs/backends/myq.md.
 
 - the application's token: OAuth2 client credentials (`POST /api/auth/token`, JSON body), kept until
   shortly before `expires_in`;
-- login: the `login_info` grant of the same endpoint (type 1 card, 2 PIN, 3 user name and password);
-  a token means the credential is valid. The user is then found with `GET /v3/users/find` (by card
-  or user name) with the application's token; for a PIN alone, which `find` cannot search by, with
+- login: the `login_info` grant of the same endpoint (type 1 card, 2 PIN, 3 user name and password,
+  4 card and PIN, 5 card and password); a token means the credential is valid. The user is then
+  found with `GET /v3/users/find` (by card, also for types 4 and 5, or by user name) with the
+  application's token; for a PIN alone, which `find` cannot search by, with
   the user's own token at `GET /v3/users/current` (an assumption: see the doc);
 - revocations: users MyQ lists as inactive (`GET /v3/users/find?isActive=0`) or no longer lists
   (`GET /v3/users`, compared with the last listing) lose their offline login;
@@ -26,7 +27,7 @@ from spooler.central.base import Capabilities, Unsupported
 from spooler.centralapi import CentralApiDown, CentralApiRefused, Deadline, http_request, iso_time, json_answer
 
 CAPABILITIES = Capabilities(
-    login_methods=frozenset({"card", "pin", "password"}),
+    login_methods=frozenset({"card", "pin", "password", "card+pin", "card+password"}),
     credential_presync=False,
     revocation_feed=True,
     accounting_import="none",
@@ -37,8 +38,15 @@ CAPABILITIES = Capabilities(
             "no health endpoint: the client-credentials token request stands in"),
 )  # fmt: skip
 
-#: login_info "type" per login method (MyQ X REST API, "Additional Grant Types").
-LOGIN_TYPES = {"card": 1, "pin": 2, "password": 3}
+#: login_info "type" per login method and its properties, each taken from a field of the login's body
+#: (MyQ X REST API, "Authentication methods", 2.1.1 to 2.1.5).
+LOGIN_INFO: dict[str, tuple[int, dict[str, str]]] = {
+    "card": (1, {"card": "secret"}),
+    "pin": (2, {"pin": "secret"}),
+    "password": (3, {"user": "user", "pwd": "secret"}),
+    "card+pin": (4, {"card": "card", "pin": "secret"}),
+    "card+password": (5, {"card": "card", "pwd": "secret"}),
+}
 TOKEN = Deadline(2.0, 5.0)
 LIST = Deadline(5.0, 15.0)
 MAX_USERS = 1000
@@ -127,18 +135,19 @@ class MyQBackend:
     def _now(self) -> str:
         return str(iso_time(self._reactor.seconds()))
 
+    @staticmethod
+    def login_info(body: dict[str, Any]) -> dict[str, Any]:
+        """The `login_info` object of a login (the documented properties of its type); Unsupported if none."""
+        method = body.get("method")
+        if method not in LOGIN_INFO:
+            raise Unsupported(f"MyQ X has no login type for {method}")
+        login_type, properties = LOGIN_INFO[method]
+        return {"type": login_type} | {name: str(body.get(field) or "") for name, field in properties.items()}
+
     @inlineCallbacks
     def _login(self, body: dict[str, Any], deadline: Deadline) -> Any:
-        method, secret, user = body.get("method"), str(body.get("secret") or ""), body.get("user")
-        if method not in LOGIN_TYPES:
-            raise Unsupported(f"MyQ X has no login type for {method}")
-        info: dict[str, Any] = {"type": LOGIN_TYPES[method]}
-        if method == "card":
-            info["card"] = secret
-        elif method == "pin":
-            info["pin"] = secret
-        else:
-            info |= {"user": user, "pwd": secret}
+        info = self.login_info(body)
+        method, user = body["method"], body.get("user")
         try:
             granted = yield self._grant({"grant_type": "login_info", "login_info": info}, deadline)
         except CentralApiRefused as refused:
@@ -152,7 +161,7 @@ class MyQBackend:
             found = yield self._json("GET", "v3/users/current", token=user_token, deadline=deadline)
             record = found
         else:
-            query = {"card": secret} if method == "card" else {"username": user}
+            query = {"username": user} if method == "password" else {"card": info["card"]}
             found = yield self._app("GET", "v3/users/find", deadline=deadline, query=query)
             users = found.get("users") if isinstance(found, dict) else None
             record = users[0] if isinstance(users, list) and len(users) == 1 else None

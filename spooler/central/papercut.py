@@ -40,7 +40,8 @@ CAPABILITIES = Capabilities(
     revocation_feed=True,
     accounting_import="not idempotent",
     health=True,
-    limits=("cannot check a PIN or a password (its web services API has no such call): card and ID-number logins only",
+    limits=("cannot check a PIN, a password, or a card with a PIN or password (its web services API has no such "
+            "call): card and ID-number logins only",
             "api.processJob is not idempotent: an upload whose answer was lost stays 'in doubt' for reconciliation",
             "revocations are found by comparing user lists: changes made while this spooler was stopped are seen "
             "only for users it has listed since it started"),

@@ -15,7 +15,10 @@ from typing import Any
 
 from spooler.signing import SignatureError, Statement, as_json, from_json
 
-METHODS = ("pin", "card", "password")
+METHODS = ("pin", "card", "password", "card+pin", "card+password")
+#: The two-factor methods (MyQ X login_info types 4 and 5) and their second factor: the card and the
+#: PIN or password are checked as one pair (`pair_secret`), never one without the other.
+COMBINED = {"card+pin": "pin", "card+password": "password"}
 ORIGINS = ("login", "sync")  # where a credential was first learned
 SOURCES = ("login", "sync", "peer")  # how this spooler got it
 PROFILE_FIELDS = ("full_name", "email", "groups")
@@ -74,7 +77,7 @@ class Credential:
             raise ValueError("a credential must be an object")
         kind, verifier = raw.get("kind"), raw.get("verifier")
         if kind not in METHODS or not isinstance(verifier, str) or not verifier.startswith("scrypt$"):
-            raise ValueError("a credential needs a kind (pin, card, password) and an scrypt verifier")
+            raise ValueError(f"a credential needs a kind ({', '.join(METHODS)}) and an scrypt verifier")
         credential_id = raw.get("id")
         if not isinstance(credential_id, str) or not 0 < len(credential_id) <= 64:
             raise ValueError("a credential needs an id")
@@ -191,7 +194,7 @@ class Revocation:
             raise ValueError("a revocation needs a user")
         kind = raw.get("kind", "user")
         if kind not in ("user", *METHODS):
-            raise ValueError("a revocation's kind is user, card, pin or password")
+            raise ValueError(f"a revocation's kind is user or one of {', '.join(METHODS)}")
         credential = raw.get("credential")
         if credential is not None and not isinstance(credential, str):
             raise ValueError("a revocation's credential is an id or null")
@@ -199,6 +202,20 @@ class Revocation:
         record, signed = _statement(raw, "record"), _statement(raw, "signed")
         return cls(raw["user"], kind, credential, float(raw["revoked_at"]), issuer if isinstance(issuer, str) else None,
                    record, signed, raw.get("refusal") is True)  # fmt: skip
+
+
+def pair_secret(card: str, second: str) -> str:
+    """The one secret of a combined login (its verifier, its lookup KDF): the card and the PIN or
+    password together, the card's length first so that no other split of the same characters matches.
+    An attacker holding the row must guess both at once; neither factor alone opens it."""
+    return f"{len(card)}:{card}{second}"
+
+
+def method_name(method: str) -> str:
+    """A login method as a sentence says it ("card and PIN" for "card+pin")."""
+    if method in COMBINED:
+        return "card and " + ("PIN" if COMBINED[method] == "pin" else "password")
+    return method
 
 
 def clean_profile(raw: Any) -> dict[str, Any]:

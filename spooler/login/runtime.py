@@ -257,8 +257,11 @@ class LoginRuntime(MultiService):
 
     def _login(self, body: dict[str, Any]) -> Deferred[Any]:
         method, secret, user, terminal = body.get("method"), body.get("secret"), body.get("user"), body.get("terminal")
-        if not isinstance(method, str) or not isinstance(secret, str) or (user is not None and not isinstance(user, str)):
-            return fail(RouteError(400, "bad-request", "expected {\"method\", \"secret\", \"user\", \"terminal\"}"))
+        card = body.get("card")
+        if not isinstance(method, str) or not isinstance(secret, str) or any(
+                value is not None and not isinstance(value, str) for value in (user, card)):  # fmt: skip
+            return fail(RouteError(400, "bad-request", "expected {\"method\", \"secret\", \"user\", \"terminal\"} "
+                                                       "(and \"card\" for card+pin and card+password)"))
         terminal = terminal if isinstance(terminal, str) and terminal else "admin"
 
         def refused(failure: Any) -> Any:
@@ -266,6 +269,6 @@ class LoginRuntime(MultiService):
             error = failure.value
             raise RouteError(403, error.reason, error.message, {"reason": error.reason, "retry_after": error.retry_after})
 
-        return self.service.login(method=method, secret=secret, user=user, terminal=terminal).addCallbacks(
+        return self.service.login(method=method, secret=secret, user=user, terminal=terminal, card=card).addCallbacks(
             outcome_dict, refused)
 

@@ -13,6 +13,12 @@ same cost, so that a user who does not exist costs the same scrypt); a PIN or ca
 of the lookup KDF, looked up in the cache's keyed index, and the verifier found is checked. Only
 credentials not in the index (learned from a peer, or before the lookup KDF changed) are scanned.
 
+Combined logins (`card+pin`, `card+password`: a card and its PIN or password together) are checked
+online by the server with both factors; offline, the cache holds one verifier and one index key of
+the pair (spooler.login.entries.pair_secret), so the card alone or the PIN alone never matches it.
+They name no user, so a wrong second factor is charged to the terminal and to the device's count of
+that method, as a wrong PIN is.
+
 Secrets (PIN, card number, password) exist only in the arguments of `login` and in the request to
 the server: they are never logged, stored, or put in an error.
 """
@@ -34,8 +40,8 @@ from spooler.centralapi import LOGIN, CentralApiDown, CentralApiRefused
 from spooler.config import LoginConfig
 from spooler.login.budget import BudgetPolicy, Charge, FailureBudgets
 from spooler.login.cache import CredentialCache
-from spooler.login.entries import (METHODS, Credential, Revocation, UserEntry, clean_profile, is_revoked,
-                                   parse_devices, parse_server_time)  # fmt: skip
+from spooler.login.entries import (COMBINED, METHODS, Credential, Revocation, UserEntry, clean_profile, is_revoked,
+                                   method_name, pair_secret, parse_devices, parse_server_time)  # fmt: skip
 from spooler.login.trust import Trust
 from spooler.model import SpoolerError
 from spooler.signing import SignatureError
@@ -136,9 +142,11 @@ class LoginService:
 
     # -- the one entry point ---------------------------------------------------------------------
 
-    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]:
-        """The outcome of a login, or a LoginRefused failure."""
-        attempt = self._login(method, secret, user or None, terminal)
+    def login(self, *, method: str, secret: str, user: str | None, terminal: str,
+              card: str | None = None) -> Deferred[LoginOutcome]:  # fmt: skip
+        """The outcome of a login, or a LoginRefused failure. A combined method (`card+pin`,
+        `card+password`) takes the card in `card` and the PIN or password in `secret`, and no user."""
+        attempt = self._login(method, secret, user or None, terminal, card)
 
         def counted(result: Any) -> Any:
             outcome = result.mode if isinstance(result, LoginOutcome) else getattr(
@@ -159,16 +167,27 @@ class LoginService:
             scopes.append((f"device:{method}", self.device_policy))
         return scopes
 
+    def methods(self) -> list[str]:
+        """The login methods a terminal may offer: those the configured server can check."""
+        return [method for method in METHODS if method in capabilities_of(self.api).login_methods]
+
     @inlineCallbacks
-    def _login(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
+    def _login(self, method: str, secret: str, user: str | None, terminal: str, card: str | None) -> Any:
         if method not in METHODS:
             raise LoginRefused("invalid", f"Login failed: unknown login method {method!r}.")
         if method not in capabilities_of(self.api).login_methods:
             # The server cannot check it online, so no offline entry can come from it either
             # (PaperCut cannot check a PIN): refused both ways, and said so.
-            raise LoginRefused("unsupported", MESSAGES["unsupported"].format(method=method))
+            raise LoginRefused("unsupported", MESSAGES["unsupported"].format(method=method_name(method)))
         if method == "password" and not user:
             raise LoginRefused("invalid", "Login failed: a password login needs the user name.")
+        if method in COMBINED:
+            if not isinstance(card, str) or not card or len(card) > MAX_SECRET:
+                raise LoginRefused("invalid", f"Login failed: a {method_name(method)} login needs the card too.")
+            if user:
+                raise LoginRefused("invalid", f"Login failed: a {method_name(method)} login names no user.")
+        elif card is not None:
+            raise LoginRefused("invalid", "Login failed: only a card and PIN or card and password login takes a card.")
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET or (user and len(user) > MAX_USER):
             raise LoginRefused("invalid")
         scopes = self.scopes(method, user, terminal)
@@ -179,7 +198,7 @@ class LoginService:
             raise LoginRefused("locked", retry_after=max(waits))
         charges = [self.budgets.charge(scope, policy) for scope, policy in scopes]
         try:
-            outcome = yield self._decide(method, secret, user, terminal)
+            outcome = yield self._decide(method, secret, user, card)
         except LoginRefused as refused:
             if refused.reason in ("invalid", "expired", "revoked"):
                 self._report_locks(charges)
@@ -215,16 +234,19 @@ class LoginService:
                          failures=failures)  # fmt: skip
 
     @inlineCallbacks
-    def _decide(self, method: str, secret: str, user: str | None, terminal: str) -> Any:
+    def _decide(self, method: str, secret: str, user: str | None, card: str | None) -> Any:
+        checked = pair_secret(card, secret) if card is not None else secret  # what the cache's verifiers are of
         if self.api is not None and not self._server_known_down():
             body = {"device": self.device, "method": method, "secret": secret}
             if user:
                 body["user"] = user
+            if card is not None:
+                body["card"] = card
             try:
                 answer = yield self.api.call("POST", "login", body, deadline=LOGIN)
             except CentralApiRefused as refused:
                 if refused.status in (401, 403):
-                    yield self._forget_refused(method, secret, user)
+                    yield self._forget_refused(method, checked, user)
                     raise LoginRefused("invalid") from None
                 log.warn("The central server refused a login request with {status}: {detail}; checking offline",
                          spool_event="login_api_error", status=refused.status, detail=refused.message)  # fmt: skip
@@ -232,11 +254,11 @@ class LoginService:
                 log.info("The central server did not answer a login ({detail}); checking offline",
                          spool_event="login_offline", detail=str(down))  # fmt: skip
             else:
-                outcome = yield self._learn(method, secret, answer)
+                outcome = yield self._learn(method, checked, answer)
                 return outcome
         if not self.config.offline_enabled:
             raise LoginRefused("offline-disabled")
-        outcome = yield self._offline(method, secret, user)
+        outcome = yield self._offline(method, checked, user)
         return outcome
 
     # -- online ------------------------------------------------------------------------------------
@@ -371,10 +393,10 @@ class LoginService:
         """(user, credential, lookup digest or None) whose verifier the secret matches, or None; only
         credentials that may count on this device (spooler.login.trust) are tried.
 
-        A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN
-        or card: one scrypt of the lookup KDF, then the verifiers the index points to; then a scan of
-        the credentials of that kind that are not in the index (in SCAN_THREADS threads, one scan at
-        a time), if there are any."""
+        A password: one scrypt, against the named user's verifier or a dummy of the same cost. A PIN,
+        a card or a card's pair with its PIN or password: one scrypt of the lookup KDF, then the
+        verifiers the index points to; then a scan of the credentials of that kind that are not in
+        the index (in SCAN_THREADS threads, one scan at a time), if there are any."""
         if method == "password":
             entry = self.cache.entries.get(user or "")
             mine = [c for c in entry.credentials.values()

@@ -3,7 +3,10 @@
 Routes (JSON in and out; every error is `{"error": text, "code": keyword}` with a 4xx/5xx status):
 
     GET  /                               the terminal page (static HTML, CSS and JS, no external asset)
+    GET  /api/v1/login                   {"methods": [...]}: the login methods the central server can check
     POST /api/v1/login                   {"method": "pin"|"card"|"password", "secret": "...", "user": "..."?}
+                                         or {"method": "card+pin"|"card+password", "card": "...", "secret":
+                                         PIN or password}
                                          -> the session; the token in an HttpOnly, SameSite=Strict cookie
                                          (and in the body when the client asks with "token": true, for
                                          an `Authorization: Bearer` client such as a printer panel)
@@ -36,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from spooler.jobs.service import JobService
+from spooler.login.entries import COMBINED, METHODS
 from spooler.login.service import LoginOutcome, LoginRefused
 from spooler.model import HoldKeyRefused, IllegalTransition, NotAuthorized
 from spooler.terminal.pullprint import JobNotHeld, NotYourJob, PullPrint, job_view
@@ -49,7 +53,6 @@ MAX_SECRET = 256
 MAX_USER = 127
 MAX_KEY = 255
 COOKIE = b"spooler_terminal"
-METHODS = ("pin", "card", "password")
 #: How long an idle HTTP connection to the terminal stays open.
 CONNECTION_TIMEOUT = 60
 
@@ -79,14 +82,18 @@ _JOB_PATH = re.compile(r"^/api/v1/jobs/(\d{1,12})/(release|delete)$")
 class LoginProvider(Protocol):
     """What the terminal needs of spooler.login.LoginService."""
 
-    def login(self, *, method: str, secret: str, user: str | None, terminal: str) -> Deferred[LoginOutcome]: ...
+    def login(self, *, method: str, secret: str, user: str | None, terminal: str,
+              card: str | None = None) -> Deferred[LoginOutcome]: ...
+
+    def methods(self) -> list[str]: ...
 
 
 def refusal_text(reason: str, method: str, retry_after: float | None, detail: str) -> str:
     """The sentence the terminal shows for a refused login (what happened and what to do)."""
     if reason == "invalid":
-        return {"pin": "Wrong PIN.", "card": "This card is not known.",
-                "password": "Wrong user name or password."}.get(method, "Wrong credentials.")  # fmt: skip
+        return {"pin": "Wrong PIN.", "card": "This card is not known.", "password": "Wrong user name or password.",
+                "card+pin": "Wrong card or PIN.", "card+password": "Wrong card or password."}.get(
+            method, "Wrong credentials.")  # fmt: skip
     if reason == "expired":
         return ("Your offline login has expired. Log in once while the print server is reachable to "
                 "renew it.")  # fmt: skip
@@ -190,6 +197,9 @@ class TerminalResource(JsonResource):
             self._check_post(request)
         if path == "/api/v1/login" and method == "POST":
             return self._do_login(request, self._body(request))
+        if path == "/api/v1/login" and method == "GET":
+            service = self._login()
+            return {"methods": service.methods() if service is not None else []}
         if path == "/api/v1/logout" and method == "POST":
             return self._do_logout(request)
         if path == "/api/v1/session" and method == "GET":
@@ -208,18 +218,26 @@ class TerminalResource(JsonResource):
         raise ApiError(404, "not-found", "no such API path")
 
     def _do_login(self, request: Request, body: dict[str, Any]) -> Deferred[dict[str, Any]]:
-        method, secret, user = body.get("method"), body.get("secret"), body.get("user")
+        method, secret, user, card = body.get("method"), body.get("secret"), body.get("user"), body.get("card")
         if method not in METHODS:
-            raise ApiError(400, "bad-request", "\"method\" must be one of pin, card, password")
+            raise ApiError(400, "bad-request", f"\"method\" must be one of {', '.join(METHODS)}")
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET:
             raise ApiError(400, "bad-request", f"\"secret\" must be a text of 1 to {MAX_SECRET} characters")
+        if method in COMBINED:
+            if not isinstance(card, str) or not card or len(card) > MAX_SECRET:
+                raise ApiError(400, "bad-request", f"a {method} login needs \"card\" (a text of 1 to {MAX_SECRET} "
+                                                   f"characters) and the {COMBINED[method]} in \"secret\"")  # fmt: skip
+            if user is not None:
+                raise ApiError(400, "bad-request", f"a {method} login names no \"user\": the card does")
+        elif card is not None:
+            raise ApiError(400, "bad-request", "\"card\" goes only with card+pin or card+password")
         if user is not None and (not isinstance(user, str) or not user.strip() or len(user) > MAX_USER
                                  or not user.isprintable()):  # fmt: skip
             raise ApiError(400, "bad-request", f"\"user\", when given, must be a printable name of 1 to {MAX_USER} "
                                                "characters")  # fmt: skip
         if method == "password" and user is None:
             raise ApiError(400, "bad-request", "a password login needs \"user\"")
-        if method == "pin" and not secret.isdigit():
+        if COMBINED.get(method, method) == "pin" and not secret.isdigit():
             raise ApiError(400, "bad-request", "a PIN is made of digits")
         service = self._login()
         if service is None:
@@ -227,8 +245,8 @@ class TerminalResource(JsonResource):
         terminal, peer = self.terminal_id(request), self.peer(request)
         user = user.strip() if isinstance(user, str) else None
         want_token = body.get("token") is True
-        attempt = maybeDeferred(service.login, method=method, secret=secret, user=user, terminal=terminal)
-        del secret, body  # the secret goes to the login service and nowhere else
+        attempt = maybeDeferred(service.login, method=method, secret=secret, user=user, terminal=terminal, card=card)
+        del secret, card, body  # the secrets go to the login service and nowhere else
 
         def logged_in(outcome: LoginOutcome) -> dict[str, Any]:
             token, session = self.sessions.open(

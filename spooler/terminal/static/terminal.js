@@ -1,4 +1,5 @@
-// The device terminal page: log in (PIN keypad, card, password), list my held jobs, print or delete
+// The device terminal page: log in (PIN keypad, card, password, and where the central server can check
+// them card then PIN, card then password), list my held jobs, print or delete
 // them (a private job asks for its key on a keypad), log out. Talks to /api/v1/ with the session
 // cookie (HttpOnly: this script never sees it).
 "use strict";
@@ -7,7 +8,9 @@
   const $ = (id) => document.getElementById(id);
   const MAX_PIN = 12;
   let method = "pin";
+  let firstMethod = "pin";  // the first tab the central server can check: chosen at the start and after a logout
   let pin = "";
+  let pairCard = "";  // the card read for a card+pin or card+password login, until its second factor is in
   let idleTimeout = 120;
   let idleTimer = null;
   let lockTimer = null;
@@ -49,15 +52,42 @@
 
   function choose(next) {
     method = next;
+    pairCard = "";
     document.querySelectorAll(".tab").forEach((tab) => tab.classList.toggle("active", tab.dataset.method === next));
-    $("pin-entry").hidden = next !== "pin";
-    $("keypad").hidden = next !== "pin";
-    $("card-entry").hidden = next !== "card";
-    $("password-entry").hidden = next !== "password";
-    document.body.classList.toggle("pin-mode", next === "pin");
+    layout();
     say("login-message", "");
-    if (next === "card") $("card").focus();
-    if (next === "password") $("user").focus();
+  }
+
+  // Which entry shows: a combined login reads the card first, then the PIN keypad or the password.
+  function layout() {
+    const pair = method === "card+pin" || method === "card+password";
+    const keypad = method === "pin" || (method === "card+pin" && pairCard !== "");
+    $("pin-entry").hidden = !keypad;
+    $("keypad").hidden = !keypad;
+    $("pin-prompt").textContent = method === "pin" ? "Enter your PIN" : "Card read. Now enter your PIN";
+    $("card-entry").hidden = method !== "card";
+    $("password-entry").hidden = method !== "password";
+    $("pair-entry").hidden = !pair || keypad;
+    $("pair-card").hidden = pairCard !== "";
+    $("pair-password").hidden = pairCard === "";
+    $("pair-prompt").textContent = pairCard ? "Card read. Now enter your password" : "Hold your card to the reader";
+    document.body.classList.toggle("pin-mode", keypad);
+    if (method === "card") $("card").focus();
+    if (method === "password") $("user").focus();
+    if (pair && !pairCard) $("pair-card").focus();
+    if (method === "card+password" && pairCard) $("pair-password").focus();
+  }
+
+  // Only the methods the central server can check get a tab (GET login); the first one is chosen.
+  async function offerMethods() {
+    const answer = await api("login");
+    if (!answer.ok || !Array.isArray(answer.data.methods) || !answer.data.methods.length) return;
+    const offered = answer.data.methods;
+    const tabs = Array.from(document.querySelectorAll(".tab"));
+    tabs.forEach((tab) => { tab.hidden = !offered.includes(tab.dataset.method); });
+    const first = tabs.find((tab) => !tab.hidden);
+    firstMethod = first ? first.dataset.method : "pin";
+    if (!offered.includes(method)) choose(firstMethod);
   }
 
   function drawPin() {
@@ -67,7 +97,11 @@
   function key(value) {
     if (busy) return;
     if (value === "back") pin = pin.slice(0, -1);
-    else if (value === "ok") { if (pin) submit({ method: "pin", secret: pin }); return; }
+    else if (value === "ok") {
+      if (pin && method === "card+pin") submit({ method: method, card: pairCard, secret: pin });
+      else if (pin) submit({ method: "pin", secret: pin });
+      return;
+    }
     else if (pin.length < MAX_PIN) pin += value;
     say("login-message", "");
     drawPin();
@@ -83,6 +117,9 @@
     drawPin();
     $("card").value = "";
     $("password").value = "";
+    $("pair-card").value = "";
+    $("pair-password").value = "";
+    if (pairCard) { pairCard = ""; layout(); }
     if (answer.ok) {
       enter(answer.data);
       return;
@@ -305,7 +342,7 @@
     keyJob = null;
     $("job-key").value = "";
     $("job-list").replaceChildren();
-    choose("pin");
+    choose(firstMethod);
     show("login");
     say("login-message", message, message ? "info" : "");
   }
@@ -332,6 +369,17 @@
     const secret = $("card").value.trim();
     if (secret) submit({ method: "card", secret: secret });
   });
+  $("pair-entry").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!pairCard) {
+      pairCard = $("pair-card").value.trim();
+      $("pair-card").value = "";
+      if (pairCard) { say("login-message", ""); layout(); }
+      return;
+    }
+    const secret = $("pair-password").value;
+    if (secret) submit({ method: method, card: pairCard, secret: secret });
+  });
   $("password-entry").addEventListener("submit", (event) => {
     event.preventDefault();
     const user = $("user").value.trim();
@@ -340,7 +388,7 @@
     submit({ method: "password", user: user, secret: secret });
   });
   document.addEventListener("keydown", (event) => {
-    if (method !== "pin" || $("login").hidden) return;
+    if ($("keypad").hidden || $("login").hidden) return;
     if (/^[0-9]$/.test(event.key)) key(event.key);
     else if (event.key === "Backspace") key("back");
     else if (event.key === "Enter") key("ok");
@@ -355,6 +403,7 @@
   $("key-cancel").addEventListener("click", cancelKey);
 
   choose("pin");
+  offerMethods();
   tickClock();
   setInterval(tickClock, 15000);
   api("session").then((answer) => { if (answer.ok) enter(answer.data); });
