@@ -16,6 +16,11 @@ A restore checks the manifest (every member listed, sizes and checksums, databas
 schema, the login cache opening under the restored key) in a staging folder before anything in the
 state folder changes; it refuses while a spooler runs there (the folder's lock), and refuses to
 replace existing databases unless forced.
+
+The jobs that were waiting when the backup was made may have printed since (a backup is a past
+moment), so a restore puts them on hold: none prints twice unasked. The admin releases the ones
+that did not print (`spooler release ID`), or restores with `--deliver-waiting` when the backup is
+known to be current (a move to new hardware right after `spooler backup`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from spooler import __version__
-from spooler.model import SpoolerError
+from spooler.model import JobState, SpoolerError
 from spooler.store.spoolfiles import ensure_private_dir, fsync_directory
 
 FORMAT = "branch-spooler-backup"
@@ -366,8 +371,10 @@ def _check_databases(staging: Path, source: Path) -> dict[str, int]:
     return versions
 
 
-def restore_backup(state_dir: Path, source: Path, *, force: bool = False) -> dict[str, Any]:
-    """Restore a backup into `state_dir`, which no spooler may be running on; the manifest.
+def restore_backup(state_dir: Path, source: Path, *, force: bool = False, hold_waiting: bool = True,
+                   now: float | None = None) -> dict[str, Any]:
+    """Restore a backup into `state_dir`, which no spooler may be running on; the manifest, with
+    "held_job_ids": the waiting jobs put on hold (`hold_waiting`, see the module's docstring).
     Existing databases are replaced only with `force` (their spool files go with them)."""
     from spooler.model import StateDirLocked
     from spooler.service import StateDirLock
@@ -395,9 +402,36 @@ def restore_backup(state_dir: Path, source: Path, *, force: bool = False) -> dic
             _replace_state(state_dir, staging, list(manifest["files"]))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        held = hold_waiting_jobs(state_dir / "spooler.db", manifest["created_at"],
+                                 time.time() if now is None else now) if hold_waiting else []  # fmt: skip
     finally:
         lock.release()
-    return manifest
+    return manifest | {"held_job_ids": held}
+
+
+def hold_waiting_jobs(database: Path, backup_made_at: float, now: float) -> list[int]:
+    """Put on hold every job of a restored database that was waiting to be delivered (pending,
+    processing, stopped; not one whose documents were still arriving, nor one already held); their ids."""
+    from spooler.jobs.service import INCOMING
+    from spooler.states import transition
+    from spooler.store.database import JobStore
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(backup_made_at))
+    message = f"held at restore: it was waiting when the backup was made ({when}) and may have printed since"
+    store = JobStore.open(database)
+    try:
+        held = []
+        for job in store.list_jobs([JobState.PENDING, JobState.PROCESSING, JobState.PROCESSING_STOPPED]):
+            if job.reason == INCOMING:
+                continue
+            if job.state != JobState.PENDING:
+                job = transition(job, JobState.PENDING, now=now, reason="job-queued", message="")
+            held.append(transition(job, JobState.PENDING_HELD, now=now, reason="job-hold-until-specified",
+                                   message=message))  # fmt: skip
+        store.update_jobs(held)
+    finally:
+        store.close()
+    return [job.job_id for job in held]
 
 
 def _replace_state(state_dir: Path, staging: Path, members: list[str]) -> None:

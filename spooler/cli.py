@@ -864,7 +864,7 @@ def cmd_restore(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
     from spooler.backup import BackupError, restore_backup
 
     try:
-        manifest = restore_backup(config.state_dir, args.file, force=args.force)
+        manifest = restore_backup(config.state_dir, args.file, force=args.force, hold_waiting=not args.deliver_waiting)
     except BackupError as error:
         raise CommandError(str(error)) from None
     store = open_store(config)
@@ -875,7 +875,7 @@ def cmd_restore(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
     waiting = sum(count for state, count in counts.items() if not state.is_final)
     summary = {"file": str(args.file.absolute()), "state_dir": str(config.state_dir),
                "created_at": manifest["created_at"], "host": manifest.get("host"),
-               "jobs": sum(counts.values()), "jobs_waiting": waiting,
+               "jobs": sum(counts.values()), "jobs_waiting": waiting, "jobs_held": manifest["held_job_ids"],
                "users": manifest["databases"].get("login.db", {}).get("users", 0),
                "members": len(manifest["files"])}  # fmt: skip
     if args.json:
@@ -883,10 +883,22 @@ def cmd_restore(config: Config, args: argparse.Namespace, out: IO[str], err: IO[
         return EXIT_OK
     out.write(f"restored {args.file} (made {_when(manifest['created_at'])} on {manifest.get('host') or '?'}) into "
               f"{config.state_dir}: {summary['jobs']} job(s), {summary['users']} login cache user(s)\n")
-    if waiting:
+    held = manifest["held_job_ids"]
+    if held:
+        out.write(f"held: {len(held)} job(s) that were waiting when the backup was made, as they may have printed "
+                  f"since: {_id_list(held)}\n"
+                  "  release the ones that did not print once the spooler runs (`spooler release ID`), cancel the "
+                  "others; or restore with --deliver-waiting to deliver them all\n")  # fmt: skip
+    elif waiting:
         out.write(f"note: {waiting} job(s) were waiting when the backup was made; they are delivered when the "
-                  "spooler starts (see `spooler jobs`; hold or cancel the ones already printed)\n")  # fmt: skip
+                  "spooler starts (see `spooler jobs`)\n")  # fmt: skip
     return EXIT_OK
+
+
+def _id_list(job_ids: list[int], most: int = 20) -> str:
+    """Job ids as a line says them: the first `most`, then how many more."""
+    shown = ", ".join(str(job_id) for job_id in job_ids[:most])
+    return shown + (f" and {len(job_ids) - most} more" if len(job_ids) > most else "")
 
 
 # -- argument parsing ------------------------------------------------------------------------------
@@ -1074,6 +1086,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("file", type=Path, metavar="FILE")
     restore.add_argument("--force", action="store_true",
                          help="replace the databases, keys and spool files the state folder has already")
+    restore.add_argument("--deliver-waiting", action="store_true",
+                         help="deliver the jobs that were waiting when the backup was made (by default they are "
+                              "held, as they may have printed since)")  # fmt: skip
     restore.set_defaults(handler=cmd_restore)
 
     for command, text in (("ipp-user", "IPP Basic authentication: the users file ([ipp] users_file)"),

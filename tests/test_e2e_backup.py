@@ -1,7 +1,9 @@
 """Backup and restore with real processes: `spooler backup` while jobs arrive through `nc` (raw port
 9100 style), `spooler restore` into a fresh state folder, and a spooler started there that has every
-job acknowledged before the backup began (and prints each, byte for byte) and whose login cache
-still decrypts (an offline PIN login works). Restore refuses while a spooler runs, and a damaged file."""
+job acknowledged before the backup began, held (it may have printed since the backup) until the admin
+releases it, then printed byte for byte, and whose login cache still decrypts (an offline PIN login
+works). `--deliver-waiting` delivers them at start. Restore refuses while a spooler runs, and a
+damaged file."""
 
 from __future__ import annotations
 
@@ -67,19 +69,33 @@ def test_backup_while_jobs_arrive_and_restore(central: RefServer, spoolers: list
     restored = Spooler(short_tempdir(), **{key: value for key, value in settings.items()
                                            if not key.startswith("device__uri")})  # the default file sink
     spoolers.append(restored)
-    done = restored.cli("restore", str(backup_file), "--json")
-    assert json.loads(done.stdout)["jobs"] >= len(before)
+    done = json.loads(restored.cli("restore", str(backup_file), "--json").stdout)
+    assert done["jobs"] >= len(before)
     listed = {job["name"]: job for job in json.loads(restored.cli("jobs", "--all", "--json").stdout)}
     assert set(before) <= set(listed), sorted(set(before) - set(listed))
+    # Every one was waiting (nothing could be delivered): each is held now, as it may have printed
+    # since the backup was made.
+    assert sorted(done["jobs_held"]) == sorted(job["job_id"] for job in listed.values())
+    assert {job["state"] for job in listed.values()} == {"pending-held"}
     down = restored.cli("status").stdout  # the daemon is not running: the stored cache opens with its key
     assert "NOT RUNNING" in down and "login cache 3 user(s): 3 usable" in down, down
     # Restoring again over it needs --force.
     again = restored.cli("restore", str(backup_file), check=False)
     assert again.returncode == 1 and "--force" in again.stderr
 
-    # Started there (the central server still down): every restored job is printed on the device,
-    # byte for byte, and the login cache opens with the restored key: an offline PIN login works.
+    # Started there (the central server still down): the admin releases every job but one (the
+    # first with the CLI); they print on the device. The one not released stays held and unprinted.
     restored.start()
+    kept = listed[before[0]]["job_id"]
+    released = sorted(job["job_id"] for job in listed.values() if job["job_id"] != kept)
+    assert restored.cli("release", str(released[0])).stdout == f"job {released[0]}: pending\n"
+    for job_id in released[1:]:
+        assert admin(restored, "POST", f"/v1/jobs/{job_id}/release")[0] == 200
+    restored.wait_delivered(len(released), timeout=90)
+    assert json.loads(restored.cli("show", str(kept), "--json").stdout)["state"] == "pending-held"
+    assert before[0] not in {restored.sink_sidecar(data_file)["name"] for data_file in restored.sink_files()}
+    # Every restored job is printed, byte for byte, once the last is released too.
+    restored.cli("release", str(kept))
     restored.wait_delivered(len(listed), timeout=90)
     printed = {}
     for data_file in restored.sink_files():
@@ -120,5 +136,30 @@ def test_restore_refuses_a_damaged_or_foreign_file(spooler_factory, tmp_path: Pa
         # Nothing was written into the state folder by the refused restores.
         assert not (fresh.state_dir / "spooler.db").exists()
         assert fresh.cli("restore", str(tmp_path / "good.backup"), check=False).returncode == 0
+    finally:
+        fresh.cleanup()
+
+
+def test_restore_with_deliver_waiting_prints_the_waiting_jobs_at_start(spooler_factory, tmp_path: Path) -> None:
+    # Jobs waiting (the device never answers) when the backup is made; restored with
+    # --deliver-waiting, none is held and each prints when the restored spooler starts.
+    spooler = spooler_factory(device__uri="socket://127.0.0.1:9", device__connect_timeout="1s").start()
+    sender = RawJobSender(lambda: spooler.raw_port, tmp_path, body_of, prefix="waiting")
+    sender.start()
+    try:
+        wait_for(lambda: len(sender.acknowledged) >= 3, timeout=30, what="3 acknowledged jobs")
+    finally:
+        sender.finish()
+    spooler.cli("backup", str(tmp_path / "waiting.backup"))
+    spooler.stop()
+    fresh = Spooler(short_tempdir())
+    try:
+        done = fresh.cli("restore", str(tmp_path / "waiting.backup"), "--deliver-waiting", "--json")
+        restored = json.loads(done.stdout)
+        assert restored["jobs_held"] == [] and restored["jobs_waiting"] == restored["jobs"] >= 3
+        fresh.start()
+        fresh.wait_delivered(restored["jobs"], timeout=60)
+        printed = {fresh.sink_sidecar(data_file)["name"] for data_file in fresh.sink_files()}
+        assert set(sender.acknowledged) <= printed
     finally:
         fresh.cleanup()

@@ -102,3 +102,33 @@ def test_readonly_store_reads_but_cannot_write(tmp_path: Path) -> None:
         reader.insert_job(make_job(2), [])
     with pytest.raises(FileNotFoundError):
         JobStore.open_readonly(tmp_path / "missing.db")
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "held"),
+    [
+        (JobState.PENDING, "job-queued", True),  # waiting for its delivery
+        (JobState.PROCESSING, "job-printing", True),  # cut off by the backup's moment
+        (JobState.PROCESSING_STOPPED, "printer-stopped", True),
+        (JobState.PENDING, "job-incoming", False),  # its documents were still arriving: never acknowledged whole
+        (JobState.PENDING_HELD, "job-hold-until-specified", False),  # held already, as it was
+        (JobState.COMPLETED, "job-completed-successfully", False),
+        (JobState.CANCELED, "job-canceled-by-user", False),
+    ],
+)
+def test_a_restore_holds_the_jobs_that_were_waiting(tmp_path: Path, state: JobState, reason: str,
+                                                     held: bool) -> None:  # fmt: skip
+    from spooler.backup import hold_waiting_jobs
+
+    store = JobStore.open(tmp_path / "db")
+    insert(store, make_job(1, state).evolve(reason=reason))
+    store.close()
+    assert hold_waiting_jobs(tmp_path / "db", 1_000.0, 2_000.0) == ([1] if held else [])
+    store = JobStore.open(tmp_path / "db")
+    job = store.get(1)
+    store.close()
+    if held:
+        assert (job.state, job.reason) == (JobState.PENDING_HELD, "job-hold-until-specified")
+        assert job.message.startswith("held at restore: it was waiting when the backup was made")
+    else:
+        assert (job.state, job.reason) == (state, reason)
