@@ -7,7 +7,7 @@ Routes (JSON in and out; every error is `{"error": text, "code": keyword}` with 
     POST /api/v1/login                   {"method": "pin"|"card"|"password", "secret": "...", "user": "..."?}
                                          or {"method": "card+pin"|"card+password", "card": "...", "secret":
                                          PIN or password}
-                                         -> the session; the token in an HttpOnly, SameSite=Strict cookie
+                                         -> the session; the token in an HttpOnly, SameSite=Strict cookie (Secure over TLS)
                                          (and in the body when the client asks with "token": true, for
                                          an `Authorization: Bearer` client such as a printer panel)
     GET  /api/v1/session                 who is logged in here, mode (online/offline), the offline notice
@@ -253,7 +253,8 @@ class TerminalResource(JsonResource):
                 user=outcome.user, mode=outcome.mode, notice=outcome.notice, profile=dict(outcome.profile or {}),
                 peer=peer, valid_until=outcome.valid_until,
             )  # fmt: skip
-            request.addCookie(COOKIE, token.encode("ascii"), path=b"/", httpOnly=True, sameSite="strict")
+            request.addCookie(COOKIE, token.encode("ascii"), path=b"/", httpOnly=True, sameSite="strict",
+                              secure=request.isSecure() or None)  # served over TLS: never sent back in clear
             log.info("Terminal login of {user} ({mode}) at {terminal} by {method}", spool_event="terminal_login",
                      user=outcome.user, mode=outcome.mode, terminal=terminal, method=method)  # fmt: skip
             answer = session.public(self.sessions.idle_timeout)
@@ -278,7 +279,8 @@ class TerminalResource(JsonResource):
 
     def _do_logout(self, request: Request) -> dict[str, Any]:
         session = self.sessions.close(self._token(request))
-        request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict", max_age="0")
+        request.addCookie(COOKIE, b"", path=b"/", httpOnly=True, sameSite="strict", max_age="0",
+                          secure=request.isSecure() or None)
         if session is not None:
             log.info("Terminal logout of {user}", spool_event="terminal_logout", user=session.user)
         return {"logged_out": session is not None}
